@@ -1,0 +1,217 @@
+"""The runner result contract: the one agreement between the operator and the runner pod.
+
+Both sides import this module and nothing else of each other:
+
+* the operator builds the runner's environment with :meth:`RunnerConfig.to_env`;
+  the runner reads it back with :meth:`RunnerConfig.from_env`;
+* the runner ends with one of the :class:`ExitCode` values and writes a compact
+  :class:`RunnerResult` as its termination message (at most 4 KiB, the limit
+  Kubernetes enforces) and the full result as ``result.json`` in S3, last;
+* the operator reads the termination message back with :func:`decode_termination_message`
+  and maps ``(exit code, result)`` to a :class:`FailureClass` with :func:`classify_exit`.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+from typing import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+TERMINATION_MESSAGE_LIMIT = 4096
+RESULT_JSON_NAME = "result.json"
+OOM_EXIT_CODE = 137
+
+
+class ExitCode(enum.IntEnum):
+    """Exit codes of ``supercheck-runner``. Chosen clear of 137 (SIGKILL/OOM) and k6's 99."""
+
+    PASSED = 0
+    TEST_FAILED = 10
+    VALIDATION = 11
+    TIMEOUT = 12
+    BROWSER_CRASH = 13
+    INFRASTRUCTURE = 14
+
+
+class FailureClass(str, enum.Enum):
+    """Why an attempt did not pass. Drives the retry policy (DESIGN.md outcome table)."""
+
+    NONE = "none"
+    TEST_FAILURE = "test_failure"
+    VALIDATION = "validation"
+    TIMEOUT = "timeout"
+    OOM = "oom"
+    BROWSER_CRASH = "browser_crash"
+    INFRASTRUCTURE = "infrastructure"
+    POD_LOST = "pod_lost"
+
+
+_EXIT_TO_CLASS = {
+    ExitCode.PASSED: FailureClass.NONE,
+    ExitCode.TEST_FAILED: FailureClass.TEST_FAILURE,
+    ExitCode.VALIDATION: FailureClass.VALIDATION,
+    ExitCode.TIMEOUT: FailureClass.TIMEOUT,
+    ExitCode.BROWSER_CRASH: FailureClass.BROWSER_CRASH,
+    ExitCode.INFRASTRUCTURE: FailureClass.INFRASTRUCTURE,
+}
+
+
+def exit_code_for(failure: FailureClass) -> ExitCode:
+    for code, cls in _EXIT_TO_CLASS.items():
+        if cls == failure:
+            return code
+    return ExitCode.INFRASTRUCTURE
+
+
+def classify_exit(exit_code: int | None, reason: str | None = None) -> FailureClass:
+    """Map a terminated container to a failure class, without a runner result.
+
+    ``reason`` is the container state's reason (``OOMKilled``, ``Error``...).
+    An unknown non-zero exit code means the runner died without speaking: the pod was lost.
+    """
+    if reason == "OOMKilled" or exit_code == OOM_EXIT_CODE:
+        return FailureClass.OOM
+    if exit_code is None:
+        return FailureClass.POD_LOST
+    try:
+        return _EXIT_TO_CLASS[ExitCode(exit_code)]
+    except ValueError:
+        return FailureClass.POD_LOST
+
+
+class TestSummary(BaseModel):
+    """Playwright counts (status.summary)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    __test__ = False  # not a pytest test class
+
+    total: int = 0
+    passed: int = 0
+    failed: int = 0
+    flaky: int = 0
+    skipped: int = 0
+
+
+class K6Summary(BaseModel):
+    """k6 verdict (status.k6)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    thresholdsPassed: bool = True
+    checksPassed: int = 0
+    checksFailed: int = 0
+    iterations: int = 0
+    httpReqDurationP95Ms: float | None = None
+
+
+class ArtifactLocation(BaseModel):
+    """Where the attempt's artifacts are in S3 (status.artifacts)."""
+
+    bucket: str
+    prefix: str
+    report: str | None = Field(default=None, description="Key of the HTML report")
+
+
+class RunnerResult(BaseModel):
+    """What one runner attempt produced."""
+
+    exitCode: int
+    failureClass: FailureClass
+    message: str = ""
+    summary: TestSummary | None = None
+    k6: K6Summary | None = None
+    artifacts: ArtifactLocation | None = None
+    durationMs: int | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.failureClass == FailureClass.NONE
+
+
+def encode_termination_message(result: RunnerResult) -> str:
+    """Compact JSON within Kubernetes' 4 KiB limit; the message is shortened first, never the counts."""
+    data = result.model_dump(mode="json", exclude_none=True)
+    text = json.dumps(data, separators=(",", ":"))
+    while len(text.encode()) > TERMINATION_MESSAGE_LIMIT and data.get("message"):
+        msg = data["message"]
+        data["message"] = msg[: max(0, len(msg) // 2 - 1)] + "…"
+        if len(msg) < 8:
+            data["message"] = ""
+        text = json.dumps(data, separators=(",", ":"))
+    return text
+
+
+def decode_termination_message(text: str | None) -> RunnerResult | None:
+    """The runner's result, or None when the message is absent or not ours (e.g. a kill)."""
+    if not text:
+        return None
+    try:
+        return RunnerResult.model_validate_json(text)
+    except ValueError:
+        return None
+
+
+class RunnerConfig(BaseModel):
+    """Everything the runner needs, passed as environment variables of the runner container."""
+
+    type: str  # "playwright" | "k6"
+    scriptPath: str
+    timeoutSeconds: int
+    runName: str
+    namespace: str
+    attempt: int
+    bucket: str
+    prefix: str
+    playwrightRetries: int = 1
+    playwrightTrace: str = "retain-on-failure"
+    playwrightHeadless: bool = True
+    playwrightWorkers: int = 2
+    k6Args: list[str] = Field(default_factory=list)
+    workDir: str = "/tmp/supercheck"
+
+    _PREFIX = "SUPERCHECK_"
+
+    def to_env(self) -> dict[str, str]:
+        env = {}
+        for name, value in self.model_dump().items():
+            if isinstance(value, (list, bool)):
+                value = json.dumps(value)
+            env[_env_name(name)] = str(value)
+        return env
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "RunnerConfig":
+        environ = os.environ if environ is None else environ
+        data: dict[str, object] = {}
+        for name, field in cls.model_fields.items():
+            key = _env_name(name)
+            if key not in environ:
+                continue
+            raw = environ[key]
+            if field.annotation in (bool, list[str]):
+                data[name] = json.loads(raw)
+            else:
+                data[name] = raw
+        return cls.model_validate(data)
+
+
+def _env_name(field: str) -> str:
+    snake = "".join("_" + c if c.isupper() else c.upper() for c in field)
+    return "SUPERCHECK_" + snake.lstrip("_")
+
+
+def artifact_prefix(namespace: str, name: str, uid: str, attempt: int) -> str:
+    """Unique per run and attempt: a later run of the same name never overwrites an earlier one."""
+    return f"{namespace}/{name}/{uid}/attempt-{attempt}"
+
+
+BUCKETS = {
+    "playwright": "playwright-test-artifacts",
+    "playwright-job": "playwright-job-artifacts",
+    "k6": "k6-performance-artifacts",
+    "monitor": "playwright-monitor-artifacts",
+}

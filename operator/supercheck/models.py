@@ -1,0 +1,174 @@
+"""The TestRun vocabulary: spec and status shapes, the single source of the CRD schema.
+
+`supercheck.crdgen` turns these models into `crds/*.yaml`; a test holds the committed
+files against them. Field names are camelCase because they are the Kubernetes API.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from supercheck.contract import ArtifactLocation, FailureClass, K6Summary, TestSummary
+
+GROUP = "supercheck.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Phase(str, enum.Enum):
+    PENDING = "Pending"
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    UPLOADING = "Uploading"
+    PASSED = "Passed"
+    FAILED = "Failed"
+    ERROR = "Error"
+    TIMED_OUT = "TimedOut"
+    CANCELLED = "Cancelled"
+    REJECTED = "Rejected"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_PHASES
+
+
+TERMINAL_PHASES = frozenset(
+    {Phase.PASSED, Phase.FAILED, Phase.ERROR, Phase.TIMED_OUT, Phase.CANCELLED, Phase.REJECTED}
+)
+
+
+class ConfigMapKeyRef(_Model):
+    name: str = Field(min_length=1, max_length=253, description="ConfigMap in the TestRun's namespace")
+    key: str = Field(min_length=1, max_length=253, description="Key holding the script")
+
+
+class ScriptSource(_Model):
+    """Exactly one of `inline` or `configMapRef`."""
+
+    inline: str | None = Field(default=None, min_length=1, max_length=1_000_000, description="The script itself")
+    configMapRef: ConfigMapKeyRef | None = None
+
+
+class KeyRef(_Model):
+    name: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+    optional: bool | None = None
+
+
+class EnvVarSource(_Model):
+    secretKeyRef: KeyRef | None = None
+    configMapKeyRef: KeyRef | None = None
+
+
+class EnvVar(_Model):
+    """As in a container: handed to the test (process.env in Playwright, __ENV in k6)."""
+
+    name: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    value: str | None = None
+    valueFrom: EnvVarSource | None = None
+
+
+class NameRef(_Model):
+    name: str = Field(min_length=1)
+    optional: bool | None = None
+
+
+class EnvFromSource(_Model):
+    prefix: str | None = None
+    secretRef: NameRef | None = None
+    configMapRef: NameRef | None = None
+
+
+class Resources(_Model):
+    """Limits for the runner container; requests equal limits. Bounded by the operator's configuration."""
+
+    cpu: str | None = Field(default=None, pattern=QUANTITY_PATTERN, description="e.g. 2 or 500m")
+    memory: str | None = Field(default=None, pattern=QUANTITY_PATTERN, description="e.g. 3Gi")
+    ephemeralStorage: str | None = Field(default=None, pattern=QUANTITY_PATTERN, description="e.g. 10Gi")
+
+
+class PlaywrightOptions(_Model):
+    retries: int | None = Field(default=None, ge=0, le=10, description="Default PLAYWRIGHT_RETRIES")
+    trace: Literal["off", "on", "retain-on-failure", "on-first-retry"] | None = Field(
+        default=None, description="Default PLAYWRIGHT_TRACE"
+    )
+    headless: bool | None = Field(default=None, description="Default PLAYWRIGHT_HEADLESS")
+    workers: int | None = Field(default=None, ge=1, le=16, description="Default MAX_CONCURRENT_EXECUTIONS")
+
+
+class K6Options(_Model):
+    args: list[str] = Field(default_factory=list, max_length=64, description="Extra `k6 run` arguments")
+
+
+class TestRunSpec(_Model):
+    __test__ = False
+
+    type: Literal["playwright", "k6"]
+    script: ScriptSource
+    priority: int = Field(default=0, ge=-1000, le=1000, description="Higher runs first")
+    timeoutSeconds: int | None = Field(
+        default=None, ge=1, le=86400, description="Default TEST_EXECUTION_TIMEOUT_MS / 1000"
+    )
+    env: list[EnvVar] = Field(default_factory=list, max_length=256)
+    envFrom: list[EnvFromSource] = Field(default_factory=list, max_length=32)
+    resources: Resources | None = None
+    playwright: PlaywrightOptions | None = None
+    k6: K6Options | None = None
+    ttlSecondsAfterFinished: int | None = Field(
+        default=None, ge=0, le=31_536_000, description="Delete the TestRun this long after it ends"
+    )
+
+
+class Condition(_Model):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str | None = None
+    message: str | None = None
+    lastTransitionTime: str | None = None
+
+
+class AttemptRecord(_Model):
+    """One runner pod and how it ended."""
+
+    attempt: int
+    podName: str
+    phase: str | None = None
+    failureClass: FailureClass | None = None
+    exitCode: int | None = None
+    message: str | None = None
+    startedAt: str | None = None
+    completedAt: str | None = None
+
+
+class TestRunStatus(_Model):
+    __test__ = False
+
+    phase: Phase | None = None
+    reason: str | None = None
+    message: str | None = None
+    attempts: int = 0
+    startedAt: str | None = None
+    completedAt: str | None = None
+    queuedAt: str | None = None
+    retryAfterSeconds: int | None = None
+    nextAttemptAt: str | None = None
+    podName: str | None = None
+    failureClass: FailureClass | None = None
+    summary: TestSummary | None = None
+    k6: K6Summary | None = None
+    artifacts: ArtifactLocation | None = None
+    attemptHistory: list[AttemptRecord] = Field(default_factory=list)
+    recorded: list[int] = Field(
+        default_factory=list, description="Attempts whose final row is in PostgreSQL"
+    )
+    conditions: list[Condition] = Field(default_factory=list)
+    observedGeneration: int | None = None
