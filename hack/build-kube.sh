@@ -28,7 +28,7 @@ ldflags="-s -w \
 
 cd "$here/kube-build"
 start=$(date +%s)
-echo "building Kubernetes $version and its etcd into $out (cold: ~15-25 min on 2 cores)" >&2
+echo "building Kubernetes $version and its etcd into $out (cold: ~8 min on 2 cores)" >&2
 tmp="$out.tmp.$$"; mkdir -p "$tmp"
 CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$tmp/" \
   k8s.io/kubernetes/cmd/kube-apiserver \

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Install everything Supercheck's local environment and tests need on a fresh
+# Debian machine: system packages, the Python virtualenv, the runner's npm
+# packages and the Kubernetes binaries (built from the Go module proxy).
+# Idempotent and quick when everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+stamp_dir=.dev/stamps
+mkdir -p "$stamp_dir"
+
+# 1. System packages (Debian): Redis, PostgreSQL, Chromium for Playwright, and
+#    util-linux/iproute2/procps for the node agent (unshare, mount).
+pkgs=(redis-server postgresql chromium util-linux procps ca-certificates)
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "[deps] apt-get install ${missing[*]}"
+  SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# 2. Python virtualenv with the package and its test/dev/runner extras.
+py_key=$(cat pyproject.toml | sha256sum | cut -c1-16)
+if [ ! -x .venv/bin/python ] || [ "$(cat $stamp_dir/python 2>/dev/null)" != "$py_key" ]; then
+  echo "[deps] python virtualenv"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[test]'
+  echo "$py_key" > $stamp_dir/python
+fi
+
+# 3. The runner's npm packages (@playwright/test, pinned by package-lock.json).
+#    Browsers are not downloaded: Chromium comes from Debian.
+if [ -f runner-image/package-lock.json ]; then
+  npm_key=$(cat runner-image/package-lock.json | sha256sum | cut -c1-16)
+  if [ ! -d runner-image/node_modules ] || [ "$(cat $stamp_dir/npm 2>/dev/null)" != "$npm_key" ]; then
+    echo "[deps] npm ci (runner-image)"
+    (cd runner-image && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+    echo "$npm_key" > $stamp_dir/npm
+  fi
+fi
+
+# 4. Kubernetes and etcd, built once per release into ~/.cache/supercheck.
+hack/build-kube.sh >/dev/null

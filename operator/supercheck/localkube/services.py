@@ -1,0 +1,155 @@
+"""The services Supercheck stores into, on loopback with data under `.dev/`:
+Redis and PostgreSQL from Debian's packages, and an S3 server.
+
+S3 is moto's server mode, not MinIO: MinIO is AGPL-3.0 (this workplace's package
+list marks it "use something else") and its build from the Go module proxy would add
+several minutes to every cold CI run on two cores. moto speaks the same S3 API
+(buckets, multipart, presigned URLs) that the runner and operator use through boto3.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from supercheck.localkube.controlplane import http_ok, wait_for
+from supercheck.localkube.layout import PORTS, Layout
+from supercheck.localkube.procs import Proc
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_USER = "postgres"
+PG_DB = "supercheck"
+S3_ACCESS_KEY = "supercheck"
+S3_SECRET_KEY = "supercheck-secret"
+
+REDIS_URL = f"redis://127.0.0.1:{PORTS.redis}/0"
+DATABASE_URL = f"postgresql://{PG_USER}@127.0.0.1:{PORTS.postgres}/{PG_DB}"
+S3_ENDPOINT_URL = f"http://127.0.0.1:{PORTS.s3}"
+
+
+def redis_ping() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", PORTS.redis), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def start_redis(layout: Layout) -> Proc:
+    proc = Proc(layout, "redis")
+    if not proc.running():
+        data = layout.data("redis")
+        data.mkdir(parents=True, exist_ok=True)
+        proc.start(
+            [
+                shutil.which("redis-server") or "/usr/bin/redis-server",
+                "--bind", "127.0.0.1",
+                "--port", str(PORTS.redis),
+                "--dir", str(data),
+                # The ledger is rebuilt from the cluster after a restart; no persistence needed.
+                "--save", "",
+                "--appendonly", "no",
+            ]
+        )
+    wait_for("redis", redis_ping, 30, proc)
+    return proc
+
+
+def _pg_ready() -> bool:
+    res = subprocess.run(
+        [str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(PORTS.postgres), "-d", "postgres", "-U", PG_USER],
+        capture_output=True,
+    )
+    return res.returncode == 0
+
+
+def _as_postgres(argv: list[str], **kw) -> subprocess.CompletedProcess:
+    # PostgreSQL refuses to run as root; Debian's package created the postgres user.
+    return subprocess.run(["runuser", "-u", PG_USER, "--"] + argv, check=True, **kw)
+
+
+def start_postgres(layout: Layout) -> Proc:
+    proc = Proc(layout, "postgres")
+    data = layout.data("postgres")
+    if not proc.running():
+        pw = pwd.getpwnam(PG_USER)
+        if not (data / "PG_VERSION").exists():
+            data.mkdir(parents=True, exist_ok=True)
+            _chown_tree(data, pw.pw_uid, pw.pw_gid)
+            _as_postgres(
+                [str(PG_BIN / "initdb"), "-D", str(data), "-U", PG_USER, "--auth=trust", "-E", "UTF8", "--no-sync"],
+                stdout=subprocess.DEVNULL,
+            )
+        _chown_tree(data, pw.pw_uid, pw.pw_gid)
+        # The parent folders must be traversable by the postgres user.
+        for parent in [data.parent, *data.parents]:
+            if parent == Path("/"):
+                break
+            parent.chmod(parent.stat().st_mode | 0o011)
+        proc.start(
+            [
+                "runuser", "-u", PG_USER, "--",
+                str(PG_BIN / "postgres"),
+                "-D", str(data),
+                "-h", "127.0.0.1",
+                "-p", str(PORTS.postgres),
+                "-k", str(data),  # unix socket in the data dir, not /var/run/postgresql
+                "-c", "fsync=off",
+                "-c", "max_connections=200",
+            ]
+        )
+    wait_for("postgres", _pg_ready, 60, proc)
+    _ensure_database()
+    return proc
+
+
+def _ensure_database() -> None:
+    exists = subprocess.run(
+        ["runuser", "-u", PG_USER, "--", str(PG_BIN / "psql"), "-h", "127.0.0.1", "-p", str(PORTS.postgres),
+         "-U", PG_USER, "-d", "postgres", "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{PG_DB}'"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    if exists != "1":
+        _as_postgres([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(PORTS.postgres), "-U", PG_USER, PG_DB])
+
+
+def _chown_tree(path: Path, uid: int, gid: int) -> None:
+    for p in [path, *path.rglob("*")]:
+        try:
+            if p.stat().st_uid != uid:
+                os.chown(p, uid, gid)
+        except FileNotFoundError:
+            pass
+
+
+def start_s3(layout: Layout) -> Proc:
+    proc = Proc(layout, "s3")
+    if not proc.running():
+        proc.start(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(PORTS.s3)],
+            env={"PATH": "/usr/bin:/bin", "MOTO_ALLOW_NONEXISTENT_REGION": "true"},
+        )
+    wait_for("s3", lambda: http_ok(f"{S3_ENDPOINT_URL}/moto-api/"), 60, proc)
+    return proc
+
+
+def create_buckets(names) -> None:
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=S3_ENDPOINT_URL,
+        aws_access_key_id=S3_ACCESS_KEY,
+        aws_secret_access_key=S3_SECRET_KEY,
+        region_name="us-east-1",
+    )
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    for name in names:
+        if name not in existing:
+            s3.create_bucket(Bucket=name)
