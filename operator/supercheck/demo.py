@@ -1,0 +1,134 @@
+"""`make demo`: run the example TestRuns on the local environment and print their results.
+
+Serves `examples/site/` on 127.0.0.1:18090 as the system under test (the examples need
+no internet), applies every manifest in `examples/` to the namespace `supercheck-demo`,
+follows the runs with a line per transition, and ends with a result table.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+from supercheck.localkube.layout import default_layout
+from supercheck.models import GROUP, TERMINAL_PHASES, VERSION
+
+NAMESPACE = "supercheck-demo"
+SITE_PORT = 18090
+TIMEOUT_S = 600
+
+
+def serve_site(root: Path) -> http.server.ThreadingHTTPServer:
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", SITE_PORT), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # the load test would drown the progress lines
+        pass
+
+
+def _kubectl(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
+    layout = default_layout()
+    return subprocess.run(
+        [str(layout.dev / "bin" / "kubectl"), f"--kubeconfig={layout.kubeconfig}", *args],
+        input=input, text=True, capture_output=True,
+    )
+
+
+def result_text(status: dict) -> str:
+    if status.get("summary"):
+        s = status["summary"]
+        return f"{s.get('passed', 0)}/{s.get('total', 0)} passed, {s.get('failed', 0)} failed, {s.get('flaky', 0)} flaky"
+    if status.get("k6"):
+        k = status["k6"]
+        verdict = "thresholds ok" if k.get("thresholdsPassed") else "thresholds crossed"
+        p95 = k.get("httpReqDurationP95Ms")
+        p95_text = f", p95 {p95:.1f} ms" if isinstance(p95, (int, float)) else ""
+        return f"{verdict}, checks {k.get('checksPassed', 0)}/{k.get('checksPassed', 0) + k.get('checksFailed', 0)}{p95_text}"
+    return status.get("reason") or ""
+
+
+def duration_text(status: dict) -> str:
+    try:
+        start = datetime.fromisoformat(status["startedAt"].replace("Z", "+00:00"))
+        end = datetime.fromisoformat(status["completedAt"].replace("Z", "+00:00"))
+        return f"{(end - start).total_seconds():.1f}s"
+    except (KeyError, AttributeError, ValueError):
+        return "-"
+
+
+def artifacts_text(status: dict) -> str:
+    a = status.get("artifacts") or {}
+    if not a:
+        return "-"
+    return f"s3://{a['bucket']}/{a.get('report') or a['prefix'] + '/'}"
+
+
+def print_table(runs: list[dict]) -> None:
+    rows = [("NAME", "TYPE", "PHASE", "ATTEMPTS", "RESULT", "DURATION", "ARTIFACTS")]
+    for run in sorted(runs, key=lambda r: r["metadata"]["name"]):
+        st = run.get("status") or {}
+        rows.append(
+            (
+                run["metadata"]["name"], run["spec"]["type"], st.get("phase", "-"), str(st.get("attempts", 0)),
+                result_text(st), duration_text(st), artifacts_text(st),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def main() -> int:
+    from kubernetes import client, config
+
+    layout = default_layout()
+    server = serve_site(layout.root / "examples" / "site")
+    print(f"serving examples/site on http://127.0.0.1:{SITE_PORT}")
+
+    api = client.CustomObjectsApi(config.new_client_from_config(config_file=str(layout.kubeconfig)))
+    _kubectl("create", "namespace", NAMESPACE)
+    # A demo is repeatable: earlier runs of the examples make way for new ones.
+    _kubectl("delete", "testruns", "--all", "-n", NAMESPACE, "--wait=true", "--timeout=60s")
+    manifests = sorted((layout.root / "examples").glob("*.yaml"))
+    for manifest in manifests:
+        res = _kubectl("apply", "-n", NAMESPACE, "-f", str(manifest))
+        if res.returncode != 0:
+            print(res.stderr, file=sys.stderr)
+            return 1
+        print(res.stdout.strip())
+
+    seen: dict[str, tuple] = {}
+    deadline = time.monotonic() + TIMEOUT_S
+    runs: list[dict] = []
+    while time.monotonic() < deadline:
+        runs = api.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "testruns")["items"]
+        for run in runs:
+            st = run.get("status") or {}
+            state = (st.get("phase"), st.get("attempts"))
+            if seen.get(run["metadata"]["name"]) != state:
+                seen[run["metadata"]["name"]] = state
+                detail = f" ({st['message']})" if st.get("message") and st.get("phase") != "Running" else ""
+                print(f"{time.strftime('%H:%M:%S')}  {run['metadata']['name']:22} {st.get('phase', 'Pending'):10} attempt {st.get('attempts', 0)}{detail}")
+        if runs and all((r.get("status") or {}).get("phase") in {p.value for p in TERMINAL_PHASES} for r in runs):
+            break
+        time.sleep(1)
+    server.shutdown()
+    print()
+    print_table(runs)
+    print(f"\nInspect: source .dev/env && kubectl get testruns -n {NAMESPACE}; kubectl describe testrun <name> -n {NAMESPACE}")
+    done = all((r.get("status") or {}).get("phase") in {p.value for p in TERMINAL_PHASES} for r in runs)
+    return 0 if done and runs else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
