@@ -43,3 +43,6 @@ fi
 
 # 4. Kubernetes and etcd, built once per release into ~/.cache/supercheck.
 hack/build-kube.sh >/dev/null
+
+# 5. helm, to render and validate the chart in the tests.
+hack/build-helm.sh >/dev/null
