@@ -54,6 +54,18 @@ class ConfigMapKeyRef(_Model):
 class ScriptSource(_Model):
     """Exactly one of `inline` or `configMapRef`."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.inline) != has(self.configMapRef)",
+                    "message": "set exactly one of spec.script.inline (the script itself) or "
+                    "spec.script.configMapRef (name and key of a ConfigMap holding it)",
+                }
+            ]
+        }
+    )
+
     inline: str | None = Field(default=None, min_length=1, max_length=1_000_000, description="The script itself")
     configMapRef: ConfigMapKeyRef | None = None
 
@@ -91,9 +103,9 @@ class EnvFromSource(_Model):
 class Resources(_Model):
     """Limits for the runner container; requests equal limits. Bounded by the operator's configuration."""
 
-    cpu: str | None = Field(default=None, pattern=QUANTITY_PATTERN, description="e.g. 2 or 500m")
-    memory: str | None = Field(default=None, pattern=QUANTITY_PATTERN, description="e.g. 3Gi")
-    ephemeralStorage: str | None = Field(default=None, pattern=QUANTITY_PATTERN, description="e.g. 10Gi")
+    cpu: str | None = Field(default=None, max_length=32, pattern=QUANTITY_PATTERN, description="e.g. 2 or 500m")
+    memory: str | None = Field(default=None, max_length=32, pattern=QUANTITY_PATTERN, description="e.g. 3Gi")
+    ephemeralStorage: str | None = Field(default=None, max_length=32, pattern=QUANTITY_PATTERN, description="e.g. 10Gi")
 
 
 class PlaywrightOptions(_Model):
@@ -111,6 +123,20 @@ class K6Options(_Model):
 
 class TestRunSpec(_Model):
     __test__ = False
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.type == 'k6' || !has(self.k6)",
+                    "message": "spec.k6 applies only to type k6; use spec.playwright for type playwright",
+                },
+                {
+                    "rule": "self.type == 'playwright' || !has(self.playwright)",
+                    "message": "spec.playwright applies only to type playwright; use spec.k6 for type k6",
+                },
+            ]
+        }
+    )
 
     type: Literal["playwright", "k6"]
     script: ScriptSource
@@ -129,7 +155,7 @@ class TestRunSpec(_Model):
 
 
 class Condition(_Model):
-    type: str
+    type: str = Field(description="Admitted, ScriptResolved, ResultsRecorded")
     status: Literal["True", "False", "Unknown"]
     reason: str | None = None
     message: str | None = None
@@ -166,6 +192,12 @@ class TestRunStatus(_Model):
     summary: TestSummary | None = None
     k6: K6Summary | None = None
     artifacts: ArtifactLocation | None = None
+    slot: Literal["running", "queued"] | None = Field(
+        default=None, description="What the capacity ledger holds for this run, if anything"
+    )
+    queueSeq: int | None = Field(default=None, description="Arrival order in the queue (FIFO within a priority)")
+    result: str | None = Field(default=None, description="One-line outcome: test counts or the k6 verdict")
+    duration: str | None = Field(default=None, description="Wall time from start to end, e.g. 1m12s")
     attemptHistory: list[AttemptRecord] = Field(default_factory=list)
     recorded: list[int] = Field(
         default_factory=list, description="Attempts whose final row is in PostgreSQL"

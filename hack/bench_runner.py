@@ -1,0 +1,295 @@
+#!/usr/bin/env python3
+"""Benchmark of supercheck-runner. Prints figures and ratios against baselines run in the same script:
+
+1. wall time: supercheck-runner (validation, generated config, four reporters, traces/screenshots/
+   videos on failure, S3 upload, result) against a raw `npx playwright test` of the same spec
+   (same Chromium, same workers, list reporter only);
+2. upload throughput: the runner's uploader against `aws s3 cp --recursive` of the same folder;
+3. peak memory of a Playwright run under the runner (the whole process tree: runner, node,
+   workers, Chromium), as RSS sum and as PSS sum (shared pages counted once).
+
+Everything is local: moto's S3 server and a small HTTP site on 127.0.0.1.
+
+    .venv/bin/python hack/bench_runner.py [--rounds 3] [--upload-mb 100]
+
+The AWS CLI baseline needs `pip install awscli==1.46.3` in the venv (skipped if absent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import boto3
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "operator"))
+
+from supercheck.contract import BUCKETS, RunnerConfig, artifact_prefix  # noqa: E402
+from supercheck.runner import artifacts  # noqa: E402
+
+VENV_BIN = Path(sys.executable).parent
+NODE_MODULES = REPO / "runner-image" / "node_modules"
+CHROMIUM = os.environ.get("SUPERCHECK_CHROMIUM_PATH", "/usr/bin/chromium")
+CREDS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret", "AWS_REGION": "us-east-1"}
+BUCKET = BUCKETS["playwright"]
+
+SPEC = """
+import { test, expect } from '@playwright/test';
+const site = process.env.TARGET_URL;
+test('home page has a title', async ({ page }) => {
+  await page.goto(site);
+  await expect(page).toHaveTitle(/Bench/);
+});
+test('button works', async ({ page }) => {
+  await page.goto(site);
+  await page.getByRole('button', { name: 'Go' }).click();
+  await expect(page.locator('#out')).toHaveText('clicked');
+});
+test('second page', async ({ page }) => {
+  await page.goto(site + '/about');
+  await expect(page.getByRole('heading')).toHaveText('About');
+});
+"""
+
+PAGES = {
+    "/": b"<!doctype html><title>Bench</title><button onclick=\"out.textContent='clicked'\">Go</button><p id=out></p>",
+    "/about": b"<!doctype html><title>About</title><h1>About</h1>",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_site() -> tuple[ThreadingHTTPServer, str]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            body = PAGES.get(self.path.split("?")[0])
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def start_moto() -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    endpoint = f"http://127.0.0.1:{port}"
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id=CREDS["AWS_ACCESS_KEY_ID"], aws_secret_access_key=CREDS["AWS_SECRET_ACCESS_KEY"])
+    for bucket in BUCKETS.values():
+        client.create_bucket(Bucket=bucket)
+    return proc, endpoint
+
+
+class TreeMemory:
+    """Samples the process tree of a pid: peak sum of RSS and of PSS."""
+
+    def __init__(self, pid: int, interval: float = 0.2):
+        self.root = psutil.Process(pid)
+        self.interval = interval
+        self.peak_rss = 0
+        self.peak_pss = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+            except psutil.Error:
+                return
+            rss = pss = 0
+            for p in procs:
+                try:
+                    info = p.memory_full_info()
+                    rss += info.rss
+                    pss += getattr(info, "pss", info.rss)
+                except psutil.Error:
+                    pass
+            self.peak_rss = max(self.peak_rss, rss)
+            self.peak_pss = max(self.peak_pss, pss)
+            self._stop.wait(self.interval)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+
+
+def raw_playwright(work: Path, site: str) -> float:
+    """`npx playwright test` of the same spec: minimal config, same browser and workers."""
+    if work.exists():
+        shutil.rmtree(work)
+    (work / "tests").mkdir(parents=True)
+    (work / "tests" / "test.spec.ts").write_text(SPEC)
+    (work / "node_modules").symlink_to(NODE_MODULES)
+    args = ["--no-sandbox"] if os.geteuid() == 0 else []
+    (work / "playwright.config.mjs").write_text(
+        "export default { testDir: 'tests', workers: 2, reporter: 'list', "
+        f"use: {{ launchOptions: {{ executablePath: '{CHROMIUM}', args: {args!r} }} }} }};\n")
+    env = {**os.environ, "TARGET_URL": site, "PLAYWRIGHT_HTML_OPEN": "never"}
+    started = time.monotonic()
+    proc = subprocess.run(["npx", "--no-install", "playwright", "test"], cwd=work, env=env,
+                          capture_output=True, text=True)
+    elapsed = time.monotonic() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"raw playwright failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return elapsed
+
+
+def runner_playwright(tmp: Path, site: str, endpoint: str) -> tuple[float, TreeMemory]:
+    uid = uuid.uuid4().hex[:10]
+    script = tmp / f"script-{uid}.spec.ts"
+    script.write_text(SPEC)
+    config = RunnerConfig(type="playwright", scriptPath=str(script), timeoutSeconds=120, runName="bench",
+                          namespace="bench", attempt=1, bucket=BUCKET, prefix=artifact_prefix("bench", "pw", uid, 1),
+                          workDir=str(tmp / f"work-{uid}"), playwrightWorkers=2)
+    env = {**os.environ, **config.to_env(), **CREDS, "S3_ENDPOINT_URL": endpoint, "TARGET_URL": site,
+           "SUPERCHECK_TERMINATION_MESSAGE_PATH": str(tmp / f"term-{uid}"),
+           "SUPERCHECK_CHROMIUM_PATH": CHROMIUM, "SUPERCHECK_NODE_MODULES": str(NODE_MODULES)}
+    started = time.monotonic()
+    proc = subprocess.Popen([str(VENV_BIN / "supercheck-runner")], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    memory = TreeMemory(proc.pid)
+    output, _ = proc.communicate()
+    elapsed = time.monotonic() - started
+    memory.stop()
+    if proc.returncode != 0:
+        raise SystemExit(f"supercheck-runner failed ({proc.returncode}):\n{output[-3000:]}")
+    return elapsed, memory
+
+
+def make_artifact_folder(root: Path, total_mb: int) -> tuple[int, int]:
+    """A folder shaped like a Playwright run's: many small report files, some MB-sized traces and
+    screenshots, one large video. Returns (files, bytes)."""
+    rng = os.urandom
+    files = 0
+    size = 0
+    budget = total_mb * 1024 * 1024
+    layout = [(300, 16 * 1024, "report/assets/a{}.js")]  # ~5 MB of small files
+    layout += [(20, 1024 * 1024, "test-results/t{}/trace.zip")]  # 20 MB
+    big = max(0, budget - sum(n * s for n, s, _ in layout))
+    for count, each, pattern in layout:
+        for i in range(count):
+            path = root / pattern.format(i)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(rng(each))
+            files += 1
+            size += each
+    if big:
+        path = root / "test-results" / "video.webm"
+        path.write_bytes(rng(big))
+        files += 1
+        size += big
+    return files, size
+
+
+def ours_upload(folder: Path, endpoint: str) -> float:
+    os.environ.update(CREDS)
+    started = time.monotonic()
+    client = artifacts.make_client(endpoint, "us-east-1")
+    report = artifacts.Uploader(client, BUCKET).upload_all(artifacts.plan(folder, f"bench/ours/{uuid.uuid4().hex}"))
+    elapsed = time.monotonic() - started
+    if not report.ok:
+        raise SystemExit(f"upload failed: {list(report.failed.items())[:3]}")
+    return elapsed
+
+
+def aws_cli_upload(folder: Path, endpoint: str) -> float | None:
+    aws = VENV_BIN / "aws"
+    if not aws.exists():
+        return None
+    env = {**os.environ, **CREDS, "AWS_DEFAULT_REGION": "us-east-1"}
+    started = time.monotonic()
+    proc = subprocess.run([str(aws), "s3", "cp", "--recursive", "--only-show-errors", "--endpoint-url", endpoint,
+                           str(folder), f"s3://{BUCKET}/bench/cli/{uuid.uuid4().hex}/"],
+                          env=env, capture_output=True, text=True)
+    elapsed = time.monotonic() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"aws s3 cp failed: {proc.stderr[-2000:]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--upload-mb", type=int, default=100)
+    args = parser.parse_args()
+
+    moto, endpoint = start_moto()
+    server, site = start_site()
+    tmp = Path(tempfile.mkdtemp(prefix="supercheck-bench-"))
+    try:
+        print(f"machine: {os.cpu_count()} cores; Chromium {CHROMIUM}; {args.rounds} rounds, medians")
+        raw, ours, peaks_rss, peaks_pss = [], [], [], []
+        raw_playwright(tmp / "warmup", site)  # first start of node/Chromium pays for cold caches
+        for _ in range(args.rounds):
+            raw.append(raw_playwright(tmp / "raw", site))
+            elapsed, memory = runner_playwright(tmp, site, endpoint)
+            ours.append(elapsed)
+            peaks_rss.append(memory.peak_rss)
+            peaks_pss.append(memory.peak_pss)
+        r, o = statistics.median(raw), statistics.median(ours)
+        print("\n== Playwright wall time (3 tests, 2 workers)")
+        print(f"raw npx playwright test : {r:6.2f} s   (runs: {', '.join(f'{x:.2f}' for x in raw)})")
+        print(f"supercheck-runner       : {o:6.2f} s   (runs: {', '.join(f'{x:.2f}' for x in ours)})")
+        print(f"ratio runner / raw      : {o / r:6.2f}   (overhead {o - r:+.2f} s: validation, reports, upload)")
+        print("\n== Peak memory of a Playwright run under the runner (whole process tree)")
+        print(f"RSS sum (shared pages counted per process): {statistics.median(peaks_rss) / 2**20:7.0f} MiB")
+        print(f"PSS sum (shared pages counted once)       : {statistics.median(peaks_pss) / 2**20:7.0f} MiB")
+
+        folder = tmp / "artifacts"
+        files, size = make_artifact_folder(folder, args.upload_mb)
+        mb = size / 2**20
+        ours_t = [ours_upload(folder, endpoint) for _ in range(args.rounds)]
+        cli_t = [aws_cli_upload(folder, endpoint) for _ in range(args.rounds)]
+        print(f"\n== Upload of an artifact folder: {files} files, {mb:.0f} MiB, to moto S3 on loopback")
+        ot = statistics.median(ours_t)
+        print(f"runner uploader         : {ot:6.2f} s  {mb / ot:7.1f} MiB/s  (16 files in parallel, multipart >= 8 MiB)")
+        if cli_t[0] is None:
+            print("aws s3 cp --recursive   : skipped (pip install awscli==1.46.3 into the venv)")
+        else:
+            ct = statistics.median(cli_t)
+            print(f"aws s3 cp --recursive   : {ct:6.2f} s  {mb / ct:7.1f} MiB/s  (AWS CLI defaults: 10 requests)")
+            print(f"throughput ratio runner / aws cli: {ct / ot:5.2f}")
+    finally:
+        server.shutdown()
+        moto.terminate()
+        moto.wait(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

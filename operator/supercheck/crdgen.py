@@ -1,0 +1,249 @@
+"""Generate the TestRun CRD (and Kopf's peering CRDs) from the pydantic models.
+
+    python -m supercheck.crdgen            # writes crds/*.yaml
+    python -m supercheck.crdgen --check    # exits 1 when a committed file differs
+
+The models are the one vocabulary (DESIGN.md); this module only translates their JSON
+schema into a Kubernetes structural OpenAPI v3 schema: ``$ref`` inlined, ``Optional``
+unwrapped, pydantic's draft-2020 keywords turned into OpenAPI 3.0 ones. What a model
+cannot say (bounds that come from the operator's configuration, printer columns) is
+added here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from supercheck.config import Settings
+from supercheck.models import GROUP, VERSION, TestRunSpec, TestRunStatus
+
+CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
+TESTRUN_FILE = "testruns.supercheck.io.yaml"
+PEERING_FILE = "kopf-peering.yaml"
+
+_DROP = {"title", "$defs", "additionalProperties", "discriminator"}
+
+
+def structural(schema: dict[str, Any], *, keep_defaults: bool = True) -> dict[str, Any]:
+    """A pydantic JSON schema as a Kubernetes structural schema."""
+    defs = schema.get("$defs", {})
+
+    def conv(node: Any) -> Any:
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            target = copy.deepcopy(defs[node["$ref"].split("/")[-1]])
+            extra = {k: v for k, v in node.items() if k != "$ref"}
+            target.update(extra)
+            return conv(target)
+        if "anyOf" in node:
+            branches = [b for b in node["anyOf"] if b.get("type") != "null"]
+            rest = {k: v for k, v in node.items() if k != "anyOf"}
+            if len(branches) != 1:
+                raise ValueError(f"cannot express a union in a structural schema: {node}")
+            merged = conv(branches[0])
+            for key in ("description", "default"):
+                if key in rest:
+                    merged[key] = rest[key]
+            for key, value in rest.items():
+                if key.startswith("x-kubernetes"):
+                    merged[key] = value
+            return clean(merged)
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key in _DROP:
+                continue
+            if key == "properties":
+                out[key] = {k: conv(v) for k, v in value.items()}
+            elif key == "items":
+                out[key] = conv(value)
+            elif key == "const":
+                out["enum"] = [value]
+            elif key == "exclusiveMinimum":
+                out["minimum"], out["exclusiveMinimum"] = value, True
+            elif key == "exclusiveMaximum":
+                out["maximum"], out["exclusiveMaximum"] = value, True
+            else:
+                out[key] = value
+        if node.get("type") == "object" and isinstance(node.get("additionalProperties"), dict):
+            out["additionalProperties"] = conv(node["additionalProperties"])
+        if "enum" in out and "type" not in out:
+            out["type"] = "string"
+        return clean(out)
+
+    def clean(node: dict[str, Any]) -> dict[str, Any]:
+        default = node.get("default", ...)
+        if default is None or default == [] or default == {} or not keep_defaults:
+            node.pop("default", None)
+        return node
+
+    return conv({k: v for k, v in schema.items() if k != "$defs"})
+
+
+def _quantity_rule(field: str, maximum: str, setting: str) -> dict[str, Any]:
+    return {
+        "rule": f"!has(self.{field}) || (isQuantity(self.{field}) && "
+        f"quantity(self.{field}).isGreaterThan(quantity('0')) && "
+        f"quantity(self.{field}).compareTo(quantity('{maximum}')) <= 0)",
+        "message": f"spec.resources.{field} must be more than 0 and at most {maximum} "
+        f"(the operator's {setting}); ask for less",
+        "fieldPath": f".{field}",
+    }
+
+
+def spec_schema(settings: Settings) -> dict[str, Any]:
+    schema = structural(TestRunSpec.model_json_schema(mode="validation"))
+    res = schema["properties"]["resources"]
+    res["x-kubernetes-validations"] = [
+        _quantity_rule("cpu", settings.runner_max_cpu, "RUNNER_MAX_CPU"),
+        _quantity_rule("memory", settings.runner_max_memory, "RUNNER_MAX_MEMORY"),
+        _quantity_rule("ephemeralStorage", settings.runner_max_ephemeral_storage, "RUNNER_MAX_EPHEMERAL_STORAGE"),
+    ]
+    return schema
+
+
+def status_schema() -> dict[str, Any]:
+    schema = structural(TestRunStatus.model_json_schema(mode="serialization"), keep_defaults=False)
+    conditions = schema["properties"]["conditions"]
+    conditions["x-kubernetes-list-type"] = "map"
+    conditions["x-kubernetes-list-map-keys"] = ["type"]
+    return schema
+
+
+PRINTER_COLUMNS = [
+    {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Result", "type": "string", "jsonPath": ".status.result"},
+    {"name": "Attempts", "type": "integer", "jsonPath": ".status.attempts"},
+    {"name": "Duration", "type": "string", "jsonPath": ".status.duration"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {"name": "Priority", "type": "integer", "jsonPath": ".spec.priority", "priority": 1},
+    {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
+    {"name": "Pod", "type": "string", "jsonPath": ".status.podName", "priority": 1},
+]
+
+
+def testrun_crd(settings: Settings | None = None) -> dict[str, Any]:
+    settings = settings or Settings()
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"testruns.{GROUP}",
+            "annotations": {"supercheck.io/generated-by": "python -m supercheck.crdgen"},
+        },
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": "TestRun",
+                "listKind": "TestRunList",
+                "plural": "testruns",
+                "singular": "testrun",
+                "shortNames": ["tr"],
+                "categories": ["supercheck"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "One execution of a Playwright or k6 test, in its own runner pod.",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema(settings),
+                                "status": status_schema(),
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def _peering_crd(kind: str, plural: str, scope: str) -> dict[str, Any]:
+    """Kopf's peering resources (kopf documents these CRDs; the schema is theirs)."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.kopf.dev"},
+        "spec": {
+            "group": "kopf.dev",
+            "scope": scope,
+            "names": {"kind": kind, "plural": plural, "singular": plural[:-1]},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def peering_crds() -> list[dict[str, Any]]:
+    return [
+        _peering_crd("ClusterKopfPeering", "clusterkopfpeerings", "Cluster"),
+        _peering_crd("KopfPeering", "kopfpeerings", "Namespaced"),
+    ]
+
+
+def render(docs: list[dict[str, Any]]) -> str:
+    header = "# Generated by `python -m supercheck.crdgen` from operator/supercheck/models.py. Do not edit.\n"
+    return header + yaml.safe_dump_all(docs, sort_keys=False, width=120)
+
+
+def files(settings: Settings | None = None) -> dict[str, str]:
+    return {
+        TESTRUN_FILE: render([testrun_crd(settings)]),
+        PEERING_FILE: render(peering_crds()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail when the committed files differ")
+    parser.add_argument("--out", type=Path, default=CRD_DIR)
+    args = parser.parse_args(argv)
+    stale = []
+    for name, text in files(Settings()).items():
+        path = args.out / name
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(str(path))
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path}")
+    if stale:
+        print("out of date (run `python -m supercheck.crdgen`): " + ", ".join(stale), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""The few Kubernetes API calls the operator makes itself, as plain dicts, off the event loop.
+
+Kopf watches and indexes; writes go through here so that status patches can carry a
+``resourceVersion`` precondition (optimistic concurrency: a stale view never overwrites a
+newer decision, even with two operator replicas active at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import kubernetes
+from kubernetes.client import ApiException
+
+from supercheck.models import GROUP, VERSION
+
+log = logging.getLogger(__name__)
+PLURAL = "testruns"
+
+
+class Conflict(Exception):
+    """The object changed since it was read (409 on a resourceVersion precondition)."""
+
+
+class AlreadyExists(Exception):
+    pass
+
+
+class ApiUnavailable(Exception):
+    """The API server did not answer or answered with a server error."""
+
+
+def load_config(pool_size: int = 32) -> None:
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+    cfg = kubernetes.client.Configuration.get_default_copy()
+    cfg.connection_pool_maxsize = pool_size
+    kubernetes.client.Configuration.set_default(cfg)
+
+
+def _data(resp: Any) -> Any:
+    raw = resp.data if hasattr(resp, "data") else resp
+    return json.loads(raw) if raw else None
+
+
+def _call(fn, *args, **kwargs):
+    try:
+        return _data(fn(*args, _preload_content=False, **kwargs))
+    except ApiException as exc:
+        if exc.status == 409:
+            reason = ""
+            try:
+                reason = json.loads(exc.body or "{}").get("reason", "")
+            except ValueError:
+                pass
+            if reason == "AlreadyExists":
+                raise AlreadyExists(str(exc.reason)) from exc
+            raise Conflict(str(exc.reason)) from exc
+        if exc.status in (0, 429) or exc.status >= 500:
+            raise ApiUnavailable(f"{exc.status} {exc.reason}") from exc
+        raise
+    except (OSError, kubernetes.client.exceptions.OpenApiException) as exc:  # urllib3 errors are OSErrors
+        raise ApiUnavailable(str(exc)) from exc
+
+
+class Kube:
+    """Thin async facade; each call runs in the default executor thread pool."""
+
+    def __init__(self) -> None:
+        self.core = kubernetes.client.CoreV1Api()
+        self.custom = kubernetes.client.CustomObjectsApi()
+
+    async def _run(self, fn, *args, **kwargs):
+        return await asyncio.to_thread(_call, fn, *args, **kwargs)
+
+    async def _maybe(self, fn, *args, **kwargs):
+        try:
+            return await self._run(fn, *args, **kwargs)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    # --- TestRuns
+    async def get_testrun(self, namespace: str, name: str) -> dict | None:
+        return await self._maybe(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name)
+
+    async def list_testruns(self) -> list[dict]:
+        out = await self._run(self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL)
+        return out.get("items", [])
+
+    async def patch_status(self, namespace: str, name: str, status: dict, resource_version: str | None) -> dict:
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        try:
+            return await self._run(self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace,
+                                   PLURAL, name, body)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise Conflict("the TestRun is gone") from exc
+            raise
+
+    async def delete_testrun(self, namespace: str, name: str, uid: str) -> None:
+        body = {"preconditions": {"uid": uid}, "propagationPolicy": "Background"}
+        try:
+            await self._run(self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name,
+                            body=body)
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                raise
+
+    # --- Pods, ConfigMaps, Secrets
+    async def create(self, obj: dict) -> dict:
+        ns = obj["metadata"]["namespace"]
+        kind = obj["kind"]
+        fn = {
+            "Pod": self.core.create_namespaced_pod,
+            "ConfigMap": self.core.create_namespaced_config_map,
+            "Secret": self.core.create_namespaced_secret,
+        }[kind]
+        return await self._run(fn, ns, obj)
+
+    async def get_pod(self, namespace: str, name: str) -> dict | None:
+        return await self._maybe(self.core.read_namespaced_pod, name, namespace)
+
+    async def get_configmap(self, namespace: str, name: str) -> dict | None:
+        return await self._maybe(self.core.read_namespaced_config_map, name, namespace)
+
+    async def get_secret(self, namespace: str, name: str) -> dict | None:
+        return await self._maybe(self.core.read_namespaced_secret, name, namespace)
+
+    async def replace_secret(self, obj: dict) -> dict:
+        return await self._run(self.core.replace_namespaced_secret, obj["metadata"]["name"],
+                               obj["metadata"]["namespace"], obj)
+
+    async def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None) -> None:
+        body: dict[str, Any] = {}
+        if grace_seconds is not None:
+            body["gracePeriodSeconds"] = grace_seconds
+        try:
+            await self._run(self.core.delete_namespaced_pod, name, namespace, body=body)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def list_pods(self, label_selector: str) -> list[dict]:
+        out = await self._run(self.core.list_pod_for_all_namespaces, label_selector=label_selector)
+        return out.get("items", [])

@@ -1,0 +1,215 @@
+"""The capacity ledger in Redis: atomic admission, release with promotion, repair and rebuild.
+
+Every change is one Lua script (``lua/*.lua``), so the contract's counters
+``supercheck:capacity:running`` / ``supercheck:capacity:queued`` always equal the size of
+the membership they count, whatever runs concurrently (other handlers, other replicas).
+Every script is idempotent per run uid: admitting twice holds one slot, releasing twice
+frees one.
+
+Redis is not the truth, the cluster is: when Redis comes back empty the epoch key is gone,
+every script answers ``rebuild``, and the operator rebuilds the ledger from the TestRuns
+and their pods (:mod:`supercheck.repair`) before anything else is admitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from importlib import resources
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+RUNNING_KEY = "supercheck:capacity:running"
+QUEUED_KEY = "supercheck:capacity:queued"
+PREFIX = "supercheck:ledger:"
+KEYS = [
+    RUNNING_KEY,
+    QUEUED_KEY,
+    PREFIX + "running",
+    PREFIX + "queue",
+    PREFIX + "runs",
+    PREFIX + "seq",
+    PREFIX + "epoch",
+    PREFIX + "released",
+    PREFIX + "granted",
+    PREFIX + "stats",
+]
+PRIORITY_SPAN = 2**40  # queue score = (1000 - priority) * 2**40 + arrival seq
+TOMBSTONE_TTL_MS = 24 * 3600 * 1000
+
+
+def queue_score(priority: int, seq: int) -> int:
+    return (1000 - priority) * PRIORITY_SPAN + seq
+
+
+class LedgerUnavailable(Exception):
+    """Redis cannot be reached; callers wait and retry, they never guess."""
+
+
+class NeedsRebuild(Exception):
+    """The ledger lost its data (Redis restarted empty): rebuild it from the cluster first."""
+
+
+@dataclass(frozen=True)
+class Promotion:
+    uid: str
+    ref: str  # namespace/name
+
+
+@dataclass(frozen=True)
+class AdmitResult:
+    state: str  # running | queued | rejected | released
+    seq: int = 0
+    position: int = 0
+    granted_ms: int = 0
+    running: int = 0
+    queued: int = 0
+    promoted: tuple[Promotion, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    removed: str  # running | queued | none
+    promoted: tuple[Promotion, ...] = ()
+
+
+@dataclass
+class Snapshot:
+    epoch: str | None
+    running_count: int
+    queued_count: int
+    running: set[str] = field(default_factory=set)
+    queue: list[tuple[str, int]] = field(default_factory=list)  # (uid, score), best first
+    refs: dict[str, str] = field(default_factory=dict)
+    released: set[str] = field(default_factory=set)
+
+
+def _load(name: str) -> str:
+    return resources.files("supercheck").joinpath("lua", name).read_text()
+
+
+def _promotions(items: list) -> tuple[Promotion, ...]:
+    out = []
+    for i in range(0, len(items) - 1, 2):
+        out.append(Promotion(_s(items[i]), _s(items[i + 1])))
+    return tuple(out)
+
+
+def _s(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Ledger:
+    def __init__(self, url: str, running_capacity: int, queued_capacity: int, *, timeout: float = 2.0):
+        self.url = url
+        self.running_capacity = running_capacity
+        self.queued_capacity = queued_capacity
+        self.redis = aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                       health_check_interval=5)
+        common = _load("common.lua")
+        self._scripts = {
+            name: self.redis.register_script(common + "\n" + _load(f"{name}.lua"))
+            for name in ("admit", "release", "ensure", "rebuild")
+        }
+        # One operator's calls reach Redis in the order they were made (asyncio locks are FIFO),
+        # so runs created one after the other are queued one after the other.
+        self._order = asyncio.Lock()
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def _run(self, name: str, *args: object) -> list:
+        try:
+            async with self._order:
+                return list(await self._scripts[name](keys=KEYS, args=[str(a) for a in args]))
+        except (RedisError, OSError) as exc:
+            raise LedgerUnavailable(f"Redis at {self._where()} is unreachable: {exc}") from exc
+
+    def _where(self) -> str:
+        return self.url.split("@")[-1]
+
+    async def admit(self, uid: str, ref: str, priority: int) -> AdmitResult:
+        out = await self._run("admit", uid, ref, priority, self.running_capacity, self.queued_capacity)
+        state = _s(out[0])
+        if state == "rebuild":
+            raise NeedsRebuild("the capacity ledger is empty (Redis restarted?)")
+        a, b, running, queued = (int(_s(x)) for x in out[1:5])
+        promoted = _promotions(out[5:])
+        if state == "running":
+            return AdmitResult(state, granted_ms=a, running=running, queued=queued, promoted=promoted)
+        return AdmitResult(state, seq=a, position=b, running=running, queued=queued, promoted=promoted)
+
+    async def release(self, uid: str, duration_ms: int | None = None) -> ReleaseResult:
+        out = await self._run("release", uid, self.running_capacity, duration_ms or 0)
+        removed = _s(out[0])
+        if removed == "rebuild":
+            raise NeedsRebuild("the capacity ledger is empty (Redis restarted?)")
+        return ReleaseResult(removed, _promotions(out[1:]))
+
+    async def ensure(self, uid: str, ref: str, kind: str, score: int = 0) -> tuple[str, tuple[Promotion, ...]]:
+        out = await self._run("ensure", uid, ref, kind, score, self.running_capacity)
+        state = _s(out[0])
+        if state == "rebuild":
+            raise NeedsRebuild("the capacity ledger is empty (Redis restarted?)")
+        return state, _promotions(out[1:])
+
+    async def rebuild(self, running: list[tuple[str, str]], queued: list[tuple[str, str, int]],
+                      released: list[str], seq_floor: int) -> tuple[bool, tuple[Promotion, ...]]:
+        """Install the cluster's truth; False when the ledger was valid already (someone else rebuilt)."""
+        args: list[object] = [uuid.uuid4().hex, self.running_capacity, seq_floor, len(running)]
+        for uid, ref in running:
+            args += [uid, ref]
+        args.append(len(queued))
+        for uid, ref, score in queued:
+            args += [uid, ref, score]
+        args.append(len(released))
+        args += released
+        out = await self._run("rebuild", *args)
+        return _s(out[0]) == "rebuilt", _promotions(out[1:])
+
+    async def snapshot(self) -> Snapshot:
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.get(KEYS[6])
+                pipe.get(RUNNING_KEY)
+                pipe.get(QUEUED_KEY)
+                pipe.smembers(KEYS[2])
+                pipe.zrange(KEYS[3], 0, -1, withscores=True)
+                pipe.hgetall(KEYS[4])
+                pipe.zrange(KEYS[7], 0, -1)
+                epoch, running, queued, members, queue, refs, released = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise LedgerUnavailable(f"Redis at {self._where()} is unreachable: {exc}") from exc
+        return Snapshot(
+            epoch=_s(epoch) if epoch is not None else None,
+            running_count=int(running or 0),
+            queued_count=int(queued or 0),
+            running={_s(m) for m in members},
+            queue=[(_s(m), int(s)) for m, s in queue],
+            refs={_s(k): _s(v) for k, v in refs.items()},
+            released={_s(m) for m in released},
+        )
+
+    async def epoch(self) -> str | None:
+        try:
+            value = await self.redis.get(KEYS[6])
+        except (RedisError, OSError) as exc:
+            raise LedgerUnavailable(f"Redis at {self._where()} is unreachable: {exc}") from exc
+        return _s(value) if value is not None else None
+
+    async def avg_run_seconds(self) -> float | None:
+        try:
+            value = await self.redis.hget(KEYS[9], "avg_run_ms")
+        except (RedisError, OSError):
+            return None
+        return int(value) / 1000 if value is not None else None
+
+    async def prune_released(self, older_than_ms: int = TOMBSTONE_TTL_MS) -> int:
+        try:
+            cutoff = int(time.time() * 1000) - older_than_ms
+            return int(await self.redis.zremrangebyscore(KEYS[7], "-inf", cutoff))
+        except (RedisError, OSError) as exc:
+            raise LedgerUnavailable(str(exc)) from exc

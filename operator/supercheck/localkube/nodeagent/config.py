@@ -1,0 +1,77 @@
+"""The node agent's command line, parsed and validated into one immutable config."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from .quantity import parse_quantity
+
+DEFAULT_INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PLAYWRIGHT_BROWSERS_PATH")
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    kubeconfig: str
+    node_name: str
+    port: int
+    tls_cert: str
+    tls_key: str
+    state_dir: Path
+    capacity: dict[str, str]
+    address: str = "127.0.0.1"
+    client_ca: str | None = None
+    inherit_env: tuple[str, ...] = DEFAULT_INHERITED_ENV
+    max_grace_seconds: int = 60
+    heartbeat_seconds: float = 10.0
+
+
+def _quantity(flag: str):
+    def check(value: str) -> str:
+        try:
+            if parse_quantity(value) <= 0:
+                raise ValueError("must be positive")
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{flag}: {exc}") from None
+        return value
+    return check
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m supercheck.localkube.nodeagent",
+        description="Local stand-in for kubelet + container runtime: registers a Node and runs "
+                    "the containers of pods bound to it as local processes.")
+    p.add_argument("--kubeconfig", required=True, help="kubeconfig with the agent's (admin) credentials")
+    p.add_argument("--node-name", required=True)
+    p.add_argument("--port", type=int, default=10250, help="HTTPS port for `kubectl logs` (kubelet endpoint)")
+    p.add_argument("--address", default="127.0.0.1", help="address the HTTPS server binds")
+    p.add_argument("--tls-cert", required=True, help="serving certificate (for 127.0.0.1)")
+    p.add_argument("--tls-key", required=True)
+    p.add_argument("--client-ca", help="if set, require API server client certificates signed by this CA")
+    p.add_argument("--state-dir", required=True, type=Path, help="volumes, logs and bookkeeping")
+    p.add_argument("--cpu", default="4", type=_quantity("--cpu"))
+    p.add_argument("--memory", default="8Gi", type=_quantity("--memory"))
+    p.add_argument("--ephemeral-storage", default="50Gi", type=_quantity("--ephemeral-storage"))
+    p.add_argument("--pods", default="110", type=_quantity("--pods"))
+    p.add_argument("--inherit-env", default=",".join(DEFAULT_INHERITED_ENV),
+                   help="comma-separated variables containers inherit from the agent (the image ENV stand-in)")
+    p.add_argument("--max-grace-seconds", type=int, default=60,
+                   help="cap on a deleted pod's grace period before SIGKILL")
+    p.add_argument("--heartbeat-seconds", type=float, default=10.0)
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[AgentConfig, bool]:
+    a = build_parser().parse_args(argv)
+    cfg = AgentConfig(
+        kubeconfig=a.kubeconfig, node_name=a.node_name, port=a.port, address=a.address,
+        tls_cert=a.tls_cert, tls_key=a.tls_key, client_ca=a.client_ca,
+        state_dir=a.state_dir.resolve(),
+        capacity={"cpu": a.cpu, "memory": a.memory, "ephemeral-storage": a.ephemeral_storage,
+                  "pods": a.pods},
+        inherit_env=tuple(n.strip() for n in a.inherit_env.split(",") if n.strip()),
+        max_grace_seconds=a.max_grace_seconds, heartbeat_seconds=a.heartbeat_seconds)
+    return cfg, a.verbose

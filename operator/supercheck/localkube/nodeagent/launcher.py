@@ -1,0 +1,123 @@
+"""Becomes a container's process: private mount namespace, bind mounts, chdir, exec.
+
+Run by the agent as ``python -I -S launcher.py SPEC.json`` in a new session, with the
+container's environment, stdout/stderr already on the log pipes and fd 3 the "start
+pipe". Standard library only and no package import, so it starts in milliseconds.
+
+Protocol with the agent (containers.py): fd 3 is close-on-exec here, so a successful
+``execve`` closes it and the agent reads EOF = "the container started". On any failure
+the launcher writes one line "<exit code> <message>" to fd 3 and exits with that code:
+127 when the command does not exist (what a shell reports), 128 for other start errors.
+"""
+
+import ctypes
+import errno
+import json
+import os
+import signal
+import stat
+import sys
+
+CLONE_NEWNS = 0x00020000
+MS_RDONLY = 0x1
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+PR_SET_PDEATHSIG = 1
+START_FD = 3
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def fail(code, message):
+    try:
+        os.write(START_FD, f"{code} {message}\n".encode("utf-8", "replace"))
+    finally:
+        os._exit(code)
+
+
+def _check(ret, what):
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def mount(source, target, flags):
+    _check(_libc.mount(source.encode() if source else None, target.encode(), None,
+                       ctypes.c_ulong(flags), None), f"mount {source or ''} on {target}")
+
+
+def prepare_target(source, target):
+    """The mount point must exist: a directory for a directory, an (empty) file for a file."""
+    if os.path.isdir(source):
+        os.makedirs(target, exist_ok=True)
+    elif not os.path.exists(target):
+        os.makedirs(os.path.dirname(target) or "/", exist_ok=True)
+        with open(target, "ab"):
+            pass
+
+
+def find_executable(name, path_var, workdir):
+    """What execvp would run, with Go's (runc's) wording when nothing is found."""
+    if "/" in name:
+        path = name if os.path.isabs(name) else os.path.join(workdir, name)
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            fail(127, f'exec: "{name}": stat {path}: {os.strerror(exc.errno)}')
+        if stat.S_ISDIR(st.st_mode) or not os.access(path, os.X_OK):
+            fail(126, f'exec: "{name}": permission denied')
+        return path
+    for d in (path_var or "").split(":"):
+        candidate = os.path.join(d or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    fail(127, f'exec: "{name}": executable file not found in $PATH')
+
+
+def main():
+    os.set_inheritable(START_FD, False)  # closes on exec: EOF tells the agent we started
+    spec_path = sys.argv[1]
+    with open(spec_path) as f:
+        spec = json.load(f)
+    os.unlink(spec_path)
+
+    # Die with the agent: processes never outlive the node agent that started them.
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != spec["agentPid"]:
+        os._exit(137)
+
+    mounts = spec.get("mounts") or []
+    try:
+        _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+        mount(None, "/", MS_REC | MS_PRIVATE)  # nothing we mount leaks back to the host
+        for m in mounts:
+            prepare_target(m["source"], m["target"])
+            mount(m["source"], m["target"], MS_BIND | MS_REC)
+        for m in mounts:  # after all binds, so mount points inside read-only volumes can still be made
+            if m.get("readOnly"):
+                mount(None, m["target"], MS_BIND | MS_REMOUNT | MS_RDONLY)
+    except OSError as exc:
+        fail(128, f"failed to set up the container's mounts: {exc.strerror or exc}")
+
+    workdir = spec.get("workdir") or "/"
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        os.chdir(workdir)
+    except OSError as exc:
+        fail(128, f"chdir to cwd ({workdir!r}) set in config.json failed: {exc.strerror}")
+
+    argv = spec["argv"]
+    if not argv:
+        fail(128, spec.get("noCommandMessage") or "no command specified")
+    path = find_executable(argv[0], os.environ.get("PATH", ""), workdir)
+    try:
+        os.execve(path, argv, os.environ)
+    except OSError as exc:
+        code = 127 if exc.errno == errno.ENOENT else 126
+        fail(code, f'exec: "{argv[0]}": {exc.strerror}')
+
+
+if __name__ == "__main__":
+    main()

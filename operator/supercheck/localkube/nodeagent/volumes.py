@@ -1,0 +1,212 @@
+"""Pod volumes: what each one contains (pure) and writing it under the agent's state dir.
+
+A volume becomes a directory ``<state>/pods/<uid>/volumes/<name>`` that containers see
+at their ``mountPath`` through a bind mount (see ``mounts.py``). Supported: emptyDir,
+configMap, secret, downwardAPI, projected (configMap, secret, downwardAPI,
+serviceAccountToken) and hostPath. Contents are written once when the pod starts; only
+service account tokens are refreshed afterwards (kubelet also refreshes ConfigMaps and
+Secrets; runner pods are short-lived and do not need it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from .envvars import (EnvError, ObjectSnapshot, configmap_data, field_ref_value,
+                      resource_ref_value, secret_data)
+
+DEFAULT_MODE = 0o644  # the API's default defaultMode (420)
+TOKEN_DEFAULT_EXPIRATION = 3600
+
+
+class VolumeError(Exception):
+    """A volume cannot be set up yet (kubelet: FailedMount); the agent retries."""
+
+
+@dataclass(frozen=True)
+class TokenSource:
+    """A projected serviceAccountToken, keyed the way TokenRequests are made."""
+
+    audience: str
+    expiration_seconds: int
+
+
+@dataclass
+class FileSet:
+    """A volume whose files the agent writes: path relative to the volume -> (content, mode)."""
+
+    files: dict[str, tuple[bytes, int]] = field(default_factory=dict)
+    read_only: bool = True  # configMap, secret, downwardAPI and projected are read-only in Kubernetes
+
+
+@dataclass(frozen=True)
+class EmptyDir:
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class HostPath:
+    path: str
+    type: str = ""
+    read_only: bool = False
+
+
+VolumePlan = FileSet | EmptyDir | HostPath
+
+
+def token_sources(pod: Mapping) -> list[TokenSource]:
+    out: list[TokenSource] = []
+    for vol in (pod.get("spec") or {}).get("volumes") or []:
+        for src in (vol.get("projected") or {}).get("sources") or []:
+            sat = src.get("serviceAccountToken")
+            if sat:
+                ts = TokenSource(sat.get("audience") or "",
+                                 int(sat.get("expirationSeconds") or TOKEN_DEFAULT_EXPIRATION))
+                if ts not in out:
+                    out.append(ts)
+    return out
+
+
+def _keyed_files(kind: str, name: str, data: Mapping[str, bytes] | None, items, default_mode: int,
+                 optional: bool) -> dict[str, tuple[bytes, int]]:
+    if data is None:
+        if optional:
+            return {}
+        raise VolumeError(f'{kind.lower()} "{name}" not found')
+    if not items:
+        return {k: (v, default_mode) for k, v in data.items()}
+    files: dict[str, tuple[bytes, int]] = {}
+    for item in items:
+        key = item["key"]
+        if key not in data:
+            if optional:
+                continue
+            raise VolumeError(f"{kind} {name!r} has no key {key!r} (referenced by an item)")
+        mode = item.get("mode")
+        files[item["path"]] = (data[key], default_mode if mode is None else int(mode))
+    return files
+
+
+def _downward_files(pod: Mapping, items, default_mode: int,
+                    allocatable: Mapping[str, str]) -> dict[str, tuple[bytes, int]]:
+    files: dict[str, tuple[bytes, int]] = {}
+    for item in items or []:
+        try:
+            if item.get("fieldRef"):
+                value = field_ref_value(pod, item["fieldRef"]["fieldPath"])
+            elif item.get("resourceFieldRef"):
+                ref = item["resourceFieldRef"]
+                value = resource_ref_value(pod, ref.get("containerName", ""), ref, allocatable)
+            else:
+                continue
+        except EnvError as exc:
+            raise VolumeError(f"downwardAPI item {item.get('path')!r}: {exc}") from None
+        mode = item.get("mode")
+        files[item["path"]] = (value.encode(), default_mode if mode is None else int(mode))
+    return files
+
+
+def _object_data(objects: ObjectSnapshot, kind: str, name: str) -> dict[str, bytes] | None:
+    if kind == "ConfigMap":
+        cm = objects.configmap(name)
+        return None if cm is None else configmap_data(cm)
+    sec = objects.secret(name)
+    return None if sec is None else secret_data(sec)
+
+
+def render_volume(volume: Mapping, pod: Mapping, objects: ObjectSnapshot,
+                  tokens: Mapping[TokenSource, str], allocatable: Mapping[str, str]) -> VolumePlan:
+    """What a volume holds. Raises :class:`VolumeError` for what cannot be set up (yet)."""
+    name = volume.get("name", "")
+    if "emptyDir" in volume:
+        return EmptyDir()
+    if volume.get("hostPath"):
+        hp = volume["hostPath"]
+        return HostPath(hp["path"], hp.get("type") or "")
+    if volume.get("configMap"):
+        src = volume["configMap"]
+        mode = src.get("defaultMode", DEFAULT_MODE)
+        return FileSet(_keyed_files("ConfigMap", src["name"], _object_data(objects, "ConfigMap", src["name"]),
+                                    src.get("items"), mode, bool(src.get("optional"))))
+    if volume.get("secret"):
+        src = volume["secret"]
+        mode = src.get("defaultMode", DEFAULT_MODE)
+        return FileSet(_keyed_files("Secret", src["secretName"],
+                                    _object_data(objects, "Secret", src["secretName"]),
+                                    src.get("items"), mode, bool(src.get("optional"))))
+    if volume.get("downwardAPI"):
+        src = volume["downwardAPI"]
+        return FileSet(_downward_files(pod, src.get("items"), src.get("defaultMode", DEFAULT_MODE), allocatable))
+    if volume.get("projected"):
+        proj = volume["projected"]
+        mode = proj.get("defaultMode", DEFAULT_MODE)
+        files: dict[str, tuple[bytes, int]] = {}
+        for src in proj.get("sources") or []:
+            if src.get("configMap"):
+                s = src["configMap"]
+                files.update(_keyed_files("ConfigMap", s["name"], _object_data(objects, "ConfigMap", s["name"]),
+                                          s.get("items"), mode, bool(s.get("optional"))))
+            elif src.get("secret"):
+                s = src["secret"]
+                files.update(_keyed_files("Secret", s["name"], _object_data(objects, "Secret", s["name"]),
+                                          s.get("items"), mode, bool(s.get("optional"))))
+            elif src.get("downwardAPI"):
+                files.update(_downward_files(pod, src["downwardAPI"].get("items"), mode, allocatable))
+            elif src.get("serviceAccountToken"):
+                sat = src["serviceAccountToken"]
+                key = TokenSource(sat.get("audience") or "",
+                                  int(sat.get("expirationSeconds") or TOKEN_DEFAULT_EXPIRATION))
+                if key not in tokens:
+                    raise VolumeError(f"no service account token for volume {name!r} (audience {key.audience!r})")
+                files[sat["path"]] = (tokens[key].encode(), mode)
+            else:
+                kinds = sorted(k for k in src if src[k])
+                raise VolumeError(f"volume {name!r}: projected source {kinds} is not supported by the node agent")
+        return FileSet(files)
+    kinds = sorted(k for k in volume if k != "name")
+    raise VolumeError(f"volume {name!r}: type {kinds} is not supported by the node agent "
+                      "(supported: emptyDir, configMap, secret, downwardAPI, projected, hostPath)")
+
+
+# ---------------------------------------------------------------- on disk
+
+
+def write_files(directory: Path, files: Mapping[str, tuple[bytes, int]]) -> None:
+    """Write (or rewrite) a FileSet: each file replaced atomically, so readers never see half a token."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for rel, (content, mode) in files.items():
+        target = directory / rel
+        if directory.resolve() not in target.resolve().parents:
+            raise VolumeError(f"volume file path {rel!r} escapes the volume")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(content)
+        os.chmod(tmp, mode & 0o7777)
+        os.replace(tmp, target)
+
+
+def materialize(plan: VolumePlan, directory: Path) -> Path:
+    """Create the volume on disk; returns the host path to bind-mount."""
+    if isinstance(plan, HostPath):
+        path = Path(plan.path)
+        if plan.type in ("DirectoryOrCreate",) and not path.exists():
+            path.mkdir(parents=True, exist_ok=True)
+        elif plan.type == "FileOrCreate" and not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        elif plan.type in ("Directory", "File", "Socket", "CharDevice", "BlockDevice") and not path.exists():
+            raise VolumeError(f"hostPath {plan.path} does not exist (type {plan.type})")
+        return path
+    directory.mkdir(parents=True, exist_ok=True)
+    if isinstance(plan, FileSet):
+        write_files(directory, plan.files)
+    return directory
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

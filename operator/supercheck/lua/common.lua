@@ -1,0 +1,45 @@
+-- Shared by every ledger script (prepended by supercheck.ledger). Keys, in order:
+--   KEYS[1] supercheck:capacity:running   integer counter (the contract's key)
+--   KEYS[2] supercheck:capacity:queued    integer counter (the contract's key)
+--   KEYS[3] supercheck:ledger:running     set of run uids holding a running slot
+--   KEYS[4] supercheck:ledger:queue       sorted set: uid -> (1000 - priority) * 2^40 + arrival seq
+--   KEYS[5] supercheck:ledger:runs        hash: uid -> "namespace/name" (whom to wake up)
+--   KEYS[6] supercheck:ledger:seq         arrival counter
+--   KEYS[7] supercheck:ledger:epoch       present while the ledger is valid; gone after a Redis wipe
+--   KEYS[8] supercheck:ledger:released    sorted set: uid -> release time (ms); a released run never comes back
+--   KEYS[9] supercheck:ledger:granted     hash: uid -> time (ms) its running slot was granted
+--   KEYS[10] supercheck:ledger:stats      hash: avg_run_ms (for retry-after estimates)
+-- The counters always equal the sizes of the sets, because only these scripts touch them.
+
+local function count(key)
+  return tonumber(redis.call('GET', key) or '0')
+end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Move the best queued runs into free running slots; returns {uid1, ref1, uid2, ref2, ...}.
+local function promote(capacity)
+  local out = {}
+  while count(KEYS[1]) < capacity do
+    local top = redis.call('ZPOPMIN', KEYS[4])
+    if #top == 0 then break end
+    local uid = top[1]
+    redis.call('DECR', KEYS[2])
+    redis.call('SADD', KEYS[3], uid)
+    redis.call('INCR', KEYS[1])
+    redis.call('HSET', KEYS[9], uid, now_ms())
+    -- Every replica listens: the promoted run's daemon wakes up at once, wherever it lives.
+    redis.call('PUBLISH', 'supercheck:ledger:promoted', uid)
+    out[#out + 1] = uid
+    out[#out + 1] = redis.call('HGET', KEYS[5], uid) or ''
+  end
+  return out
+end
+
+local function append(dst, src)
+  for i = 1, #src do dst[#dst + 1] = src[i] end
+  return dst
+end

@@ -1,0 +1,22 @@
+-- ensure(uid, ref, kind, score, running_capacity)
+-- Leak repair's other half: a run the cluster says holds a slot (kind running) or a queue place
+-- (kind queued) but the ledger has lost. Never re-adds a released run. Returns {added, promoted...}.
+local uid, ref, kind = ARGV[1], ARGV[2], ARGV[3]
+local score = tonumber(ARGV[4])
+local running_cap = tonumber(ARGV[5])
+
+if redis.call('EXISTS', KEYS[7]) == 0 then return {'rebuild'} end
+if redis.call('ZSCORE', KEYS[8], uid) then return {'released'} end
+if redis.call('SISMEMBER', KEYS[3], uid) == 1 or redis.call('ZSCORE', KEYS[4], uid) then
+  return {'present'}
+end
+redis.call('HSET', KEYS[5], uid, ref)
+if kind == 'running' then
+  redis.call('SADD', KEYS[3], uid)
+  redis.call('INCR', KEYS[1])
+  redis.call('HSET', KEYS[9], uid, now_ms())
+  return {'added'}
+end
+redis.call('ZADD', KEYS[4], score, uid)
+redis.call('INCR', KEYS[2])
+return append({'added'}, promote(running_cap))

@@ -1,0 +1,25 @@
+-- release(uid, running_capacity, duration_ms)
+-- Frees whatever the run holds (a running slot or a queue place), remembers that it is done,
+-- and promotes the next queued runs into free slots in the same step.
+-- Returns {removed, promoted...}; removed: running | queued | none | rebuild
+local uid = ARGV[1]
+local running_cap = tonumber(ARGV[2])
+local duration = tonumber(ARGV[3])
+
+if redis.call('EXISTS', KEYS[7]) == 0 then return {'rebuild'} end
+redis.call('ZADD', KEYS[8], now_ms(), uid)
+local removed = 'none'
+if redis.call('SREM', KEYS[3], uid) == 1 then
+  redis.call('DECR', KEYS[1])
+  removed = 'running'
+  if duration and duration > 0 then
+    local avg = tonumber(redis.call('HGET', KEYS[10], 'avg_run_ms') or duration)
+    redis.call('HSET', KEYS[10], 'avg_run_ms', math.floor(avg * 0.8 + duration * 0.2))
+  end
+elseif redis.call('ZREM', KEYS[4], uid) == 1 then
+  redis.call('DECR', KEYS[2])
+  removed = 'queued'
+end
+redis.call('HDEL', KEYS[5], uid)
+redis.call('HDEL', KEYS[9], uid)
+return append({removed}, promote(running_cap))

@@ -1,0 +1,115 @@
+"""Prometheus metrics on ``/metrics``: the contract's gauges and what a user alerts on.
+
+The two capacity gauges are read from Redis when scraped (the ledger is shared by every
+replica, so a per-process count would lie); when Redis is away they keep the last value read
+and ``supercheck_ledger_up`` says 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import redis
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+
+from supercheck.config import Settings
+from supercheck.ledger import QUEUED_KEY, RUNNING_KEY
+
+log = logging.getLogger(__name__)
+
+DURATION_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
+WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900)
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5)
+
+
+class LedgerGauges:
+    """A collector: GET the contract's counters at scrape time."""
+
+    def __init__(self, url: str, settings: Settings):
+        self.client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+        self.settings = settings
+        self.last = {RUNNING_KEY: 0.0, QUEUED_KEY: 0.0}
+        self.lock = threading.Lock()
+
+    def collect(self):
+        up = 1.0
+        with self.lock:
+            try:
+                running, queued = self.client.mget(RUNNING_KEY, QUEUED_KEY)
+                self.last = {RUNNING_KEY: float(running or 0), QUEUED_KEY: float(queued or 0)}
+            except (redis.RedisError, OSError):
+                up = 0.0
+            values = dict(self.last)
+        g = GaugeMetricFamily("supercheck_capacity_running", "Runs holding a running slot (Redis ledger)")
+        g.add_metric([], values[RUNNING_KEY])
+        yield g
+        g = GaugeMetricFamily("supercheck_capacity_queued", "Runs waiting in the queue (Redis ledger)")
+        g.add_metric([], values[QUEUED_KEY])
+        yield g
+        g = GaugeMetricFamily("supercheck_capacity_running_limit", "RUNNING_CAPACITY")
+        g.add_metric([], self.settings.running_capacity)
+        yield g
+        g = GaugeMetricFamily("supercheck_capacity_queued_limit", "QUEUED_CAPACITY")
+        g.add_metric([], self.settings.queued_capacity)
+        yield g
+        g = GaugeMetricFamily("supercheck_ledger_up", "1 when the Redis ledger answered the last scrape")
+        g.add_metric([], up)
+        yield g
+
+
+class Metrics:
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None):
+        self.settings = settings
+        self.registry = registry or CollectorRegistry()
+        extra = list(settings.metrics_label_names)
+        r = self.registry
+        self.runs = Counter("supercheck_testruns_total", "TestRuns that reached a terminal phase",
+                            ["type", "phase", *extra], registry=r)
+        self.queue_wait = Histogram("supercheck_queue_wait_seconds", "From TestRun created to its slot granted",
+                                    ["type", *extra], buckets=WAIT_BUCKETS, registry=r)
+        self.run_duration = Histogram("supercheck_run_duration_seconds", "From start to terminal phase",
+                                      ["type", "phase", *extra], buckets=DURATION_BUCKETS, registry=r)
+        self.retries = Counter("supercheck_retries_total", "Attempts retried, by failure class",
+                               ["type", "failure_class", *extra], registry=r)
+        self.rejections = Counter("supercheck_rejections_total", "TestRuns rejected or refused before a pod",
+                                  ["type", "reason", *extra], registry=r)
+        self.slots_repaired = Counter("supercheck_slots_repaired_total",
+                                      "Ledger entries repaired against the cluster's truth", ["kind"], registry=r)
+        self.ledger_rebuilds = Counter("supercheck_ledger_rebuilds_total",
+                                       "Ledger rebuilt from the cluster after Redis lost it", registry=r)
+        self.dispatch_latency = Histogram("supercheck_dispatch_latency_seconds",
+                                          "From slot granted to runner pod created", buckets=LATENCY_BUCKETS,
+                                          registry=r)
+        self.results_pending = Gauge("supercheck_results_pending",
+                                     "TestRuns whose rows wait for PostgreSQL", registry=r)
+        self.service_errors = Counter("supercheck_service_errors_total", "Calls to a backing service that failed",
+                                      ["service"], registry=r)
+        self._pending: set[str] = set()
+        self._pending_lock = threading.Lock()
+        self._gauges: LedgerGauges | None = None
+
+    def extra_labels(self, labels: dict[str, str] | None) -> dict[str, str]:
+        labels = labels or {}
+        return {name: labels.get(key, "") for key, name in
+                zip(self.settings.metrics_label_keys, self.settings.metrics_label_names)}
+
+    def attach_ledger(self, url: str) -> None:
+        self._gauges = LedgerGauges(url, self.settings)
+        self.registry.register(self._gauges)
+
+    def results_waiting(self, uid: str, waiting: bool) -> None:
+        with self._pending_lock:
+            (self._pending.add if waiting else self._pending.discard)(uid)
+            self.results_pending.set(len(self._pending))
+
+    def serve(self, port: int) -> None:
+        if port:
+            start_http_server(port, registry=self.registry)
+            log.info("metrics on :%d/metrics", port)
+
+
+def monotonic() -> float:
+    return time.monotonic()

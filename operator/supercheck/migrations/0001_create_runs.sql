@@ -1,0 +1,40 @@
+-- One row per TestRun attempt (attempt 0: the run never got a pod: rejected, refused, cancelled in the queue).
+CREATE TABLE IF NOT EXISTS runs (
+    uid                        text        NOT NULL,
+    attempt                    integer     NOT NULL,
+    namespace                  text        NOT NULL,
+    name                       text        NOT NULL,
+    type                       text        NOT NULL,
+    phase                      text        NOT NULL,
+    final                      boolean     NOT NULL DEFAULT false,
+    priority                   integer     NOT NULL DEFAULT 0,
+    reason                     text,
+    message                    text,
+    failure_class              text,
+    exit_code                  integer,
+    pod_name                   text,
+    queued_at                  timestamptz,
+    started_at                 timestamptz,
+    completed_at               timestamptz,
+    duration_ms                bigint,
+    total                      integer,
+    passed                     integer,
+    failed                     integer,
+    flaky                      integer,
+    skipped                    integer,
+    k6_thresholds_passed       boolean,
+    k6_checks_passed           integer,
+    k6_checks_failed           integer,
+    k6_iterations              integer,
+    k6_http_req_duration_p95_ms double precision,
+    artifacts_bucket           text,
+    artifacts_prefix           text,
+    artifacts_report           text,
+    labels                     jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    created_at                 timestamptz NOT NULL DEFAULT now(),
+    updated_at                 timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (uid, attempt)
+);
+
+CREATE INDEX IF NOT EXISTS runs_namespace_name_idx ON runs (namespace, name);
+CREATE INDEX IF NOT EXISTS runs_completed_at_idx ON runs (completed_at);

@@ -1,0 +1,122 @@
+"""`supercheck-operator`: the Kopf operator's entry point.
+
+Configuration comes from environment variables (:mod:`supercheck.config`, docs/operator.md).
+More than one replica may run: Kopf peering (the cluster-wide ``ClusterKopfPeering`` named by
+``SUPERCHECK_PEERING``, default ``supercheck``) keeps exactly one active — the oldest, by
+priority — and the others paused until it stops answering; the ledger's atomic, per-run
+idempotent scripts and the resourceVersion-checked status patches keep the invariants even
+if two were active at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import logging
+import os
+import socket
+import sys
+import time
+
+import kopf
+import kubernetes
+from pydantic import ValidationError
+
+from supercheck import handlers  # noqa: F401 - registers the handlers with Kopf
+from supercheck import kube
+from supercheck.config import Settings
+
+log = logging.getLogger("supercheck.operator")
+
+
+class _QuietWakeups(logging.Filter):
+    """Kopf logs every successful event handler; ours only wake a daemon, so say nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not (msg.startswith(("Handler 'runner_pod_changed'", "Handler 'testrun_changed'", "Daemon 'drive'"))
+                    and msg.endswith("succeeded."))
+
+
+def ensure_peering(settings: Settings) -> bool:
+    """Create the peering object Kopf needs; False when the peering CRD is not installed."""
+    api = kubernetes.client.CustomObjectsApi()
+    body = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": settings.peering}}
+    try:
+        api.create_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", body)
+    except kubernetes.client.ApiException as exc:
+        if exc.status == 409:
+            return True
+        if exc.status == 404:
+            log.warning("the ClusterKopfPeering CRD is not installed (crds/kopf-peering.yaml); running standalone")
+            return False
+        raise
+    return True
+
+
+def identity(settings: Settings) -> str:
+    """Stable per replica slot, so a restarted operator takes over its own peering record at once."""
+    pod = os.environ.get("POD_ID") or os.environ.get("POD_NAME")
+    if pod:
+        return pod
+    return f"supercheck@{socket.gethostname()}:{settings.health_port}"
+
+
+def priority(settings: Settings) -> int:
+    """Older replicas win: a replica started later pauses while an earlier one is alive."""
+    if settings.peering_priority is not None:
+        return settings.peering_priority
+    return 10**13 - int(time.time() * 1000)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="supercheck-operator", description=__doc__.splitlines()[0])
+    parser.add_argument("--verbose", "-v", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("kubernetes", "urllib3", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_QuietWakeups())
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"supercheck-operator: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    handlers.SETTINGS = settings
+    kube.load_config()
+
+    standalone = settings.peering == "standalone"
+    if not standalone:
+        standalone = not ensure_peering(settings)
+
+    loop = asyncio.new_event_loop()
+    loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="kube"))
+    asyncio.set_event_loop(loop)
+    kwargs: dict = {}
+    if settings.namespaces:
+        kwargs["namespaces"] = settings.namespaces
+    else:
+        kwargs["clusterwide"] = True
+    if standalone:
+        kwargs["standalone"] = True
+    else:
+        kwargs["peering_name"] = settings.peering
+        kwargs["priority"] = priority(settings)
+    log.info("starting: identity %s, %s", identity(settings),
+             "standalone" if standalone else f"peering {settings.peering!r} priority {kwargs['priority']}")
+    kopf.run(
+        loop=loop,
+        identity=identity(settings),
+        liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None,
+        **kwargs,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,307 @@
+"""The runner's Kubernetes objects, built by pure functions over plain data.
+
+One ConfigMap per TestRun holds the script (a snapshot taken at admission, owned by the
+TestRun); one Pod per attempt runs ``supercheck-runner`` with the contract's environment
+(:meth:`RunnerConfig.to_env`). Nothing here talks to the API server, so every field is
+unit-tested (the style of k6-operator's ``pkg/resources/jobs``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from supercheck.config import Settings
+from supercheck.contract import BUCKETS, TERMINATION_MESSAGE_PATH, RunnerConfig, artifact_prefix
+from supercheck.models import API_VERSION, GROUP, TestRunSpec
+from supercheck.quantity import parse_quantity
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "supercheck"
+LABEL_TESTRUN = f"{GROUP}/testrun"
+LABEL_UID = f"{GROUP}/testrun-uid"
+LABEL_ATTEMPT = f"{GROUP}/attempt"
+LABEL_TYPE = f"{GROUP}/type"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+
+CONTAINER_NAME = "runner"
+SCRIPT_DIR = "/supercheck/script"
+WORK_DIR = "/tmp/supercheck"
+SCRIPT_FILE = {"playwright": "test.spec.ts", "k6": "script.js"}
+S3_SECRET_NAME = "supercheck-runner-s3"
+MAX_NAME = 63
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """The identity of a TestRun, as the objects it owns need it."""
+
+    namespace: str
+    name: str
+    uid: str
+    labels: Mapping[str, str]
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> "RunRef":
+        meta = body["metadata"]
+        return cls(meta["namespace"], meta["name"], meta["uid"], dict(meta.get("labels") or {}))
+
+
+@dataclass(frozen=True)
+class ResourceSet:
+    """Limits of the runner container (requests are equal: the pod gets what it is promised)."""
+
+    cpu: str
+    memory: str
+    ephemeral_storage: str
+
+    def as_k8s(self) -> dict[str, str]:
+        return {"cpu": self.cpu, "memory": self.memory, "ephemeral-storage": self.ephemeral_storage}
+
+
+class ResourceBoundsError(ValueError):
+    """A TestRun asks for more than the operator is configured to give."""
+
+
+def bounded_name(base: str, suffix: str, limit: int = MAX_NAME) -> str:
+    """``<base><suffix>`` within ``limit`` characters; a long base is cut and made unique by a hash."""
+    name = f"{base}{suffix}"
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(base.encode()).hexdigest()[:8]
+    keep = limit - len(suffix) - len(digest) - 1
+    return f"{base[:keep].rstrip('-.')}-{digest}{suffix}"
+
+
+def pod_name(run_name: str, attempt: int) -> str:
+    """Deterministic per attempt: creating it twice is AlreadyExists, never a second pod."""
+    return bounded_name(run_name, f"-a{attempt}")
+
+
+def configmap_name(run_name: str) -> str:
+    return bounded_name(run_name, "-script")
+
+
+def resolve_resources(spec: TestRunSpec, settings: Settings) -> ResourceSet:
+    """The run's limits: its own request or the configured default, never above the configured maximum."""
+    asked = spec.resources
+    chosen = ResourceSet(
+        cpu=(asked and asked.cpu) or settings.runner_default_cpu,
+        memory=(asked and asked.memory) or settings.default_memory,
+        ephemeral_storage=(asked and asked.ephemeralStorage) or settings.runner_default_ephemeral_storage,
+    )
+    problems = []
+    for field, value, maximum, setting in (
+        ("cpu", chosen.cpu, settings.runner_max_cpu, "RUNNER_MAX_CPU"),
+        ("memory", chosen.memory, settings.runner_max_memory, "RUNNER_MAX_MEMORY"),
+        ("ephemeralStorage", chosen.ephemeral_storage, settings.runner_max_ephemeral_storage,
+         "RUNNER_MAX_EPHEMERAL_STORAGE"),
+    ):
+        amount = parse_quantity(value)
+        if amount <= 0:
+            problems.append(f"spec.resources.{field}={value} must be more than 0")
+        elif amount > parse_quantity(maximum):
+            problems.append(f"spec.resources.{field}={value} is above the operator's maximum {maximum} ({setting})")
+    if problems:
+        raise ResourceBoundsError("; ".join(problems) + "; ask for less or raise the operator's bounds")
+    return chosen
+
+
+def timeout_seconds(spec: TestRunSpec, settings: Settings) -> int:
+    return spec.timeoutSeconds or settings.default_timeout_seconds
+
+
+def owner_reference(run: RunRef) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "TestRun",
+        "name": run.name,
+        "uid": run.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def _label_value(value: str) -> str:
+    value = value[:63]
+    return value if _LABEL_VALUE.match(value) else hashlib.sha256(value.encode()).hexdigest()[:16]
+
+
+def run_labels(run: RunRef, spec: TestRunSpec, attempt: int | None = None) -> dict[str, str]:
+    """The TestRun's own labels, then ours (ours win: selectors and the ledger repair rely on them)."""
+    labels = {k: v for k, v in run.labels.items() if not k.startswith(f"{GROUP}/") and k != MANAGED_BY}
+    labels.update(
+        {
+            MANAGED_BY: MANAGER,
+            LABEL_COMPONENT: "runner",
+            LABEL_TESTRUN: _label_value(run.name),
+            LABEL_UID: run.uid,
+            LABEL_TYPE: spec.type,
+        }
+    )
+    if attempt is not None:
+        labels[LABEL_ATTEMPT] = str(attempt)
+    return labels
+
+
+def script_configmap(run: RunRef, spec: TestRunSpec, script: str) -> dict[str, Any]:
+    """The script as it was when the run was admitted; later edits of a source ConfigMap do not leak in."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": configmap_name(run.name),
+            "namespace": run.namespace,
+            "labels": run_labels(run, spec),
+            "ownerReferences": [owner_reference(run)],
+        },
+        "data": {SCRIPT_FILE[spec.type]: script},
+    }
+
+
+def s3_secret(namespace: str, settings: Settings) -> dict[str, Any] | None:
+    """S3 credentials for the runners of a namespace, so they never appear in a pod spec."""
+    if not (settings.aws_access_key_id and settings.aws_secret_access_key):
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": S3_SECRET_NAME,
+            "namespace": namespace,
+            "labels": {MANAGED_BY: MANAGER},
+        },
+        "type": "Opaque",
+        "stringData": {
+            "AWS_ACCESS_KEY_ID": settings.aws_access_key_id,
+            "AWS_SECRET_ACCESS_KEY": settings.aws_secret_access_key,
+        },
+    }
+
+
+def runner_config(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settings) -> RunnerConfig:
+    pw = spec.playwright
+    return RunnerConfig(
+        type=spec.type,
+        scriptPath=f"{SCRIPT_DIR}/{SCRIPT_FILE[spec.type]}",
+        timeoutSeconds=timeout_seconds(spec, settings),
+        runName=run.name,
+        namespace=run.namespace,
+        attempt=attempt,
+        bucket=BUCKETS[spec.type],
+        prefix=artifact_prefix(run.namespace, run.name, run.uid, attempt),
+        playwrightRetries=pw.retries if pw and pw.retries is not None else settings.playwright_retries,
+        playwrightTrace=pw.trace if pw and pw.trace is not None else settings.playwright_trace,
+        playwrightHeadless=pw.headless if pw and pw.headless is not None else settings.playwright_headless,
+        playwrightWorkers=pw.workers if pw and pw.workers is not None else settings.max_concurrent_executions,
+        k6Args=list(spec.k6.args) if spec.k6 else [],
+        workDir=WORK_DIR,
+    )
+
+
+def _env_list(values: Mapping[str, str]) -> list[dict[str, Any]]:
+    return [{"name": k, "value": v} for k, v in values.items()]
+
+
+def container_env(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settings,
+                  s3_secret_name: str | None) -> list[dict[str, Any]]:
+    """The user's env first; the contract's variables after it, so a user cannot shadow them."""
+    env: list[dict[str, Any]] = [e.model_dump(exclude_none=True) for e in spec.env]
+    env += _env_list({"HOME": WORK_DIR, **settings.runner_extra_env})
+    if settings.s3_endpoint_url:
+        env += _env_list({"S3_ENDPOINT_URL": settings.s3_endpoint_url, "AWS_REGION": settings.aws_region})
+    if s3_secret_name:
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": s3_secret_name, "key": key}}})
+    env += _env_list(runner_config(run, spec, attempt, settings).to_env())
+    return env
+
+
+def runner_pod(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settings,
+               resources: ResourceSet, s3_secret_name: str | None = S3_SECRET_NAME) -> dict[str, Any]:
+    timeout = timeout_seconds(spec, settings)
+    limits = resources.as_k8s()
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name(run.name, attempt),
+            "namespace": run.namespace,
+            "labels": run_labels(run, spec, attempt),
+            "annotations": {f"{GROUP}/timeout-seconds": str(timeout)},
+            "ownerReferences": [owner_reference(run)],
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "activeDeadlineSeconds": timeout + settings.runner_deadline_margin_seconds,
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "terminationGracePeriodSeconds": 10,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": settings.runner_run_as_user,
+                "runAsGroup": settings.runner_run_as_user,
+                "fsGroup": settings.runner_run_as_user,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": CONTAINER_NAME,
+                    "image": settings.runner_image,
+                    "imagePullPolicy": settings.runner_image_pull_policy,
+                    "command": ["supercheck-runner"],
+                    "workingDir": WORK_DIR,
+                    "env": container_env(run, spec, attempt, settings, s3_secret_name),
+                    "envFrom": [e.model_dump(exclude_none=True) for e in spec.envFrom],
+                    "resources": {"limits": dict(limits), "requests": dict(limits)},
+                    "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+                    "terminationMessagePolicy": "FallbackToLogsOnError",
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "privileged": False,
+                        "readOnlyRootFilesystem": True,
+                        "runAsNonRoot": True,
+                        "capabilities": {"drop": ["ALL"]},
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "volumeMounts": [
+                        {"name": "script", "mountPath": SCRIPT_DIR, "readOnly": True},
+                        {"name": "tmp", "mountPath": "/tmp"},
+                    ],
+                }
+            ],
+            "volumes": [
+                {"name": "script", "configMap": {"name": configmap_name(run.name)}},
+                {"name": "tmp", "emptyDir": {"sizeLimit": resources.ephemeral_storage}},
+            ],
+        },
+    }
+
+
+def required_references(spec: TestRunSpec) -> list[tuple[str, str, str | None, str]]:
+    """The Secrets and ConfigMaps a run needs before it may start: (kind, name, key, where).
+
+    Optional references are left out: Kubernetes starts the container without them.
+    """
+    refs: list[tuple[str, str, str | None, str]] = []
+    if spec.script.configMapRef:
+        ref = spec.script.configMapRef
+        refs.append(("ConfigMap", ref.name, ref.key, "spec.script.configMapRef"))
+    for i, e in enumerate(spec.env):
+        src = e.valueFrom
+        if src and src.secretKeyRef and not src.secretKeyRef.optional:
+            refs.append(("Secret", src.secretKeyRef.name, src.secretKeyRef.key, f"spec.env[{i}].valueFrom.secretKeyRef"))
+        if src and src.configMapKeyRef and not src.configMapKeyRef.optional:
+            refs.append(("ConfigMap", src.configMapKeyRef.name, src.configMapKeyRef.key,
+                         f"spec.env[{i}].valueFrom.configMapKeyRef"))
+    for i, e in enumerate(spec.envFrom):
+        if e.secretRef and not e.secretRef.optional:
+            refs.append(("Secret", e.secretRef.name, None, f"spec.envFrom[{i}].secretRef"))
+        if e.configMapRef and not e.configMapRef.optional:
+            refs.append(("ConfigMap", e.configMapRef.name, None, f"spec.envFrom[{i}].configMapRef"))
+    return refs

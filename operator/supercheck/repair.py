@@ -1,0 +1,105 @@
+"""Leak repair: the ledger checked against the cluster's truth (TestRun status + runner pods).
+
+The cluster is the truth. A run holds a running slot when its status says so (and it is not
+finished) or when a live runner pod of it exists; it holds a queue place when its status says
+``slot: queued``. Everything else in the ledger is stale.
+
+* On a wiped Redis (no epoch) the whole ledger is rebuilt from that truth, atomically, while
+  every other ledger script refuses to run.
+* Otherwise the repair only removes what is certainly stale (runs that ended or are gone) and
+  puts back what the cluster says is missing; a released run is never put back.
+
+The decisions are pure (:func:`desired_ledger`, :func:`repair_plan`); :class:`Repairer` runs them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from pydantic import ValidationError
+
+from supercheck.ledger import Snapshot, queue_score
+from supercheck.lifecycle import pod_view
+from supercheck.models import Phase, TestRunStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Desired:
+    running: dict[str, str] = field(default_factory=dict)  # uid -> ref
+    queued: dict[str, tuple[str, int]] = field(default_factory=dict)  # uid -> (ref, score)
+    released: set[str] = field(default_factory=set)
+    known: set[str] = field(default_factory=set)  # every TestRun uid that exists
+    seq_floor: int = 0
+
+
+@dataclass
+class Plan:
+    stale: list[str] = field(default_factory=list)
+    missing: list[tuple[str, str, str, int]] = field(default_factory=list)  # uid, ref, kind, score
+    promoted_waiting: list[str] = field(default_factory=list)  # granted a slot, status still queued
+
+
+def _status(tr: Mapping[str, Any]) -> TestRunStatus:
+    try:
+        return TestRunStatus.model_validate(tr.get("status") or {})
+    except ValidationError:
+        return TestRunStatus()
+
+
+def desired_ledger(testruns: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]) -> Desired:
+    live_pods: dict[str, int] = {}
+    for p in pods:
+        view = pod_view(p)
+        if view.owner_uid and view.live:
+            live_pods[view.owner_uid] = live_pods.get(view.owner_uid, 0) + 1
+    d = Desired()
+    max_seq = 0
+    for tr in testruns:
+        meta = tr["metadata"]
+        uid, ref = meta["uid"], f"{meta['namespace']}/{meta['name']}"
+        d.known.add(uid)
+        status = _status(tr)
+        max_seq = max(max_seq, status.queueSeq or 0)
+        terminal = status.phase is not None and status.phase.terminal
+        if uid in live_pods or (not terminal and status.slot == "running"):
+            d.running[uid] = ref
+        elif not terminal and status.slot == "queued":
+            priority = int((tr.get("spec") or {}).get("priority") or 0)
+            d.queued[uid] = (ref, queue_score(priority, status.queueSeq or 0))
+        elif terminal:
+            d.released.add(uid)
+    # Live pods whose TestRun is gone still occupy a node until the garbage collector removes them.
+    for uid in live_pods:
+        if uid not in d.known:
+            d.running.setdefault(uid, "")
+    d.seq_floor = max_seq
+    return d
+
+
+def repair_plan(snapshot: Snapshot, desired: Desired, statuses: Mapping[str, TestRunStatus]) -> Plan:
+    plan = Plan()
+    held = set(snapshot.running) | {uid for uid, _ in snapshot.queue}
+    for uid in sorted(held):
+        if uid not in desired.running and uid not in desired.queued:
+            plan.stale.append(uid)
+    for uid, ref in desired.running.items():
+        if uid not in held and uid not in snapshot.released:
+            plan.missing.append((uid, ref, "running", 0))
+    for uid, (ref, score) in desired.queued.items():
+        if uid not in held and uid not in snapshot.released:
+            plan.missing.append((uid, ref, "queued", score))
+    for uid in snapshot.running:
+        st = statuses.get(uid)
+        if st is not None and st.slot == "queued" and st.phase == Phase.QUEUED:
+            plan.promoted_waiting.append(uid)
+    return plan
+
+
+def rebuild_args(desired: Desired) -> tuple[list[tuple[str, str]], list[tuple[str, str, int]], list[str], int]:
+    running = sorted(desired.running.items())
+    queued = sorted(((uid, ref, score) for uid, (ref, score) in desired.queued.items()), key=lambda x: x[2])
+    return running, queued, sorted(desired.released), desired.seq_floor

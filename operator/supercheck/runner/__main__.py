@@ -1,0 +1,259 @@
+"""``supercheck-runner``: one attempt of one TestRun, in its pod.
+
+    config (env) -> S3 preflight -> validate -> run under the deadline -> upload out/ ->
+    result.json (last) -> termination message -> exit code
+
+This module is the imperative shell: every decision it acts on is made by a pure function
+in a sibling module (validation policy, config generation, report parsing, classification,
+key layout). What each exit code means: :class:`supercheck.contract.ExitCode`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from supercheck.contract import (
+    ArtifactLocation,
+    FailureClass,
+    RunnerConfig,
+    RunnerResult,
+)
+from supercheck.runner import artifacts, k6, playwright, validate
+from supercheck.runner.outcome import EngineOutcome, build_result, write_termination_message
+from supercheck.runner.process import become_subreaper, reap_orphans, run_supervised
+from supercheck.runner.settings import SYSTEM_CHROMIUM, SYSTEM_FFMPEG, RunnerSettings, child_env
+from supercheck.runner.timer import Deadline, default_margin, execution_budget, graceful_budget_ms
+
+VALIDATION_TIMEOUT_SECONDS = 60.0
+
+
+class RunLog:
+    """The runner's own lines: to stdout (``kubectl logs``) and into the console log artifact."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __call__(self, message: str) -> None:
+        line = f"[supercheck] {message}\n"
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(line)
+        except OSError:
+            pass
+
+
+def _tail(path: Path, size: int = 8192) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - size))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def run_playwright(config: RunnerConfig, settings: RunnerSettings, work: Path, out: Path,
+                   deadline: Deadline, stop: threading.Event, say: RunLog) -> EngineOutcome:
+    script = Path(config.scriptPath)
+    validate.read_script(script, settings.max_script_bytes)
+    playwright.prepare_workdir(work, script, settings.node_modules_dir)
+    spec = playwright.spec_path(work)
+    validate.validate_playwright(
+        spec, node=settings.node, validator=settings.validate_script, node_modules=settings.node_modules_dir,
+        allowed=settings.allowed_modules, timeout=min(VALIDATION_TIMEOUT_SECONDS, max(1.0, deadline.remaining())),
+    )
+    say("validation passed")
+
+    video_env, video = playwright.ffmpeg_shim(work, settings.node_modules_dir, os.environ,
+                                              settings.ffmpeg_path or SYSTEM_FFMPEG)
+    if not video:
+        say("no ffmpeg for Playwright: videos are off for this run")
+    global_ms = graceful_budget_ms(deadline.remaining())
+    options = playwright.PlaywrightOptions(
+        out_dir=str(out),
+        test_dir=str(work / "tests"),
+        retries=config.playwrightRetries,
+        trace=config.playwrightTrace,
+        headless=config.playwrightHeadless,
+        workers=config.playwrightWorkers,
+        test_timeout_ms=settings.playwright_test_timeout_ms or global_ms,
+        global_timeout_ms=global_ms,
+        video=video,
+        chromium_path=settings.chromium_path,
+        no_sandbox=hasattr(os, "geteuid") and os.geteuid() == 0,  # Chromium's sandbox refuses root
+    )
+    if config.playwrightTrace not in playwright.TRACE_MODES:
+        say(f"unknown trace mode '{config.playwrightTrace}', using retain-on-failure")
+    config_path = work / "playwright.config.mjs"
+    config_path.write_text(playwright.render_config_module(
+        playwright.build_config(options), settings.chromium_path, SYSTEM_CHROMIUM))
+    env = child_env(os.environ, {
+        **video_env,
+        **playwright.writable_home(os.environ, work),
+        "FORCE_COLOR": "0",
+        "PLAYWRIGHT_HTML_OPEN": "never",
+    })
+    say(f"running Playwright: {config.playwrightWorkers} workers, {config.playwrightRetries} retries, "
+        f"trace {options.trace}, global timeout {global_ms / 1000:.1f} s")
+    proc = run_supervised(
+        playwright.command(settings.node, settings.node_modules_dir, config_path),
+        env=env, cwd=work, log_path=out / playwright.CONSOLE_LOG, deadline_at=deadline.at, stop_requested=stop,
+    )
+    say(f"Playwright ended: exit code {proc.exit_code}, {proc.duration_seconds:.1f} s, "
+        f"peak memory {proc.peak_rss_bytes / 2**20:.0f} MiB" + (f", stopped ({proc.stopped})" if proc.stopped else ""))
+    report = playwright.load_report(out / playwright.RESULTS_JSON)
+    facts = playwright.summarize(report) if report is not None else None
+    outcome = playwright.classify(facts, exit_code=proc.exit_code, timed_out=proc.timed_out,
+                                  console_tail=_tail(out / playwright.CONSOLE_LOG))
+    if proc.stopped == "signal":
+        outcome = _stopped_by_signal(outcome)
+    if (out / playwright.REPORT_INDEX).is_file():
+        outcome.report = playwright.REPORT_INDEX
+    return outcome
+
+
+def run_k6(config: RunnerConfig, settings: RunnerSettings, work: Path, out: Path,
+           deadline: Deadline, stop: threading.Event, say: RunLog) -> EngineOutcome:
+    source = Path(config.scriptPath)
+    validate.read_script(source, settings.max_script_bytes)
+    work.mkdir(parents=True, exist_ok=True)
+    # k6 reads TypeScript too (k6 >= 1.0); keep the extension, default to .js.
+    script = work / ("script" + (source.suffix if source.suffix in (".js", ".mjs", ".ts") else ".js"))
+    shutil.copyfile(source, script)
+    env = child_env(os.environ, {**playwright.writable_home(os.environ, work), "K6_NO_USAGE_REPORT": "true"})
+    validate.validate_k6(script, k6=settings.k6, env=env, cwd=work,
+                         timeout=min(VALIDATION_TIMEOUT_SECONDS, max(1.0, deadline.remaining())))
+    say("validation passed")
+    (out / "report").mkdir(parents=True, exist_ok=True)
+    cmd = k6.command(settings.k6, script, out, config.k6Args)
+    say("running k6" + (f" with {' '.join(config.k6Args)}" if config.k6Args else ""))
+    proc = run_supervised(cmd, env={**env, **k6.dashboard_env(out, env)}, cwd=work, log_path=out / k6.CONSOLE_LOG,
+                          deadline_at=deadline.at, stop_requested=stop)
+    say(f"k6 ended: exit code {proc.exit_code}, {proc.duration_seconds:.1f} s, "
+        f"peak memory {proc.peak_rss_bytes / 2**20:.0f} MiB" + (f", stopped ({proc.stopped})" if proc.stopped else ""))
+    outcome = k6.classify(k6.load_summary(out / k6.SUMMARY_JSON), exit_code=proc.exit_code,
+                          timed_out=proc.timed_out, console_tail=_tail(out / k6.CONSOLE_LOG))
+    if proc.stopped == "signal":
+        outcome = _stopped_by_signal(outcome)
+    if (out / k6.REPORT_INDEX).is_file():
+        outcome.report = k6.REPORT_INDEX
+    return outcome
+
+
+def _stopped_by_signal(outcome: EngineOutcome) -> EngineOutcome:
+    # SIGTERM from the kubelet: the pod is being deleted or evicted (or, rarely, is past its own
+    # deadline, which the operator sees as DeadlineExceeded). Not the test's verdict: retryable.
+    return EngineOutcome(FailureClass.INFRASTRUCTURE,
+                         "the runner was stopped by a signal before the test finished (pod deleted or evicted)",
+                         summary=outcome.summary, k6=outcome.k6)
+
+
+def execute(config: RunnerConfig, settings: RunnerSettings, work: Path, out: Path,
+            deadline: Deadline, stop: threading.Event, say: RunLog) -> EngineOutcome:
+    engines = {"playwright": run_playwright, "k6": run_k6}
+    engine = engines.get(config.type)
+    if engine is None:
+        return EngineOutcome(FailureClass.VALIDATION, f"unknown test type '{config.type}' (playwright or k6)")
+    try:
+        return engine(config, settings, work, out, deadline, stop, say)
+    except validate.ValidationError as exc:
+        return EngineOutcome(FailureClass.VALIDATION, f"invalid script: {exc}")
+    except validate.ValidatorUnavailable as exc:
+        if deadline.expired():
+            return EngineOutcome(FailureClass.TIMEOUT, f"timed out during validation: {exc}")
+        return EngineOutcome(FailureClass.INFRASTRUCTURE, str(exc))
+    except FileNotFoundError as exc:
+        return EngineOutcome(FailureClass.INFRASTRUCTURE, f"missing file: {exc}")
+
+
+def upload(client, config: RunnerConfig, settings: RunnerSettings, out: Path, outcome: EngineOutcome,
+           say: RunLog) -> tuple[ArtifactLocation, str | None]:
+    """Upload out/; returns the location and, when some files failed, a note for the message."""
+    uploader = artifacts.Uploader(client, config.bucket, concurrency=settings.upload_concurrency)
+    items = artifacts.plan(out, config.prefix)
+    report = uploader.upload_all(items)
+    say(f"uploaded {len(report.uploaded)} files, {report.bytes / 2**20:.1f} MiB in {report.seconds:.2f} s "
+        f"to s3://{config.bucket}/{config.prefix}/")
+    report_key = artifacts.object_key(config.prefix, outcome.report) if outcome.report else None
+    note = None
+    if report.failed:
+        first_key, first_error = next(iter(report.failed.items()))
+        note = f"{len(report.failed)} of {len(items)} artifacts not uploaded ({first_key}: {first_error})"
+        if report_key in report.failed:
+            report_key = None
+    return ArtifactLocation(bucket=config.bucket, prefix=config.prefix, report=report_key), note
+
+
+def finish(result: RunnerResult, settings: RunnerSettings, say: RunLog) -> int:
+    error = write_termination_message(result, settings.termination_message_path)
+    if error:
+        say(error)
+    say(f"result: {result.failureClass.value} (exit code {result.exitCode}): {result.message}")
+    return result.exitCode
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = time.monotonic()
+    become_subreaper()
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    settings = RunnerSettings.from_env()
+    try:
+        config = RunnerConfig.from_env()
+    except Exception as exc:  # noqa: BLE001 - a misconfigured pod must still say why
+        say = RunLog(Path("/dev/null"))
+        result = build_result(EngineOutcome(FailureClass.INFRASTRUCTURE, f"runner misconfigured: {exc}"), None, 0)
+        return finish(result, settings, say)
+
+    work = Path(config.workDir)
+    out = work / "out"
+    shutil.rmtree(out, ignore_errors=True)  # everything under out/ is uploaded: nothing stale
+    out.mkdir(parents=True, exist_ok=True)
+    say = RunLog(out / "console.log")
+    margin = settings.timeout_margin_seconds
+    margin = default_margin(config.timeoutSeconds) if margin is None else margin
+    deadline = Deadline.after(execution_budget(config.timeoutSeconds, margin), start=started)
+    say(f"{config.type} run {config.namespace}/{config.runName}, attempt {config.attempt}: "
+        f"timeout {config.timeoutSeconds} s, the test is stopped after {deadline.at - started:.0f} s")
+
+    client = artifacts.make_client(settings.s3_endpoint_url, settings.s3_region,
+                                   pool=max(10, settings.upload_concurrency * 2))
+    try:
+        artifacts.preflight(artifacts.make_client(settings.s3_endpoint_url, settings.s3_region, connect_timeout=3,
+                                                  read_timeout=10, attempts=2), config.bucket)
+    except artifacts.S3Unavailable as exc:
+        outcome = EngineOutcome(FailureClass.INFRASTRUCTURE, f"before running: {exc}")
+        return finish(build_result(outcome, None, int((time.monotonic() - started) * 1000)), settings, say)
+
+    try:
+        outcome = execute(config, settings, work, out, deadline, stop, say)
+    finally:
+        reap_orphans()
+
+    location, note = upload(client, config, settings, out, outcome, say)
+    if note:
+        outcome.message = f"{outcome.message} [{note}]"
+    result = build_result(outcome, location, int((time.monotonic() - started) * 1000))
+    try:
+        artifacts.Uploader(client, config.bucket).put_result(config.prefix, result.model_dump_json(exclude_none=True))
+    except Exception as exc:  # noqa: BLE001 - the termination message still carries the verdict
+        say(f"result.json not uploaded: {exc}")
+    return finish(result, settings, say)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""Artifacts to S3: every file of the out directory, under the attempt's own prefix.
+
+Key layout: ``<prefix>/<path relative to the out directory>``, where the operator builds the
+prefix with :func:`supercheck.contract.artifact_prefix` (``namespace/name/uid/attempt-N``):
+the uid and the attempt make it unique, so a later run never overwrites an earlier one.
+``<prefix>/result.json`` is written last, after every other upload has ended: whoever sees
+it can trust the rest is there.
+
+Uploads run in parallel (a thread pool over files; boto3's transfer manager splits large
+files into multipart uploads); each file is retried with backoff on errors the SDK's own
+retries did not absorb. Every object gets its Content-Type, so the HTML report (and the
+trace viewer inside it) is browsable straight from the bucket.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from supercheck.contract import RESULT_JSON_NAME
+
+MiB = 1024 * 1024
+
+# mimetypes' table depends on the machine (/etc/mime.types); these must not.
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".htm": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+    ".map": "application/json",
+    ".xml": "application/xml",
+    ".txt": "text/plain; charset=utf-8",
+    ".log": "text/plain; charset=utf-8",
+    ".md": "text/markdown; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".ico": "image/x-icon",
+    ".webm": "video/webm",
+    ".mp4": "video/mp4",
+    ".zip": "application/zip",
+    ".gz": "application/gzip",
+    ".woff": "font/woff",
+    ".woff2": "font/woff2",
+    ".ttf": "font/ttf",
+    ".trace": "application/octet-stream",
+    ".network": "application/octet-stream",
+    ".stacks": "application/octet-stream",
+}
+
+
+def content_type(path: str) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix in CONTENT_TYPES:
+        return CONTENT_TYPES[suffix]
+    guessed, _ = mimetypes.guess_type(path)
+    return guessed or "application/octet-stream"
+
+
+def object_key(prefix: str, relative: str) -> str:
+    return f"{prefix.strip('/')}/{relative.lstrip('/')}"
+
+
+@dataclass(frozen=True)
+class PlannedUpload:
+    path: Path
+    key: str
+    size: int
+    content_type: str
+
+
+def plan(out_dir: Path, prefix: str) -> list[PlannedUpload]:
+    """Every regular file under ``out_dir`` (symlinks are not followed: they could point anywhere),
+    largest first so the long multipart uploads start early; ``result.json`` is never part of it."""
+    items = []
+    for path in out_dir.rglob("*"):
+        if path.is_symlink() or not path.is_file():
+            continue
+        rel = path.relative_to(out_dir).as_posix()
+        if rel == RESULT_JSON_NAME:
+            continue
+        items.append(PlannedUpload(path, object_key(prefix, rel), path.stat().st_size, content_type(rel)))
+    items.sort(key=lambda u: (-u.size, u.key))
+    return items
+
+
+@dataclass
+class UploadReport:
+    uploaded: list[str] = field(default_factory=list)  # keys, in completion order
+    failed: dict[str, str] = field(default_factory=dict)  # key -> error
+    bytes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+class S3Unavailable(Exception):
+    """S3 cannot be reached or the bucket is missing: an infrastructure error of ours."""
+
+
+def make_client(endpoint_url: str | None, region: str, *, pool: int = 32, connect_timeout: float = 5,
+                read_timeout: float = 60, attempts: int = 3):
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=region,
+        config=Config(
+            retries={"max_attempts": attempts, "mode": "standard"},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_pool_connections=pool,
+            s3={"addressing_style": "path"},  # endpoints like MinIO and moto serve buckets by path
+        ),
+    )
+
+
+def preflight(client, bucket: str) -> None:
+    """Fail fast, before the test runs, when the bucket cannot be reached: running a test whose
+    results cannot be kept wastes the attempt."""
+    try:
+        client.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        raise S3Unavailable(f"S3 bucket '{bucket}' is not usable ({code or exc})") from exc
+    except BotoCoreError as exc:
+        raise S3Unavailable(f"S3 is unreachable: {exc}") from exc
+
+
+class Uploader:
+    def __init__(self, client, bucket: str, *, concurrency: int = 16, attempts: int = 4,
+                 backoff_seconds: float = 0.5, multipart_threshold: int = 8 * MiB,
+                 multipart_chunksize: int = 8 * MiB, sleep: Callable[[float], None] = time.sleep):
+        self.client = client
+        self.bucket = bucket
+        self.concurrency = max(1, concurrency)
+        self.attempts = max(1, attempts)
+        self.backoff_seconds = backoff_seconds
+        self.sleep = sleep
+        self.transfer = TransferConfig(
+            multipart_threshold=multipart_threshold,
+            multipart_chunksize=multipart_chunksize,
+            max_concurrency=4,  # parts of one file in parallel; files are parallel already
+            use_threads=True,
+        )
+
+    def upload_file(self, item: PlannedUpload) -> None:
+        last: Exception | None = None
+        for attempt in range(self.attempts):
+            try:
+                if item.size < self.transfer.multipart_threshold:
+                    # One request; the transfer manager's thread pool would cost more than the upload.
+                    with open(item.path, "rb") as body:
+                        self.client.put_object(Bucket=self.bucket, Key=item.key, Body=body,
+                                               ContentType=item.content_type)
+                else:
+                    self.client.upload_file(
+                        str(item.path), self.bucket, item.key,
+                        ExtraArgs={"ContentType": item.content_type}, Config=self.transfer,
+                    )
+                return
+            except (BotoCoreError, ClientError, OSError) as exc:
+                last = exc
+                if attempt + 1 < self.attempts:
+                    self.sleep(self.backoff_seconds * (2 ** attempt))
+        raise last  # type: ignore[misc]
+
+    def upload_all(self, items: list[PlannedUpload]) -> UploadReport:
+        report = UploadReport()
+        started = time.monotonic()
+        if items:
+            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
+                futures = {pool.submit(self.upload_file, item): item for item in items}
+                for future in as_completed(futures):
+                    item = futures[future]
+                    try:
+                        future.result()
+                        report.uploaded.append(item.key)
+                        report.bytes += item.size
+                    except Exception as exc:  # noqa: BLE001 - recorded per file, reported as a whole
+                        report.failed[item.key] = str(exc)
+        report.seconds = time.monotonic() - started
+        return report
+
+    def put_result(self, prefix: str, body: str) -> str:
+        """``result.json``, after everything else. Retried like any file."""
+        key = object_key(prefix, RESULT_JSON_NAME)
+        last: Exception | None = None
+        for attempt in range(self.attempts):
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=body.encode(),
+                                       ContentType="application/json")
+                return key
+            except (BotoCoreError, ClientError) as exc:
+                last = exc
+                if attempt + 1 < self.attempts:
+                    self.sleep(self.backoff_seconds * (2 ** attempt))
+        raise last  # type: ignore[misc]

@@ -1,0 +1,149 @@
+"""k6: the command line, and the verdict from its summary export and exit code.
+
+Artifacts written under the out directory::
+
+    k6-summary.json        --summary-export, with the trend stats avg, min, med, max, p(90), p(95), p(99)
+    k6-metrics.json.gz     --out json=..., every sample (gzip: a load test writes a lot of them)
+    report/index.html      the web dashboard's HTML export (k6 skips it for runs too short to chart)
+    console.log
+
+The verdict: thresholds and checks decide. k6 exits 99 when a threshold is crossed; that is
+the test failing (``Failed``), not the run breaking (``Error``). A failed check does not
+change k6's exit code, but a check is an assertion, so any failed check fails the run too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from supercheck.contract import FailureClass, K6Summary
+from supercheck.runner.outcome import EngineOutcome, first_line
+
+SUMMARY_JSON = "k6-summary.json"
+METRICS_JSON = "k6-metrics.json.gz"
+REPORT_INDEX = "report/index.html"
+CONSOLE_LOG = "console.log"
+TREND_STATS = "avg,min,med,max,p(90),p(95),p(99)"
+
+# k6's documented exit codes (go.k6.io/k6/errext/exitcodes).
+THRESHOLDS_FAILED = 99
+SETUP_TIMEOUT = 100
+TEARDOWN_TIMEOUT = 101
+GENERIC_TIMEOUT = 102
+GENERIC_ENGINE = 103
+INVALID_CONFIG = 104
+EXTERNAL_ABORT = 105
+CANNOT_START_REST_API = 106
+SCRIPT_EXCEPTION = 107
+SCRIPT_ABORTED = 108
+GO_PANIC = 109
+MARKED_AS_FAILED = 110
+
+# The script ran and the system under test (or the script's own logic) made it fail.
+TEST_FAILURE_CODES = {THRESHOLDS_FAILED, SETUP_TIMEOUT, TEARDOWN_TIMEOUT, SCRIPT_EXCEPTION, SCRIPT_ABORTED, MARKED_AS_FAILED}
+
+
+def command(k6: str, script: Path, out: Path, user_args: Sequence[str]) -> list[str]:
+    """``k6 run`` with our outputs; the run's own arguments (k6Args) come before the script so
+    they can override options (``--vus``, ``--duration``) as on any k6 command line."""
+    return [
+        k6, "run",
+        "--no-color",
+        "--address", "",  # no REST API server: nothing listens, and parallel runs don't collide on :6565
+        "--summary-trend-stats", TREND_STATS,
+        "--summary-export", str(out / SUMMARY_JSON),
+        "--out", f"json={out / METRICS_JSON}",
+        *user_args,
+        str(script),
+    ]
+
+
+def dashboard_env(out: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """The web dashboard, exported to a file at the end; port -1: no HTTP server.
+
+    The aggregation period defaults to 2 s (k6's own 10 s leaves short runs without a chart);
+    a K6_WEB_DASHBOARD_PERIOD in the pod's environment wins."""
+    return {
+        "K6_WEB_DASHBOARD": "true",
+        "K6_WEB_DASHBOARD_EXPORT": str(out / REPORT_INDEX),
+        "K6_WEB_DASHBOARD_PORT": "-1",
+        "K6_WEB_DASHBOARD_PERIOD": environ.get("K6_WEB_DASHBOARD_PERIOD", "2s"),
+    }
+
+
+def summarize(export: Mapping) -> tuple[K6Summary, list[str], list[str]]:
+    """From the summary export: the K6Summary, the crossed thresholds and the failed checks.
+
+    In the export, a threshold's value is true when it was *crossed*."""
+    metrics = export.get("metrics", {})
+    crossed = [
+        f"{name}: {expr}"
+        for name, metric in sorted(metrics.items())
+        for expr, failed in (metric.get("thresholds") or {}).items()
+        if failed
+    ]
+    checks = metrics.get("checks") or {}
+    duration = metrics.get("http_req_duration") or {}
+    p95 = duration.get("p(95)")
+    failed_checks = [
+        f"{c.get('name')} ({c.get('fails')} of {c.get('passes', 0) + c.get('fails', 0)} failed)"
+        for c in _all_checks(export.get("root_group") or {})
+        if c.get("fails")
+    ]
+    summary = K6Summary(
+        thresholdsPassed=not crossed,
+        checksPassed=int(checks.get("passes", 0)),
+        checksFailed=int(checks.get("fails", 0)),
+        iterations=int((metrics.get("iterations") or {}).get("count", 0)),
+        httpReqDurationP95Ms=round(float(p95), 3) if p95 is not None else None,
+    )
+    return summary, crossed, failed_checks
+
+
+def _all_checks(group: Mapping):
+    yield from (group.get("checks") or {}).values()
+    for sub in (group.get("groups") or {}).values():
+        yield from _all_checks(sub)
+
+
+def classify(export: Mapping | None, *, exit_code: int | None, timed_out: bool, console_tail: str = "") -> EngineOutcome:
+    summary = crossed = failed_checks = None
+    if export is not None:
+        summary, crossed, failed_checks = summarize(export)
+    if timed_out:
+        return EngineOutcome(FailureClass.TIMEOUT, "timed out: k6 was stopped at the deadline" +
+                             (" (partial summary kept)" if summary else ""), k6=summary)
+    if exit_code == INVALID_CONFIG:
+        return EngineOutcome(FailureClass.VALIDATION, "k6 refused the options: " + _k6_error(console_tail), k6=summary)
+    if exit_code == THRESHOLDS_FAILED or crossed:
+        detail = ", ".join(crossed or []) or _k6_error(console_tail)
+        return EngineOutcome(FailureClass.TEST_FAILURE, f"thresholds crossed: {detail}", k6=summary)
+    if exit_code in TEST_FAILURE_CODES:
+        return EngineOutcome(FailureClass.TEST_FAILURE, f"k6 exit code {exit_code}: {_k6_error(console_tail)}", k6=summary)
+    if exit_code != 0:
+        return EngineOutcome(FailureClass.INFRASTRUCTURE, f"k6 failed (exit code {exit_code}): {_k6_error(console_tail)}", k6=summary)
+    if summary is None:
+        return EngineOutcome(FailureClass.INFRASTRUCTURE, "k6 ended without writing its summary")
+    if summary.checksFailed:
+        shown = ", ".join(failed_checks[:3]) if failed_checks else f"{summary.checksFailed} failed"
+        return EngineOutcome(FailureClass.TEST_FAILURE, f"checks failed: {shown}", k6=summary)
+    p95 = f", http_req_duration p(95) {summary.httpReqDurationP95Ms} ms" if summary.httpReqDurationP95Ms is not None else ""
+    return EngineOutcome(
+        FailureClass.NONE,
+        f"thresholds passed; {summary.checksPassed} checks passed; {summary.iterations} iterations{p95}",
+        k6=summary,
+    )
+
+
+def _k6_error(console_tail: str) -> str:
+    errors = [ln for ln in console_tail.splitlines() if "level=error" in ln]
+    return first_line(errors[-1] if errors else console_tail[-500:], limit=300) or "no output"
+
+
+def load_summary(path: Path) -> Mapping | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,59 @@
+"""What an engine (Playwright, k6, validation) hands back, and how it becomes the contract's result."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from supercheck.contract import (
+    ArtifactLocation,
+    FailureClass,
+    K6Summary,
+    RunnerResult,
+    TestSummary,
+    encode_termination_message,
+    exit_code_for,
+)
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def strip_ansi(text: str) -> str:
+    return ANSI.sub("", text)
+
+
+def first_line(text: str, limit: int = 200) -> str:
+    line = next((ln.strip() for ln in strip_ansi(text).splitlines() if ln.strip()), "")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+@dataclass
+class EngineOutcome:
+    failure: FailureClass
+    message: str
+    summary: TestSummary | None = None
+    k6: K6Summary | None = None
+    report: str | None = None  # path of the HTML report, relative to the artifact folder
+
+
+def build_result(outcome: EngineOutcome, artifacts: ArtifactLocation | None, duration_ms: int) -> RunnerResult:
+    return RunnerResult(
+        exitCode=int(exit_code_for(outcome.failure)),
+        failureClass=outcome.failure,
+        message=outcome.message,
+        summary=outcome.summary,
+        k6=outcome.k6,
+        artifacts=artifacts,
+        durationMs=duration_ms,
+    )
+
+
+def write_termination_message(result: RunnerResult, path: Path) -> str | None:
+    """Write the compact result where Kubernetes reads it. Returns an error text instead of raising:
+    outside a pod the path may not be writable, and the exit code still speaks."""
+    try:
+        path.write_text(encode_termination_message(result))
+        return None
+    except OSError as exc:
+        return f"could not write the termination message to {path}: {exc}"

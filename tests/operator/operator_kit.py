@@ -1,0 +1,154 @@
+"""Helpers for the operator's cluster tests: TestRun manifests, waiting, sampling the cluster."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from kubernetes.client.rest import ApiException
+
+GROUP, VERSION, PLURAL = "supercheck.io", "v1alpha1", "testruns"
+TERMINAL = {"Passed", "Failed", "Error", "TimedOut", "Cancelled", "Rejected"}
+RUNNER_SELECTOR = "app.kubernetes.io/managed-by=supercheck"
+
+QUICK_K6 = """export const options = { vus: 1, iterations: 1 };
+export default function () {}
+"""
+SLEEPY_K6 = """import { sleep } from 'k6';
+export const options = { vus: 1, iterations: 1 };
+export default function () { sleep(Number(__ENV.SLEEP || 2)); }
+"""
+
+
+def make_run(name: str, script: str = QUICK_K6, priority: int = 0, **spec) -> dict:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "TestRun",
+        "metadata": {"name": name},
+        "spec": {"type": "k6", "script": {"inline": script}, "priority": priority, **spec},
+    }
+    return body
+
+
+def create(custom_objects, namespace: str, body: dict) -> dict:
+    return custom_objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+
+
+def list_runs(custom_objects, namespace: str) -> list[dict]:
+    return custom_objects.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
+
+
+def get_run(custom_objects, namespace: str, name: str) -> dict | None:
+    try:
+        return custom_objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def phase(run: dict | None) -> str | None:
+    return ((run or {}).get("status") or {}).get("phase")
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.25, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def wait_all_terminal(custom_objects, namespace: str, count: int, timeout: float = 300) -> list[dict]:
+    def done():
+        runs = list_runs(custom_objects, namespace)
+        return runs if len(runs) == count and all(phase(r) in TERMINAL for r in runs) else None
+
+    def describe():
+        runs = list_runs(custom_objects, namespace)
+        return {r["metadata"]["name"]: phase(r) for r in runs if phase(r) not in TERMINAL}
+
+    try:
+        return wait_for(done, timeout, 0.5, "every TestRun terminal")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; not terminal: {describe()}") from None
+
+
+def ledger_counts(redis_client) -> tuple[int, int]:
+    running, queued = redis_client.mget("supercheck:capacity:running", "supercheck:capacity:queued")
+    return int(running or 0), int(queued or 0)
+
+
+def wait_ledger_zero(redis_client, timeout: float = 30) -> None:
+    wait_for(lambda: ledger_counts(redis_client) == (0, 0), timeout, 0.25, "the ledger back to zero")
+
+
+@dataclass
+class Sampler:
+    """Samples the runner pods (and the ledger) in the background while a burst runs."""
+
+    core_v1: object
+    namespace: str
+    redis_client: object | None = None
+    interval: float = 0.1
+    max_running: int = 0
+    max_running_per_run: int = 0
+    max_ledger_running: int = 0
+    samples: int = 0
+    pods_seen: dict[str, set[str]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> "Sampler":
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(10)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                pods = self.core_v1.list_namespaced_pod(self.namespace, label_selector=RUNNER_SELECTOR).items
+                running = [p for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp
+                           or p.status.phase == "Running"]
+                per_run: dict[str, int] = {}
+                for p in running:
+                    run = p.metadata.labels.get("supercheck.io/testrun", "")
+                    per_run[run] = per_run.get(run, 0) + 1
+                for p in pods:
+                    run = p.metadata.labels.get("supercheck.io/testrun", "")
+                    self.pods_seen.setdefault(run, set()).add(p.metadata.name)
+                self.max_running = max(self.max_running, len(running))
+                self.max_running_per_run = max([self.max_running_per_run, *per_run.values()])
+                if self.redis_client is not None:
+                    try:
+                        self.max_ledger_running = max(self.max_ledger_running, ledger_counts(self.redis_client)[0])
+                    except Exception:  # noqa: BLE001 - Redis may be restarting on purpose
+                        pass
+                self.samples += 1
+            except Exception as exc:  # noqa: BLE001 - keep sampling through API hiccups
+                self.errors.append(str(exc))
+            self._stop.wait(self.interval)
+
+
+def rows_for(db_conn, namespace: str) -> list[tuple]:
+    try:
+        return db_conn.execute(
+            "SELECT name, attempt, phase, final FROM runs WHERE namespace = %s ORDER BY name, attempt",
+            (namespace,)).fetchall()
+    except Exception:  # noqa: BLE001 - PostgreSQL may be stopped on purpose
+        return []
+
+
+def events_for(core_v1, namespace: str, name: str) -> list[tuple[str, str]]:
+    evs = core_v1.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
+    return [(e.reason, e.message) for e in evs]

@@ -1,0 +1,105 @@
+"""Crash safety and leak repair: the operator SIGKILLed, Redis wiped, PostgreSQL stopped — mid-burst."""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.request
+
+import psycopg
+import pytest
+
+from operator_kit import (
+    SLEEPY_K6, TERMINAL, Sampler, create, ledger_counts, list_runs, make_run, phase, rows_for, wait_all_terminal,
+    wait_for, wait_ledger_zero,
+)
+
+pytestmark = pytest.mark.cluster
+
+
+def burst(custom_objects, namespace, n, sleep="1", prefix="r"):
+    for i in range(n):
+        create(custom_objects, namespace, make_run(f"{prefix}-{i:02d}", SLEEPY_K6, i % 3,
+                                                  env=[{"name": "SLEEP", "value": sleep}]))
+
+
+def count_terminal(custom_objects, namespace) -> int:
+    return sum(phase(r) in TERMINAL for r in list_runs(custom_objects, namespace))
+
+
+def assert_clean_finish(runs, sampler, capacity, per_run_pods=True):
+    bad = {r["metadata"]["name"]: (r["status"]["phase"], r["status"].get("attemptHistory"))
+           for r in runs if r["status"]["phase"] != "Passed" or r["status"]["attempts"] != 1}
+    assert not bad, bad
+    assert 1 <= sampler.max_running <= capacity, sampler.max_running
+    assert sampler.max_running_per_run <= 1
+    if per_run_pods:
+        dupes = {run: pods for run, pods in sampler.pods_seen.items() if pods != {f"{run}-a1"}}
+        assert not dupes, f"a run had another pod than its first attempt's: {dupes}"
+
+
+def metric(name: str) -> float:
+    url = os.environ.get("SUPERCHECK_METRICS_URL", "http://127.0.0.1:18080/metrics")
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")
+               or line.startswith(name + "{"))
+
+
+def test_operator_sigkilled_mid_burst_and_restarted(operator_ctl, namespace, core_v1, custom_objects,
+                                                   redis_client, db_conn):
+    config = dict(RUNNING_CAPACITY="3", QUEUED_CAPACITY="50")
+    operator_ctl.start(**config)
+    with Sampler(core_v1, namespace, redis_client) as sampler:
+        burst(custom_objects, namespace, 18)
+        wait_for(lambda: count_terminal(custom_objects, namespace) >= 4, 120, what="a few runs done")
+        operator_ctl.kill()
+        time.sleep(3)  # runs go on finishing, nobody is watching
+        operator_ctl.start(**config)
+        runs = wait_all_terminal(custom_objects, namespace, 18, timeout=300)
+        wait_ledger_zero(redis_client)
+    assert_clean_finish(runs, sampler, 3)
+    wait_for(lambda: len(rows_for(db_conn, namespace)) == 18, 60, what="18 rows")
+
+
+def test_redis_restarted_empty_mid_burst(operator_ctl, services, namespace, core_v1, custom_objects, redis_client,
+                                         db_conn):
+    operator_ctl.start(RUNNING_CAPACITY="3", QUEUED_CAPACITY="50")
+    rebuilds_before = metric("supercheck_ledger_rebuilds_total")
+    with Sampler(core_v1, namespace, redis_client) as sampler:
+        burst(custom_objects, namespace, 15, sleep="2")
+        wait_for(lambda: count_terminal(custom_objects, namespace) >= 3, 120, what="a few runs done")
+        services.redis_restart_empty()
+        # The ledger is rebuilt from the cluster, not restarted at zero while pods run.
+        wait_for(lambda: redis_client.exists("supercheck:ledger:epoch"), 30, what="the ledger rebuilt")
+        runs = wait_all_terminal(custom_objects, namespace, 15, timeout=300)
+        wait_ledger_zero(redis_client)
+    assert_clean_finish(runs, sampler, 3)
+    assert metric("supercheck_ledger_rebuilds_total") > rebuilds_before
+    wait_for(lambda: len(rows_for(db_conn, namespace)) == 15, 60, what="15 rows")
+
+
+def test_postgres_stopped_for_a_while_loses_no_row(operator_ctl, services, namespace, custom_objects, kube_env):
+    operator_ctl.start(RUNNING_CAPACITY="3", SUPERCHECK_SERVICE_RETRY_SECONDS="1")
+    services.postgres_stop()
+    burst(custom_objects, namespace, 5, sleep="0")
+    runs = wait_all_terminal(custom_objects, namespace, 5, timeout=180)
+    assert all(r["status"]["phase"] == "Passed" for r in runs)  # the status holds the truth meanwhile
+
+    def waiting_on_db(run):
+        return any(c["type"] == "ResultsRecorded" and c["status"] == "False" and c["reason"] == "DatabaseUnavailable"
+                   for c in run["status"].get("conditions", []))
+    wait_for(lambda: all(waiting_on_db(r) for r in list_runs(custom_objects, namespace)), 60,
+             what="ResultsRecorded=False on every run")
+    time.sleep(3)
+    services.postgres_start()
+
+    def rows():
+        try:
+            with psycopg.connect(kube_env.env["DATABASE_URL"], autocommit=True) as conn:
+                return rows_for(conn, namespace)
+        except psycopg.Error:
+            return []
+    got = wait_for(lambda: len(r := rows()) == 5 and r, 120, what="every row after PostgreSQL returned")
+    assert all(r[2] == "Passed" and r[3] for r in got)
+    wait_for(lambda: all(not waiting_on_db(r) for r in list_runs(custom_objects, namespace)), 60,
+             what="ResultsRecorded=True again")

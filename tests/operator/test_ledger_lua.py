@@ -1,0 +1,246 @@
+"""The Redis ledger's Lua scripts against a real, throwaway redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+import redis
+
+from supercheck.ledger import KEYS, QUEUED_KEY, RUNNING_KEY, Ledger, NeedsRebuild, queue_score
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    port = _free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path_factory.mktemp("redis"))],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def raw(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    client.flushall()
+    return client
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def _fresh(url: str, running: int = 2, queued: int = 3) -> Ledger:
+    ledger = Ledger(url, running, queued)
+    ok, _ = await ledger.rebuild([], [], [], 0)
+    assert ok
+    return ledger
+
+
+def counters(raw) -> tuple[int, int]:
+    return int(raw.get(RUNNING_KEY) or 0), int(raw.get(QUEUED_KEY) or 0)
+
+
+def test_empty_redis_asks_for_a_rebuild(redis_url, raw):
+    async def go():
+        ledger = Ledger(redis_url, 2, 2)
+        with pytest.raises(NeedsRebuild):
+            await ledger.admit("u1", "ns/a", 0)
+        with pytest.raises(NeedsRebuild):
+            await ledger.release("u1")
+        await ledger.close()
+    run(go())
+    assert raw.get(RUNNING_KEY) is None  # nothing was admitted on a guess
+
+
+def test_run_queue_reject_and_counters_are_plain_integers(redis_url, raw):
+    async def go():
+        ledger = await _fresh(redis_url, running=2, queued=2)
+        states = [(await ledger.admit(f"u{i}", f"ns/r{i}", 0)).state for i in range(5)]
+        await ledger.close()
+        return states
+    assert run(go()) == ["running", "running", "queued", "queued", "rejected"]
+    assert raw.get(RUNNING_KEY) == b"2" and raw.get(QUEUED_KEY) == b"2"
+    assert raw.scard(KEYS[2]) == 2 and raw.zcard(KEYS[3]) == 2
+
+
+def test_admission_is_idempotent_per_run(redis_url, raw):
+    async def go():
+        ledger = await _fresh(redis_url, running=1, queued=5)
+        a = await ledger.admit("u1", "ns/a", 0)
+        again = await ledger.admit("u1", "ns/a", 0)
+        q = await ledger.admit("u2", "ns/b", 0)
+        q_again = await ledger.admit("u2", "ns/b", 0)
+        await ledger.close()
+        return a, again, q, q_again
+    a, again, q, q_again = run(go())
+    assert a.state == again.state == "running" and a.granted_ms == again.granted_ms
+    assert q.state == q_again.state == "queued" and q.seq == q_again.seq
+    assert counters(raw) == (1, 1)
+
+
+def test_release_promotes_by_priority_then_arrival(redis_url, raw):
+    async def go():
+        ledger = await _fresh(redis_url, running=1, queued=10)
+        await ledger.admit("holder", "ns/holder", 0)
+        for uid, prio in [("low-1", 0), ("high-1", 5), ("low-2", 0), ("high-2", 5), ("neg", -3)]:
+            assert (await ledger.admit(uid, f"ns/{uid}", prio)).state == "queued"
+        order = []
+        current = "holder"
+        for _ in range(5):
+            result = await ledger.release(current)
+            assert result.removed == "running"
+            assert len(result.promoted) == 1
+            current = result.promoted[0].uid
+            assert result.promoted[0].ref == f"ns/{current}"
+            order.append(current)
+        await ledger.release(current)
+        await ledger.close()
+        return order
+    assert run(go()) == ["high-1", "high-2", "low-1", "low-2", "neg"]
+    assert counters(raw) == (0, 0)
+
+
+def test_release_is_idempotent_and_a_released_run_never_comes_back(redis_url, raw):
+    async def go():
+        ledger = await _fresh(redis_url, running=2, queued=2)
+        await ledger.admit("u1", "ns/a", 0)
+        first = await ledger.release("u1")
+        second = await ledger.release("u1")
+        readmit = await ledger.admit("u1", "ns/a", 0)
+        ensure = await ledger.ensure("u1", "ns/a", "running")
+        await ledger.close()
+        return first, second, readmit, ensure
+    first, second, readmit, ensure = run(go())
+    assert first.removed == "running" and second.removed == "none"
+    assert readmit.state == "released" and ensure[0] == "released"
+    assert counters(raw) == (0, 0)
+
+
+def test_cancelling_a_queued_run_frees_its_queue_place(redis_url, raw):
+    async def go():
+        ledger = await _fresh(redis_url, running=1, queued=1)
+        await ledger.admit("a", "ns/a", 0)
+        await ledger.admit("b", "ns/b", 0)
+        rejected = await ledger.admit("c", "ns/c", 0)
+        removed = await ledger.release("b")
+        admitted = await ledger.admit("d", "ns/d", 0)
+        await ledger.close()
+        return rejected, removed, admitted
+    rejected, removed, admitted = run(go())
+    assert rejected.state == "rejected" and removed.removed == "queued" and admitted.state == "queued"
+    assert counters(raw) == (1, 1)
+
+
+def test_concurrent_admissions_and_releases_never_exceed_capacity(redis_url, raw):
+    """Many clients (as many replicas would be) hammer one ledger; counters stay equal to membership."""
+    running_cap, queued_cap, n = 3, 10, 60
+
+    async def client(i: int, ledger: Ledger, seen: list[int]) -> None:
+        r = await ledger.admit(f"u{i}", f"ns/r{i}", i % 3)
+        seen.append(int(raw.get(RUNNING_KEY)))
+        await asyncio.sleep(0.001 * (i % 5))
+        if r.state in ("running", "queued"):
+            await ledger.release(f"u{i}")
+
+    async def go():
+        ledgers = [Ledger(redis_url, running_cap, queued_cap) for _ in range(4)]
+        await ledgers[0].rebuild([], [], [], 0)
+        seen: list[int] = []
+        await asyncio.gather(*(client(i, ledgers[i % 4], seen) for i in range(n)))
+        for ledger in ledgers:
+            await ledger.close()
+        return seen
+    seen = run(go())
+    assert max(seen) <= running_cap
+    assert counters(raw) == (0, 0)
+    assert raw.scard(KEYS[2]) == 0 and raw.zcard(KEYS[3]) == 0
+
+
+def test_promotions_are_published_for_every_replica(redis_url, raw):
+    pubsub = raw.pubsub()
+    pubsub.subscribe("supercheck:ledger:promoted")
+    pubsub.get_message(timeout=1)
+
+    async def go():
+        ledger = await _fresh(redis_url, running=1, queued=2)
+        await ledger.admit("a", "ns/a", 0)
+        await ledger.admit("b", "ns/b", 0)
+        await ledger.release("a")
+        await ledger.close()
+    run(go())
+    msg = pubsub.get_message(timeout=2)
+    assert msg and msg["data"] == b"b"
+
+
+def test_rebuild_installs_the_truth_once_and_promotes_into_free_slots(redis_url, raw):
+    async def go():
+        ledger = Ledger(redis_url, 2, 5)
+        ok, promoted = await ledger.rebuild(
+            running=[("r1", "ns/r1")],
+            queued=[("q1", "ns/q1", queue_score(0, 7)), ("q2", "ns/q2", queue_score(9, 8))],
+            released=["done"],
+            seq_floor=8,
+        )
+        again, _ = await ledger.rebuild([], [], [], 0)
+        nxt = await ledger.admit("new", "ns/new", 0)
+        snap = await ledger.snapshot()
+        await ledger.close()
+        return ok, promoted, again, nxt, snap
+    ok, promoted, again, nxt, snap = run(go())
+    assert ok and not again
+    assert [p.uid for p in promoted] == ["q2"]  # the higher priority one fills the free slot
+    assert nxt.state == "queued" and nxt.seq == 9  # arrival numbers continue after the rebuilt ones
+    assert snap.running == {"r1", "q2"} and [u for u, _ in snap.queue] == ["q1", "new"]
+    assert "done" in snap.released
+    assert counters(raw) == (2, 2)
+
+
+def test_ensure_restores_a_missing_entry_once(redis_url, raw):
+    async def go():
+        ledger = await _fresh(redis_url, running=2, queued=2)
+        a = await ledger.ensure("lost", "ns/lost", "running")
+        b = await ledger.ensure("lost", "ns/lost", "running")
+        await ledger.close()
+        return a, b
+    a, b = run(go())
+    assert a[0] == "added" and b[0] == "present"
+    assert counters(raw) == (1, 0)
+
+
+def test_raised_capacity_drains_the_queue_on_next_admission(redis_url, raw):
+    async def go():
+        small = await _fresh(redis_url, running=1, queued=5)
+        await small.admit("a", "ns/a", 0)
+        await small.admit("b", "ns/b", 0)
+        await small.close()
+        big = Ledger(redis_url, 3, 5)
+        c = await big.admit("c", "ns/c", 0)
+        await big.close()
+        return c
+    c = run(go())
+    assert [p.uid for p in c.promoted] == ["b"] and c.state == "running"
+    assert counters(raw) == (3, 0)

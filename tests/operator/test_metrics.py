@@ -1,0 +1,66 @@
+"""/metrics: the contract's gauges (read from the ledger) and the alerting series."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+import redis
+from prometheus_client import generate_latest
+
+from supercheck.config import Settings
+from supercheck.ledger import QUEUED_KEY, RUNNING_KEY
+from supercheck.metrics import Metrics
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_alerting_series_exist_with_configured_label_keys():
+    m = Metrics(Settings(SUPERCHECK_METRICS_LABEL_KEYS="team"))
+    m.runs.labels("k6", "Passed", "qa").inc()
+    m.retries.labels("k6", "oom", "qa").inc()
+    m.rejections.labels("k6", "CapacityExceeded", "qa").inc()
+    m.queue_wait.labels("k6", "qa").observe(1.5)
+    m.run_duration.labels("k6", "Passed", "qa").observe(3)
+    m.slots_repaired.labels("stale_running").inc()
+    text = generate_latest(m.registry).decode()
+    for needle in ('supercheck_testruns_total{label_team="qa",phase="Passed",type="k6"} 1.0',
+                   'supercheck_retries_total{failure_class="oom",label_team="qa",type="k6"} 1.0',
+                   'supercheck_rejections_total{label_team="qa",reason="CapacityExceeded",type="k6"} 1.0',
+                   "supercheck_queue_wait_seconds_bucket", "supercheck_run_duration_seconds_bucket",
+                   'supercheck_slots_repaired_total{kind="stale_running"} 1.0'):
+        assert needle in text
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
+def test_capacity_gauges_are_read_from_redis_at_scrape_time(tmp_path):
+    port = _free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(port=port)
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        client.set(RUNNING_KEY, 2)
+        client.set(QUEUED_KEY, 5)
+        m = Metrics(Settings(RUNNING_CAPACITY="3"))
+        m.attach_ledger(f"redis://127.0.0.1:{port}/0")
+        text = generate_latest(m.registry).decode()
+        assert "supercheck_capacity_running 2.0" in text and "supercheck_capacity_queued 5.0" in text
+        assert "supercheck_capacity_running_limit 3.0" in text and "supercheck_ledger_up 1.0" in text
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    text = generate_latest(m.registry).decode()
+    assert "supercheck_ledger_up 0.0" in text and "supercheck_capacity_running 2.0" in text

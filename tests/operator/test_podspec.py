@@ -1,0 +1,161 @@
+"""The runner pod and script ConfigMap, built by pure functions (no cluster)."""
+
+from __future__ import annotations
+
+import pytest
+
+from supercheck import podspec
+from supercheck.config import Settings
+from supercheck.contract import RunnerConfig
+from supercheck.models import TestRunSpec
+
+RUN = podspec.RunRef("team-a", "checkout", "0c5a1e2b-1111-2222-3333-444455556666", {"team": "qa", "supercheck.io/testrun": "spoof"})
+
+
+def settings(**kw) -> Settings:
+    base = dict(S3_ENDPOINT_URL="http://s3:9000", AWS_ACCESS_KEY_ID="ak", AWS_SECRET_ACCESS_KEY="sk")
+    base.update(kw)
+    return Settings(**base)
+
+
+def spec(**kw) -> TestRunSpec:
+    data = {"type": "k6", "script": {"inline": "export default function () {}"}}
+    data.update(kw)
+    return TestRunSpec.model_validate(data)
+
+
+def pod(s: TestRunSpec | None = None, attempt: int = 1, cfg: Settings | None = None) -> dict:
+    s = s or spec()
+    cfg = cfg or settings()
+    return podspec.runner_pod(RUN, s, attempt, cfg, podspec.resolve_resources(s, cfg))
+
+
+def env_of(p: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in p["spec"]["containers"][0]["env"]}
+
+
+def test_pod_name_is_deterministic_per_attempt_and_bounded():
+    assert podspec.pod_name("checkout", 1) == "checkout-a1"
+    assert podspec.pod_name("checkout", 2) != podspec.pod_name("checkout", 1)
+    long = "x" * 80
+    a, b = podspec.pod_name(long, 3), podspec.pod_name(long + "y", 3)
+    assert len(a) <= 63 and a.endswith("-a3") and a != b
+    assert a == podspec.pod_name(long, 3)
+
+
+def test_labels_owner_and_restart_policy():
+    p = pod(attempt=2)
+    meta = p["metadata"]
+    assert meta["labels"]["app.kubernetes.io/managed-by"] == "supercheck"
+    assert meta["labels"]["supercheck.io/testrun"] == "checkout"  # the user's spoofed label does not win
+    assert meta["labels"]["supercheck.io/attempt"] == "2"
+    assert meta["labels"]["supercheck.io/type"] == "k6"
+    assert meta["labels"]["team"] == "qa"
+    owner = meta["ownerReferences"][0]
+    assert owner["kind"] == "TestRun" and owner["uid"] == RUN.uid and owner["controller"] is True
+    assert p["spec"]["restartPolicy"] == "Never"
+
+
+def test_hardened_security_context():
+    p = pod()
+    ps, cs = p["spec"]["securityContext"], p["spec"]["containers"][0]["securityContext"]
+    assert p["spec"]["automountServiceAccountToken"] is False
+    assert ps["runAsNonRoot"] is True and ps["runAsUser"] == 1000
+    assert ps["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert cs["allowPrivilegeEscalation"] is False and cs["capabilities"] == {"drop": ["ALL"]}
+    assert cs["privileged"] is False
+
+
+def test_default_resources_from_the_specification():
+    limits = pod()["spec"]["containers"][0]["resources"]
+    assert limits["limits"] == {"cpu": "2", "memory": "3Gi", "ephemeral-storage": "10Gi"}
+    assert limits["requests"] == limits["limits"]
+
+
+def test_resources_override_within_bounds_and_refusal_beyond():
+    s = spec(resources={"memory": "150Mi", "cpu": "500m"})
+    res = pod(s)["spec"]["containers"][0]["resources"]["limits"]
+    assert res["memory"] == "150Mi" and res["cpu"] == "500m" and res["ephemeral-storage"] == "10Gi"
+    with pytest.raises(podspec.ResourceBoundsError, match=r"spec.resources.memory=9Gi is above .* 8Gi"):
+        podspec.resolve_resources(spec(resources={"memory": "9Gi"}), settings())
+    with pytest.raises(podspec.ResourceBoundsError, match="RUNNER_MAX_CPU"):
+        podspec.resolve_resources(spec(resources={"cpu": "3"}), settings(RUNNER_MAX_CPU="2"))
+
+
+def test_deadline_is_timeout_plus_margin():
+    assert pod(spec(timeoutSeconds=5))["spec"]["activeDeadlineSeconds"] == 35
+    assert pod(spec())["spec"]["activeDeadlineSeconds"] == 120 + 30  # TEST_EXECUTION_TIMEOUT_MS default
+    assert pod(spec(), cfg=settings(TEST_EXECUTION_TIMEOUT_MS="60000",
+                                    RUNNER_DEADLINE_MARGIN_SECONDS="5"))["spec"]["activeDeadlineSeconds"] == 65
+
+
+def test_runner_environment_round_trips_through_the_contract():
+    p = pod(spec(type="playwright", playwright={"workers": 4, "trace": "on"}), attempt=3)
+    env = {k: v["value"] for k, v in env_of(p).items() if "value" in v}
+    cfg = RunnerConfig.from_env(env)
+    assert cfg.type == "playwright" and cfg.attempt == 3 and cfg.playwrightWorkers == 4
+    assert cfg.playwrightTrace == "on" and cfg.playwrightRetries == 1 and cfg.playwrightHeadless is True
+    assert cfg.bucket == "playwright-test-artifacts"
+    assert cfg.prefix == f"team-a/checkout/{RUN.uid}/attempt-3"
+    assert cfg.scriptPath == "/supercheck/script/test.spec.ts"
+    assert cfg.timeoutSeconds == 120
+
+
+def test_workers_default_to_max_concurrent_executions():
+    p = pod(spec(type="playwright"), cfg=settings(MAX_CONCURRENT_EXECUTIONS="3"))
+    assert env_of(p)["SUPERCHECK_PLAYWRIGHT_WORKERS"]["value"] == "3"
+
+
+def test_user_env_is_passed_but_cannot_shadow_the_contract():
+    s = spec(env=[{"name": "BASE_URL", "value": "http://x"},
+                  {"name": "SUPERCHECK_ATTEMPT", "value": "99"},
+                  {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}}],
+             envFrom=[{"secretRef": {"name": "more"}}], k6={"args": ["--vus", "2"]})
+    p = pod(s)
+    c = p["spec"]["containers"][0]
+    names = [e["name"] for e in c["env"]]
+    assert names.index("SUPERCHECK_ATTEMPT", names.index("SUPERCHECK_ATTEMPT") + 1) > 0  # ours comes later: it wins
+    assert env_of(p)["TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "creds", "key": "token"}
+    assert c["envFrom"] == [{"secretRef": {"name": "more"}}]
+    assert env_of(p)["SUPERCHECK_K6_ARGS"]["value"] == '["--vus", "2"]'
+
+
+def test_s3_credentials_come_from_a_secret_not_the_pod_spec():
+    p = pod()
+    env = env_of(p)
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == podspec.S3_SECRET_NAME
+    assert "sk" not in str(p)
+    assert env["S3_ENDPOINT_URL"]["value"] == "http://s3:9000"
+    secret = podspec.s3_secret("team-a", settings())
+    assert secret["stringData"]["AWS_SECRET_ACCESS_KEY"] == "sk"
+
+
+def test_extra_runner_env_from_settings():
+    p = pod(cfg=settings(RUNNER_EXTRA_ENV='{"PLAYWRIGHT_BROWSERS_PATH": "/opt/ms"}'))
+    assert env_of(p)["PLAYWRIGHT_BROWSERS_PATH"]["value"] == "/opt/ms"
+
+
+def test_script_configmap_and_mounts():
+    s = spec()
+    cm = podspec.script_configmap(RUN, s, "export default function () {}")
+    assert cm["metadata"]["name"] == "checkout-script"
+    assert cm["data"] == {"script.js": "export default function () {}"}
+    assert cm["metadata"]["ownerReferences"][0]["uid"] == RUN.uid
+    p = pod(s)
+    vols = {v["name"]: v for v in p["spec"]["volumes"]}
+    assert vols["script"]["configMap"]["name"] == "checkout-script"
+    assert vols["tmp"]["emptyDir"]["sizeLimit"] == "10Gi"
+    mounts = {m["name"]: m for m in p["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts["script"]["readOnly"] is True
+
+
+def test_required_references_skip_optional_ones():
+    s = spec(script={"configMapRef": {"name": "scripts", "key": "smoke.js"}},
+             env=[{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s1", "key": "k"}}},
+                  {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s2", "key": "k", "optional": True}}}],
+             envFrom=[{"configMapRef": {"name": "c1"}}])
+    refs = podspec.required_references(s)
+    assert ("ConfigMap", "scripts", "smoke.js", "spec.script.configMapRef") in refs
+    assert ("Secret", "s1", "k", "spec.env[0].valueFrom.secretKeyRef") in refs
+    assert ("ConfigMap", "c1", None, "spec.envFrom[0].configMapRef") in refs
+    assert all(r[1] != "s2" for r in refs)

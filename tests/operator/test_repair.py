@@ -1,0 +1,71 @@
+"""Leak repair decisions: the cluster's truth against a ledger snapshot (pure)."""
+
+from __future__ import annotations
+
+from supercheck import repair
+from supercheck.ledger import Snapshot, queue_score
+
+
+def tr(uid, phase=None, slot=None, seq=None, priority=0, name=None):
+    status = {}
+    if phase:
+        status["phase"] = phase
+    if slot:
+        status["slot"] = slot
+    if seq is not None:
+        status["queueSeq"] = seq
+    return {"metadata": {"uid": uid, "namespace": "ns", "name": name or uid}, "spec": {"priority": priority},
+            "status": status}
+
+
+def pod(owner, phase="Running", terminated=False):
+    state = {"terminated": {"exitCode": 0}} if terminated else {"running": {}}
+    return {"metadata": {"name": f"{owner}-a1", "uid": f"p-{owner}",
+                         "ownerReferences": [{"kind": "TestRun", "uid": owner}]},
+            "status": {"phase": phase, "containerStatuses": [{"state": state}]}}
+
+
+def test_desired_ledger_from_status_and_live_pods():
+    d = repair.desired_ledger(
+        [tr("run", "Running", "running"), tr("q", "Queued", "queued", seq=4, priority=3),
+         tr("done", "Passed"), tr("cancelling", "Cancelled"), tr("new")],
+        [pod("run"), pod("cancelling"), pod("done", "Succeeded", terminated=True), pod("orphan")],
+    )
+    assert set(d.running) == {"run", "cancelling", "orphan"}  # a live pod holds capacity whatever the status
+    assert d.queued == {"q": ("ns/q", queue_score(3, 4))}
+    assert d.released == {"done"} and d.seq_floor == 4
+    assert "new" not in d.running and "new" not in d.queued
+
+
+def test_plan_removes_only_what_is_certainly_stale_and_restores_what_is_missing():
+    d = repair.desired_ledger(
+        [tr("run", "Running", "running"), tr("lost", "Running", "running"), tr("done", "Failed"),
+         tr("q", "Queued", "queued", seq=1)],
+        [pod("run")],
+    )
+    snap = Snapshot(epoch="e", running_count=3, queued_count=1, running={"run", "done", "gone"},
+                    queue=[("q", queue_score(0, 1))], refs={}, released={"old"})
+    plan = repair.repair_plan(snap, d, {})
+    assert plan.stale == ["done", "gone"]
+    assert plan.missing == [("lost", "ns/lost", "running", 0)]
+
+
+def test_plan_never_restores_a_released_run():
+    d = repair.desired_ledger([tr("r", "Running", "running")], [])
+    snap = Snapshot(epoch="e", running_count=0, queued_count=0, released={"r"})
+    assert repair.repair_plan(snap, d, {}).missing == []
+
+
+def test_promoted_but_still_queued_runs_are_woken():
+    trs = [tr("p", "Queued", "queued", seq=2)]
+    d = repair.desired_ledger(trs, [])
+    snap = Snapshot(epoch="e", running_count=1, queued_count=0, running={"p"})
+    statuses = {"p": repair._status(trs[0])}
+    plan = repair.repair_plan(snap, d, statuses)
+    assert plan.stale == [] and plan.promoted_waiting == ["p"]
+
+
+def test_rebuild_args_are_ordered_by_queue_score():
+    d = repair.desired_ledger([tr("a", "Queued", "queued", seq=5), tr("b", "Queued", "queued", seq=6, priority=9)], [])
+    running, queued, released, floor = repair.rebuild_args(d)
+    assert [q[0] for q in queued] == ["b", "a"] and floor == 6

@@ -1,0 +1,251 @@
+"""Fixtures for the runner's tests: a real S3 server (moto), a small site to test, and a way
+to run ``supercheck-runner`` as the pod would (a subprocess with the pod's environment).
+
+No cluster is needed: the runner's whole interface is its environment, its exit code, its
+termination message and what it leaves in S3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import boto3
+import pytest
+
+from supercheck.contract import (
+    BUCKETS,
+    RunnerConfig,
+    RunnerResult,
+    artifact_prefix,
+    decode_termination_message,
+)
+
+VENV_BIN = Path(sys.executable).parent
+RUNNER = VENV_BIN / "supercheck-runner"
+MOTO = VENV_BIN / "moto_server"
+REPO = Path(__file__).resolve().parents[2]
+NODE_MODULES = REPO / "runner-image" / "node_modules"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def start_moto(port: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(MOTO), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "runner-test", "AWS_SECRET_ACCESS_KEY": "runner-test-secret", "AWS_REGION": "us-east-1"}
+
+
+def s3_client(endpoint: str):
+    return boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto's S3 server on a free port, with the specification's buckets."""
+    port = free_port()
+    proc = start_moto(port)
+    try:
+        wait_for_port(port)
+        endpoint = f"http://127.0.0.1:{port}"
+        client = s3_client(endpoint)
+        for bucket in BUCKETS.values():
+            client.create_bucket(Bucket=bucket)
+        yield endpoint
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(scope="session")
+def s3(s3_endpoint):
+    return s3_client(s3_endpoint)
+
+
+# --- the site under test ----------------------------------------------------------------
+
+PAGES = {
+    "/": (
+        "<!doctype html><html><head><title>Demo shop</title></head><body>"
+        "<h1>Welcome</h1>"
+        "<button id='buy' onclick=\"document.getElementById('status').textContent='Added to cart'\">Buy</button>"
+        "<p id='status'></p><a href='/about'>About us</a></body></html>"
+    ),
+    "/about": "<!doctype html><html><head><title>About</title></head><body><h1>About us</h1></body></html>",
+}
+
+
+class Site:
+    def __init__(self):
+        self.release = threading.Event()  # lets the never-ending page go at teardown
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_GET(self):
+                path = self.path.split("?")[0]
+                if path in PAGES:
+                    body = PAGES[path].encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html; charset=utf-8")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                elif path == "/never":
+                    # Headers and the start of a page, then nothing: the load event never comes.
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html; charset=utf-8")
+                    self.send_header("Content-Length", "100000")
+                    self.end_headers()
+                    self.wfile.write(b"<!doctype html><html><body><p>loading")
+                    self.wfile.flush()
+                    site.release.wait(300)
+                elif path == "/slow":
+                    time.sleep(0.25)
+                    self.send_response(200)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+                else:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def site():
+    with Site() as s:
+        yield s
+
+
+# --- running the runner -------------------------------------------------------------------
+
+
+@dataclass
+class RunOutcome:
+    exit_code: int
+    result: RunnerResult | None
+    termination_message: str
+    output: str
+    config: RunnerConfig
+    seconds: float
+
+    def keys(self, s3) -> list[str]:
+        listed = s3.list_objects_v2(Bucket=self.config.bucket, Prefix=self.config.prefix + "/")
+        return [o["Key"] for o in listed.get("Contents", [])]
+
+
+@pytest.fixture
+def run_runner(tmp_path, s3_endpoint):
+    """Run supercheck-runner as a pod would: RunnerConfig.to_env() + S3 variables + the user's env."""
+
+    def run(kind: str, script: str, *, timeout_seconds: int = 60, env: dict | None = None,
+            suffix: str | None = None, settings_env: dict | None = None, s3_endpoint_url: str | None = None,
+            wall_timeout: float = 240, sigterm_after: float | None = None, **config_fields) -> RunOutcome:
+        uid = uuid.uuid4().hex[:12]
+        name = f"{kind}-{uid[:6]}"
+        script_dir = tmp_path / f"script-{uid}"
+        script_dir.mkdir()
+        script_path = script_dir / (suffix or ("test.spec.ts" if kind == "playwright" else "script.js"))
+        script_path.write_text(script)
+        script_path.chmod(0o444)  # mounted from a ConfigMap: read-only
+        config = RunnerConfig(
+            type=kind,
+            scriptPath=str(script_path),
+            timeoutSeconds=timeout_seconds,
+            runName=name,
+            namespace="runner-tests",
+            attempt=1,
+            bucket=BUCKETS["k6" if kind == "k6" else "playwright"],
+            prefix=artifact_prefix("runner-tests", name, uid, 1),
+            workDir=str(tmp_path / f"work-{uid}"),
+            **config_fields,
+        )
+        termination = tmp_path / f"termination-{uid}"
+        full_env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/root"),
+            **config.to_env(),
+            **S3_CREDENTIALS,
+            "S3_ENDPOINT_URL": s3_endpoint_url or s3_endpoint,
+            "SUPERCHECK_TERMINATION_MESSAGE_PATH": str(termination),
+            **(settings_env or {}),
+            **(env or {}),
+        }
+        started = time.monotonic()
+        proc = subprocess.Popen([str(RUNNER)], env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if sigterm_after is not None:  # as the kubelet does when the pod is deleted
+            time.sleep(sigterm_after)
+            proc.send_signal(signal.SIGTERM)
+        try:
+            output, _ = proc.communicate(timeout=wall_timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        seconds = time.monotonic() - started
+        message = termination.read_text() if termination.exists() else ""
+        return RunOutcome(proc.returncode, decode_termination_message(message), message, output, config, seconds)
+
+    return run
+
+
+def read_json(s3, bucket: str, key: str) -> dict:
+    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())

@@ -1,0 +1,139 @@
+"""Validation: the allow-list policy (pure) and the TypeScript facts from runner-image/validate.mjs (node)."""
+
+from __future__ import annotations
+
+import pytest
+
+from supercheck.runner import validate
+from supercheck.runner.settings import DEFAULT_ALLOWED_MODULES, RunnerSettings
+from supercheck.runner.validate import Issue, ValidationError, module_allowed, playwright_issues
+
+from .conftest import NODE_MODULES, REPO
+
+VALIDATOR = REPO / "runner-image" / "validate.mjs"
+
+
+def facts(*imports, syntax=(), findings=()):
+    return {
+        "syntaxErrors": list(syntax),
+        "imports": [{"specifier": s, "line": i + 1, "column": 1, "kind": "import"} for i, s in enumerate(imports)],
+        "findings": list(findings),
+    }
+
+
+@pytest.mark.parametrize("spec", ["@playwright/test", "node:assert", "assert", "crypto", "node:crypto", "path"])
+def test_default_allow_list_admits_the_usual_modules(spec):
+    assert module_allowed(spec, DEFAULT_ALLOWED_MODULES)
+
+
+@pytest.mark.parametrize("spec", ["child_process", "node:child_process", "net", "dgram", "tls", "fs",
+                                  "node:fs", "fs/promises", "./helpers", "/etc/x", "lodash", "https://x.y/z.js"])
+def test_default_allow_list_refuses_the_rest(spec):
+    assert not module_allowed(spec, DEFAULT_ALLOWED_MODULES)
+
+
+def test_node_scheme_and_subpaths_follow_their_module():
+    assert module_allowed("node:fs", ["fs"]) and module_allowed("fs/promises", ["fs"])
+    assert module_allowed("@playwright/test/reporter", ["@playwright/test"])
+    assert not module_allowed("@playwright/testing", ["@playwright/test"])
+
+
+def test_syntax_errors_come_first_and_alone():
+    issues = playwright_issues(facts("child_process", syntax=[{"line": 4, "column": 13, "message": "Expression expected."}]),
+                               DEFAULT_ALLOWED_MODULES)
+    assert issues == [Issue(4, 13, "syntax error: Expression expected.")]
+
+
+def test_refusal_names_the_line_the_module_and_why():
+    issues = playwright_issues(facts("@playwright/test", "child_process"), DEFAULT_ALLOWED_MODULES)
+    assert len(issues) == 1
+    text = str(issues[0])
+    assert text.startswith("line 2, column 1: import of 'child_process' is not allowed")
+    assert "running programs" in text and "@playwright/test" in text
+
+
+def test_the_allow_list_is_configurable():
+    settings = RunnerSettings.from_env({"SUPERCHECK_ALLOWED_MODULES": "@playwright/test, fs"})
+    assert settings.allowed_modules == ("@playwright/test", "fs")
+    assert playwright_issues(facts("@playwright/test", "node:fs"), settings.allowed_modules) == []
+    assert RunnerSettings.from_env({}).allowed_modules == DEFAULT_ALLOWED_MODULES
+
+
+def test_size_limits():
+    assert validate.size_issues(0, 100)[0].message == "the script is empty"
+    assert "over the limit" in validate.size_issues(101, 100)[0].message
+    assert validate.size_issues(100, 100) == []
+
+
+def test_k6_messages_keep_their_line():
+    out = 'time="x" level=error msg="GoError: file:///w/script.js: Line 3:11 Unexpected token ; (and 1 more errors)\\n" hint="script exception"'
+    issue = validate.k6_issue(out)
+    assert (issue.line, issue.column) == (3, 11)
+    assert "Unexpected token" in issue.message
+
+
+# --- validate.mjs, the real TypeScript parser -----------------------------------------------------
+
+
+def check(tmp_path, source: str, name: str = "test.spec.ts", allowed=DEFAULT_ALLOWED_MODULES):
+    path = tmp_path / name
+    path.write_text(source)
+    validate.validate_playwright(path, node="node", validator=VALIDATOR, node_modules=NODE_MODULES,
+                                 allowed=allowed, timeout=60)
+
+
+def refused(tmp_path, source: str, **kw) -> str:
+    with pytest.raises(ValidationError) as err:
+        check(tmp_path, source, **kw)
+    return str(err.value)
+
+
+def test_a_typescript_spec_passes(tmp_path):
+    check(tmp_path, (
+        "import { test, expect, type Page } from '@playwright/test';\n"
+        "import type { Locator } from '@playwright/test';\n"
+        "import assert from 'node:assert';\n"
+        "interface Shop { url: string }\n"
+        "const shop: Shop = { url: process.env.TARGET_URL ?? 'http://127.0.0.1' };\n"
+        "async function open(page: Page): Promise<void> { await page.goto(shop.url); }\n"
+        "test('x', async ({ page }, testInfo) => {\n"
+        "  await open(page);\n"
+        "  await page.screenshot({ path: testInfo.outputPath('shot.png') });\n"
+        "  await page.screenshot({ path: 'relative.png' });\n"
+        "  assert.ok(true);\n"
+        "});\n"
+    ))
+
+
+def test_typescript_syntax_error_points_at_its_line(tmp_path):
+    message = refused(tmp_path, "import { test } from '@playwright/test';\n\ntest('x', async () => {\n  const a: = 1;\n});\n")
+    assert message.startswith("line 4, column") and "syntax error" in message
+
+
+@pytest.mark.parametrize("source, line, words", [
+    ("import { exec } from 'child_process';", 1, "'child_process'"),
+    ("const cp = require('node:child_process');", 1, "'node:child_process'"),
+    ("const net = await import('net');", 1, "'net'"),
+    ("import * as fs from 'fs';\nfs.writeFileSync('/tmp/x', 'y');", 1, "'fs'"),
+    ("export * from 'dgram';", 1, "'dgram'"),
+    ("import x = require('tls');", 1, "'tls'"),
+    ("const name = 'child' + '_process';\nrequire(name);", 2, "computed module name"),
+    ("const m = 'net';\nawait import(m);", 2, "computed module name"),
+    ("eval('1 + 1');", 1, "eval()"),
+    ("const f = new Function('return process');", 1, "new Function()"),
+    ("const f = (() => {}).constructor.constructor('return 1');", 1, ".constructor.constructor"),
+    ("process.binding('tcp_wrap');", 1, "process.binding"),
+    ("const r = process.mainModule;", 1, "process.mainModule"),
+    ("import { test } from '@playwright/test';\ntest('x', async ({ page }) => {\n  await page.screenshot({ path: '/etc/shot.png' });\n});", 3, "outside the work directory"),
+    ("import { test } from '@playwright/test';\ntest('x', async ({ page }) => {\n  const d = await page.waitForEvent('download');\n  await d.saveAs('../../escape.bin');\n});", 4, "outside the work directory"),
+    ("import helper from './helper';", 1, "single file"),
+])
+def test_refused_constructs_name_their_line(tmp_path, source, line, words):
+    message = refused(tmp_path, source)
+    assert message.startswith(f"line {line},"), message
+    assert words in message
+
+
+def test_plain_javascript_specs_are_parsed_too(tmp_path):
+    check(tmp_path, "const { test } = require('@playwright/test');\ntest('x', async () => {});\n", name="test.spec.js")
+    assert "'child_process'" in refused(tmp_path, "const cp = require('child_process');\n", name="test.spec.js")
