@@ -190,7 +190,7 @@ def apply_crds(layout: Layout) -> None:
         raise RuntimeError(f"CRDs not established: {res.stderr}")
 
 
-def up(layout: Layout, overrides: dict[str, str]) -> None:
+def up(layout: Layout, overrides: dict[str, str], keep_operator: bool = False) -> None:
     t0 = time.monotonic()
     layout.dev.mkdir(parents=True, exist_ok=True)
     bin_dir = controlplane.build_binaries(layout)
@@ -218,7 +218,8 @@ def up(layout: Layout, overrides: dict[str, str]) -> None:
     from supercheck.contract import BUCKETS
 
     services.create_buckets(BUCKETS.values())
-    start_operator(layout, operator_config(overrides))
+    if not (keep_operator and Proc(layout, "operator").running()):
+        start_operator(layout, operator_config(overrides))
     log(f"environment ready in {time.monotonic() - t0:.1f}s; run: source {layout.env_file}")
 
 
@@ -245,7 +246,8 @@ def restart(layout: Layout, component: str, overrides: dict[str, str]) -> None:
     if component not in COMPONENTS:
         raise SystemExit(f"unknown component {component!r}; one of: {', '.join(COMPONENTS)}")
     Proc(layout, component).stop()
-    up(layout, overrides)
+    # Restarting another component leaves the operator and its configuration alone.
+    up(layout, overrides, keep_operator=component != "operator")
 
 
 def _parse_overrides(args: list[str]) -> dict[str, str]:
