@@ -8,9 +8,9 @@ cd "$(dirname "$0")/.."
 stamp_dir=.dev/stamps
 mkdir -p "$stamp_dir"
 
-# 1. System packages (Debian): Redis, PostgreSQL, Chromium for Playwright, and
+# 1. System packages (Debian): Redis, PostgreSQL, Chromium and ffmpeg (videos) for Playwright, and
 #    util-linux/iproute2/procps for the node agent (unshare, mount).
-pkgs=(redis-server postgresql chromium util-linux procps ca-certificates)
+pkgs=(redis-server postgresql chromium ffmpeg util-linux procps ca-certificates)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

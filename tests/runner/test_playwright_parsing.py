@@ -37,7 +37,7 @@ def report(*specs, errors=(), nested=()):
 MIXED = report(
     spec("passes", "expected", [result("passed")]),
     spec("fails", "unexpected", [result("failed", "\x1b[31mError: expect(locator).toHaveText(expected) failed\x1b[39m\n\nExpected: y"),
-                                  result("failed", "Error: expect(locator).toHaveText(expected) failed")]),
+                                  result("failed", "Error: expect(locator).toHaveText(expected) failed\n\nExpected: y\nReceived: x\n\n  at test.spec.ts:3")]),
     spec("flaky", "flaky", [result("failed", "Error: nope"), result("passed")]),
     spec("skipped", "skipped", [result("skipped")], annotations=[{"type": "skip"}], expected="skipped"),
     nested=[spec("in a describe", "expected", [result("passed")])],
@@ -55,7 +55,7 @@ def test_counts_follow_the_final_status_of_each_test():
 def test_failed_run_names_the_failing_test():
     outcome = classify(summarize(MIXED), exit_code=1, timed_out=False)
     assert outcome.failure == FailureClass.TEST_FAILURE
-    assert "'fails': Error: expect(locator).toHaveText(expected) failed" in outcome.message
+    assert "'fails': Error: expect(locator).toHaveText(expected) failed — Expected: y — Received: x" in outcome.message
     assert outcome.message.startswith("2 passed, 1 failed, 1 flaky, 1 skipped of 5")
 
 

@@ -4,15 +4,15 @@ the runner (issue 4)."""
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import subprocess
 
 import pytest
 
 from supercheck.contract import ExitCode, FailureClass
 
-from .conftest import read_json
+from .conftest import NODE_MODULES, read_json
 
 # Debian's binary itself (/usr/bin/chromium is a wrapper script).
 CHROMIUM = "/usr/lib/chromium/chromium" if os.path.exists("/usr/lib/chromium/chromium") else "chromium"
@@ -85,6 +85,7 @@ def test_one_failing_is_failed_with_screenshot_and_trace(run_runner, site, s3):
     assert run.result.failureClass == FailureClass.TEST_FAILURE
     assert run.result.summary.model_dump() == {"total": 2, "passed": 1, "failed": 1, "flaky": 0, "skipped": 0}
     assert "checkout button exists" in run.result.message
+    assert "Locator: getByRole('button', { name: 'Checkout' })" in run.result.message
     keys = run.keys(s3)
     failed_dir = [k for k in keys if "/test-results/" in k and "checkout-button-exists" in k]
     assert any(k.endswith(".png") for k in failed_dir), keys
@@ -94,7 +95,7 @@ def test_one_failing_is_failed_with_screenshot_and_trace(run_runner, site, s3):
     assert s3.head_object(Bucket=run.config.bucket, Key=run.result.artifacts.report)["ContentType"].startswith("text/html")
 
 
-def test_html_report_opens_in_chromium_from_its_s3_url(run_runner, site, s3, s3_endpoint):
+def test_html_report_opens_in_chromium_from_its_s3_url(run_runner, site, s3, s3_endpoint, tmp_path):
     run = run_runner("playwright", FAILING, env={"TARGET_URL": site.url}, playwrightRetries=0)
     assert run.exit_code == ExitCode.TEST_FAILED, run.output
     bucket = run.config.bucket
@@ -104,16 +105,23 @@ def test_html_report_opens_in_chromium_from_its_s3_url(run_runner, site, s3, s3_
         '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*",'
         f'"Action":["s3:GetObject"],"Resource":["arn:aws:s3:::{bucket}/*"]}}]}}'))
     url = f"{s3_endpoint}/{bucket}/{run.result.artifacts.report}"
-    dom = subprocess.run(
-        [CHROMIUM,
-         "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--disable-sync",
-         "--virtual-time-budget=10000", "--dump-dom", url],
-        capture_output=True, text=True, timeout=120,
-    ).stdout
-    # The report is a script-built page: the titles appear only once it has rendered.
-    titles = set(re.findall(r'class="test-file-title"[^>]*>([^<]+)<', dom))
-    assert {"home page has a title", "checkout button exists"} <= titles, dom[:500]
+    # The report is a script-built page: wait until it has rendered its test list, then read it.
+    (tmp_path / "node_modules").symlink_to(NODE_MODULES)
+    opener = f"""
+        import {{ chromium }} from '@playwright/test';
+        const browser = await chromium.launch({{ executablePath: {json.dumps(CHROMIUM)}, args: ['--no-sandbox'] }});
+        const page = await browser.newPage();
+        const response = await page.goto({json.dumps(url)});
+        await page.locator('.test-file-title').first().waitFor({{ timeout: 60000 }});
+        console.log(JSON.stringify({{ status: response.status(), titles: await page.locator('.test-file-title').allTextContents() }}));
+        await browser.close();
+    """
+    out = subprocess.run(["node", "--input-type=module", "-e", opener], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout)
+    assert seen["status"] == 200
+    assert {"home page has a title", "checkout button exists"} <= set(seen["titles"])
 
 
 FLAKY = """
@@ -219,3 +227,18 @@ def test_crash_is_browser_crash(run_runner, site, script):
     assert run.exit_code == ExitCode.BROWSER_CRASH, run.output
     assert run.result.failureClass == FailureClass.BROWSER_CRASH
     assert run.result.summary.failed == 1
+
+
+def test_a_spec_that_throws_while_loading_is_validation(run_runner):
+    script = "import { test } from '@playwright/test';\nconst config = undefinedThing.value;\ntest('x', async () => {});\n"
+    run = run_runner("playwright", script)
+    assert run.exit_code == ExitCode.VALIDATION, run.output
+    assert "undefinedThing is not defined" in run.result.message
+
+
+def test_a_missing_browser_is_infrastructure(run_runner):
+    script = "import { test } from '@playwright/test';\ntest('x', async ({ page }) => { await page.goto('about:blank'); });\n"
+    run = run_runner("playwright", script, playwrightRetries=0,
+                     settings_env={"SUPERCHECK_CHROMIUM_PATH": "/nonexistent/chromium"})
+    assert run.exit_code == ExitCode.INFRASTRUCTURE, run.output
+    assert "Chromium is missing" in run.result.message

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 from supercheck.contract import (
@@ -172,6 +173,9 @@ def execute(config: RunnerConfig, settings: RunnerSettings, work: Path, out: Pat
         return EngineOutcome(FailureClass.INFRASTRUCTURE, str(exc))
     except FileNotFoundError as exc:
         return EngineOutcome(FailureClass.INFRASTRUCTURE, f"missing file: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a bug of ours must still end in a result, not a bare crash
+        say("runner error:\n" + traceback.format_exc())
+        return EngineOutcome(FailureClass.INFRASTRUCTURE, f"runner error: {type(exc).__name__}: {exc}")
 
 
 def upload(client, config: RunnerConfig, settings: RunnerSettings, out: Path, outcome: EngineOutcome,
@@ -196,7 +200,8 @@ def finish(result: RunnerResult, settings: RunnerSettings, say: RunLog) -> int:
     error = write_termination_message(result, settings.termination_message_path)
     if error:
         say(error)
-    say(f"result: {result.failureClass.value} (exit code {result.exitCode}): {result.message}")
+    verdict = "passed" if result.passed else result.failureClass.value
+    say(f"result: {verdict} (exit code {result.exitCode}): {result.message}")
     return result.exitCode
 
 
@@ -211,11 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    settings = RunnerSettings.from_env()
     try:
+        settings = RunnerSettings.from_env()
         config = RunnerConfig.from_env()
     except Exception as exc:  # noqa: BLE001 - a misconfigured pod must still say why
         say = RunLog(Path("/dev/null"))
+        settings = RunnerSettings.from_env({k: v for k, v in os.environ.items()
+                                            if k == "SUPERCHECK_TERMINATION_MESSAGE_PATH"})
         result = build_result(EngineOutcome(FailureClass.INFRASTRUCTURE, f"runner misconfigured: {exc}"), None, 0)
         return finish(result, settings, say)
 

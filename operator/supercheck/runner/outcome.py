@@ -28,6 +28,19 @@ def first_line(text: str, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+DETAIL_PREFIXES = ("Locator:", "Expected:", "Received:", "Expected pattern:", "Received string:", "Call log:")
+
+
+def error_summary(text: str, limit: int = 400) -> str:
+    """An assertion error in one line: its first line, then what was expected and received."""
+    lines = [ln.strip() for ln in strip_ansi(text).splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    parts = [lines[0]] + [ln for ln in lines[1:12] if ln.startswith(DETAIL_PREFIXES[:-1])]
+    summary = " — ".join(parts)
+    return summary if len(summary) <= limit else summary[: limit - 1] + "…"
+
+
 @dataclass
 class EngineOutcome:
     failure: FailureClass

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from supercheck.contract import FailureClass, TestSummary
-from supercheck.runner.outcome import EngineOutcome, first_line, strip_ansi
+from supercheck.runner.outcome import EngineOutcome, error_summary, first_line, strip_ansi
 
 RESULTS_JSON = "playwright-results.json"
 JUNIT_XML = "junit.xml"
@@ -241,7 +241,7 @@ def classify(facts: ReportFacts | None, *, exit_code: int | None, timed_out: boo
     if facts.errors and s.failed == 0 and s.passed + s.flaky == 0:
         return EngineOutcome(FailureClass.VALIDATION, f"the script failed to load: {first_line(facts.errors[0])}", summary=s)
     if s.failed:
-        shown = "; ".join(f"'{f.title}': {first_line(f.error)}" for f in facts.failures[:3])
+        shown = "; ".join(f"'{f.title}': {error_summary(f.error)}" for f in facts.failures[:3])
         more = f"; and {len(facts.failures) - 3} more" if len(facts.failures) > 3 else ""
         return EngineOutcome(FailureClass.TEST_FAILURE, f"{counts}. {shown}{more}", summary=s)
     if facts.errors:
