@@ -16,13 +16,14 @@ if have_all; then echo "$out"; exit 0; fi
 
 mkdir -p "$out"
 minor=${version#v1.}; minor=${minor%%.*}
-commit=$(go mod download -json "k8s.io/kubernetes@$version" -modfile="$here/kube-build/go.mod" 2>/dev/null \
-  | sed -n 's/.*"Hash": "\(.*\)".*/\1/p' | head -1 || true)
+# The module proxy records the release's time, not its git commit: stamp that time as
+# the build date so two builds of one release are identical.
+release_time=$(cd "$here/kube-build" && go mod download -json "k8s.io/kubernetes@$version" \
+  | sed -n 's/.*"Info": "\(.*\)".*/\1/p' | xargs cat | sed -n 's/.*"Time":"\([^"]*\)".*/\1/p')
 pkg=k8s.io/component-base/version
 ldflags="-s -w \
   -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor \
-  -X $pkg.gitTreeState=clean -X $pkg.gitCommit=${commit:-unknown} \
-  -X $pkg.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ) \
+  -X $pkg.gitTreeState=clean -X $pkg.buildDate=${release_time:-1970-01-01T00:00:00Z} \
   -X k8s.io/client-go/pkg/version.gitVersion=$version \
   -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
 
