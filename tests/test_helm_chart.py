@@ -49,3 +49,41 @@ def test_chart_ships_the_crds_and_dashboard(helm):
     assert "name: testruns.supercheck.io" in manifest
     dashboard = render(helm, "--show-only", "templates/grafana-dashboard.yaml")
     assert "supercheck_capacity_running" in dashboard and "supercheck_capacity_queued" in dashboard
+
+
+# What the operator does, as (verb, resource, group); the chart's ClusterRole must allow each.
+OPERATOR_NEEDS = [
+    ("watch", "testruns", "supercheck.io"),
+    ("patch", "testruns/status", "supercheck.io"),
+    ("patch", "testruns", "supercheck.io"),
+    ("create", "pods", ""),
+    ("delete", "pods", ""),
+    ("watch", "pods", ""),
+    ("create", "configmaps", ""),
+    ("get", "configmaps", ""),
+    ("create", "secrets", ""),
+    ("get", "secrets", ""),
+    ("create", "events", ""),
+    ("list", "namespaces", ""),
+    ("list", "customresourcedefinitions", "apiextensions.k8s.io"),
+    ("create", "clusterkopfpeerings", "kopf.dev"),
+    ("patch", "clusterkopfpeerings", "kopf.dev"),
+]
+
+
+def test_chart_rbac_grants_what_the_operator_does(helm, kubectl, namespace):
+    manifest = render(
+        helm, "--namespace", namespace,
+        "--show-only", "templates/rbac.yaml", "--show-only", "templates/serviceaccount.yaml",
+    ).replace(  # a name of its own, so the cluster-scoped objects never clash between tests"name: sc-supercheck\n", f"name: {namespace}-operator\n")
+    assert kubectl("apply", "-n", namespace, "-f", "-", input=manifest).returncode == 0
+    try:
+        sa = f"system:serviceaccount:{namespace}:{namespace}-operator"
+        for verb, resource, group in OPERATOR_NEEDS:
+            target = f"{resource}.{group}" if group else resource
+            res = kubectl("auth", "can-i", verb, target, "--as", sa, "-n", "default")
+            assert res.stdout.strip() == "yes", f"the chart's ClusterRole does not allow {verb} {target}"
+        # and nothing it does not need
+        assert kubectl("auth", "can-i", "delete", "nodes", "--as", sa).stdout.strip() == "no"
+    finally:
+        kubectl("delete", "clusterrole,clusterrolebinding", f"{namespace}-operator", "--ignore-not-found")
