@@ -75,7 +75,9 @@ def test_chart_rbac_grants_what_the_operator_does(helm, kubectl, namespace):
     manifest = render(
         helm, "--namespace", namespace,
         "--show-only", "templates/rbac.yaml", "--show-only", "templates/serviceaccount.yaml",
-    ).replace(  # a name of its own, so the cluster-scoped objects never clash between tests"name: sc-supercheck\n", f"name: {namespace}-operator\n")
+    )
+    # A name of its own, so the cluster-scoped objects never clash between tests.
+    manifest = manifest.replace("name: sc-supercheck\n", f"name: {namespace}-operator\n")
     assert kubectl("apply", "-n", namespace, "-f", "-", input=manifest).returncode == 0
     try:
         sa = f"system:serviceaccount:{namespace}:{namespace}-operator"
