@@ -9,6 +9,7 @@ is idempotent (deterministic names, per-uid ledger scripts, resourceVersion-chec
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from datetime import datetime
@@ -64,9 +65,20 @@ class RunDriver:
         return None
 
     async def patch(self, body: dict, status_patch: dict) -> dict:
-        """A status merge patch, applied only if nobody changed the TestRun since we read it."""
+        """A status merge patch, applied only if nobody changed the TestRun's spec or status since we read it.
+
+        A change of metadata alone (Kopf's finalizer, annotations) does not invalidate a decision
+        taken on the status: the patch is retried once against the fresh resourceVersion.
+        """
         rv = body["metadata"].get("resourceVersion")
-        updated = await self.rt.kube.patch_status(self.namespace, self.name, status_patch, rv)
+        try:
+            updated = await self.rt.kube.patch_status(self.namespace, self.name, status_patch, rv)
+        except Conflict:
+            fresh = await self.refresh()
+            if fresh is None or fresh.get("status") != body.get("status") or fresh.get("spec") != body.get("spec"):
+                raise
+            updated = await self.rt.kube.patch_status(self.namespace, self.name, status_patch,
+                                                      fresh["metadata"].get("resourceVersion"))
         self.latest = updated
         return updated
 
@@ -234,12 +246,21 @@ class RunDriver:
         now = lc.now_utc()
         granted = datetime.fromtimestamp(granted_ms / 1000, now.tzinfo) if granted_ms else None
         name = podspec.pod_name(self.name, attempt)
-        try:
-            if attempt == 1:
-                await self.ensure_script(body, spec)
-        except _ScriptGone as exc:
-            return await self.refuse(body, status, "ConfigMapNotFound", str(exc))
-        body = await self.patch(body, lc.claim_attempt_patch(status, attempt, name, granted, now))
+        claim = self.patch(body, lc.claim_attempt_patch(status, attempt, name, granted, now))
+        if attempt == 1 and status.slot != "queued":
+            # Admitted straight away: the script ConfigMap is written beside the claim, not after it
+            # (a queued run wrote it while it waited).
+            script = asyncio.ensure_future(self.ensure_script(body, spec))
+            try:
+                body = await claim
+            finally:
+                try:
+                    await script
+                except _ScriptGone as exc:
+                    return await self.refuse(self.body(), TestRunStatus.model_validate(self.body().get("status") or {}),
+                                             "ConfigMapNotFound", str(exc))
+        else:
+            body = await claim
         if attempt == 1:
             created = lc.parse_iso(body["metadata"].get("creationTimestamp"))
             if created and granted:
@@ -263,6 +284,7 @@ class RunDriver:
                 return self.rt.settings.service_retry_seconds
             return WAIT
         self.rt.metrics.dispatch_latency.observe(max(0.0, (lc.now_utc() - since).total_seconds()))
+        log.debug("timing: %s pod created %s (slot granted %s)", self.name, lc.iso(lc.now_utc()), lc.iso(since))
         self.event(body, "Normal", "Dispatched", f"attempt {attempt}: created runner pod {pod['metadata']['name']}")
         return WAIT
 
@@ -344,6 +366,7 @@ class RunDriver:
             body = await self.patch(body, patch)
             final = TestRunStatus.model_validate(body["status"])
             await self.release(final)
+        log.debug("timing: %s ended: observed %s, released %s", self.name, lc.iso(now), lc.iso(lc.now_utc()))
         self.announce_end(body, spec, final)
         return await self.finished(body, final, spec)
 

@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import kopf
 
 from supercheck import lifecycle as lc
-from supercheck import podspec
+from supercheck import podspec, repair
 from supercheck.config import Settings
 from supercheck.driver import RunDriver
 from supercheck.kube import ApiUnavailable, Conflict, Kube
@@ -76,6 +77,7 @@ async def startup(settings: kopf.OperatorSettings, logger: logging.Logger, **_: 
     await rt.store.ready()
     _TASKS.append(asyncio.create_task(_promotions(rt), name="ledger promotions"))
     _TASKS.append(asyncio.create_task(_reconcile_forever(rt), name="ledger reconcile"))
+    _TASKS.append(asyncio.create_task(_cleanup_forever(rt), name="finished pods clean-up"))
     logger.info("supercheck operator: running capacity %d, queued capacity %d",
                 cfg.running_capacity, cfg.queued_capacity)
 
@@ -101,19 +103,26 @@ async def cleanup(**_: Any) -> None:
 
 async def _promotions(rt: Runtime) -> None:
     """Wake runs promoted by any replica's release, through Redis pub/sub (no API round trip)."""
-    while True:
-        try:
-            pubsub = rt.ledger.redis.pubsub()
-            await pubsub.subscribe(PROMOTIONS_CHANNEL)
-            async for message in pubsub.listen():
-                if message.get("type") == "message":
-                    data = message["data"]
-                    rt.wake(data.decode() if isinstance(data, bytes) else str(data))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - Redis away: retry the subscription
-            log.debug("promotion channel: %s", exc)
-            await asyncio.sleep(rt.settings.service_retry_seconds)
+    import redis.asyncio as aioredis
+
+    # Its own connection, without a read timeout: a quiet channel is not a broken one.
+    client = aioredis.from_url(rt.settings.redis_url, socket_connect_timeout=2, health_check_interval=15)
+    try:
+        while True:
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(PROMOTIONS_CHANNEL)
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            data = message["data"]
+                            rt.wake(data.decode() if isinstance(data, bytes) else str(data))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Redis away: subscribe again when it is back
+                log.debug("promotion channel: %s", exc)
+                await asyncio.sleep(rt.settings.service_retry_seconds)
+    finally:
+        await client.aclose()
 
 
 async def _reconcile_forever(rt: Runtime) -> None:
@@ -126,6 +135,22 @@ async def _reconcile_forever(rt: Runtime) -> None:
         except Exception:  # noqa: BLE001 - a failed sweep is retried on the next one
             log.exception("ledger reconcile failed")
         await asyncio.sleep(rt.settings.ledger_reconcile_seconds)
+
+
+async def _cleanup_forever(rt: Runtime) -> None:
+    """Every CLEANUP_INTERVAL_MS: remove runner pods of runs that ended more than one interval ago."""
+    interval = rt.settings.cleanup_interval_ms / 1000
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            testruns = await rt.kube.list_testruns()
+            pods = await rt.kube.list_pods(f"{podspec.MANAGED_BY}={podspec.MANAGER}")
+            for namespace, name in repair.finished_pods_to_clean(testruns, pods, time.time(), interval):
+                await rt.kube.delete_pod(namespace, name)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the next sweep tries again
+            log.exception("clean-up sweep failed")
 
 
 # ---------------------------------------------------------------- watching
@@ -156,7 +181,7 @@ def _bind_index(rt: Runtime, index: kopf.Index) -> None:
 # ---------------------------------------------------------------- the run
 
 
-@kopf.daemon(GROUP, VERSION, "testruns", cancellation_timeout=30.0)
+@kopf.daemon(GROUP, VERSION, "testruns", cancellation_timeout=30.0, backoff=2.0)
 async def drive(body: kopf.Body, uid: str, stopped: kopf.DaemonStopped, logger: logging.Logger,
                 runner_pods: kopf.Index, **_: Any) -> None:
     rt = runtime()

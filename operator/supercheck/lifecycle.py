@@ -221,8 +221,10 @@ def classify_container(c: ContainerView) -> AttemptOutcome:
     """The runner's own verdict when it spoke; otherwise the exit code and the kubelet's reason."""
     result = _result_of(c)
     if c.reason == "OOMKilled" or c.exit_code == 137:
-        return AttemptOutcome(FailureClass.OOM, c.exit_code,
-                              "the runner container was killed for exceeding its memory limit (OOMKilled)", result)
+        message = ("the runner container was killed for exceeding its memory limit (OOMKilled)"
+                   if c.reason == "OOMKilled" else
+                   f"the runner container was killed (exit 137, reason {c.reason}); treated as out of memory")
+        return AttemptOutcome(FailureClass.OOM, c.exit_code, message, result)
     if result is not None:
         return AttemptOutcome(result.failureClass, c.exit_code, result.message, result)
     failure = classify_exit(c.exit_code, c.reason)

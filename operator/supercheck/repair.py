@@ -6,8 +6,8 @@ finished) or when a live runner pod of it exists; it holds a queue place when it
 
 * On a wiped Redis (no epoch) the whole ledger is rebuilt from that truth, atomically, while
   every other ledger script refuses to run.
-* Otherwise the repair only removes what is certainly stale (runs that ended or are gone) and
-  puts back what the cluster says is missing; a released run is never put back.
+* Otherwise the repair only removes what is certainly stale (runs that ended or are gone, with
+  no live pod) and puts back what the cluster says is missing; a released run is never put back.
 
 The decisions are pure (:func:`desired_ledger`, :func:`repair_plan`); :class:`Repairer` runs them.
 """
@@ -32,6 +32,7 @@ class Desired:
     running: dict[str, str] = field(default_factory=dict)  # uid -> ref
     queued: dict[str, tuple[str, int]] = field(default_factory=dict)  # uid -> (ref, score)
     released: set[str] = field(default_factory=set)
+    admitting: set[str] = field(default_factory=set)  # not finished, no slot in the status (yet)
     known: set[str] = field(default_factory=set)  # every TestRun uid that exists
     seq_floor: int = 0
 
@@ -72,6 +73,8 @@ def desired_ledger(testruns: Iterable[Mapping[str, Any]], pods: Iterable[Mapping
             d.queued[uid] = (ref, queue_score(priority, status.queueSeq or 0))
         elif terminal:
             d.released.add(uid)
+        else:
+            d.admitting.add(uid)
     # Live pods whose TestRun is gone still occupy a node until the garbage collector removes them.
     for uid in live_pods:
         if uid not in d.known:
@@ -84,7 +87,9 @@ def repair_plan(snapshot: Snapshot, desired: Desired, statuses: Mapping[str, Tes
     plan = Plan()
     held = set(snapshot.running) | {uid for uid, _ in snapshot.queue}
     for uid in sorted(held):
-        if uid not in desired.running and uid not in desired.queued:
+        # Certainly stale: the run ended or is gone (and no pod of it lives). A run between its
+        # admission and the status patch that records it holds an entry its status does not show yet.
+        if uid not in desired.running and uid not in desired.queued and uid not in desired.admitting:
             plan.stale.append(uid)
     for uid, ref in desired.running.items():
         if uid not in held and uid not in snapshot.released:
@@ -103,3 +108,28 @@ def rebuild_args(desired: Desired) -> tuple[list[tuple[str, str]], list[tuple[st
     running = sorted(desired.running.items())
     queued = sorted(((uid, ref, score) for uid, (ref, score) in desired.queued.items()), key=lambda x: x[2])
     return running, queued, sorted(desired.released), desired.seq_floor
+
+
+def finished_pods_to_clean(testruns: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]],
+                           now_ts: float, older_than_seconds: float) -> list[tuple[str, str]]:
+    """Runner pods (namespace, name) of runs that ended more than ``older_than_seconds`` ago.
+
+    The CLEANUP_INTERVAL_MS sweep: a finished run keeps its pod (and ``kubectl logs``) for one
+    interval; then the pod goes. The TestRun, its status, its rows and its artifacts stay.
+    """
+    from supercheck.lifecycle import parse_iso
+
+    ended: dict[str, float] = {}
+    for tr in testruns:
+        status = _status(tr)
+        if status.phase is not None and status.phase.terminal and status.completedAt:
+            done = parse_iso(status.completedAt)
+            if done is not None:
+                ended[tr["metadata"]["uid"]] = done.timestamp()
+    out = []
+    for p in pods:
+        view = pod_view(p)
+        when = ended.get(view.owner_uid or "")
+        if when is not None and view.terminated and now_ts - when >= older_than_seconds:
+            out.append((p["metadata"]["namespace"], view.name))
+    return out

@@ -118,8 +118,8 @@ class Sampler:
         while not self._stop.is_set():
             try:
                 pods = self.core_v1.list_namespaced_pod(self.namespace, label_selector=RUNNER_SELECTOR).items
-                running = [p for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp
-                           or p.status.phase == "Running"]
+                # Conservative: a pod being deleted still counts while its phase says Running.
+                running = [p for p in pods if p.status.phase == "Running"]
                 per_run: dict[str, int] = {}
                 for p in running:
                     run = p.metadata.labels.get("supercheck.io/testrun", "")

@@ -48,5 +48,6 @@ def test_a_freed_slot_goes_to_the_highest_priority(operator_ctl, namespace, cust
         create(custom_objects, namespace, make_run(name, SLEEPY_K6, prio, env=[{"name": "SLEEP", "value": "0"}]))
     runs = wait_all_terminal(custom_objects, namespace, 5, timeout=120)
     order = [r["metadata"]["name"] for r in sorted(runs, key=lambda r: r["status"]["startedAt"])]
-    assert order == ["holder", "high", "mid", "low", "low2"]
+    assert order == ["holder", "high", "mid", "low", "low2"], [
+        (r["metadata"]["name"], r["metadata"]["creationTimestamp"], r["status"].get("queuedAt"), r["status"].get("queueSeq"), r["status"]["startedAt"]) for r in runs]
     wait_ledger_zero(redis_client)

@@ -50,6 +50,13 @@ def test_plan_removes_only_what_is_certainly_stale_and_restores_what_is_missing(
     assert plan.missing == [("lost", "ns/lost", "running", 0)]
 
 
+def test_a_run_being_admitted_is_not_stale():
+    """Admitted in Redis, the status patch not landed yet: the repair must not take its slot."""
+    d = repair.desired_ledger([tr("fresh")], [])
+    snap = Snapshot(epoch="e", running_count=1, queued_count=0, running={"fresh"})
+    assert repair.repair_plan(snap, d, {}).stale == []
+
+
 def test_plan_never_restores_a_released_run():
     d = repair.desired_ledger([tr("r", "Running", "running")], [])
     snap = Snapshot(epoch="e", running_count=0, queued_count=0, released={"r"})
@@ -69,3 +76,15 @@ def test_rebuild_args_are_ordered_by_queue_score():
     d = repair.desired_ledger([tr("a", "Queued", "queued", seq=5), tr("b", "Queued", "queued", seq=6, priority=9)], [])
     running, queued, released, floor = repair.rebuild_args(d)
     assert [q[0] for q in queued] == ["b", "a"] and floor == 6
+
+
+def test_cleanup_removes_only_finished_pods_of_runs_ended_an_interval_ago():
+    old = tr("old", "Passed")
+    old["status"]["completedAt"] = "2030-01-01T00:00:00.000000Z"
+    recent = tr("recent", "Failed")
+    recent["status"]["completedAt"] = "2030-01-01T00:29:00.000000Z"
+    live = tr("live", "Running", "running")
+    pods = [pod("old", "Succeeded", terminated=True), pod("recent", "Failed", terminated=True), pod("live")]
+    now = 1893457800.0  # 2030-01-01T00:30:00Z
+    assert repair.finished_pods_to_clean([old, recent, live], [{**p, "metadata": {**p["metadata"], "namespace": "ns"}}
+                                                               for p in pods], now, 1800) == [("ns", "old-a1")]
