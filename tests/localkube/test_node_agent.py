@@ -491,10 +491,47 @@ from supercheck.localkube.nodeagent.containers import ContainerRuntime, LaunchRe
 from supercheck.localkube.nodeagent.mounts import BindMount
 from supercheck.localkube.nodeagent.proctree import become_subreaper
 
+def short_request(tmp, name, script):
+    d = tmp / name
+    return LaunchRequest(name=name, argv=["sh", "-c", script], env={"PATH": os.environ["PATH"]},
+                         workdir="/", mounts=[], log_path=d / "0.log", attempt_dir=d)
+
+async def recycled_namespace(rt, tmp):
+    # A ends (its namespace is freed unless the runtime still holds it), B starts and unshares
+    # (the kernel gives it the lowest free namespace number: A's), then A is finished, whose
+    # final sweep kills "everything in A's namespace". B must survive it.
+    out = []
+    for i in range(3):
+        a = await rt.start(short_request(tmp, f"a{i}", "sleep 0.3"))
+        assert await a.started() is None
+        while a.mnt_ns is None and not a.exited:  # captured by started() or the sampler
+            await asyncio.sleep(0.01)
+        a_ns = a.mnt_ns
+        while not a.exited:
+            await asyncio.sleep(0.01)
+        b = await rt.start(short_request(tmp, f"b{i}", "sleep 1; exit 3"))
+        assert await b.started() is None
+        b_ns = b.mnt_ns
+        a_info = await a.wait()
+        b_info = await b.wait()
+        out.append({"a": a_info.exit_code, "b": b_info.exit_code, "a_ns": a_ns, "b_ns": b_ns})
+    return out
+
+async def burst(rt, tmp):
+    # The incident: a burst of short pods, each container ending while others start.
+    async def one(i):
+        await asyncio.sleep(i * 0.01)
+        proc = await rt.start(short_request(tmp, f"c{i}", f"sleep 0.{1 + i % 4}; exit 0"))
+        return [await proc.started(), (await proc.wait()).exit_code]
+    return await asyncio.gather(*(one(i) for i in range(40)))
+
 async def run(case, tmp):
     become_subreaper()
     rt = ContainerRuntime(tmp / "state")
     rt.start_background()
+    if case in ("recycled-namespace", "burst"):
+        print(json.dumps(await {"recycled-namespace": recycled_namespace, "burst": burst}[case](rt, tmp)))
+        return
     vol = tmp / "vol"; vol.mkdir(); (vol / "hello.txt").write_text("hello from the volume")
     term = tmp / "term"; term.write_bytes(b"")
     where = f"/tmp/sc-nodeagent-test-{uuid.uuid4().hex[:8]}"
@@ -580,6 +617,19 @@ def test_runtime_stop_reaches_processes_that_left_the_process_group(tmp_path):
     assert out["grandchild"] > 0
     assert out["grandchild_alive"] is False
     assert out["exit_code"] == 143  # sh ended by SIGTERM
+
+
+def test_runtime_the_end_of_a_container_never_kills_the_one_that_got_its_namespace_number(tmp_path):
+    # The kernel reuses a freed mount namespace's number at once; the runtime marks a container's
+    # processes by that number, so it must hold the namespace until its last kill is sent.
+    pairs = run_runtime_case("recycled-namespace", tmp_path)
+    assert all(p["a_ns"] for p in pairs), pairs  # A's namespace was known: its sweep used it
+    assert [(p["a"], p["b"]) for p in pairs] == [(0, 3)] * 3, pairs
+
+
+def test_runtime_burst_of_short_containers_all_end_with_their_own_exit_code(tmp_path):
+    results = run_runtime_case("burst", tmp_path)
+    assert results == [[None, 0]] * 40, [r for r in results if r != [None, 0]]
 
 
 # ============================================================== pods on the real cluster

@@ -33,7 +33,7 @@ from typing import Callable
 
 from . import logformat
 from .mounts import BindMount
-from .proctree import (AGENT_MNT_NS, ProcSnapshot, exit_code_from_status, mount_ns,
+from .proctree import (AGENT_MNT_NS, ProcSnapshot, exit_code_from_status, pin_mount_ns,
                        process_create_time, signal_members, tree_rss)
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,12 @@ class ContainerProcess:
         self.started_at = datetime.now(timezone.utc).replace(microsecond=0)
         self.create_time = process_create_time(pid) or time.time()
         self.memory_limit = req.memory_limit
+        # The container's mount namespace, held open by ``_ns_fd`` for as long as ``mnt_ns`` is
+        # set: its inode number is a mark of this container only while we pin it (proctree.py).
         self.mnt_ns: int | None = None
+        self._ns_fd: int | None = None
+        self._ns_released = False
+        self._ns_lock = threading.Lock()  # captured from the loop and from the sampling thread
         self.oom_killed = False
         self.peak_rss = 0
         self._exit_future = exit_future
@@ -162,11 +167,29 @@ class ContainerProcess:
         return self._start_result  # type: ignore[return-value]
 
     def capture_namespace(self) -> None:
-        if self.mnt_ns is None and not self.exited:
-            ns = mount_ns(self.pid)
-            if ns is not None and ns != AGENT_MNT_NS:
-                self.mnt_ns = ns
-                self.runtime._save_registry()
+        with self._ns_lock:
+            if self.mnt_ns is not None or self._ns_released or self.exited:
+                return
+            pinned = pin_mount_ns(self.pid)
+            if pinned is None:
+                return
+            fd, ns = pinned
+            # Not yet unshared (still the agent's namespace), or the pid is no longer our
+            # launcher (exited and reused): checked after opening, so the fd is ours if this holds.
+            if ns == AGENT_MNT_NS or process_create_time(self.pid) != self.create_time:
+                os.close(fd)
+                return
+            self._ns_fd, self.mnt_ns = fd, ns
+        self.runtime._save_registry()
+
+    def _release_namespace(self) -> None:
+        """Stop using the mount namespace as a mark, then let it go (its number may be reused)."""
+        with self._ns_lock:
+            self._ns_released = True
+            self.mnt_ns = None
+            fd, self._ns_fd = self._ns_fd, None
+        if fd is not None:
+            os.close(fd)
 
     def signal(self, sig: int) -> None:
         if self._exit_info is not None:
@@ -181,8 +204,12 @@ class ContainerProcess:
     async def _finish(self) -> ExitInfo:
         status = await self._exit_future
         finished = datetime.now(timezone.utc).replace(microsecond=0)
-        # A container ends with its main process (as a PID namespace does): kill what is left.
-        signal_members(self.pgid, self.mnt_ns, signal.SIGKILL)
+        try:
+            # A container ends with its main process (as a PID namespace does): kill what is
+            # left. The namespace is still pinned here, so this cannot reach another container.
+            signal_members(self.pgid, self.mnt_ns, signal.SIGKILL)
+        finally:
+            self._release_namespace()
         done, pending = await asyncio.wait(self._pumps, timeout=LOG_DRAIN_TIMEOUT)
         for t in pending:
             t.cancel()
@@ -317,18 +344,22 @@ class ContainerRuntime:
 
     @staticmethod
     def _sample(procs: list[ContainerProcess]) -> None:
+        # `ns` is read once: a number read while the container pins its namespace names that
+        # namespace only, even if _finish releases it a moment later (the snapshot's pids under
+        # that number are then the container's, or dead ones of a namespace freed before).
         snap = ProcSnapshot.take()
         for p in procs:
             if p.mnt_ns is None:
                 p.capture_namespace()
+            ns = p.mnt_ns
             if not p.memory_limit or p.exited:
                 continue
-            rss = tree_rss(snap.members(p.pgid, p.mnt_ns))
+            rss = tree_rss(snap.members(p.pgid, ns))
             p.peak_rss = max(p.peak_rss, rss)
             if rss > p.memory_limit and not p.oom_killed:
                 log.info("%s: memory %d bytes over its limit %d: OOMKilled", p.req.name, rss, p.memory_limit)
                 p.oom_killed = True
-                signal_members(p.pgid, p.mnt_ns, signal.SIGKILL, snap)
+                signal_members(p.pgid, ns, signal.SIGKILL, snap)
 
     # ------------------------------------------------------------ leftovers of a previous run
 

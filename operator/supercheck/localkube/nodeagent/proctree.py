@@ -9,6 +9,12 @@ identify its members, so that neither a ``setsid`` (new process group) nor a dou
 
 The agent's own mount namespace is never used as a mark: just after spawn, before the
 launcher's ``unshare``, the child still shares it.
+
+A mount namespace is named by its inode number, and the kernel hands a freed number to the
+next namespace created (lowest free id): once a container's last process exits, the very
+next launcher's ``unshare`` typically gets the same number. So the number only identifies a
+container while the agent holds the namespace open (:func:`pin_mount_ns`); killing "every
+process in namespace N" after it was released would kill another container.
 """
 
 from __future__ import annotations
@@ -32,6 +38,24 @@ def mount_ns(pid: int | str) -> int | None:
 
 
 AGENT_MNT_NS = mount_ns("self")
+
+
+def pin_mount_ns(pid: int) -> tuple[int, int] | None:
+    """Open ``pid``'s mount namespace: ``(fd, inode number)``, or None if it is gone.
+
+    While the fd stays open the namespace cannot be freed, so its number cannot be given to
+    a new namespace: that is what makes the number a safe mark for as long as it is used.
+    The fd is close-on-exec (containers never inherit it).
+    """
+    try:
+        fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return fd, os.fstat(fd).st_ino
+    except OSError:
+        os.close(fd)
+        return None
 
 
 @dataclass
