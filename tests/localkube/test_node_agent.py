@@ -525,12 +525,31 @@ async def burst(rt, tmp):
         return [await proc.started(), (await proc.wait()).exit_code]
     return await asyncio.gather(*(one(i) for i in range(40)))
 
+async def shadowed(rt, tmp):
+    # An emptyDir at /tmp hides everything the host keeps under /tmp: here the checkout the
+    # agent runs from (its cwd, holding the command) and a later volume's source.
+    checkout = Path(os.getcwd())
+    empty = tmp / "empty"; empty.mkdir()
+    vol = tmp / "vol"; vol.mkdir(); (vol / "hello.txt").write_text("hello past /tmp")
+    req = LaunchRequest(name="shadowed", argv=[str(checkout / "hello.sh")], env={"PATH": os.environ["PATH"]},
+                        workdir="/", mounts=[BindMount(str(empty), "/tmp"), BindMount(str(vol), "/sc-test-data", True)],
+                        log_path=tmp / "shadowed" / "0.log", attempt_dir=tmp / "shadowed")
+    proc = await rt.start(req)
+    out = {"start_error": await proc.started(), "exit_code": (await proc.wait()).exit_code,
+           "log": [r.content.decode() for r in logformat.read_records(req.log_path)]}
+    try:
+        os.rmdir("/sc-test-data")
+    except OSError:
+        pass
+    return out
+
 async def run(case, tmp):
     become_subreaper()
     rt = ContainerRuntime(tmp / "state")
     rt.start_background()
-    if case in ("recycled-namespace", "burst"):
-        print(json.dumps(await {"recycled-namespace": recycled_namespace, "burst": burst}[case](rt, tmp)))
+    cases = {"recycled-namespace": recycled_namespace, "burst": burst, "shadowed": shadowed}
+    if case in cases:
+        print(json.dumps(await cases[case](rt, tmp)))
         return
     vol = tmp / "vol"; vol.mkdir(); (vol / "hello.txt").write_text("hello from the volume")
     term = tmp / "term"; term.write_bytes(b"")
@@ -575,14 +594,14 @@ asyncio.run(run(sys.argv[1], Path(sys.argv[2])))
 """
 
 
-def run_runtime_case(case: str, tmp_path: Path) -> dict:
+def run_runtime_case(case: str, tmp_path: Path, cwd: Path | None = None) -> dict:
     import subprocess
     import sys
 
     if os.geteuid() != 0:
         pytest.skip("containers need root (mount namespaces)")
     res = subprocess.run([sys.executable, "-c", RUNTIME_HARNESS, case, str(tmp_path)],
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=120, cwd=cwd)
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -598,6 +617,18 @@ def test_runtime_mounts_termination_message_and_logs(tmp_path):
     assert out["vol_files"] == ["hello.txt"]
     assert out["host_sees_mount"] is False  # the bind mount lived in the container's namespace only
     assert out["container_id"].startswith("local://")
+
+
+def test_runtime_volume_over_tmp_hides_neither_the_checkout_nor_later_sources(tmp_path):
+    # CI may clone the project under /tmp, and runner pods mount an emptyDir at /tmp.
+    assert str(tmp_path).startswith("/tmp/")
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "hello.sh").write_text("#!/bin/sh\ncat /sc-test-data/hello.txt; echo; ls -A /tmp | wc -l\n")
+    (checkout / "hello.sh").chmod(0o755)
+    out = run_runtime_case("shadowed", tmp_path, cwd=checkout)
+    assert out["start_error"] is None and out["exit_code"] == 0, out
+    assert out["log"][0] == "hello past /tmp"
 
 
 def test_runtime_kills_a_tree_over_its_memory_limit(tmp_path):

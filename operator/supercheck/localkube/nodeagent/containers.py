@@ -79,6 +79,16 @@ async def _pipe_reader(fd: int) -> asyncio.StreamReader:
     return reader
 
 
+def host_paths(path_var: str) -> list[str]:
+    """The host folders that stand in for a container image's own files: the agent's working
+    directory (the checkout), its Python installation and the command search path. The
+    launcher shows them again inside the container when a volume would hide them (a pod's
+    emptyDir at /tmp hides a checkout that lives under /tmp); a real image is never hidden
+    by a volume mounted on another of its folders."""
+    paths = [os.getcwd(), sys.prefix, sys.base_prefix, *path_var.split(":")]
+    return sorted({os.path.realpath(p) for p in paths if p and os.path.isabs(p)})
+
+
 class _Reaper:
     """Reaps every child of the agent; resolves the waiters of the ones it spawned."""
 
@@ -275,6 +285,7 @@ class ContainerRuntime:
         with os.fdopen(fd, "w") as f:
             json.dump({"argv": req.argv, "workdir": req.workdir, "agentPid": os.getpid(),
                        "mounts": [m.to_json() for m in req.mounts],
+                       "hostPaths": host_paths(req.env.get("PATH", "")),
                        "noCommandMessage": req.no_command_message}, f)
 
         out_r, out_w = os.pipe()

@@ -48,14 +48,50 @@ def mount(source, target, flags):
                        ctypes.c_ulong(flags), None), f"mount {source or ''} on {target}")
 
 
-def prepare_target(source, target):
+def prepare_target(is_dir, target):
     """The mount point must exist: a directory for a directory, an (empty) file for a file."""
-    if os.path.isdir(source):
+    if is_dir:
         os.makedirs(target, exist_ok=True)
     elif not os.path.exists(target):
         os.makedirs(os.path.dirname(target) or "/", exist_ok=True)
         with open(target, "ab"):
             pass
+
+
+def hidden_by(path, targets):
+    return any(path.startswith(t.rstrip("/") + "/") for t in targets)
+
+
+def set_up_mounts(mounts, host_paths):
+    """Bind every volume at its mount path, then show again the host folders a volume hid.
+
+    Sources and host folders are opened (O_PATH) before anything is mounted and mounted
+    through /proc/self/fd: an earlier mount (say an emptyDir at /tmp) may hide the path of
+    a later source (a node-agent state directory under /tmp) or of the command itself.
+    """
+    opened = [os.open(m["source"], os.O_PATH | os.O_CLOEXEC) for m in mounts]
+    kept = []
+    for p in host_paths:
+        try:
+            kept.append((p, os.open(p, os.O_PATH | os.O_CLOEXEC | os.O_DIRECTORY)))
+        except OSError:
+            pass
+    targets = []
+    for m, fd in zip(mounts, opened):
+        prepare_target(os.path.isdir(f"/proc/self/fd/{fd}"), m["target"])
+        mount(f"/proc/self/fd/{fd}", m["target"], MS_BIND | MS_REC)
+        targets.append(m["target"])
+    shown = []
+    for p, fd in kept:
+        if hidden_by(p, targets) and not hidden_by(p, shown):
+            os.makedirs(p, exist_ok=True)
+            mount(f"/proc/self/fd/{fd}", p, MS_BIND | MS_REC)
+            shown.append(p)
+    for m in mounts:  # after all binds, so mount points inside read-only volumes can still be made
+        if m.get("readOnly"):
+            mount(None, m["target"], MS_BIND | MS_REMOUNT | MS_RDONLY)
+    for fd in opened + [fd for _, fd in kept]:
+        os.close(fd)
 
 
 def find_executable(name, path_var, workdir):
@@ -92,12 +128,7 @@ def main():
     try:
         _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
         mount(None, "/", MS_REC | MS_PRIVATE)  # nothing we mount leaks back to the host
-        for m in mounts:
-            prepare_target(m["source"], m["target"])
-            mount(m["source"], m["target"], MS_BIND | MS_REC)
-        for m in mounts:  # after all binds, so mount points inside read-only volumes can still be made
-            if m.get("readOnly"):
-                mount(None, m["target"], MS_BIND | MS_REMOUNT | MS_RDONLY)
+        set_up_mounts(mounts, spec.get("hostPaths") or [])
     except OSError as exc:
         fail(128, f"failed to set up the container's mounts: {exc.strerror or exc}")
 
