@@ -130,7 +130,8 @@ def main():
         mount(None, "/", MS_REC | MS_PRIVATE)  # nothing we mount leaks back to the host
         set_up_mounts(mounts, spec.get("hostPaths") or [])
     except OSError as exc:
-        fail(128, f"failed to set up the container's mounts: {exc.strerror or exc}")
+        where = f": {exc.filename}" if exc.filename else ""
+        fail(128, f"failed to set up the container's mounts: {exc.strerror or exc}{where}")
 
     workdir = spec.get("workdir") or "/"
     try:
