@@ -10,18 +10,9 @@ from __future__ import annotations
 import math
 from decimal import Decimal
 
-from kubernetes.utils.quantity import parse_quantity as _parse
+from supercheck.quantity import parse_quantity
 
-
-def parse_quantity(value: str | int | float) -> Decimal:
-    """Parse a Kubernetes quantity; raise ``ValueError`` with the offending text."""
-    text = str(value).strip()
-    if not text:
-        raise ValueError("empty quantity")
-    try:
-        return _parse(text)
-    except (ValueError, ArithmeticError) as exc:
-        raise ValueError(f"invalid quantity {text!r}: {exc}") from exc
+__all__ = ["parse_quantity", "quantity_to_bytes", "scaled_ceiling"]
 
 
 def quantity_to_bytes(value: str | int | float) -> int:
