@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 from kubernetes.client.rest import ApiException
 
+from tests.conftest import wait_until
+
 GROUP, VERSION, PLURAL = "supercheck.io", "v1alpha1", "testruns"
 TERMINAL = {"Passed", "Failed", "Error", "TimedOut", "Cancelled", "Rejected"}
 RUNNER_SELECTOR = "app.kubernetes.io/managed-by=supercheck"
@@ -52,15 +54,8 @@ def phase(run: dict | None) -> str | None:
     return ((run or {}).get("status") or {}).get("phase")
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.25, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+# One polling helper for every cluster test.
+wait_for = wait_until
 
 
 def wait_all_terminal(custom_objects, namespace: str, count: int, timeout: float = 300) -> list[dict]:
