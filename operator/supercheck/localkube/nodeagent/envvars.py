@@ -288,32 +288,10 @@ def container_env(pod: Mapping, container: Mapping, objects: ObjectSnapshot,
             env[name] = field_ref_value(pod, vf["fieldRef"]["fieldPath"])
         elif vf.get("resourceFieldRef"):
             env[name] = resource_ref_value(pod, container["name"], vf["resourceFieldRef"], allocatable)
-        elif vf.get("configMapKeyRef"):
-            ref = vf["configMapKeyRef"]
-            cm = objects.configmap(ref["name"])
-            if cm is None:
-                if ref.get("optional"):
-                    continue
-                raise EnvError(f'configmap "{ref["name"]}" not found')
-            data = configmap_data(cm)
-            if ref["key"] not in data:
-                if ref.get("optional"):
-                    continue
-                raise EnvError(f"couldn't find key {ref['key']} in ConfigMap {ns}/{ref['name']}")
-            env[name] = _as_text(data[ref["key"]])
-        elif vf.get("secretKeyRef"):
-            ref = vf["secretKeyRef"]
-            sec = objects.secret(ref["name"])
-            if sec is None:
-                if ref.get("optional"):
-                    continue
-                raise EnvError(f'secret "{ref["name"]}" not found')
-            data = secret_data(sec)
-            if ref["key"] not in data:
-                if ref.get("optional"):
-                    continue
-                raise EnvError(f"couldn't find key {ref['key']} in Secret {ns}/{ref['name']}")
-            env[name] = _as_text(data[ref["key"]])
+        elif vf.get("configMapKeyRef") or vf.get("secretKeyRef"):
+            value = _key_ref_value(objects, ns, vf)
+            if value is not None:
+                env[name] = value
         else:
             raise EnvError(f"env var {name!r}: unsupported valueFrom {sorted(vf)}")
 
@@ -354,3 +332,25 @@ def inherited_env(source: Mapping[str, str], names: Iterable[str], extra_path: s
         path = f"{extra_path}:{path}"
     out["PATH"] = path
     return out
+
+
+def _key_ref_value(objects, ns: str, value_from: dict) -> str | None:
+    """The value of a configMapKeyRef or secretKeyRef, None when it is optional and absent;
+    errors worded as kubelet words them."""
+    if value_from.get("configMapKeyRef"):
+        ref, kind = value_from["configMapKeyRef"], "ConfigMap"
+        obj = objects.configmap(ref["name"])
+        data = configmap_data(obj) if obj is not None else None
+    else:
+        ref, kind = value_from["secretKeyRef"], "Secret"
+        obj = objects.secret(ref["name"])
+        data = secret_data(obj) if obj is not None else None
+    if data is None:
+        if ref.get("optional"):
+            return None
+        raise EnvError(f'{kind.lower()} "{ref["name"]}" not found')
+    if ref["key"] not in data:
+        if ref.get("optional"):
+            return None
+        raise EnvError(f"couldn't find key {ref['key']} in {kind} {ns}/{ref['name']}")
+    return _as_text(data[ref["key"]])
