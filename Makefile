@@ -20,7 +20,7 @@ dev-status:
 	@$(DEV) status
 
 demo: dev-up
-	@$(PY) -m supercheck.demo
+	@$(PY) -m supercheck_localenv.demo
 
 # Every test: the environment is started (or reused) first; the fixtures give each
 # test a fresh namespace and clean Redis, PostgreSQL and S3 state.

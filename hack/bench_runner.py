@@ -37,8 +37,8 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "operator"))
 
-from supercheck.contract import BUCKETS, RunnerConfig, artifact_prefix  # noqa: E402
-from supercheck.runner import artifacts  # noqa: E402
+from supercheck_contract import BUCKETS, RunnerConfig, artifact_prefix  # noqa: E402
+from supercheck_runner import artifacts  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 NODE_MODULES = REPO / "runner-image" / "node_modules"

@@ -3,9 +3,9 @@ whole process tree) and the sum. Usage: .venv/bin/python hack/env_memory.py"""
 
 import psutil
 
-from supercheck.localkube.cli import COMPONENTS
-from supercheck.localkube.layout import default_layout
-from supercheck.localkube.procs import Proc
+from supercheck_localenv.cli import COMPONENTS
+from supercheck_localenv.layout import default_layout
+from supercheck_localenv.procs import Proc
 
 total = 0
 for name in COMPONENTS:

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from supercheck.localkube import cli, services as dev_services
-from supercheck.localkube.layout import PORTS, Layout, default_layout
-from supercheck.localkube.procs import Proc
+from supercheck_localenv import cli, services as dev_services
+from supercheck_localenv.layout import PORTS, Layout, default_layout
+from supercheck_localenv.procs import Proc
 
 CLUSTER_MARK = "cluster"
 
@@ -273,7 +273,7 @@ class ServicesCtl:
         Proc(self.layout, "s3").stop()
 
     def s3_start(self) -> None:
-        from supercheck.contract import BUCKETS
+        from supercheck_contract import BUCKETS
 
         dev_services.start_s3(self.layout)
         dev_services.create_buckets(BUCKETS.values())

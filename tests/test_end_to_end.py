@@ -13,7 +13,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from supercheck.localkube.layout import REPO_ROOT
+from supercheck_localenv.layout import REPO_ROOT
 from tests.conftest import wait_until
 
 EXAMPLES = REPO_ROOT / "examples"

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from supercheck.localkube.layout import REPO_ROOT
+from supercheck_localenv.layout import REPO_ROOT
 
 CHART = REPO_ROOT / "charts" / "supercheck"
 PINNED = (REPO_ROOT / "hack" / "kube-build" / "VERSION").read_text().strip()

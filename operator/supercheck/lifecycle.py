@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
-from supercheck.contract import FailureClass, RunnerResult, classify_exit, decode_termination_message
+from supercheck_contract import FailureClass, RunnerResult, classify_exit, decode_termination_message
 from supercheck.models import AttemptRecord, Condition, Phase, TestRunStatus
 
 RETRY_LIMITS: Mapping[FailureClass, int] = {

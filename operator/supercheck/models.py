@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from supercheck.contract import ArtifactLocation, FailureClass, K6Summary, TestSummary
+from supercheck_contract import ArtifactLocation, FailureClass, K6Summary, TestSummary
 
 GROUP = "supercheck.io"
 VERSION = "v1alpha1"

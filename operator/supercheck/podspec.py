@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from supercheck.config import Settings
-from supercheck.contract import BUCKETS, TERMINATION_MESSAGE_PATH, RunnerConfig, artifact_prefix
+from supercheck_contract import BUCKETS, TERMINATION_MESSAGE_PATH, RunnerConfig, artifact_prefix
 from supercheck.models import API_VERSION, GROUP, TestRunSpec
 from supercheck.quantity import parse_quantity
 

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from supercheck import lifecycle as lc
-from supercheck.contract import (
+from supercheck_contract import (
     ArtifactLocation, FailureClass, K6Summary, RunnerResult, TestSummary, encode_termination_message,
 )
 from supercheck.models import Phase, TestRunStatus

@@ -6,7 +6,7 @@ import pytest
 
 from supercheck import podspec
 from supercheck.config import Settings
-from supercheck.contract import RunnerConfig
+from supercheck_contract import RunnerConfig
 from supercheck.models import TestRunSpec
 
 RUN = podspec.RunRef("team-a", "checkout", "0c5a1e2b-1111-2222-3333-444455556666", {"team": "qa", "supercheck.io/testrun": "spoof"})

@@ -23,7 +23,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from supercheck.contract import (
+from supercheck_contract import (
     BUCKETS,
     RunnerConfig,
     RunnerResult,

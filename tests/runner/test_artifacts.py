@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from supercheck.contract import BUCKETS, ExitCode, FailureClass, artifact_prefix
-from supercheck.runner import artifacts
-from supercheck.runner.artifacts import MiB, Uploader, content_type, make_client, plan
+from supercheck_contract import BUCKETS, ExitCode, FailureClass, artifact_prefix
+from supercheck_runner import artifacts
+from supercheck_runner.artifacts import MiB, Uploader, content_type, make_client, plan
 
 from .conftest import S3_CREDENTIALS, free_port, s3_client, start_moto, stop, wait_for_port
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from supercheck.contract import FailureClass, K6Summary
-from supercheck.runner import k6
-from supercheck.runner.timer import default_margin, execution_budget, graceful_budget_ms
+from supercheck_contract import FailureClass, K6Summary
+from supercheck_runner import k6
+from supercheck_runner.timer import default_margin, execution_budget, graceful_budget_ms
 
 # The shape of k6 1.1's --summary-export (trimmed): a threshold's value is true when crossed.
 EXPORT = {

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from supercheck.contract import ExitCode, FailureClass
+from supercheck_contract import ExitCode, FailureClass
 
 from .conftest import read_json
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from supercheck.contract import ExitCode, FailureClass, decode_termination_message
+from supercheck_contract import ExitCode, FailureClass, decode_termination_message
 
 from .conftest import RUNNER
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 
-from supercheck.contract import FailureClass, TestSummary
-from supercheck.runner import playwright as pw
-from supercheck.runner.playwright import PlaywrightOptions, build_config, classify, render_config_module, summarize
+from supercheck_contract import FailureClass, TestSummary
+from supercheck_runner import playwright as pw
+from supercheck_runner.playwright import PlaywrightOptions, build_config, classify, render_config_module, summarize
 
 from .conftest import NODE_MODULES
 

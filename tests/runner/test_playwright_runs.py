@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from supercheck.contract import ExitCode, FailureClass
+from supercheck_contract import ExitCode, FailureClass
 
 from .conftest import NODE_MODULES, read_json
 

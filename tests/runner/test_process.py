@@ -9,7 +9,7 @@ import time
 
 import psutil
 
-from supercheck.runner.process import run_supervised
+from supercheck_runner.process import run_supervised
 
 GRACEFUL = textwrap.dedent("""
     import signal, sys, time

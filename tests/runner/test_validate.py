@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from supercheck.runner import validate
-from supercheck.runner.settings import DEFAULT_ALLOWED_MODULES, RunnerSettings
-from supercheck.runner.validate import Issue, ValidationError, module_allowed, playwright_issues
+from supercheck_runner import validate
+from supercheck_runner.settings import DEFAULT_ALLOWED_MODULES, RunnerSettings
+from supercheck_runner.validate import Issue, ValidationError, module_allowed, playwright_issues
 
 from .conftest import NODE_MODULES, REPO
 

@@ -1,4 +1,4 @@
-"""``python -m supercheck.localkube.nodeagent --kubeconfig ... --node-name ...`` (see config.py)."""
+"""``python -m supercheck_localenv.nodeagent --kubeconfig ... --node-name ...`` (see config.py)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from supercheck.localkube.layout import Layout
+from supercheck_localenv.layout import Layout
 
 
 def _start_ticks(pid: int) -> str | None:

@@ -40,7 +40,7 @@ def _quantity(flag: str):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m supercheck.localkube.nodeagent",
+        prog="python -m supercheck_localenv.nodeagent",
         description="Local stand-in for kubelet + container runtime: registers a Node and runs "
                     "the containers of pods bound to it as local processes.")
     p.add_argument("--kubeconfig", required=True, help="kubeconfig with the agent's (admin) credentials")

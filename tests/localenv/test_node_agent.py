@@ -20,22 +20,22 @@ from pathlib import Path
 
 import pytest
 
-from supercheck.localkube.layout import NODE_NAME
-from supercheck.localkube.nodeagent import logformat
-from supercheck.localkube.nodeagent.config import parse_args
-from supercheck.localkube.nodeagent.envvars import (EnvError, ObjectSnapshot, container_argv,
+from supercheck_localenv.layout import NODE_NAME
+from supercheck_localenv.nodeagent import logformat
+from supercheck_localenv.nodeagent.config import parse_args
+from supercheck_localenv.nodeagent.envvars import (EnvError, ObjectSnapshot, container_argv,
                                                     container_env, expand, format_map_file,
                                                     inherited_env, referenced_objects, service_env)
-from supercheck.localkube.nodeagent.mounts import HostVolume, MountError, container_mounts
-from supercheck.localkube.nodeagent.node import (go_arch, node_conditions, node_labels, node_status,
+from supercheck_localenv.nodeagent.mounts import HostVolume, MountError, container_mounts
+from supercheck_localenv.nodeagent.node import (go_arch, node_conditions, node_labels, node_status,
                                                  without_stale_taints)
-from supercheck.localkube.nodeagent.podstatus import (Attempt, ContainerTrack, PodView,
+from supercheck_localenv.nodeagent.podstatus import (Attempt, ContainerTrack, PodView,
                                                       build_pod_status, mark_never_started,
                                                       pod_phase, should_restart, terminated_reason,
                                                       tracks_from_status)
-from supercheck.localkube.nodeagent.podworker import Backoff, termination_message
-from supercheck.localkube.nodeagent.quantity import parse_quantity, quantity_to_bytes, scaled_ceiling
-from supercheck.localkube.nodeagent.volumes import (EmptyDir, FileSet, HostPath, TokenSource,
+from supercheck_localenv.nodeagent.podworker import Backoff, termination_message
+from supercheck_localenv.nodeagent.quantity import parse_quantity, quantity_to_bytes, scaled_ceiling
+from supercheck_localenv.nodeagent.volumes import (EmptyDir, FileSet, HostPath, TokenSource,
                                                     VolumeError, render_volume, token_sources)
 
 T0 = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
@@ -486,10 +486,10 @@ def test_node_object_parts():
 RUNTIME_HARNESS = r"""
 import asyncio, json, os, sys, uuid
 from pathlib import Path
-from supercheck.localkube.nodeagent import logformat
-from supercheck.localkube.nodeagent.containers import ContainerRuntime, LaunchRequest
-from supercheck.localkube.nodeagent.mounts import BindMount
-from supercheck.localkube.nodeagent.proctree import become_subreaper
+from supercheck_localenv.nodeagent import logformat
+from supercheck_localenv.nodeagent.containers import ContainerRuntime, LaunchRequest
+from supercheck_localenv.nodeagent.mounts import BindMount
+from supercheck_localenv.nodeagent.proctree import become_subreaper
 
 def short_request(tmp, name, script):
     d = tmp / name

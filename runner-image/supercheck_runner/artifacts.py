@@ -1,7 +1,7 @@
 """Artifacts to S3: every file of the out directory, under the attempt's own prefix.
 
 Key layout: ``<prefix>/<path relative to the out directory>``, where the operator builds the
-prefix with :func:`supercheck.contract.artifact_prefix` (``namespace/name/uid/attempt-N``):
+prefix with :func:`supercheck_contract.artifact_prefix` (``namespace/name/uid/attempt-N``):
 the uid and the attempt make it unique, so a later run never overwrites an earlier one.
 ``<prefix>/result.json`` is written last, after every other upload has ended: whoever sees
 it can trust the rest is there.
@@ -26,7 +26,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from supercheck.contract import RESULT_JSON_NAME
+from supercheck_contract import RESULT_JSON_NAME
 
 MiB = 1024 * 1024
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import yaml
 
-from supercheck.localkube.certs import Pki
-from supercheck.localkube.layout import PORTS, Layout
-from supercheck.localkube.procs import Proc
+from supercheck_localenv.certs import Pki
+from supercheck_localenv.layout import PORTS, Layout
+from supercheck_localenv.procs import Proc
 
 SERVICE_CIDR = "10.0.0.0/24"
 API_URL = f"https://127.0.0.1:{PORTS.apiserver}"

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from supercheck.contract import (
+from supercheck_contract import (
     ArtifactLocation,
     FailureClass,
     K6Summary,

@@ -16,7 +16,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from supercheck.localkube.layout import default_layout
+from supercheck_localenv.layout import default_layout
 from supercheck.models import GROUP, TERMINAL_PHASES, VERSION
 
 NAMESPACE = "supercheck-demo"

@@ -2,7 +2,7 @@
 
 One attempt of one TestRun: validate the script, run it (Playwright or k6) under the
 runner's own deadline, upload what it produced to S3, and report the outcome through the
-contract (:mod:`supercheck.contract`): an exit code, a termination message and
+contract (:mod:`supercheck_contract`): an exit code, a termination message and
 ``result.json`` in S3, written last.
 
 Modules, one concern each:

@@ -6,8 +6,8 @@ import json
 import os
 import time
 
-from supercheck.localkube.layout import Layout
-from supercheck.localkube.procs import Proc
+from supercheck_localenv.layout import Layout
+from supercheck_localenv.procs import Proc
 
 
 def _alive(pid: int) -> bool:

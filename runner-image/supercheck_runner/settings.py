@@ -1,7 +1,7 @@
 """Runner-only settings: where things are inside the runner image, and a few limits.
 
 The run itself (script, timeout, bucket, Playwright options...) comes from
-:class:`supercheck.contract.RunnerConfig`; these are properties of the *image* and of the
+:class:`supercheck_contract.RunnerConfig`; these are properties of the *image* and of the
 environment the runner is in, so they are read here, each with a default that works both
 in the production image and in a checkout of this repository (where the local node agent
 runs runner "pods" as plain processes).
@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from supercheck.contract import TERMINATION_MESSAGE_PATH
+from supercheck_contract import TERMINATION_MESSAGE_PATH
 
 # The image installs runner-image/ here (see runner-image/Dockerfile).
 IMAGE_RUNNER_HOME = Path("/opt/supercheck/runner-image")
-# In a checkout: <repo>/runner-image, three levels above operator/supercheck/runner/.
-REPO_RUNNER_HOME = Path(__file__).resolve().parents[3] / "runner-image"
+# In a checkout: <repo>/runner-image, the folder this package lives in.
+REPO_RUNNER_HOME = Path(__file__).resolve().parents[1]
 
 DEFAULT_ALLOWED_MODULES = (
     "@playwright/test",

@@ -5,7 +5,7 @@
 
 This module is the imperative shell: every decision it acts on is made by a pure function
 in a sibling module (validation policy, config generation, report parsing, classification,
-key layout). What each exit code means: :class:`supercheck.contract.ExitCode`.
+key layout). What each exit code means: :class:`supercheck_contract.ExitCode`.
 """
 
 from __future__ import annotations
@@ -19,17 +19,17 @@ import time
 import traceback
 from pathlib import Path
 
-from supercheck.contract import (
+from supercheck_contract import (
     ArtifactLocation,
     FailureClass,
     RunnerConfig,
     RunnerResult,
 )
-from supercheck.runner import artifacts, k6, playwright, validate
-from supercheck.runner.outcome import EngineOutcome, build_result, write_termination_message
-from supercheck.runner.process import become_subreaper, reap_orphans, run_supervised
-from supercheck.runner.settings import SYSTEM_CHROMIUM, SYSTEM_FFMPEG, RunnerSettings, child_env
-from supercheck.runner.timer import Deadline, default_margin, execution_budget, graceful_budget_ms
+from supercheck_runner import artifacts, k6, playwright, validate
+from supercheck_runner.outcome import EngineOutcome, build_result, write_termination_message
+from supercheck_runner.process import become_subreaper, reap_orphans, run_supervised
+from supercheck_runner.settings import SYSTEM_CHROMIUM, SYSTEM_FFMPEG, RunnerSettings, child_env
+from supercheck_runner.timer import Deadline, default_margin, execution_budget, graceful_budget_ms
 
 VALIDATION_TIMEOUT_SECONDS = 60.0
 

@@ -20,10 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-from supercheck.localkube import controlplane, services
-from supercheck.localkube.certs import Pki, ensure_pki
-from supercheck.localkube.layout import NODE_NAME, PORTS, Layout, default_layout
-from supercheck.localkube.procs import Proc
+from supercheck_localenv import controlplane, services
+from supercheck_localenv.certs import Pki, ensure_pki
+from supercheck_localenv.layout import NODE_NAME, PORTS, Layout, default_layout
+from supercheck_localenv.procs import Proc
 
 # The operator's configuration variables (DESIGN.md), passed through when set.
 OPERATOR_CONFIG_VARS = (
@@ -111,14 +111,14 @@ def _process_env(layout: Layout, extra: dict[str, str] | None = None) -> dict[st
 
 def start_node_agent(layout: Layout, pki: Pki) -> Proc | None:
     proc = Proc(layout, "node-agent")
-    if not _module_exists("supercheck.localkube.nodeagent"):
+    if not _module_exists("supercheck_localenv.nodeagent"):
         log("node agent not available yet; skipping")
         return None
     if not proc.running():
         kc = controlplane.write_kubeconfig(controlplane.kubeconfig_for(layout, "node-agent"), pki, "node-agent")
         proc.start(
             [
-                sys.executable, "-m", "supercheck.localkube.nodeagent",
+                sys.executable, "-m", "supercheck_localenv.nodeagent",
                 f"--kubeconfig={kc}",
                 f"--node-name={NODE_NAME}",
                 f"--port={PORTS.node_agent}",
@@ -215,7 +215,7 @@ def up(layout: Layout, overrides: dict[str, str], keep_operator: bool = False) -
     log(f"redis, postgres, s3 ready ({time.monotonic() - t0:.1f}s)")
     start_node_agent(layout, pki)
     apply_crds(layout)
-    from supercheck.contract import BUCKETS
+    from supercheck_contract import BUCKETS
 
     services.create_buckets(BUCKETS.values())
     if not (keep_operator and Proc(layout, "operator").running()):

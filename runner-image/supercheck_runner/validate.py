@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from supercheck.runner.outcome import strip_ansi
+from supercheck_runner.outcome import strip_ansi
 
 NODE_BUILTIN_PREFIX = "node:"
 

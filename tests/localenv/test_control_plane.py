@@ -6,9 +6,9 @@ import json
 import textwrap
 import uuid
 
-from supercheck.localkube import cli
-from supercheck.localkube.layout import NODE_NAME, REPO_ROOT
-from supercheck.localkube.procs import Proc
+from supercheck_localenv import cli
+from supercheck_localenv.layout import NODE_NAME, REPO_ROOT
+from supercheck_localenv.procs import Proc
 
 PINNED = (REPO_ROOT / "hack" / "kube-build" / "VERSION").read_text().strip()
 CONTRACT_ENV = (

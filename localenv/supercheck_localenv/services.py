@@ -17,9 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from supercheck.localkube.controlplane import http_ok, wait_for
-from supercheck.localkube.layout import PORTS, Layout
-from supercheck.localkube.procs import Proc
+from supercheck_localenv.controlplane import http_ok, wait_for
+from supercheck_localenv.layout import PORTS, Layout
+from supercheck_localenv.procs import Proc
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PG_USER = "postgres"

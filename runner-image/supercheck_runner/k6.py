@@ -18,8 +18,8 @@ import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from supercheck.contract import FailureClass, K6Summary
-from supercheck.runner.outcome import EngineOutcome, first_line
+from supercheck_contract import FailureClass, K6Summary
+from supercheck_runner.outcome import EngineOutcome, first_line
 
 SUMMARY_JSON = "k6-summary.json"
 METRICS_JSON = "k6-metrics.json.gz"

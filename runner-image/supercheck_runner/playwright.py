@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from supercheck.contract import FailureClass, TestSummary
-from supercheck.runner.outcome import EngineOutcome, error_summary, first_line, strip_ansi
+from supercheck_contract import FailureClass, TestSummary
+from supercheck_runner.outcome import EngineOutcome, error_summary, first_line, strip_ansi
 
 RESULTS_JSON = "playwright-results.json"
 JUNIT_XML = "junit.xml"
