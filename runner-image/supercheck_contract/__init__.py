@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 import json
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,8 +37,9 @@ class ExitCode(enum.IntEnum):
     INFRASTRUCTURE = 14
 
 
-class FailureClass(str, enum.Enum):
-    """Why an attempt did not pass. Drives the retry policy (DESIGN.md outcome table)."""
+# A str mixin rather than enum.StrEnum: StrEnum would change what str() and f-strings print.
+class FailureClass(str, enum.Enum):  # noqa: UP042
+    """Why an attempt did not pass. Drives the retry policy (the outcome table in docs/operator.md)."""
 
     NONE = "none"
     TEST_FAILURE = "test_failure"
@@ -173,8 +174,6 @@ class RunnerConfig(BaseModel):
     k6Args: list[str] = Field(default_factory=list)
     workDir: str = "/tmp/supercheck"
 
-    _PREFIX = "SUPERCHECK_"
-
     def to_env(self) -> dict[str, str]:
         env = {}
         for name, value in self.model_dump().items():
@@ -184,7 +183,7 @@ class RunnerConfig(BaseModel):
         return env
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "RunnerConfig":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RunnerConfig:
         environ = os.environ if environ is None else environ
         data: dict[str, object] = {}
         for name, field in cls.model_fields.items():
@@ -209,6 +208,8 @@ def artifact_prefix(namespace: str, name: str, uid: str, attempt: int) -> str:
     return f"{namespace}/{name}/{uid}/attempt-{attempt}"
 
 
+# The artifact buckets. The operator picks one by test type ("playwright", "k6"); "playwright-job"
+# and "monitor" have no test type yet, but the local environment creates all four.
 BUCKETS = {
     "playwright": "playwright-test-artifacts",
     "playwright-job": "playwright-job-artifacts",

@@ -18,6 +18,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from types import FrameType
 
 from supercheck_contract import (
     ArtifactLocation,
@@ -178,8 +179,8 @@ def execute(config: RunnerConfig, settings: RunnerSettings, work: Path, out: Pat
         return EngineOutcome(FailureClass.INFRASTRUCTURE, f"runner error: {type(exc).__name__}: {exc}")
 
 
-def upload(client, config: RunnerConfig, settings: RunnerSettings, out: Path, outcome: EngineOutcome,
-           say: RunLog) -> tuple[ArtifactLocation, str | None]:
+def upload(client: artifacts.S3Client, config: RunnerConfig, settings: RunnerSettings, out: Path,
+           outcome: EngineOutcome, say: RunLog) -> tuple[ArtifactLocation, str | None]:
     """Upload out/; returns the location and, when some files failed, a note for the message."""
     uploader = artifacts.Uploader(client, config.bucket, concurrency=settings.upload_concurrency)
     items = artifacts.plan(out, config.prefix)
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     become_subreaper()
     stop = threading.Event()
 
-    def on_signal(signum, _frame):
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import mimetypes
 import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import IO, Any, Protocol, TypeVar
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -29,6 +30,20 @@ from botocore.exceptions import BotoCoreError, ClientError
 from supercheck_contract import RESULT_JSON_NAME
 
 MiB = 1024 * 1024
+
+_T = TypeVar("_T")
+
+
+class S3Client(Protocol):
+    """The calls the runner makes on a boto3 S3 client (boto3 itself has no type information)."""
+
+    def head_bucket(self, *, Bucket: str) -> Mapping[str, Any]: ...
+
+    def put_object(self, *, Bucket: str, Key: str, Body: bytes | IO[bytes], ContentType: str) -> Mapping[str, Any]: ...
+
+    def upload_file(self, Filename: str, Bucket: str, Key: str, ExtraArgs: Mapping[str, str] | None = None,
+                    Callback: Callable[[int], None] | None = None, Config: TransferConfig | None = None) -> None: ...
+
 
 # mimetypes' table depends on the machine (/etc/mime.types); these must not.
 CONTENT_TYPES = {
@@ -115,8 +130,8 @@ class S3Unavailable(Exception):
 
 
 def make_client(endpoint_url: str | None, region: str, *, pool: int = 32, connect_timeout: float = 5,
-                read_timeout: float = 60, attempts: int = 3):
-    return boto3.client(
+                read_timeout: float = 60, attempts: int = 3) -> S3Client:
+    client: S3Client = boto3.client(
         "s3",
         endpoint_url=endpoint_url,
         region_name=region,
@@ -128,9 +143,10 @@ def make_client(endpoint_url: str | None, region: str, *, pool: int = 32, connec
             s3={"addressing_style": "path"},  # endpoints like MinIO and moto serve buckets by path
         ),
     )
+    return client
 
 
-def preflight(client, bucket: str) -> None:
+def preflight(client: S3Client, bucket: str) -> None:
     """Fail fast, before the test runs, when the bucket cannot be reached: running a test whose
     results cannot be kept wastes the attempt."""
     try:
@@ -143,7 +159,7 @@ def preflight(client, bucket: str) -> None:
 
 
 class Uploader:
-    def __init__(self, client, bucket: str, *, concurrency: int = 16, attempts: int = 4,
+    def __init__(self, client: S3Client, bucket: str, *, concurrency: int = 16, attempts: int = 4,
                  backoff_seconds: float = 0.5, multipart_threshold: int = 8 * MiB,
                  multipart_chunksize: int = 8 * MiB, sleep: Callable[[float], None] = time.sleep):
         self.client = client
@@ -159,26 +175,30 @@ class Uploader:
             use_threads=True,
         )
 
-    def upload_file(self, item: PlannedUpload) -> None:
-        last: Exception | None = None
+    def _retried(self, action: Callable[[], _T], errors: tuple[type[Exception], ...]) -> _T:
+        """``action()``, tried up to ``attempts`` times with backoff on ``errors``; the last error is raised."""
         for attempt in range(self.attempts):
             try:
-                if item.size < self.transfer.multipart_threshold:
-                    # One request; the transfer manager's thread pool would cost more than the upload.
-                    with open(item.path, "rb") as body:
-                        self.client.put_object(Bucket=self.bucket, Key=item.key, Body=body,
-                                               ContentType=item.content_type)
-                else:
-                    self.client.upload_file(
-                        str(item.path), self.bucket, item.key,
-                        ExtraArgs={"ContentType": item.content_type}, Config=self.transfer,
-                    )
-                return
-            except (BotoCoreError, ClientError, OSError) as exc:
-                last = exc
-                if attempt + 1 < self.attempts:
-                    self.sleep(self.backoff_seconds * (2 ** attempt))
-        raise last  # type: ignore[misc]
+                return action()
+            except errors:
+                if attempt + 1 >= self.attempts:
+                    raise
+                self.sleep(self.backoff_seconds * (2 ** attempt))
+        raise AssertionError("unreachable: attempts is at least 1")
+
+    def upload_file(self, item: PlannedUpload) -> None:
+        def once() -> None:
+            if item.size < self.transfer.multipart_threshold:
+                # One request; the transfer manager's thread pool would cost more than the upload.
+                with open(item.path, "rb") as body:
+                    self.client.put_object(Bucket=self.bucket, Key=item.key, Body=body, ContentType=item.content_type)
+            else:
+                self.client.upload_file(
+                    str(item.path), self.bucket, item.key,
+                    ExtraArgs={"ContentType": item.content_type}, Config=self.transfer,
+                )
+
+        self._retried(once, (BotoCoreError, ClientError, OSError))
 
     def upload_all(self, items: list[PlannedUpload]) -> UploadReport:
         report = UploadReport()
@@ -200,14 +220,9 @@ class Uploader:
     def put_result(self, prefix: str, body: str) -> str:
         """``result.json``, after everything else. Retried like any file."""
         key = object_key(prefix, RESULT_JSON_NAME)
-        last: Exception | None = None
-        for attempt in range(self.attempts):
-            try:
-                self.client.put_object(Bucket=self.bucket, Key=key, Body=body.encode(),
-                                       ContentType="application/json")
-                return key
-            except (BotoCoreError, ClientError) as exc:
-                last = exc
-                if attempt + 1 < self.attempts:
-                    self.sleep(self.backoff_seconds * (2 ** attempt))
-        raise last  # type: ignore[misc]
+        data = body.encode()
+        self._retried(
+            lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/json"),
+            (BotoCoreError, ClientError),
+        )
+        return key

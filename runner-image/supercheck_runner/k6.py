@@ -15,8 +15,9 @@ change k6's exit code, but a check is an assertion, so any failed check fails th
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any
 
 from supercheck_contract import FailureClass, K6Summary
 from supercheck_runner.outcome import EngineOutcome, first_line
@@ -42,7 +43,9 @@ GO_PANIC = 109
 MARKED_AS_FAILED = 110
 
 # The script ran and the system under test (or the script's own logic) made it fail.
-TEST_FAILURE_CODES = {THRESHOLDS_FAILED, SETUP_TIMEOUT, TEARDOWN_TIMEOUT, SCRIPT_EXCEPTION, SCRIPT_ABORTED, MARKED_AS_FAILED}
+TEST_FAILURE_CODES = {
+    THRESHOLDS_FAILED, SETUP_TIMEOUT, TEARDOWN_TIMEOUT, SCRIPT_EXCEPTION, SCRIPT_ABORTED, MARKED_AS_FAILED,
+}
 
 
 def command(k6: str, script: Path, out: Path, user_args: Sequence[str]) -> list[str]:
@@ -73,7 +76,7 @@ def dashboard_env(out: Path, environ: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def summarize(export: Mapping) -> tuple[K6Summary, list[str], list[str]]:
+def summarize(export: Mapping[str, Any]) -> tuple[K6Summary, list[str], list[str]]:
     """From the summary export: the K6Summary, the crossed thresholds and the failed checks.
 
     In the export, a threshold's value is true when it was *crossed*."""
@@ -102,13 +105,14 @@ def summarize(export: Mapping) -> tuple[K6Summary, list[str], list[str]]:
     return summary, crossed, failed_checks
 
 
-def _all_checks(group: Mapping):
+def _all_checks(group: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
     yield from (group.get("checks") or {}).values()
     for sub in (group.get("groups") or {}).values():
         yield from _all_checks(sub)
 
 
-def classify(export: Mapping | None, *, exit_code: int | None, timed_out: bool, console_tail: str = "") -> EngineOutcome:
+def classify(export: Mapping[str, Any] | None, *, exit_code: int | None, timed_out: bool,
+             console_tail: str = "") -> EngineOutcome:
     summary = crossed = failed_checks = None
     if export is not None:
         summary, crossed, failed_checks = summarize(export)
@@ -121,15 +125,18 @@ def classify(export: Mapping | None, *, exit_code: int | None, timed_out: bool, 
         detail = ", ".join(crossed or []) or _k6_error(console_tail)
         return EngineOutcome(FailureClass.TEST_FAILURE, f"thresholds crossed: {detail}", k6=summary)
     if exit_code in TEST_FAILURE_CODES:
-        return EngineOutcome(FailureClass.TEST_FAILURE, f"k6 exit code {exit_code}: {_k6_error(console_tail)}", k6=summary)
+        return EngineOutcome(FailureClass.TEST_FAILURE, f"k6 exit code {exit_code}: {_k6_error(console_tail)}",
+                             k6=summary)
     if exit_code != 0:
-        return EngineOutcome(FailureClass.INFRASTRUCTURE, f"k6 failed (exit code {exit_code}): {_k6_error(console_tail)}", k6=summary)
+        return EngineOutcome(FailureClass.INFRASTRUCTURE,
+                             f"k6 failed (exit code {exit_code}): {_k6_error(console_tail)}", k6=summary)
     if summary is None:
         return EngineOutcome(FailureClass.INFRASTRUCTURE, "k6 ended without writing its summary")
     if summary.checksFailed:
         shown = ", ".join(failed_checks[:3]) if failed_checks else f"{summary.checksFailed} failed"
         return EngineOutcome(FailureClass.TEST_FAILURE, f"checks failed: {shown}", k6=summary)
-    p95 = f", http_req_duration p(95) {summary.httpReqDurationP95Ms} ms" if summary.httpReqDurationP95Ms is not None else ""
+    p95_ms = summary.httpReqDurationP95Ms
+    p95 = f", http_req_duration p(95) {p95_ms} ms" if p95_ms is not None else ""
     return EngineOutcome(
         FailureClass.NONE,
         f"thresholds passed; {summary.checksPassed} checks passed; {summary.iterations} iterations{p95}",
@@ -142,8 +149,9 @@ def _k6_error(console_tail: str) -> str:
     return first_line(errors[-1] if errors else console_tail[-500:], limit=300) or "no output"
 
 
-def load_summary(path: Path) -> Mapping | None:
+def load_summary(path: Path) -> Mapping[str, Any] | None:
     try:
-        return json.loads(path.read_text())
+        export: Mapping[str, Any] = json.loads(path.read_text())
+        return export
     except (OSError, ValueError):
         return None

@@ -20,9 +20,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import IO
 
 import psutil
 
@@ -36,7 +37,8 @@ def become_subreaper() -> bool:
         return False
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        status: int = libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        return status == 0
     except (OSError, AttributeError):
         return False
 
@@ -193,7 +195,7 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
-def _pump(stream, log, echo: Callable[[bytes], None]) -> None:
+def _pump(stream: IO[bytes], log: IO[bytes], echo: Callable[[bytes], None]) -> None:
     for line in iter(stream.readline, b""):
         log.write(line)
         log.flush()

@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import TypeVar
 
 from supercheck_contract import TERMINATION_MESSAGE_PATH
 
@@ -35,8 +36,12 @@ DEFAULT_ALLOWED_MODULES = (
     "crypto",
 )
 DEFAULT_MAX_SCRIPT_BYTES = 1_000_000  # the CRD's limit for spec.script.inline
+DEFAULT_UPLOAD_CONCURRENCY = 16
+DEFAULT_S3_REGION = "us-east-1"
 SYSTEM_CHROMIUM = "/usr/bin/chromium"
 SYSTEM_FFMPEG = "/usr/bin/ffmpeg"
+
+_Number = TypeVar("_Number", int, float)
 
 # Variables the test process must not see: the runner's own configuration and the S3
 # credentials (the test is user code; the credentials are ours).
@@ -77,9 +82,9 @@ class RunnerSettings:
     max_script_bytes: int = DEFAULT_MAX_SCRIPT_BYTES
     timeout_margin_seconds: float | None = None  # None: see timer.default_margin
     playwright_test_timeout_ms: int | None = None  # None: the run's whole budget
-    upload_concurrency: int = 16
+    upload_concurrency: int = DEFAULT_UPLOAD_CONCURRENCY
     s3_endpoint_url: str | None = None
-    s3_region: str = "us-east-1"
+    s3_region: str = DEFAULT_S3_REGION
 
     @property
     def node_modules_dir(self) -> Path:
@@ -90,40 +95,38 @@ class RunnerSettings:
         return self.runner_home / "validate.mjs"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "RunnerSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RunnerSettings:
+        """Each setting from its variable; unset or blank, the field's default."""
         env = os.environ if environ is None else environ
 
         def opt(name: str) -> str | None:
             value = env.get(name, "").strip()
             return value or None
 
-        def num(name: str, kind):
+        def num(name: str, kind: Callable[[str], _Number]) -> _Number | None:
             value = opt(name)
             return kind(value) if value is not None else None
 
-        kwargs: dict[str, object] = {}
-        if opt("SUPERCHECK_TERMINATION_MESSAGE_PATH"):
-            kwargs["termination_message_path"] = Path(opt("SUPERCHECK_TERMINATION_MESSAGE_PATH"))
-        if opt("SUPERCHECK_RUNNER_HOME"):
-            kwargs["runner_home"] = Path(opt("SUPERCHECK_RUNNER_HOME"))
-        if opt("SUPERCHECK_NODE_MODULES"):
-            kwargs["node_modules"] = Path(opt("SUPERCHECK_NODE_MODULES"))
-        if opt("SUPERCHECK_NODE"):
-            kwargs["node"] = opt("SUPERCHECK_NODE")
-        if opt("SUPERCHECK_K6_PATH"):
-            kwargs["k6"] = opt("SUPERCHECK_K6_PATH")
-        kwargs["chromium_path"] = opt("SUPERCHECK_CHROMIUM_PATH")
-        kwargs["ffmpeg_path"] = opt("SUPERCHECK_FFMPEG_PATH")
-        kwargs["allowed_modules"] = _split_list(env.get("SUPERCHECK_ALLOWED_MODULES"), DEFAULT_ALLOWED_MODULES)
-        if num("SUPERCHECK_MAX_SCRIPT_BYTES", int) is not None:
-            kwargs["max_script_bytes"] = num("SUPERCHECK_MAX_SCRIPT_BYTES", int)
-        kwargs["timeout_margin_seconds"] = num("SUPERCHECK_TIMEOUT_MARGIN_SECONDS", float)
-        kwargs["playwright_test_timeout_ms"] = num("SUPERCHECK_PLAYWRIGHT_TEST_TIMEOUT_MS", int)
-        if num("SUPERCHECK_UPLOAD_CONCURRENCY", int):
-            kwargs["upload_concurrency"] = num("SUPERCHECK_UPLOAD_CONCURRENCY", int)
-        kwargs["s3_endpoint_url"] = opt("S3_ENDPOINT_URL")
-        kwargs["s3_region"] = opt("AWS_REGION") or opt("AWS_DEFAULT_REGION") or "us-east-1"
-        return cls(**kwargs)
+        runner_home = opt("SUPERCHECK_RUNNER_HOME")
+        node_modules = opt("SUPERCHECK_NODE_MODULES")
+        max_script_bytes = num("SUPERCHECK_MAX_SCRIPT_BYTES", int)
+        return cls(
+            termination_message_path=Path(opt("SUPERCHECK_TERMINATION_MESSAGE_PATH") or TERMINATION_MESSAGE_PATH),
+            runner_home=Path(runner_home) if runner_home else _default_runner_home(),
+            node_modules=Path(node_modules) if node_modules else None,
+            node=opt("SUPERCHECK_NODE") or "node",
+            k6=opt("SUPERCHECK_K6_PATH") or _default_k6(),
+            chromium_path=opt("SUPERCHECK_CHROMIUM_PATH"),
+            ffmpeg_path=opt("SUPERCHECK_FFMPEG_PATH"),
+            allowed_modules=_split_list(env.get("SUPERCHECK_ALLOWED_MODULES"), DEFAULT_ALLOWED_MODULES),
+            max_script_bytes=DEFAULT_MAX_SCRIPT_BYTES if max_script_bytes is None else max_script_bytes,
+            timeout_margin_seconds=num("SUPERCHECK_TIMEOUT_MARGIN_SECONDS", float),
+            playwright_test_timeout_ms=num("SUPERCHECK_PLAYWRIGHT_TEST_TIMEOUT_MS", int),
+            # 0 means the default too: no upload at all is not a setting.
+            upload_concurrency=num("SUPERCHECK_UPLOAD_CONCURRENCY", int) or DEFAULT_UPLOAD_CONCURRENCY,
+            s3_endpoint_url=opt("S3_ENDPOINT_URL"),
+            s3_region=opt("AWS_REGION") or opt("AWS_DEFAULT_REGION") or DEFAULT_S3_REGION,
+        )
 
 
 def child_env(environ: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:

@@ -45,7 +45,7 @@ class Deadline:
     at: float
 
     @classmethod
-    def after(cls, seconds: float, start: float | None = None) -> "Deadline":
+    def after(cls, seconds: float, start: float | None = None) -> Deadline:
         return cls((time.monotonic() if start is None else start) + seconds)
 
     def remaining(self) -> float:

@@ -26,9 +26,10 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Any
 
 from supercheck_runner.outcome import strip_ansi
 
@@ -116,7 +117,7 @@ def module_allowed(specifier: str, allowed: Iterable[str]) -> bool:
     return key in allowed_keys or _package_of(key) in allowed_keys
 
 
-def playwright_issues(facts: Mapping, allowed: Sequence[str]) -> list[Issue]:
+def playwright_issues(facts: Mapping[str, Any], allowed: Sequence[str]) -> list[Issue]:
     """Decide on what ``validate.mjs`` reported. Syntax errors first: nothing else is reliable then."""
     syntax = [Issue(e["line"], e["column"], f"syntax error: {e['message']}") for e in facts.get("syntaxErrors", [])]
     if syntax:
@@ -129,8 +130,8 @@ def playwright_issues(facts: Mapping, allowed: Sequence[str]) -> list[Issue]:
         if spec.startswith((".", "/")):
             why = "a test run has a single file, so local modules cannot be imported"
         else:
-            why = REFUSAL_HINTS.get(_module_key(spec)) or REFUSAL_HINTS.get(_package_of(_module_key(spec)))
-            why = why or "it is not on the allow-list"
+            hint = REFUSAL_HINTS.get(_module_key(spec)) or REFUSAL_HINTS.get(_package_of(_module_key(spec)))
+            why = hint or "it is not on the allow-list"
         issues.append(
             Issue(imp["line"], imp["column"],
                   f"import of '{spec}' is not allowed ({why}); allowed modules: {', '.join(allowed)}")

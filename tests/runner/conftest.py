@@ -70,7 +70,11 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "runner-test", "AWS_SECRET_ACCESS_KEY": "runner-test-secret", "AWS_REGION": "us-east-1"}
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "runner-test",
+    "AWS_SECRET_ACCESS_KEY": "runner-test-secret",
+    "AWS_REGION": "us-east-1",
+}
 
 
 def s3_client(endpoint: str):
@@ -83,7 +87,7 @@ def s3_client(endpoint: str):
 
 @pytest.fixture(scope="session")
 def s3_endpoint():
-    """moto's S3 server on a free port, with the specification's buckets."""
+    """moto's S3 server on a free port, with the contract's BUCKETS."""
     port = free_port()
     proc = start_moto(port)
     try:
@@ -232,7 +236,8 @@ def run_runner(tmp_path, s3_endpoint):
             **(env or {}),
         }
         started = time.monotonic()
-        proc = subprocess.Popen([str(RUNNER)], env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen([str(RUNNER)], env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
         if sigterm_after is not None:  # as the kubelet does when the pod is deleted
             time.sleep(sigterm_after)
             proc.send_signal(signal.SIGTERM)

@@ -1,5 +1,6 @@
 """Uploads to a real S3 server: key layout, content types, multipart, retries, result.json last;
-and the runner's verdict when S3 cannot be reached."""
+and the runner's verdict when S3 cannot be reached. Content types and the key plan are pure;
+the rest runs moto's S3 server or the runner itself (marked ``integration``)."""
 
 from __future__ import annotations
 
@@ -69,6 +70,7 @@ def test_plan_keys_every_file_under_the_attempt_prefix(tmp_path):
     assert keys.isdisjoint(other)
 
 
+@pytest.mark.integration
 def test_upload_all_with_content_types_and_result_last(tmp_path, s3_endpoint, s3):
     files = make_tree(tmp_path)
     prefix = artifact_prefix("uploads", "run", "uid-order", 1)
@@ -88,11 +90,13 @@ def test_upload_all_with_content_types_and_result_last(tmp_path, s3_endpoint, s3
     assert calls[-1] == f"{prefix}/result.json" and calls.count(f"{prefix}/result.json") == 1
     head = s3.head_object(Bucket=BUCKET, Key=f"{prefix}/report/index.html")
     assert head["ContentType"] == "text/html; charset=utf-8"
-    assert s3.head_object(Bucket=BUCKET, Key=f"{prefix}/report/trace/sw.bundle.js")["ContentType"].startswith("text/javascript")
+    bundle = s3.head_object(Bucket=BUCKET, Key=f"{prefix}/report/trace/sw.bundle.js")
+    assert bundle["ContentType"].startswith("text/javascript")
     body = s3.get_object(Bucket=BUCKET, Key=f"{prefix}/report/data/abc.png")["Body"].read()
     assert body == files["report/data/abc.png"]
 
 
+@pytest.mark.integration
 def test_large_files_go_multipart(tmp_path, s3_endpoint, s3):
     big = tmp_path / "test-results" / "video.webm"
     big.parent.mkdir(parents=True)
@@ -107,6 +111,7 @@ def test_large_files_go_multipart(tmp_path, s3_endpoint, s3):
     assert head["ContentType"] == "video/webm"
 
 
+@pytest.mark.integration
 def test_uploads_retry_until_s3_comes_back(tmp_path):
     """The S3 server is down when the upload starts and up two seconds later."""
     make_tree(tmp_path)
@@ -138,12 +143,14 @@ def test_uploads_retry_until_s3_comes_back(tmp_path):
             stop(server["proc"])
 
 
+@pytest.mark.integration
 def test_preflight_says_why(s3_endpoint):
     artifacts.preflight(make_client(s3_endpoint, "us-east-1"), BUCKET)
     with pytest.raises(artifacts.S3Unavailable, match="no-such-bucket"):
         artifacts.preflight(make_client(s3_endpoint, "us-east-1"), "no-such-bucket")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("endpoint", ["http://127.0.0.1:{closed}", "http://s3.does-not-exist.invalid:9000"],
                          ids=["refused", "dns"])
 def test_unreachable_s3_is_an_infrastructure_error(run_runner, endpoint):

@@ -11,7 +11,7 @@ from supercheck_contract import ExitCode, FailureClass
 
 from .conftest import read_json
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 # Short runs, but long enough (3 s) for the web dashboard to have data to export.
 MEETS_THRESHOLDS = """

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 from supercheck_contract import ExitCode, FailureClass, decode_termination_message
 
 from .conftest import RUNNER
+
+pytestmark = pytest.mark.integration  # both run supercheck-runner as a subprocess
 
 
 def test_a_misconfigured_pod_still_says_why(tmp_path):

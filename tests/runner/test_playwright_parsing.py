@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
+
 from supercheck_contract import FailureClass, TestSummary
 from supercheck_runner import playwright as pw
 from supercheck_runner.playwright import PlaywrightOptions, build_config, classify, render_config_module, summarize
@@ -36,8 +38,11 @@ def report(*specs, errors=(), nested=()):
 
 MIXED = report(
     spec("passes", "expected", [result("passed")]),
-    spec("fails", "unexpected", [result("failed", "\x1b[31mError: expect(locator).toHaveText(expected) failed\x1b[39m\n\nExpected: y"),
-                                  result("failed", "Error: expect(locator).toHaveText(expected) failed\n\nExpected: y\nReceived: x\n\n  at test.spec.ts:3")]),
+    spec("fails", "unexpected", [
+        result("failed", "\x1b[31mError: expect(locator).toHaveText(expected) failed\x1b[39m\n\nExpected: y"),
+        result("failed", "Error: expect(locator).toHaveText(expected) failed\n\nExpected: y\nReceived: x\n\n"
+                         "  at test.spec.ts:3"),
+    ]),
     spec("flaky", "flaky", [result("failed", "Error: nope"), result("passed")]),
     spec("skipped", "skipped", [result("skipped")], annotations=[{"type": "skip"}], expected="skipped"),
     nested=[spec("in a describe", "expected", [result("passed")])],
@@ -94,13 +99,14 @@ def test_crash_outranks_assertion_failures():
 
 
 def test_closed_browser_after_a_test_timeout_is_not_a_crash():
-    facts = summarize(report(spec("slow", "unexpected", [
-        {"status": "timedOut", "error": {"message": "Test timeout of 30000ms exceeded.\n\nError: page.click: Target page, context or browser has been closed"}}])))
+    error = "Test timeout of 30000ms exceeded.\n\nError: page.click: Target page, context or browser has been closed"
+    facts = summarize(report(spec("slow", "unexpected", [{"status": "timedOut", "error": {"message": error}}])))
     assert classify(facts, exit_code=1, timed_out=False).failure == FailureClass.TEST_FAILURE
 
 
 def test_missing_browser_is_infrastructure():
-    facts = summarize(report(spec("a", "unexpected", [result("failed", "Error: browserType.launch: Executable doesn't exist at /ms-playwright/chromium-1/chrome")])))
+    error = "Error: browserType.launch: Executable doesn't exist at /ms-playwright/chromium-1/chrome"
+    facts = summarize(report(spec("a", "unexpected", [result("failed", error)])))
     assert classify(facts, exit_code=1, timed_out=False).failure == FailureClass.INFRASTRUCTURE
 
 
@@ -111,7 +117,8 @@ def test_a_script_that_does_not_load_is_invalid():
 
 
 def test_no_report_and_no_timeout_is_infrastructure():
-    outcome = classify(None, exit_code=1, timed_out=False, console_tail="Error: Cannot find module '@playwright/test'\n")
+    outcome = classify(None, exit_code=1, timed_out=False,
+                       console_tail="Error: Cannot find module '@playwright/test'\n")
     assert outcome.failure == FailureClass.INFRASTRUCTURE and "Cannot find module" in outcome.message
 
 
@@ -142,6 +149,7 @@ def test_config_refuses_unknown_trace_modes_and_video_can_be_off():
     assert "--no-sandbox" not in cfg["use"]["launchOptions"]["args"]
 
 
+@pytest.mark.integration
 def test_config_module_loads_in_node_and_picks_chromium(tmp_path):
     """The module is real JavaScript: node imports it and we read back the chosen browser."""
     (tmp_path / "node_modules").symlink_to(NODE_MODULES)
@@ -151,7 +159,8 @@ def test_config_module_loads_in_node_and_picks_chromium(tmp_path):
         path.write_text(render_config_module(cfg, pinned, "/fallback/chromium"))
         out = subprocess.run(
             ["node", "--input-type=module", "-e",
-             f"const c = (await import({json.dumps(str(path))})).default; console.log(JSON.stringify(c.use.launchOptions));"],
+             f"const c = (await import({json.dumps(str(path))})).default;"
+             " console.log(JSON.stringify(c.use.launchOptions));"],
             capture_output=True, text=True, cwd=tmp_path, timeout=60,
             env={"PATH": "/usr/local/bin:/usr/bin:/bin", "PLAYWRIGHT_BROWSERS_PATH": str(tmp_path / "none")},
         )
@@ -163,13 +172,14 @@ def test_ffmpeg_shim_only_when_playwrights_own_is_missing(tmp_path):
     fake_ffmpeg = tmp_path / "ffmpeg"
     fake_ffmpeg.write_text("#!/bin/sh\n")
     registry = tmp_path / "registry"
-    env, video = pw.ffmpeg_shim(tmp_path / "w", NODE_MODULES, {"PLAYWRIGHT_BROWSERS_PATH": str(registry)}, str(fake_ffmpeg))
+    browsers_path = {"PLAYWRIGHT_BROWSERS_PATH": str(registry)}
+    env, video = pw.ffmpeg_shim(tmp_path / "w", NODE_MODULES, browsers_path, str(fake_ffmpeg))
     assert video and env["PLAYWRIGHT_BROWSERS_PATH"] == str(tmp_path / "w" / "browsers")
     assert next((tmp_path / "w" / "browsers").glob("ffmpeg-*/ffmpeg-linux")).resolve() == fake_ffmpeg
-    env, video = pw.ffmpeg_shim(tmp_path / "w2", NODE_MODULES, {"PLAYWRIGHT_BROWSERS_PATH": str(registry)}, None)
+    env, video = pw.ffmpeg_shim(tmp_path / "w2", NODE_MODULES, browsers_path, None)
     assert env == {} and video is False
     # Playwright's own ffmpeg present: nothing to do.
     own = next((tmp_path / "w" / "browsers").glob("ffmpeg-*")).name
     (registry / own).mkdir(parents=True)
     (registry / own / "ffmpeg-linux").write_text("")
-    assert pw.ffmpeg_shim(tmp_path / "w3", NODE_MODULES, {"PLAYWRIGHT_BROWSERS_PATH": str(registry)}, None) == ({}, True)
+    assert pw.ffmpeg_shim(tmp_path / "w3", NODE_MODULES, browsers_path, None) == ({}, True)

@@ -1,6 +1,6 @@
 """supercheck-runner running real Playwright specs in real Chromium against a local site,
 uploading to a real S3 server. Each run takes a few seconds; they are the acceptance tests of
-the runner (issue 4)."""
+the runner."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from .conftest import NODE_MODULES, read_json
 # Debian's binary itself (/usr/bin/chromium is a wrapper script).
 CHROMIUM = "/usr/lib/chromium/chromium" if os.path.exists("/usr/lib/chromium/chromium") else "chromium"
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 PASSING = """
 import { test, expect } from '@playwright/test';
@@ -92,7 +92,8 @@ def test_one_failing_is_failed_with_screenshot_and_trace(run_runner, site, s3):
     assert any(k.endswith("trace.zip") for k in failed_dir), keys
     png = next(k for k in failed_dir if k.endswith(".png"))
     assert s3.head_object(Bucket=run.config.bucket, Key=png)["ContentType"] == "image/png"
-    assert s3.head_object(Bucket=run.config.bucket, Key=run.result.artifacts.report)["ContentType"].startswith("text/html")
+    report = s3.head_object(Bucket=run.config.bucket, Key=run.result.artifacts.report)
+    assert report["ContentType"].startswith("text/html")
 
 
 def test_html_report_opens_in_chromium_from_its_s3_url(run_runner, site, s3, s3_endpoint, tmp_path):
@@ -113,7 +114,8 @@ def test_html_report_opens_in_chromium_from_its_s3_url(run_runner, site, s3, s3_
         const page = await browser.newPage();
         const response = await page.goto({json.dumps(url)});
         await page.locator('.test-file-title').first().waitFor({{ timeout: 60000 }});
-        console.log(JSON.stringify({{ status: response.status(), titles: await page.locator('.test-file-title').allTextContents() }}));
+        const titles = await page.locator('.test-file-title').allTextContents();
+        console.log(JSON.stringify({{ status: response.status(), titles }}));
         await browser.close();
     """
     out = subprocess.run(["node", "--input-type=module", "-e", opener], cwd=tmp_path, capture_output=True,
@@ -230,14 +232,17 @@ def test_crash_is_browser_crash(run_runner, site, script):
 
 
 def test_a_spec_that_throws_while_loading_is_validation(run_runner):
-    script = "import { test } from '@playwright/test';\nconst config = undefinedThing.value;\ntest('x', async () => {});\n"
+    script = ("import { test } from '@playwright/test';\n"
+              "const config = undefinedThing.value;\n"
+              "test('x', async () => {});\n")
     run = run_runner("playwright", script)
     assert run.exit_code == ExitCode.VALIDATION, run.output
     assert "undefinedThing is not defined" in run.result.message
 
 
 def test_a_missing_browser_is_infrastructure(run_runner):
-    script = "import { test } from '@playwright/test';\ntest('x', async ({ page }) => { await page.goto('about:blank'); });\n"
+    script = ("import { test } from '@playwright/test';\n"
+              "test('x', async ({ page }) => { await page.goto('about:blank'); });\n")
     run = run_runner("playwright", script, playwrightRetries=0,
                      settings_env={"SUPERCHECK_CHROMIUM_PATH": "/nonexistent/chromium"})
     assert run.exit_code == ExitCode.INFRASTRUCTURE, run.output

@@ -8,6 +8,7 @@ import threading
 import time
 
 import psutil
+import pytest
 
 from supercheck_runner.process import run_supervised
 
@@ -32,6 +33,7 @@ STUBBORN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.integration
 def test_deadline_interrupts_first_so_partial_results_are_written(tmp_path):
     marker = tmp_path / "partial"
     started = time.monotonic()
@@ -45,6 +47,7 @@ def test_deadline_interrupts_first_so_partial_results_are_written(tmp_path):
     assert "started" in log and "SIGINT" in log
 
 
+@pytest.mark.integration
 def test_a_process_that_ignores_sigint_is_killed_with_its_whole_tree(tmp_path):
     pid_file = tmp_path / "grandchild"
     outcome = run_supervised([sys.executable, "-c", STUBBORN, str(pid_file)], env={}, cwd=tmp_path,
@@ -57,6 +60,7 @@ def test_a_process_that_ignores_sigint_is_killed_with_its_whole_tree(tmp_path):
     assert "SIGKILL" in (tmp_path / "console.log").read_text()
 
 
+@pytest.mark.integration
 def test_a_stop_request_ends_the_run_like_a_deadline(tmp_path):
     stop = threading.Event()
     threading.Timer(1.0, stop.set).start()
@@ -66,6 +70,7 @@ def test_a_stop_request_ends_the_run_like_a_deadline(tmp_path):
     assert outcome.stopped == "signal" and not outcome.timed_out
 
 
+@pytest.mark.integration
 def test_output_is_teed_and_memory_sampled(tmp_path):
     lines = []
     script = "import time\nx = bytearray(50 * 1024 * 1024)\nprint('hello', flush=True)\ntime.sleep(1.2)\n"

@@ -39,8 +39,8 @@ def test_node_scheme_and_subpaths_follow_their_module():
 
 
 def test_syntax_errors_come_first_and_alone():
-    issues = playwright_issues(facts("child_process", syntax=[{"line": 4, "column": 13, "message": "Expression expected."}]),
-                               DEFAULT_ALLOWED_MODULES)
+    syntax = [{"line": 4, "column": 13, "message": "Expression expected."}]
+    issues = playwright_issues(facts("child_process", syntax=syntax), DEFAULT_ALLOWED_MODULES)
     assert issues == [Issue(4, 13, "syntax error: Expression expected.")]
 
 
@@ -66,7 +66,9 @@ def test_size_limits():
 
 
 def test_k6_messages_keep_their_line():
-    out = 'time="x" level=error msg="GoError: file:///w/script.js: Line 3:11 Unexpected token ; (and 1 more errors)\\n" hint="script exception"'
+    out = ('time="x" level=error'
+           ' msg="GoError: file:///w/script.js: Line 3:11 Unexpected token ; (and 1 more errors)\\n"'
+           ' hint="script exception"')
     issue = validate.k6_issue(out)
     assert (issue.line, issue.column) == (3, 11)
     assert "Unexpected token" in issue.message
@@ -88,6 +90,7 @@ def refused(tmp_path, source: str, **kw) -> str:
     return str(err.value)
 
 
+@pytest.mark.integration
 def test_a_typescript_spec_passes(tmp_path):
     check(tmp_path, (
         "import { test, expect, type Page } from '@playwright/test';\n"
@@ -105,11 +108,14 @@ def test_a_typescript_spec_passes(tmp_path):
     ))
 
 
+@pytest.mark.integration
 def test_typescript_syntax_error_points_at_its_line(tmp_path):
-    message = refused(tmp_path, "import { test } from '@playwright/test';\n\ntest('x', async () => {\n  const a: = 1;\n});\n")
+    message = refused(tmp_path,
+                      "import { test } from '@playwright/test';\n\ntest('x', async () => {\n  const a: = 1;\n});\n")
     assert message.startswith("line 4, column") and "syntax error" in message
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("source, line, words", [
     ("import { exec } from 'child_process';", 1, "'child_process'"),
     ("const cp = require('node:child_process');", 1, "'node:child_process'"),
@@ -124,8 +130,11 @@ def test_typescript_syntax_error_points_at_its_line(tmp_path):
     ("const f = (() => {}).constructor.constructor('return 1');", 1, ".constructor.constructor"),
     ("process.binding('tcp_wrap');", 1, "process.binding"),
     ("const r = process.mainModule;", 1, "process.mainModule"),
-    ("import { test } from '@playwright/test';\ntest('x', async ({ page }) => {\n  await page.screenshot({ path: '/etc/shot.png' });\n});", 3, "outside the work directory"),
-    ("import { test } from '@playwright/test';\ntest('x', async ({ page }) => {\n  const d = await page.waitForEvent('download');\n  await d.saveAs('../../escape.bin');\n});", 4, "outside the work directory"),
+    ("import { test } from '@playwright/test';\ntest('x', async ({ page }) => {\n"
+     "  await page.screenshot({ path: '/etc/shot.png' });\n});", 3, "outside the work directory"),
+    ("import { test } from '@playwright/test';\ntest('x', async ({ page }) => {\n"
+     "  const d = await page.waitForEvent('download');\n  await d.saveAs('../../escape.bin');\n});",
+     4, "outside the work directory"),
     ("import helper from './helper';", 1, "single file"),
 ])
 def test_refused_constructs_name_their_line(tmp_path, source, line, words):
@@ -134,6 +143,7 @@ def test_refused_constructs_name_their_line(tmp_path, source, line, words):
     assert words in message
 
 
+@pytest.mark.integration
 def test_plain_javascript_specs_are_parsed_too(tmp_path):
     check(tmp_path, "const { test } = require('@playwright/test');\ntest('x', async () => {});\n", name="test.spec.js")
     assert "'child_process'" in refused(tmp_path, "const cp = require('child_process');\n", name="test.spec.js")
