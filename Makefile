@@ -5,10 +5,15 @@ DEV := .venv/bin/supercheck-dev
 # Operator configuration variables given on the command line (make dev-up RUNNING_CAPACITY=3)
 # reach `supercheck-dev up` through the environment: make exports command-line variables.
 
-.PHONY: deps dev-up dev-down dev-status demo test unit crds bench clean
+.PHONY: deps deps-python dev-up dev-down dev-status demo test unit lint crds bench clean
 
+# Everything: Debian packages, the virtualenv, npm packages, Kubernetes and helm.
 deps:
 	@hack/install-deps.sh
+
+# Only the Python virtualenv (quick): all that `unit` and `lint` need.
+deps-python:
+	@hack/install-deps.sh python
 
 dev-up: deps
 	@$(DEV) up
@@ -27,9 +32,13 @@ demo: dev-up
 test: dev-up
 	@$(PY) -m pytest -q -rs $(PYTEST_ARGS)
 
-# Pure tests only, no cluster.
-unit: deps
-	@$(PY) -m pytest -q -m "not cluster" $(PYTEST_ARGS)
+# Pure tests only: no cluster, no tool-backed (integration) tests; needs only the virtualenv.
+unit: deps-python
+	@$(PY) -m pytest -q -m "not cluster and not integration" $(PYTEST_ARGS)
+
+# Static gates: ruff, mypy, import-linter, helm lint (when helm is built), hadolint (when installed).
+lint: deps-python
+	@hack/lint.sh
 
 crds: deps
 	@$(PY) -m supercheck.crdgen

@@ -125,7 +125,7 @@ def baseline(core, custom, pods: PodWatch, namespace: str, samples: int) -> list
         name = pod["metadata"]["name"]
         t0 = time.monotonic()
         core.create_namespaced_pod(namespace, pod)
-        pods.wait(lambda: name in pods.added)
+        pods.wait(lambda name=name: name in pods.added)
         out.append(pods.added[name] - t0)
         core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
     return out
@@ -138,7 +138,7 @@ def dispatch(custom, pods: PodWatch, namespace: str, samples: int) -> list[float
         t0 = time.monotonic()
         custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, testrun(name))
         pod = podspec.pod_name(name, 1)
-        pods.wait(lambda: pod in pods.added)
+        pods.wait(lambda pod=pod: pod in pods.added)
         out.append(pods.added[pod] - t0)
         wait_terminal(custom, namespace, name)  # keep capacity free for the next sample
     return out

@@ -108,7 +108,8 @@ def start_moto() -> tuple[subprocess.Popen, str]:
         time.sleep(0.1)
     endpoint = f"http://127.0.0.1:{port}"
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id=CREDS["AWS_ACCESS_KEY_ID"], aws_secret_access_key=CREDS["AWS_SECRET_ACCESS_KEY"])
+                          aws_access_key_id=CREDS["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=CREDS["AWS_SECRET_ACCESS_KEY"])
     for bucket in BUCKETS.values():
         client.create_bucket(Bucket=bucket)
     return proc, endpoint
@@ -278,7 +279,8 @@ def main() -> None:
         cli_t = [aws_cli_upload(folder, endpoint) for _ in range(args.rounds)]
         print(f"\n== Upload of an artifact folder: {files} files, {mb:.0f} MiB, to moto S3 on loopback")
         ot = statistics.median(ours_t)
-        print(f"runner uploader         : {ot:6.2f} s  {mb / ot:7.1f} MiB/s  (16 files in parallel, multipart >= 8 MiB)")
+        print(f"runner uploader         : {ot:6.2f} s  {mb / ot:7.1f} MiB/s  "
+              "(16 files in parallel, multipart >= 8 MiB)")
         if cli_t[0] is None:
             print("aws s3 cp --recursive   : skipped (pip install awscli==1.46.3 into the venv)")
         else:

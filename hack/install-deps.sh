@@ -1,12 +1,39 @@
 #!/usr/bin/env bash
-# Install everything Supercheck's local environment and tests need on a fresh
-# Debian machine: system packages, the Python virtualenv, the runner's npm
-# packages and the Kubernetes binaries (built from the Go module proxy).
+# Install what Supercheck's local environment and tests need on a fresh Debian machine.
 # Idempotent and quick when everything is already there.
+#
+#   hack/install-deps.sh          everything: system packages, the Python virtualenv, the
+#                                 runner's npm packages, Kubernetes (built from the Go module
+#                                 proxy, 6-8 min cold) and helm   (make deps; make test, dev-up, demo)
+#   hack/install-deps.sh python   only the Python virtualenv      (make deps-python; make unit, lint)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+what=${1:-all}
+case "$what" in
+  all | python) ;;
+  *) echo "usage: $0 [python]" >&2; exit 2 ;;
+esac
 stamp_dir=.dev/stamps
 mkdir -p "$stamp_dir"
+
+# Python virtualenv with the package and its test/dev/runner/lint extras, reinstalled when
+# pyproject.toml changes.
+python_venv() {
+  local py_key
+  py_key=$(sha256sum < pyproject.toml | cut -c1-16)
+  if [ ! -x .venv/bin/python ] || [ "$(cat $stamp_dir/python 2>/dev/null)" != "$py_key" ]; then
+    echo "[deps] python virtualenv"
+    python3 -m venv .venv
+    .venv/bin/pip install -q --upgrade pip
+    .venv/bin/pip install -q -e '.[test]'
+    echo "$py_key" > $stamp_dir/python
+  fi
+}
+
+if [ "$what" = python ]; then
+  python_venv
+  exit 0
+fi
 
 # 1. System packages (Debian): Redis, PostgreSQL, Chromium and ffmpeg (videos) for Playwright, and
 #    util-linux/iproute2/procps for the node agent (unshare, mount).
@@ -20,20 +47,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# 2. Python virtualenv with the package and its test/dev/runner extras.
-py_key=$(cat pyproject.toml | sha256sum | cut -c1-16)
-if [ ! -x .venv/bin/python ] || [ "$(cat $stamp_dir/python 2>/dev/null)" != "$py_key" ]; then
-  echo "[deps] python virtualenv"
-  python3 -m venv .venv
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[test]'
-  echo "$py_key" > $stamp_dir/python
-fi
+# 2. The Python virtualenv.
+python_venv
 
 # 3. The runner's npm packages (@playwright/test, pinned by package-lock.json).
 #    Browsers are not downloaded: Chromium comes from Debian.
 if [ -f runner-image/package-lock.json ]; then
-  npm_key=$(cat runner-image/package-lock.json | sha256sum | cut -c1-16)
+  npm_key=$(sha256sum < runner-image/package-lock.json | cut -c1-16)
   if [ ! -d runner-image/node_modules ] || [ "$(cat $stamp_dir/npm 2>/dev/null)" != "$npm_key" ]; then
     echo "[deps] npm ci (runner-image)"
     (cd runner-image && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
@@ -44,5 +64,5 @@ fi
 # 4. Kubernetes and etcd, built once per release into ~/.cache/supercheck.
 hack/build-kube.sh >/dev/null
 
-# 5. helm, to render and validate the chart in the tests.
+# 5. helm, to render and validate the chart in the tests (and `make lint`'s helm lint).
 hack/build-helm.sh >/dev/null

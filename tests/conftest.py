@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from supercheck_localenv import cli, services as dev_services
+from supercheck_localenv import cli
+from supercheck_localenv import services as dev_services
 from supercheck_localenv.layout import PORTS, Layout, default_layout
 from supercheck_localenv.procs import Proc
 

@@ -71,7 +71,8 @@ def test_examples_run_end_to_end(kube_env, demo_site, namespace, kubectl, custom
         assert f"{art['prefix']}/result.json" in keys
 
     rows = db_conn.execute(
-        "SELECT name, attempt, type, phase, total, passed, artifacts_prefix FROM runs WHERE namespace = %s ORDER BY name",
+        "SELECT name, attempt, type, phase, total, passed, artifacts_prefix FROM runs"
+        " WHERE namespace = %s ORDER BY name",
         (namespace,),
     ).fetchall()
     assert [(r[0], r[1], r[2], r[3]) for r in rows] == [

@@ -28,6 +28,7 @@ def render(helm: str, *args: str) -> str:
     return res.stdout
 
 
+@pytest.mark.integration
 def test_chart_lints(helm):
     res = subprocess.run([helm, "lint", str(CHART), "--kube-version", PINNED], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -38,12 +39,14 @@ def test_chart_objects_pass_server_side_validation(helm, kubectl, namespace):
     res = kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", "-o", "json", input=manifest)
     assert res.returncode == 0, res.stderr
     kinds = {item["kind"] for item in json.loads(res.stdout)["items"]}
-    assert {"Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Secret", "Service", "ConfigMap"} <= kinds
+    expected = {"Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Secret", "Service", "ConfigMap"}
+    assert expected <= kinds
     deployment = next(i for i in json.loads(res.stdout)["items"] if i["kind"] == "Deployment")
     env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["RUNNING_CAPACITY"] == "3"
 
 
+@pytest.mark.integration
 def test_chart_ships_the_crds_and_dashboard(helm):
     manifest = render(helm, "--include-crds")
     assert "name: testruns.supercheck.io" in manifest

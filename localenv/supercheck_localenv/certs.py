@@ -12,6 +12,7 @@ import datetime as dt
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -89,7 +90,7 @@ def _name(cn: str, orgs: list[str] | None = None) -> x509.Name:
 
 
 def _builder(subject: x509.Name, issuer: x509.Name, public_key) -> x509.CertificateBuilder:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -105,20 +106,21 @@ def ensure_pki(pki: Pki) -> Pki:
     """Create whatever is missing; existing material is kept so restarts keep trusting it."""
     pki.dir.mkdir(parents=True, exist_ok=True)
     if not pki.ca_cert.exists():
-        ca_key = _key()
+        new_ca_key = _key()
         ca_name = _name("supercheck-local-ca")
         ca = (
-            _builder(ca_name, ca_name, ca_key.public_key())
+            _builder(ca_name, ca_name, new_ca_key.public_key())
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
             )
-            .sign(ca_key, hashes.SHA256())
+            .sign(new_ca_key, hashes.SHA256())
         )
-        _write_key(pki.key("ca"), ca_key)
+        _write_key(pki.key("ca"), new_ca_key)
         pki.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
 
-    ca_key = serialization.load_pem_private_key(pki.key("ca").read_bytes(), None)
+    # The CA key on disk is the EC key written above.
+    ca_key = cast(ec.EllipticCurvePrivateKey, serialization.load_pem_private_key(pki.key("ca").read_bytes(), None))
     ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
 
     def issue(name: str, subject: x509.Name, usage, sans: list[x509.GeneralName] | None) -> None:
@@ -136,7 +138,8 @@ def ensure_pki(pki: Pki) -> Pki:
         pki.cert(name).write_bytes(builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
 
     for name, dns_names in SERVERS.items():
-        sans = [x509.DNSName(d) for d in dns_names] + [x509.IPAddress(LOOPBACK), x509.IPAddress(SERVICE_IP)]
+        sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
+        sans += [x509.IPAddress(LOOPBACK), x509.IPAddress(SERVICE_IP)]
         issue(name, _name(name), ExtendedKeyUsageOID.SERVER_AUTH, sans)
     for name, (cn, orgs) in CLIENTS.items():
         issue(name, _name(cn, orgs), ExtendedKeyUsageOID.CLIENT_AUTH, None)

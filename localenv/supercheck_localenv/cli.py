@@ -25,7 +25,7 @@ from supercheck_localenv.certs import Pki, ensure_pki
 from supercheck_localenv.layout import NODE_NAME, PORTS, Layout, default_layout
 from supercheck_localenv.procs import Proc
 
-# The operator's configuration variables (DESIGN.md), passed through when set.
+# The operator's configuration variables (docs/operator.md), passed through when set.
 OPERATOR_CONFIG_VARS = (
     "RUNNING_CAPACITY",
     "QUEUED_CAPACITY",
@@ -185,7 +185,8 @@ def apply_crds(layout: Layout) -> None:
     res = kubectl(layout, *args)
     if res.returncode != 0:
         raise RuntimeError(f"applying CRDs failed: {res.stderr}")
-    res = kubectl(layout, "wait", "--for=condition=Established", "--timeout=60s", *sum((["-f", str(f)] for f in crds), []))
+    res = kubectl(layout, "wait", "--for=condition=Established", "--timeout=60s",
+                  *sum((["-f", str(f)] for f in crds), []))
     if res.returncode != 0:
         raise RuntimeError(f"CRDs not established: {res.stderr}")
 

@@ -16,8 +16,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from supercheck_localenv.layout import default_layout
 from supercheck.models import GROUP, TERMINAL_PHASES, VERSION
+from supercheck_localenv.layout import default_layout
 
 NAMESPACE = "supercheck-demo"
 SITE_PORT = 18090
@@ -47,13 +47,15 @@ def _kubectl(*args: str, input: str | None = None) -> subprocess.CompletedProces
 def result_text(status: dict) -> str:
     if status.get("summary"):
         s = status["summary"]
-        return f"{s.get('passed', 0)}/{s.get('total', 0)} passed, {s.get('failed', 0)} failed, {s.get('flaky', 0)} flaky"
+        return (f"{s.get('passed', 0)}/{s.get('total', 0)} passed, {s.get('failed', 0)} failed, "
+                f"{s.get('flaky', 0)} flaky")
     if status.get("k6"):
         k = status["k6"]
         verdict = "thresholds ok" if k.get("thresholdsPassed") else "thresholds crossed"
         p95 = k.get("httpReqDurationP95Ms")
         p95_text = f", p95 {p95:.1f} ms" if isinstance(p95, (int, float)) else ""
-        return f"{verdict}, checks {k.get('checksPassed', 0)}/{k.get('checksPassed', 0) + k.get('checksFailed', 0)}{p95_text}"
+        checks = f"{k.get('checksPassed', 0)}/{k.get('checksPassed', 0) + k.get('checksFailed', 0)}"
+        return f"{verdict}, checks {checks}{p95_text}"
     return status.get("reason") or ""
 
 
@@ -85,7 +87,7 @@ def print_table(runs: list[dict]) -> None:
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 def main() -> int:
@@ -118,14 +120,16 @@ def main() -> int:
             if seen.get(run["metadata"]["name"]) != state:
                 seen[run["metadata"]["name"]] = state
                 detail = f" ({st['message']})" if st.get("message") and st.get("phase") != "Running" else ""
-                print(f"{time.strftime('%H:%M:%S')}  {run['metadata']['name']:22} {st.get('phase', 'Pending'):10} attempt {st.get('attempts', 0)}{detail}")
+                print(f"{time.strftime('%H:%M:%S')}  {run['metadata']['name']:22} "
+                      f"{st.get('phase', 'Pending'):10} attempt {st.get('attempts', 0)}{detail}")
         if runs and all((r.get("status") or {}).get("phase") in {p.value for p in TERMINAL_PHASES} for r in runs):
             break
         time.sleep(1)
     server.shutdown()
     print()
     print_table(runs)
-    print(f"\nInspect: source .dev/env && kubectl get testruns -n {NAMESPACE}; kubectl describe testrun <name> -n {NAMESPACE}")
+    print(f"\nInspect: source .dev/env && kubectl get testruns -n {NAMESPACE}; "
+          f"kubectl describe testrun <name> -n {NAMESPACE}")
     done = all((r.get("status") or {}).get("phase") in {p.value for p in TERMINAL_PHASES} for r in runs)
     return 0 if done and runs else 1
 

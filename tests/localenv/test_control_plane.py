@@ -83,7 +83,8 @@ def test_crd_schema_refuses_invalid_object_with_api_server_message(kubectl):
     kubectl("apply", "-f", "-", input=crd, check=True)
     try:
         kubectl("wait", "--for=condition=Established", f"crd/widgets.{group}", "--timeout=30s", check=True)
-        bad = f"apiVersion: {group}/v1\nkind: Widget\nmetadata: {{name: w, namespace: default}}\nspec: {{size: 50, colour: green}}\n"
+        bad = (f"apiVersion: {group}/v1\nkind: Widget\nmetadata: {{name: w, namespace: default}}\n"
+               "spec: {size: 50, colour: green}\n")
         res = kubectl("apply", "-f", "-", input=bad)
         assert res.returncode != 0
         assert "spec.size: Invalid value: 50: spec.size in body should be less than or equal to 10" in res.stderr

@@ -15,7 +15,7 @@ import json
 import os
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,22 +23,43 @@ import pytest
 from supercheck_localenv.layout import NODE_NAME
 from supercheck_localenv.nodeagent import logformat
 from supercheck_localenv.nodeagent.config import parse_args
-from supercheck_localenv.nodeagent.envvars import (EnvError, ObjectSnapshot, container_argv,
-                                                    container_env, expand, format_map_file,
-                                                    inherited_env, referenced_objects, service_env)
+from supercheck_localenv.nodeagent.envvars import (
+    EnvError,
+    ObjectSnapshot,
+    container_argv,
+    container_env,
+    expand,
+    format_map_file,
+    inherited_env,
+    referenced_objects,
+    service_env,
+)
 from supercheck_localenv.nodeagent.mounts import HostVolume, MountError, container_mounts
-from supercheck_localenv.nodeagent.node import (go_arch, node_conditions, node_labels, node_status,
-                                                 without_stale_taints)
-from supercheck_localenv.nodeagent.podstatus import (Attempt, ContainerTrack, PodView,
-                                                      build_pod_status, mark_never_started,
-                                                      pod_phase, should_restart, terminated_reason,
-                                                      tracks_from_status)
+from supercheck_localenv.nodeagent.node import go_arch, node_conditions, node_labels, node_status, without_stale_taints
+from supercheck_localenv.nodeagent.podstatus import (
+    Attempt,
+    ContainerTrack,
+    PodView,
+    build_pod_status,
+    mark_never_started,
+    pod_phase,
+    should_restart,
+    terminated_reason,
+    tracks_from_status,
+)
 from supercheck_localenv.nodeagent.podworker import Backoff, termination_message
 from supercheck_localenv.nodeagent.quantity import parse_quantity, quantity_to_bytes, scaled_ceiling
-from supercheck_localenv.nodeagent.volumes import (EmptyDir, FileSet, HostPath, TokenSource,
-                                                    VolumeError, render_volume, token_sources)
+from supercheck_localenv.nodeagent.volumes import (
+    EmptyDir,
+    FileSet,
+    HostPath,
+    TokenSource,
+    VolumeError,
+    render_volume,
+    token_sources,
+)
 
-T0 = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+T0 = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def b64(s: str) -> str:
@@ -158,7 +179,8 @@ def test_envfrom_missing_object_respects_optional():
 
 def test_argv_expands_from_the_container_env_and_args_alone_are_the_command():
     env = {"WHO": "world"}
-    assert container_argv({"command": ["echo"], "args": ["hi $(WHO)", "$$(WHO)"]}, env) == ["echo", "hi world", "$(WHO)"]
+    argv = container_argv({"command": ["echo"], "args": ["hi $(WHO)", "$$(WHO)"]}, env)
+    assert argv == ["echo", "hi world", "$(WHO)"]
     assert container_argv({"args": ["sh", "-c", "true"]}, env) == ["sh", "-c", "true"]
     assert container_argv({}, env) == []
 
@@ -166,7 +188,8 @@ def test_argv_expands_from_the_container_env_and_args_alone_are_the_command():
 def test_referenced_objects_cover_env_envfrom_and_volumes():
     pod = a_pod(
         initContainers=[{"name": "i", "envFrom": [{"secretRef": {"name": "s-init"}}]}],
-        containers=[{"name": "c", "env": [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cm-env", "key": "k"}}}]}],
+        containers=[{"name": "c", "env": [{"name": "A",
+                                           "valueFrom": {"configMapKeyRef": {"name": "cm-env", "key": "k"}}}]}],
         volumes=[{"name": "v1", "configMap": {"name": "cm-vol"}}, {"name": "v2", "secret": {"secretName": "s-vol"}},
                  {"name": "v3", "projected": {"sources": [{"configMap": {"name": "kube-root-ca.crt"}},
                                                           {"serviceAccountToken": {"path": "token"}}]}}])
@@ -187,9 +210,11 @@ def test_inherited_env_puts_the_agents_interpreter_dir_on_path():
 
 
 def test_configmap_volume_items_and_modes():
-    objects = ObjectSnapshot(configmaps={"cm": {"data": {"a.js": "A", "b": "B"}, "binaryData": {"bin": b64("\x00\x01")}}})
+    objects = ObjectSnapshot(configmaps={"cm": {"data": {"a.js": "A", "b": "B"},
+                                                "binaryData": {"bin": b64("\x00\x01")}}})
     vol = {"name": "v", "configMap": {"name": "cm", "defaultMode": 0o755,
-                                      "items": [{"key": "a.js", "path": "sub/x.js"}, {"key": "b", "path": "b", "mode": 0o600}]}}
+                                      "items": [{"key": "a.js", "path": "sub/x.js"},
+                                                {"key": "b", "path": "b", "mode": 0o600}]}}
     plan = render_volume(vol, a_pod(), objects, {}, {})
     assert isinstance(plan, FileSet) and plan.read_only
     assert plan.files == {"sub/x.js": (b"A", 0o755), "b": (b"B", 0o600)}
@@ -211,7 +236,8 @@ def test_projected_service_account_volume_as_the_admission_plugin_adds_it():
     vol = {"name": "kube-api-access-x", "projected": {"defaultMode": 420, "sources": [
         {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
         {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
-        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+        {"downwardAPI": {"items": [{"path": "namespace",
+                                    "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
     ]}}
     pod = a_pod(volumes=[vol])
     assert token_sources(pod) == [TokenSource("", 3607)]
@@ -319,7 +345,8 @@ def test_restart_policy():
 def test_status_of_a_failed_pod_reports_every_field_kubectl_and_controllers_read():
     pod = a_pod(restartPolicy="Never")
     pod["metadata"]["generation"] = 2
-    pod["status"] = {"conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": "2030-01-01T00:00:00Z"}]}
+    pod["status"] = {"conditions": [{"type": "PodScheduled", "status": "True",
+                                     "lastTransitionTime": "2030-01-01T00:00:00Z"}]}
     track = ran("c", 3)
     track.terminated.message = "boom"
     status = build_pod_status(pod, PodView(tracks=[track], start_time=T0, sandbox_ready=True),
@@ -564,7 +591,8 @@ async def run(case, tmp):
         "tree": (["sh", "-c", "setsid sleep 1000 & echo $!; wait"], None),
     }[case]
     req = LaunchRequest(name=case, argv=argv, env={"PATH": os.environ["PATH"]}, workdir="/",
-                        mounts=[BindMount(str(vol), where + "/vol", True), BindMount(str(term), "/dev/termination-log")],
+                        mounts=[BindMount(str(vol), where + "/vol", True),
+                                BindMount(str(term), "/dev/termination-log")],
                         log_path=tmp / "logs" / "0.log", attempt_dir=tmp / "attempt", memory_limit=limit)
     proc = await rt.start(req)
     out = {"start_error": await proc.started()}

@@ -26,15 +26,22 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 from . import logformat
 from .mounts import BindMount
-from .proctree import (AGENT_MNT_NS, ProcSnapshot, exit_code_from_status, pin_mount_ns,
-                       process_create_time, signal_members, tree_rss)
+from .proctree import (
+    AGENT_MNT_NS,
+    ProcSnapshot,
+    exit_code_from_status,
+    pin_mount_ns,
+    process_create_time,
+    signal_members,
+    tree_rss,
+)
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +134,7 @@ class _Reaper:
 class ContainerProcess:
     """One attempt of a container: the launcher's pid (later the command itself)."""
 
-    def __init__(self, runtime: "ContainerRuntime", req: LaunchRequest, pid: int,
+    def __init__(self, runtime: ContainerRuntime, req: LaunchRequest, pid: int,
                  exit_future: asyncio.Future, log_file, pumps: list[asyncio.Task],
                  start_reader: asyncio.StreamReader):
         self.runtime = runtime
@@ -135,7 +142,7 @@ class ContainerProcess:
         self.pid = pid
         self.pgid = pid  # new session: the launcher leads its own process group
         self.container_id = f"local://{pid}"
-        self.started_at = datetime.now(timezone.utc).replace(microsecond=0)
+        self.started_at = datetime.now(UTC).replace(microsecond=0)
         self.create_time = process_create_time(pid) or time.time()
         self.memory_limit = req.memory_limit
         # The container's mount namespace, held open by ``_ns_fd`` for as long as ``mnt_ns`` is
@@ -163,7 +170,7 @@ class ContainerProcess:
         if self._start_result is False:
             try:
                 data = await asyncio.wait_for(self._start_reader.read(), START_TIMEOUT)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.signal(signal.SIGKILL)
                 data = b"128 the container did not start within %d s" % START_TIMEOUT
             text = data.decode("utf-8", "replace").strip()
@@ -172,7 +179,7 @@ class ContainerProcess:
                 self._start_result = (int(code) if code.isdigit() else 128, message)
             else:
                 self._start_result = None
-                self.started_at = datetime.now(timezone.utc).replace(microsecond=0)
+                self.started_at = datetime.now(UTC).replace(microsecond=0)
                 self.capture_namespace()
         return self._start_result  # type: ignore[return-value]
 
@@ -213,7 +220,7 @@ class ContainerProcess:
 
     async def _finish(self) -> ExitInfo:
         status = await self._exit_future
-        finished = datetime.now(timezone.utc).replace(microsecond=0)
+        finished = datetime.now(UTC).replace(microsecond=0)
         try:
             # A container ends with its main process (as a PID namespace does): kill what is
             # left. The namespace is still pinned here, so this cannot reach another container.
@@ -238,7 +245,7 @@ class ContainerProcess:
             self.signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(asyncio.shield(self._exit_future), timeout=max(grace, 0))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.info("%s did not stop within %.0fs of SIGTERM; SIGKILL", self.req.name, grace)
                 self.signal(signal.SIGKILL)
         return await self.wait()
@@ -295,7 +302,10 @@ class ContainerRuntime:
         exit_future: asyncio.Future = loop.create_future()
 
         def on_exit(status: int) -> None:  # reaper thread
-            loop.call_soon_threadsafe(lambda: exit_future.done() or exit_future.set_result(status))
+            def settle() -> None:
+                if not exit_future.done():
+                    exit_future.set_result(status)
+            loop.call_soon_threadsafe(settle)
 
         argv = [sys.executable, "-I", "-S", LAUNCHER, str(spec_path)]
         actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping
 
 from .quantity import scaled_ceiling
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Mapping
+from collections.abc import Mapping
 
 from .kubeapi import KubeAPI, KubeError
 from .podstatus import now_utc, rfc3339

@@ -14,8 +14,9 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from kubernetes import client as k8s_client
@@ -99,7 +100,7 @@ class KubeAPI:
                 _preload_content=False, _request_timeout=timeout)
         except ApiException as exc:
             raise _error_from(exc) from None
-        except Exception as exc:  # connection refused, TLS, timeouts: the server was not reached
+        except Exception as exc:  # noqa: BLE001  connection refused, TLS, timeouts: the server was not reached
             raise KubeError(0, f"{type(exc).__name__}: {exc}") from None
         data = resp.data
         return json.loads(data) if data else {}
@@ -138,7 +139,7 @@ class KubeAPI:
         self._pool.shutdown(wait=False, cancel_futures=True)
         try:
             self._client.close()
-        except Exception:  # closing is best effort at shutdown
+        except Exception:  # noqa: BLE001  closing is best effort at shutdown
             pass
 
 
@@ -153,7 +154,7 @@ class PodWatch:
     WATCH_SECONDS = 240
 
     def __init__(self, kubeconfig: str, node_name: str,
-                 emit: Callable[[tuple[str, Any]], None]):
+                 emit: Callable[[tuple[str, Any]], object]):
         self._client = load_api_client(kubeconfig, pool_size=2)
         self._selector = f"spec.nodeName={node_name}"
         self._emit = emit
@@ -213,7 +214,7 @@ class PodWatch:
                     continue
                 self._pause(f"pod watch failed: {_error_from(exc)}")
                 rv = None
-            except Exception as exc:  # connection dropped, API server restarting...
+            except Exception as exc:  # noqa: BLE001  connection dropped, API server restarting...
                 if self._stop.is_set():
                     return
                 self._pause(f"pod watch failed: {type(exc).__name__}: {exc}")

@@ -77,7 +77,7 @@ def set_up_mounts(mounts, host_paths):
         except OSError:
             pass
     targets = []
-    for m, fd in zip(mounts, opened):
+    for m, fd in zip(mounts, opened, strict=True):
         prepare_target(os.path.isdir(f"/proc/self/fd/{fd}"), m["target"])
         mount(f"/proc/self/fd/{fd}", m["target"], MS_BIND | MS_REC)
         targets.append(m["target"])

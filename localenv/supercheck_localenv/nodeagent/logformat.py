@@ -9,10 +9,10 @@ the timestamps is what makes ``--timestamps`` and ``--since`` work. Everything h
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterable, Sequence
 
 MAX_RECORD = 16 * 1024  # containerd splits longer lines into partial records
 
@@ -165,4 +165,4 @@ def now_ns() -> int:
 
 
 def utc_from_ns(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC)

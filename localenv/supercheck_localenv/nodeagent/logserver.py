@@ -12,8 +12,9 @@ import asyncio
 import logging
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
 
 from aiohttp import web
 
@@ -33,7 +34,7 @@ class LogLookupError(Exception):
 
 @dataclass
 class LogSource:
-    path: object  # pathlib.Path of the attempt's CRI log file
+    path: Path  # the attempt's CRI log file
     live: Callable[[], bool]  # whether more output may still be appended
 
 
@@ -135,7 +136,7 @@ class LogServer:
         def read_new() -> list[logformat.LogRecord]:
             nonlocal offset
             try:
-                with open(source.path, "rb") as f:  # type: ignore[arg-type]
+                with open(source.path, "rb") as f:
                     f.seek(offset)
                     data = f.read()
             except FileNotFoundError:

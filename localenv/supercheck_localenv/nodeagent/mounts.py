@@ -8,8 +8,8 @@ per-attempt termination message file at ``terminationMessagePath``.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from .envvars import expand
 

@@ -13,8 +13,8 @@ import asyncio
 import logging
 import os
 import platform
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from .kubeapi import KubeAPI, KubeError, utcnow_micro
 from .podstatus import now_utc, rfc3339

@@ -8,9 +8,9 @@ Nothing here does I/O, so every transition is unit-tested.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Mapping, Sequence
+from datetime import UTC, datetime
 
 HOST_IP = "127.0.0.1"
 POD_IP = "127.0.0.1"
@@ -33,7 +33,7 @@ NOT_STARTED_MESSAGE = "The container could not be located when the pod was termi
 
 def rfc3339(dt: datetime) -> str:
     """metav1.Time: UTC, whole seconds (the API server drops the fraction anyway)."""
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -43,7 +43,7 @@ def parse_time(text: str | None) -> datetime | None:
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 @dataclass
@@ -134,7 +134,8 @@ class ContainerTrack:
         if latest and latest.container_id:
             d["containerID"] = latest.container_id
         if self.running is not None:
-            d["state"] = {"running": {"startedAt": rfc3339(self.running.started_at)}}
+            # A running attempt always has started_at (only a start failure lacks it).
+            d["state"] = {"running": {"startedAt": rfc3339(self.running.started_at)}}  # type: ignore[arg-type]
         elif self.terminated is not None:
             d["state"] = {"terminated": self.terminated.terminated_dict()}
         else:
@@ -208,7 +209,7 @@ def pod_phase(policy: str, init_tracks: Sequence[ContainerTrack], tracks: Sequen
     return "Pending"
 
 
-def _condition(ctype: str, ok: bool, previous: Mapping[str, Mapping], now: datetime,
+def _condition(ctype: str, ok: bool, previous: Mapping[str | None, Mapping], now: datetime,
                reason: str | None = None, message: str | None = None) -> dict:
     status = "True" if ok else "False"
     prev = previous.get(ctype)
@@ -231,6 +232,8 @@ def pod_conditions(phase: str, init_tracks: Sequence[ContainerTrack], tracks: Se
     unready = [t.name for t in tracks if t.running is None]
     initialized = not pending_init
     ready = not terminal and not unready and bool(tracks)
+    ready_reason: str | None
+    ready_message: str | None
     if terminal:
         ready_reason, ready_message = "PodCompleted", None
     else:

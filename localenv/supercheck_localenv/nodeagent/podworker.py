@@ -14,23 +14,43 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from . import logformat
 from .containers import ContainerProcess, ContainerRuntime, LaunchRequest
-from .envvars import (EnvError, ObjectSnapshot, container_argv, container_env, process_env,
-                      referenced_objects)
+from .envvars import EnvError, ObjectSnapshot, container_argv, container_env, process_env, referenced_objects
 from .events import EventRecorder
 from .kubeapi import KubeAPI, KubeError
 from .mounts import HostVolume, MountError, container_mounts, subpath_sources
-from .podstatus import (DEADLINE_MESSAGE, DEADLINE_REASON, TERMINAL_PHASES, Attempt, ContainerTrack,
-                        PodView, build_pod_status, init_restart_policy, mark_never_started, now_utc,
-                        parse_time, should_restart, terminated_reason, tracks_from_status)
+from .podstatus import (
+    DEADLINE_MESSAGE,
+    DEADLINE_REASON,
+    TERMINAL_PHASES,
+    Attempt,
+    ContainerTrack,
+    PodView,
+    build_pod_status,
+    init_restart_policy,
+    mark_never_started,
+    now_utc,
+    parse_time,
+    should_restart,
+    terminated_reason,
+    tracks_from_status,
+)
 from .quantity import quantity_to_bytes
-from .volumes import (FileSet, TokenSource, VolumeError, materialize, remove_tree,
-                      render_volume, token_sources, write_files)
+from .volumes import (
+    FileSet,
+    TokenSource,
+    VolumeError,
+    materialize,
+    remove_tree,
+    render_volume,
+    token_sources,
+    write_files,
+)
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +186,7 @@ class PodWorker:
             await self._terminate(FORCE_DELETE_GRACE)
             try:
                 await asyncio.wait_for(self.finished.wait(), timeout=10)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("%s: processes still finishing after the pod object vanished", self.key)
         for t in self._tasks + [self._run_task]:
             if t is not None and not t.done():
@@ -194,7 +214,7 @@ class PodWorker:
             await asyncio.wait_for(self.finished.wait(), timeout=grace + 5)
             if self.policy == "Never":
                 await self.flush_status(timeout=3)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     # ------------------------------------------------------------ queries (log server)
@@ -254,7 +274,7 @@ class PodWorker:
                         t.waiting = ("ContainerCreating", None)
                 self.mark_dirty()
                 await asyncio.gather(*(self._supervise(t, c, init=False)
-                                       for t, c in zip(self.view.tracks, self.specs)))
+                                       for t, c in zip(self.view.tracks, self.specs, strict=True)))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug of ours must still end the pod truthfully
@@ -297,7 +317,7 @@ class PodWorker:
         """Sleep, waking early when the pod is being stopped; True if it is."""
         try:
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         return self._stopping.is_set()
 
@@ -337,7 +357,7 @@ class PodWorker:
         if not self.finished.is_set():
             grace = self._grace()
             log.info("%s: deletion requested; stopping containers (grace %.0fs)", self.key, grace)
-            for name, proc in list(self.procs.items()):
+            for name in list(self.procs):
                 self._event("Killing", f"Stopping container {name}", container=name)
             await self._terminate(grace)
             await self.finished.wait()
@@ -397,8 +417,8 @@ class PodWorker:
         results = await asyncio.gather(
             *(self.ctx.api.get_or_none(f"{base}/configmaps/{n}") for n in cm_names),
             *(self.ctx.api.get_or_none(f"{base}/secrets/{n}") for n in sec_names))
-        self.objects = ObjectSnapshot(dict(zip(cm_names, results[: len(cm_names)])),
-                                      dict(zip(sec_names, results[len(cm_names):])))
+        self.objects = ObjectSnapshot(dict(zip(cm_names, results[: len(cm_names)], strict=True)),
+                                      dict(zip(sec_names, results[len(cm_names):], strict=True)))
 
     async def _request_tokens(self) -> None:
         sources = token_sources(self.pod)
@@ -453,7 +473,7 @@ class PodWorker:
     # ------------------------------------------------------------ containers
 
     async def _run_init_containers(self) -> bool:
-        for track, spec in zip(self.view.init_tracks, self.init_specs):
+        for track, spec in zip(self.view.init_tracks, self.init_specs, strict=True):
             if track.succeeded:
                 continue  # done in an earlier agent run
             await self._supervise(track, spec, init=True)
@@ -590,7 +610,7 @@ class PodWorker:
         async with self._sent:
             try:
                 await asyncio.wait_for(self._sent.wait_for(lambda: self._sent_version >= target), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("%s: status not confirmed within %.0fs", self.key, timeout)
 
     async def _status_loop(self) -> None:

@@ -66,7 +66,7 @@ class ProcSnapshot:
     by_pgid: dict[int, list[int]]
 
     @classmethod
-    def take(cls) -> "ProcSnapshot":
+    def take(cls) -> ProcSnapshot:
         by_ns: dict[int, list[int]] = {}
         by_pgid: dict[int, list[int]] = {}
         me = os.getpid()

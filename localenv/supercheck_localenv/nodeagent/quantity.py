@@ -8,7 +8,6 @@ process tree's resident memory in bytes.
 from __future__ import annotations
 
 import math
-from decimal import Decimal
 
 from supercheck.quantity import parse_quantity
 

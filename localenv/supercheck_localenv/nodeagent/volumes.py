@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
-from .envvars import (EnvError, ObjectSnapshot, configmap_data, field_ref_value,
-                      resource_ref_value, secret_data)
+from .envvars import EnvError, ObjectSnapshot, configmap_data, field_ref_value, resource_ref_value, secret_data
 
 DEFAULT_MODE = 0o644  # the API's default defaultMode (420)
 TOKEN_DEFAULT_EXPIRATION = 3600
