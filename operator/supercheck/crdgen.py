@@ -3,7 +3,7 @@
     python -m supercheck.crdgen            # writes crds/*.yaml
     python -m supercheck.crdgen --check    # exits 1 when a committed file differs
 
-The models are the one vocabulary (DESIGN.md); this module only translates their JSON
+The models are the one source of the spec and status shapes; this module only translates their JSON
 schema into a Kubernetes structural OpenAPI v3 schema: ``$ref`` inlined, ``Optional``
 unwrapped, pydantic's draft-2020 keywords turned into OpenAPI 3.0 ones. What a model
 cannot say (bounds that come from the operator's configuration, printer columns) is
@@ -21,7 +21,8 @@ from typing import Any
 import yaml
 
 from supercheck.config import Settings
-from supercheck.models import GROUP, VERSION, TestRunSpec, TestRunStatus
+from supercheck.models import VERSION, TestRunSpec, TestRunStatus
+from supercheck.vocabulary import GROUP
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
 TESTRUN_FILE = "testruns.supercheck.io.yaml"
@@ -83,7 +84,8 @@ def structural(schema: dict[str, Any], *, keep_defaults: bool = True) -> dict[st
             node.pop("default", None)
         return node
 
-    return conv({k: v for k, v in schema.items() if k != "$defs"})
+    converted: dict[str, Any] = conv({k: v for k, v in schema.items() if k != "$defs"})
+    return converted
 
 
 def _quantity_rule(field: str, maximum: str, setting: str) -> dict[str, Any]:

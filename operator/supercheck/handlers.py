@@ -1,14 +1,13 @@
-"""Kopf wiring. Thin: every decision is in lifecycle/podspec/repair, every action in driver/runtime.
+"""Kopf wiring. Thin: every decision is in the pure core, every action in :mod:`supercheck.engine`.
 
 * ``runner_pods`` — a Kopf index of runner pods by owning TestRun uid. Kopf fills every index
   before any handler runs, so a restarted operator sees the pods that exist before deciding
-  whether to create one (no double launch).
+  whether to create one (no double launch). Handlers pass it to the engine explicitly.
 * pod and TestRun events only *wake* the run's daemon (events, not polling).
-* ``drive`` — one daemon per TestRun, stepping :class:`RunDriver` under a per-run lock.
-* ``cancel`` — the finalizer: deleting a TestRun stops its pod, releases its slot and
-  records it as Cancelled.
-* start-up/clean-up: clients, ``/metrics``, the ledger's promotion channel and its periodic
-  repair against the cluster.
+* ``drive`` — one daemon per TestRun, stepping :func:`supercheck.engine.testrun.step` under a per-run lock.
+* ``cancel`` — the finalizer: deleting a TestRun stops its pod, releases its slot and records it Cancelled.
+* start-up/clean-up: the :class:`~supercheck.engine.context.Engine` in Kopf's memo (``memo.engine``),
+  ``/metrics``, the ledger's promotion channel, its periodic repair and the finished-pods sweep.
 """
 
 from __future__ import annotations
@@ -17,42 +16,64 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, cast
 
 import kopf
 
-from supercheck import lifecycle as lc
-from supercheck import podspec, repair
 from supercheck.config import Settings
-from supercheck.driver import RunDriver
-from supercheck.kube import ApiUnavailable, Conflict, Kube
-from supercheck.ledger import Ledger, LedgerUnavailable, NeedsRebuild
+from supercheck.engine.context import Engine
+from supercheck.engine.ledger_repair import clean_finished_pods, rebuild_ledger, reconcile_ledger
+from supercheck.engine.run import RunHandle
+from supercheck.engine.testrun import StillStopping, cancel, step
+from supercheck.kube import Kube
+from supercheck.ledger import Ledger
 from supercheck.metrics import Metrics
-from supercheck.models import GROUP, VERSION, Phase, TestRunStatus
-from supercheck.runtime import PROMOTIONS_CHANNEL, Runtime
-from supercheck.store import StoreUnavailable
+from supercheck.models import VERSION
+from supercheck.pods import PodView, pod_view
+from supercheck.ports import ApiUnavailable, Conflict, LedgerUnavailable, NeedsRebuild, StoreUnavailable
+from supercheck.store import Store
+from supercheck.vocabulary import GROUP, PROMOTIONS_CHANNEL, RUNNER_SELECTOR
 
 log = logging.getLogger(__name__)
-RUNNER_SELECTOR = {podspec.MANAGED_BY: podspec.MANAGER}
-
-RT: Runtime | None = None
-SETTINGS: Settings | None = None  # set by operator_main before Kopf starts
-_TASKS: list[asyncio.Task] = []
 
 
-def runtime() -> Runtime:
-    if RT is None:
+class KopfEvents:
+    """Kubernetes Events through Kopf's poster (batched, in the background)."""
+
+    def post(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        try:
+            # A plain dict (our newest write) serves as well as kopf.Body: Kopf reads its metadata only.
+            kopf.event(cast(kopf.Body, body), type=type_, reason=reason, message=message)
+        except LookupError:  # outside Kopf's context: no Events
+            pass
+
+
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+
+
+def engine_of(memo: Any) -> Engine:
+    eng = memo.get("engine")
+    if not isinstance(eng, Engine):
         raise kopf.TemporaryError("the operator is still starting", delay=1)
-    return RT
+    return eng
+
+
+def pods_of(index: kopf.Index[str, PodView] | None, uid: str) -> Callable[[], list[PodView]]:
+    """The run's runner pods from Kopf's index (always given by Kopf; the default only types it)."""
+    if index is None:
+        raise kopf.PermanentError("the runner_pods index is missing")
+    return lambda: list(index.get(uid, []))
 
 
 # ---------------------------------------------------------------- start-up and clean-up
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, logger: logging.Logger, **_: Any) -> None:
-    global RT
-    cfg = SETTINGS or Settings()
+async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Logger, **_: Any) -> None:
+    cfg = memo.get("settings")
+    if not isinstance(cfg, Settings):
+        cfg = memo.settings = Settings()
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -66,47 +87,67 @@ async def startup(settings: kopf.OperatorSettings, logger: logging.Logger, **_: 
     metrics = Metrics(cfg)
     metrics.attach_ledger(cfg.redis_url)
     metrics.serve(cfg.metrics_port)
-    rt = Runtime(
+    eng = Engine(
         settings=cfg,
         kube=Kube(),
         ledger=Ledger(cfg.redis_url, cfg.running_capacity, cfg.queued_capacity),
-        store=_store(cfg),
+        store=Store(cfg.database_url),
         metrics=metrics,
+        events=KopfEvents(),
     )
-    RT = rt
-    await rt.store.ready()
-    _TASKS.append(asyncio.create_task(_promotions(rt), name="ledger promotions"))
-    _TASKS.append(asyncio.create_task(_reconcile_forever(rt), name="ledger reconcile"))
-    _TASKS.append(asyncio.create_task(_cleanup_forever(rt), name="finished pods clean-up"))
+    memo.engine = eng
+    await eng.store.ready()
+    memo.tasks = [
+        asyncio.create_task(_promotions(eng), name="ledger promotions"),
+        _every(cfg.ledger_reconcile_seconds, "ledger reconcile", lambda: reconcile_ledger(eng), first=True),
+        _every(cfg.cleanup_interval_ms / 1000, "finished pods clean-up",
+               lambda: clean_finished_pods(eng, time.time())),
+    ]
     logger.info("supercheck operator: running capacity %d, queued capacity %d",
                 cfg.running_capacity, cfg.queued_capacity)
 
 
-def _store(cfg: Settings):
-    from supercheck.store import Store
-
-    return Store(cfg.database_url)
-
-
 @kopf.on.cleanup()
-async def cleanup(**_: Any) -> None:
-    for task in _TASKS:
+async def cleanup(memo: Any, **_: Any) -> None:
+    tasks: list[asyncio.Task[None]] = memo.get("tasks") or []
+    for task in tasks:
         task.cancel()
-    for task in _TASKS:
+    for task in tasks:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-    _TASKS.clear()
-    if RT is not None:
-        await RT.ledger.close()
-        await RT.store.close()
+    tasks.clear()
+    eng = memo.get("engine")
+    if isinstance(eng, Engine):
+        await eng.ledger.close()
+        await eng.store.close()
 
 
-async def _promotions(rt: Runtime) -> None:
+def _every(seconds: float, name: str, sweep: Callable[[], Coroutine[Any, Any, None]], *,
+           first: bool = False) -> asyncio.Task[None]:
+    """A background sweep: at start (if ``first``) and then every ``seconds``; a failed sweep is logged
+    and tried again next time."""
+
+    async def loop() -> None:
+        if not first:
+            await asyncio.sleep(seconds)
+        while True:
+            try:
+                await sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s failed", name)
+            await asyncio.sleep(seconds)
+
+    return asyncio.create_task(loop(), name=name)
+
+
+async def _promotions(eng: Engine) -> None:
     """Wake runs promoted by any replica's release, through Redis pub/sub (no API round trip)."""
     import redis.asyncio as aioredis
 
     # Its own connection, without a read timeout: a quiet channel is not a broken one.
-    client = aioredis.from_url(rt.settings.redis_url, socket_connect_timeout=2, health_check_interval=15)
+    client = aioredis.from_url(eng.settings.redis_url, socket_connect_timeout=2, health_check_interval=15)
     try:
         while True:
             try:
@@ -115,89 +156,58 @@ async def _promotions(rt: Runtime) -> None:
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             data = message["data"]
-                            rt.wake(data.decode() if isinstance(data, bytes) else str(data))
+                            eng.wake(data.decode() if isinstance(data, bytes) else str(data))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - Redis away: subscribe again when it is back
                 log.debug("promotion channel: %s", exc)
-                await asyncio.sleep(rt.settings.service_retry_seconds)
+                await asyncio.sleep(eng.settings.service_retry_seconds)
     finally:
         await client.aclose()
-
-
-async def _reconcile_forever(rt: Runtime) -> None:
-    """Leak repair at start and then periodically (the ledger against the cluster's truth)."""
-    while True:
-        try:
-            await rt.reconcile_ledger()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - a failed sweep is retried on the next one
-            log.exception("ledger reconcile failed")
-        await asyncio.sleep(rt.settings.ledger_reconcile_seconds)
-
-
-async def _cleanup_forever(rt: Runtime) -> None:
-    """Every CLEANUP_INTERVAL_MS: remove runner pods of runs that ended more than one interval ago."""
-    interval = rt.settings.cleanup_interval_ms / 1000
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            testruns = await rt.kube.list_testruns()
-            pods = await rt.kube.list_pods(f"{podspec.MANAGED_BY}={podspec.MANAGER}")
-            for namespace, name in repair.finished_pods_to_clean(testruns, pods, time.time(), interval):
-                await rt.kube.delete_pod(namespace, name)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - the next sweep tries again
-            log.exception("clean-up sweep failed")
 
 
 # ---------------------------------------------------------------- watching
 
 
 @kopf.index("", "v1", "pods", labels=RUNNER_SELECTOR)
-def runner_pods(body: kopf.Body, **_: Any) -> dict[str, lc.PodView] | None:
-    view = lc.pod_view(body)
+def runner_pods(body: kopf.Body, **_: Any) -> dict[str, PodView] | None:
+    view = pod_view(body)
     return {view.owner_uid: view} if view.owner_uid else None
 
 
 @kopf.on.event("", "v1", "pods", labels=RUNNER_SELECTOR)
-def runner_pod_changed(body: kopf.Body, **_: Any) -> None:
-    if RT is not None:
-        RT.wake(lc.pod_view(body).owner_uid)
+def runner_pod_changed(body: kopf.Body, memo: Any, **_: Any) -> None:
+    eng = memo.get("engine")
+    if isinstance(eng, Engine):
+        eng.wake(pod_view(body).owner_uid)
 
 
 @kopf.on.event(GROUP, VERSION, "testruns")
-def testrun_changed(uid: str, **_: Any) -> None:
-    if RT is not None:
-        RT.wake(uid)
-
-
-def _bind_index(rt: Runtime, index: kopf.Index) -> None:
-    rt.pods_by_owner = lambda uid: list(index.get(uid, []))
+def testrun_changed(uid: str, memo: Any, **_: Any) -> None:
+    eng = memo.get("engine")
+    if isinstance(eng, Engine):
+        eng.wake(uid)
 
 
 # ---------------------------------------------------------------- the run
 
 
 @kopf.daemon(GROUP, VERSION, "testruns", cancellation_timeout=30.0, backoff=2.0)
-async def drive(body: kopf.Body, uid: str, stopped: kopf.DaemonStopped, logger: logging.Logger,
-                runner_pods: kopf.Index, **_: Any) -> None:
-    rt = runtime()
-    _bind_index(rt, runner_pods)
-    driver = RunDriver(rt, body, logger)
-    wake = rt.wake_event(uid)
+async def drive(body: kopf.Body, uid: str, stopped: kopf.DaemonStopped, logger: Logger, memo: Any,
+                runner_pods: kopf.Index[str, PodView] | None = None, **_: Any) -> None:
+    eng = engine_of(memo)
+    run = RunHandle(eng, body, pods_of(runner_pods, uid), logger)
+    wake = eng.wake_event(uid)
     while not stopped:
         wake.clear()
-        async with rt.lock(uid):
-            if stopped or uid in rt.cancelling:
+        async with eng.lock(uid):
+            if stopped or uid in eng.cancelling:
                 return
             try:
-                delay = await driver.step()
+                delay = await step(run)
             except StoreUnavailable as exc:
                 logger.warning("%s", exc)
-                delay = rt.settings.service_retry_seconds
+                delay = eng.settings.service_retry_seconds
         if delay is None:
             return
         if delay > 0:
@@ -218,44 +228,22 @@ async def _wait(wake: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) 
 
 
 @kopf.on.delete(GROUP, VERSION, "testruns")
-async def cancel(body: kopf.Body, uid: str, name: str, namespace: str, logger: logging.Logger,
-                 runner_pods: kopf.Index, **_: Any) -> None:
-    rt = runtime()
-    _bind_index(rt, runner_pods)
-    async with rt.lock(uid):
-        rt.cancelling.add(uid)
-        driver = RunDriver(rt, body, logger)
-        fresh = await driver.refresh() or dict(body)
-        status = TestRunStatus.model_validate(fresh.get("status") or {})
+async def cancelled(body: kopf.Body, uid: str, logger: Logger, memo: Any,
+                    runner_pods: kopf.Index[str, PodView] | None = None, **_: Any) -> None:
+    eng = engine_of(memo)
+    retry = eng.settings.service_retry_seconds
+    async with eng.lock(uid):
         try:
-            if status.phase is None or not status.phase.terminal:
-                live = [v for v in rt.pods_by_owner(uid) if v.live]
-                for v in live:
-                    if not v.deleting:
-                        await rt.kube.delete_pod(namespace, v.name, grace_seconds=5)
-                if live:
-                    raise kopf.TemporaryError(f"waiting for runner pod(s) {', '.join(v.name for v in live)} "
-                                              "to stop", delay=1)
-                async with rt.gate.shared():
-                    fresh = await driver.patch(fresh, lc.cancelled_patch(status, lc.now_utc()))
-                    status = TestRunStatus.model_validate(fresh["status"])
-                    await driver.release(status)
-                spec_type = (fresh.get("spec") or {}).get("type", "")
-                rt.metrics.runs.labels(spec_type, Phase.CANCELLED.value, *driver._extra(fresh)).inc()
-                driver.event(fresh, "Normal", "Cancelled", status.message or "cancelled")
-            else:
-                await driver.release(status)  # idempotent: a crash may have left it held
-            rows = lc.rows_to_record(fresh, status)
-            if rows:
-                await rt.store.upsert(rows)
+            await cancel(RunHandle(eng, body, pods_of(runner_pods, uid), logger))
+        except StillStopping as exc:
+            raise kopf.TemporaryError(str(exc), delay=1) from exc
         except StoreUnavailable as exc:
-            raise kopf.TemporaryError(f"{exc}; the Cancelled row is written when it returns",
-                                      delay=rt.settings.service_retry_seconds)
+            raise kopf.TemporaryError(f"{exc}; the Cancelled row is written when it returns", delay=retry) from exc
         except (LedgerUnavailable, ApiUnavailable) as exc:
-            raise kopf.TemporaryError(str(exc), delay=rt.settings.service_retry_seconds)
-        except NeedsRebuild:
-            await rt.rebuild_ledger()
-            raise kopf.TemporaryError("the ledger was rebuilt; retrying", delay=0.1)
-        except Conflict:
-            raise kopf.TemporaryError("the TestRun changed; retrying", delay=0.1)
-    rt.forget(uid)
+            raise kopf.TemporaryError(str(exc), delay=retry) from exc
+        except NeedsRebuild as exc:
+            await rebuild_ledger(eng)
+            raise kopf.TemporaryError("the ledger was rebuilt; retrying", delay=0.1) from exc
+        except Conflict as exc:
+            raise kopf.TemporaryError("the TestRun changed; retrying", delay=0.1) from exc
+    eng.forget(uid)

@@ -10,27 +10,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import kubernetes
 from kubernetes.client import ApiException
 
-from supercheck.models import GROUP, VERSION
+from supercheck.models import VERSION
+from supercheck.ports import AlreadyExists, ApiUnavailable, Conflict, Obj
+from supercheck.vocabulary import GROUP
 
 log = logging.getLogger(__name__)
 PLURAL = "testruns"
 
-
-class Conflict(Exception):
-    """The object changed since it was read (409 on a resourceVersion precondition)."""
-
-
-class AlreadyExists(Exception):
-    pass
-
-
-class ApiUnavailable(Exception):
-    """The API server did not answer or answered with a server error."""
+__all__ = ["AlreadyExists", "ApiUnavailable", "Conflict", "Kube", "load_config"]
 
 
 def load_config(pool_size: int = 32) -> None:
@@ -48,7 +41,7 @@ def _data(resp: Any) -> Any:
     return json.loads(raw) if raw else None
 
 
-def _call(fn, *args, **kwargs):
+def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return _data(fn(*args, _preload_content=False, **kwargs))
     except ApiException as exc:
@@ -69,16 +62,17 @@ def _call(fn, *args, **kwargs):
 
 
 class Kube:
-    """Thin async facade; each call runs in the default executor thread pool."""
+    """Thin async facade (the engine's :class:`supercheck.ports.Kube`); each call runs in the
+    default executor thread pool."""
 
     def __init__(self) -> None:
         self.core = kubernetes.client.CoreV1Api()
         self.custom = kubernetes.client.CustomObjectsApi()
 
-    async def _run(self, fn, *args, **kwargs):
-        return await asyncio.to_thread(_call, fn, *args, **kwargs)
+    async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Obj:
+        return cast(Obj, await asyncio.to_thread(_call, fn, *args, **kwargs))
 
-    async def _maybe(self, fn, *args, **kwargs):
+    async def _maybe(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Obj | None:
         try:
             return await self._run(fn, *args, **kwargs)
         except ApiException as exc:
@@ -87,14 +81,14 @@ class Kube:
             raise
 
     # --- TestRuns
-    async def get_testrun(self, namespace: str, name: str) -> dict | None:
+    async def get_testrun(self, namespace: str, name: str) -> Obj | None:
         return await self._maybe(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name)
 
-    async def list_testruns(self) -> list[dict]:
+    async def list_testruns(self) -> list[Obj]:
         out = await self._run(self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL)
-        return out.get("items", [])
+        return cast(list[Obj], out.get("items", []))
 
-    async def patch_status(self, namespace: str, name: str, status: dict, resource_version: str | None) -> dict:
+    async def patch_status(self, namespace: str, name: str, status: Obj, resource_version: str | None) -> Obj:
         body: dict[str, Any] = {"status": status}
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
@@ -116,7 +110,7 @@ class Kube:
                 raise
 
     # --- Pods, ConfigMaps, Secrets
-    async def create(self, obj: dict) -> dict:
+    async def create(self, obj: Obj) -> Obj:
         ns = obj["metadata"]["namespace"]
         kind = obj["kind"]
         fn = {
@@ -126,16 +120,16 @@ class Kube:
         }[kind]
         return await self._run(fn, ns, obj)
 
-    async def get_pod(self, namespace: str, name: str) -> dict | None:
+    async def get_pod(self, namespace: str, name: str) -> Obj | None:
         return await self._maybe(self.core.read_namespaced_pod, name, namespace)
 
-    async def get_configmap(self, namespace: str, name: str) -> dict | None:
+    async def get_configmap(self, namespace: str, name: str) -> Obj | None:
         return await self._maybe(self.core.read_namespaced_config_map, name, namespace)
 
-    async def get_secret(self, namespace: str, name: str) -> dict | None:
+    async def get_secret(self, namespace: str, name: str) -> Obj | None:
         return await self._maybe(self.core.read_namespaced_secret, name, namespace)
 
-    async def replace_secret(self, obj: dict) -> dict:
+    async def replace_secret(self, obj: Obj) -> Obj:
         return await self._run(self.core.replace_namespaced_secret, obj["metadata"]["name"],
                                obj["metadata"]["namespace"], obj)
 
@@ -149,6 +143,6 @@ class Kube:
             if exc.status != 404:
                 raise
 
-    async def list_pods(self, label_selector: str) -> list[dict]:
+    async def list_pods(self, label_selector: str) -> list[Obj]:
         out = await self._run(self.core.list_pod_for_all_namespaces, label_selector=label_selector)
-        return out.get("items", [])
+        return cast(list[Obj], out.get("items", []))

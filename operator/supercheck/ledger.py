@@ -9,22 +9,40 @@ frees one.
 Redis is not the truth, the cluster is: when Redis comes back empty the epoch key is gone,
 every script answers ``rebuild``, and the operator rebuilds the ledger from the TestRuns
 and their pods (:mod:`supercheck.repair`) before anything else is admitted.
+
+Every Redis name comes from :mod:`supercheck.vocabulary`; the scripts receive them in ``KEYS``
+and, for the promotions channel, from :func:`lua_preamble`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from importlib import resources
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-RUNNING_KEY = "supercheck:capacity:running"
-QUEUED_KEY = "supercheck:capacity:queued"
-PREFIX = "supercheck:ledger:"
+from supercheck.ports import (
+    AdmitResult,
+    LedgerUnavailable,
+    NeedsRebuild,
+    Promotion,
+    ReleaseResult,
+    Snapshot,
+    queue_score,
+)
+from supercheck.vocabulary import LEDGER_PREFIX as PREFIX
+from supercheck.vocabulary import PROMOTIONS_CHANNEL, AdmitState
+from supercheck.vocabulary import REDIS_QUEUED_KEY as QUEUED_KEY
+from supercheck.vocabulary import REDIS_RUNNING_KEY as RUNNING_KEY
+
+__all__ = ["KEYS", "QUEUED_KEY", "RUNNING_KEY", "Ledger", "LedgerUnavailable", "NeedsRebuild", "queue_score"]
+
 KEYS = [
     RUNNING_KEY,
     QUEUED_KEY,
@@ -37,61 +55,19 @@ KEYS = [
     PREFIX + "granted",
     PREFIX + "stats",
 ]
-PRIORITY_SPAN = 2**40  # queue score = (1000 - priority) * 2**40 + arrival seq
 TOMBSTONE_TTL_MS = 24 * 3600 * 1000
 
 
-def queue_score(priority: int, seq: int) -> int:
-    return (1000 - priority) * PRIORITY_SPAN + seq
-
-
-class LedgerUnavailable(Exception):
-    """Redis cannot be reached; callers wait and retry, they never guess."""
-
-
-class NeedsRebuild(Exception):
-    """The ledger lost its data (Redis restarted empty): rebuild it from the cluster first."""
-
-
-@dataclass(frozen=True)
-class Promotion:
-    uid: str
-    ref: str  # namespace/name
-
-
-@dataclass(frozen=True)
-class AdmitResult:
-    state: str  # running | queued | rejected | released
-    seq: int = 0
-    position: int = 0
-    granted_ms: int = 0
-    running: int = 0
-    queued: int = 0
-    promoted: tuple[Promotion, ...] = ()
-
-
-@dataclass(frozen=True)
-class ReleaseResult:
-    removed: str  # running | queued | none
-    promoted: tuple[Promotion, ...] = ()
-
-
-@dataclass
-class Snapshot:
-    epoch: str | None
-    running_count: int
-    queued_count: int
-    running: set[str] = field(default_factory=set)
-    queue: list[tuple[str, int]] = field(default_factory=list)  # (uid, score), best first
-    refs: dict[str, str] = field(default_factory=dict)
-    released: set[str] = field(default_factory=set)
+def lua_preamble() -> str:
+    """Names the scripts use besides their KEYS, from the one vocabulary."""
+    return f"local PROMOTIONS_CHANNEL = {json.dumps(PROMOTIONS_CHANNEL)}\n"
 
 
 def _load(name: str) -> str:
     return resources.files("supercheck").joinpath("lua", name).read_text()
 
 
-def _promotions(items: list) -> tuple[Promotion, ...]:
+def _promotions(items: list[Any]) -> tuple[Promotion, ...]:
     out = []
     for i in range(0, len(items) - 1, 2):
         out.append(Promotion(_s(items[i]), _s(items[i + 1])))
@@ -109,7 +85,7 @@ class Ledger:
         self.queued_capacity = queued_capacity
         self.redis = aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
                                        health_check_interval=5)
-        common = _load("common.lua")
+        common = lua_preamble() + _load("common.lua")
         self._scripts = {
             name: self.redis.register_script(common + "\n" + _load(f"{name}.lua"))
             for name in ("admit", "release", "ensure", "rebuild")
@@ -121,7 +97,7 @@ class Ledger:
     async def close(self) -> None:
         await self.redis.aclose()
 
-    async def _run(self, name: str, *args: object) -> list:
+    async def _run(self, name: str, *args: object) -> list[Any]:
         try:
             async with self._order:
                 return list(await self._scripts[name](keys=KEYS, args=[str(a) for a in args]))
@@ -133,12 +109,12 @@ class Ledger:
 
     async def admit(self, uid: str, ref: str, priority: int) -> AdmitResult:
         out = await self._run("admit", uid, ref, priority, self.running_capacity, self.queued_capacity)
-        state = _s(out[0])
-        if state == "rebuild":
+        if _s(out[0]) == "rebuild":
             raise NeedsRebuild("the capacity ledger is empty (Redis restarted?)")
+        state = AdmitState(_s(out[0]))
         a, b, running, queued = (int(_s(x)) for x in out[1:5])
         promoted = _promotions(out[5:])
-        if state == "running":
+        if state == AdmitState.RUNNING:
             return AdmitResult(state, granted_ms=a, running=running, queued=queued, promoted=promoted)
         return AdmitResult(state, seq=a, position=b, running=running, queued=queued, promoted=promoted)
 
@@ -156,8 +132,8 @@ class Ledger:
             raise NeedsRebuild("the capacity ledger is empty (Redis restarted?)")
         return state, _promotions(out[1:])
 
-    async def rebuild(self, running: list[tuple[str, str]], queued: list[tuple[str, str, int]],
-                      released: list[str], seq_floor: int) -> tuple[bool, tuple[Promotion, ...]]:
+    async def rebuild(self, running: Sequence[tuple[str, str]], queued: Sequence[tuple[str, str, int]],
+                      released: Sequence[str], seq_floor: int) -> tuple[bool, tuple[Promotion, ...]]:
         """Install the cluster's truth; False when the ledger was valid already (someone else rebuilt)."""
         args: list[object] = [uuid.uuid4().hex, self.running_capacity, seq_floor, len(running)]
         for uid, ref in running:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
 
 import redis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 
 from supercheck.config import Settings
-from supercheck.ledger import QUEUED_KEY, RUNNING_KEY
+from supercheck.vocabulary import REDIS_QUEUED_KEY as QUEUED_KEY
+from supercheck.vocabulary import REDIS_RUNNING_KEY as RUNNING_KEY
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,7 @@ class LedgerGauges:
         self.last = {RUNNING_KEY: 0.0, QUEUED_KEY: 0.0}
         self.lock = threading.Lock()
 
-    def collect(self):
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         up = 1.0
         with self.lock:
             try:
@@ -94,7 +96,7 @@ class Metrics:
     def extra_labels(self, labels: dict[str, str] | None) -> dict[str, str]:
         labels = labels or {}
         return {name: labels.get(key, "") for key, name in
-                zip(self.settings.metrics_label_keys, self.settings.metrics_label_names)}
+                zip(self.settings.metrics_label_keys, self.settings.metrics_label_names, strict=True)}
 
     def attach_ledger(self, url: str) -> None:
         self._gauges = LedgerGauges(url, self.settings)

@@ -11,9 +11,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from supercheck.vocabulary import GROUP, ConditionType, SlotState
 from supercheck_contract import ArtifactLocation, FailureClass, K6Summary, TestSummary
 
-GROUP = "supercheck.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
@@ -24,7 +24,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-class Phase(str, enum.Enum):
+class Phase(str, enum.Enum):  # noqa: UP042 - str() and f-strings print the member name; .value is explicit
     PENDING = "Pending"
     QUEUED = "Queued"
     RUNNING = "Running"
@@ -155,7 +155,7 @@ class TestRunSpec(_Model):
 
 
 class Condition(_Model):
-    type: str = Field(description="Admitted, ScriptResolved, ResultsRecorded")
+    type: str = Field(description=", ".join(ConditionType))
     status: Literal["True", "False", "Unknown"]
     reason: str | None = None
     message: str | None = None
@@ -192,7 +192,7 @@ class TestRunStatus(_Model):
     summary: TestSummary | None = None
     k6: K6Summary | None = None
     artifacts: ArtifactLocation | None = None
-    slot: Literal["running", "queued"] | None = Field(
+    slot: SlotState | None = Field(
         default=None, description="What the capacity ledger holds for this run, if anything"
     )
     queueSeq: int | None = Field(default=None, description="Arrival order in the queue (FIFO within a priority)")

@@ -18,13 +18,16 @@ import os
 import socket
 import sys
 import time
+from typing import Any, cast
 
 import kopf
 import kubernetes
 from pydantic import ValidationError
 
-from supercheck import handlers  # noqa: F401 - registers the handlers with Kopf
-from supercheck import kube
+from supercheck import (
+    handlers,  # noqa: F401 - registers the handlers with Kopf
+    kube,
+)
 from supercheck.config import Settings
 
 log = logging.getLogger("supercheck.operator")
@@ -87,7 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"supercheck-operator: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
-    handlers.SETTINGS = settings
     kube.load_config()
 
     standalone = settings.peering == "standalone"
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     loop = asyncio.new_event_loop()
     loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="kube"))
     asyncio.set_event_loop(loop)
-    kwargs: dict = {}
+    kwargs: dict[str, Any] = {}
     if settings.namespaces:
         kwargs["namespaces"] = settings.namespaces
     else:
@@ -111,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
              "standalone" if standalone else f"peering {settings.peering!r} priority {kwargs['priority']}")
     kopf.run(
         loop=loop,
-        identity=identity(settings),
+        # kopf types it as its private NewType of str
+        identity=cast(Any, identity(settings)),
+        memo=kopf.Memo(settings=settings),  # the handlers build their Engine from it at start-up
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None,
         **kwargs,
     )

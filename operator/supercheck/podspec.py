@@ -10,21 +10,24 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from supercheck.config import Settings
-from supercheck_contract import BUCKETS, TERMINATION_MESSAGE_PATH, RunnerConfig, artifact_prefix
-from supercheck.models import API_VERSION, GROUP, TestRunSpec
+from supercheck.models import API_VERSION, TestRunSpec
 from supercheck.quantity import parse_quantity
-
-MANAGED_BY = "app.kubernetes.io/managed-by"
-MANAGER = "supercheck"
-LABEL_TESTRUN = f"{GROUP}/testrun"
-LABEL_UID = f"{GROUP}/testrun-uid"
-LABEL_ATTEMPT = f"{GROUP}/attempt"
-LABEL_TYPE = f"{GROUP}/type"
-LABEL_COMPONENT = "app.kubernetes.io/component"
+from supercheck.vocabulary import (
+    GROUP,
+    LABEL_ATTEMPT,
+    LABEL_COMPONENT,
+    LABEL_MANAGED_BY,
+    LABEL_TESTRUN,
+    LABEL_TESTRUN_UID,
+    LABEL_TYPE,
+    MANAGER,
+)
+from supercheck_contract import BUCKETS, TERMINATION_MESSAGE_PATH, RunnerConfig, artifact_prefix
 
 CONTAINER_NAME = "runner"
 SCRIPT_DIR = "/supercheck/script"
@@ -44,7 +47,7 @@ class RunRef:
     labels: Mapping[str, str]
 
     @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> "RunRef":
+    def from_body(cls, body: Mapping[str, Any]) -> RunRef:
         meta = body["metadata"]
         return cls(meta["namespace"], meta["name"], meta["uid"], dict(meta.get("labels") or {}))
 
@@ -134,13 +137,13 @@ def _label_value(value: str) -> str:
 
 def run_labels(run: RunRef, spec: TestRunSpec, attempt: int | None = None) -> dict[str, str]:
     """The TestRun's own labels, then ours (ours win: selectors and the ledger repair rely on them)."""
-    labels = {k: v for k, v in run.labels.items() if not k.startswith(f"{GROUP}/") and k != MANAGED_BY}
+    labels = {k: v for k, v in run.labels.items() if not k.startswith(f"{GROUP}/") and k != LABEL_MANAGED_BY}
     labels.update(
         {
-            MANAGED_BY: MANAGER,
+            LABEL_MANAGED_BY: MANAGER,
             LABEL_COMPONENT: "runner",
             LABEL_TESTRUN: _label_value(run.name),
-            LABEL_UID: run.uid,
+            LABEL_TESTRUN_UID: run.uid,
             LABEL_TYPE: spec.type,
         }
     )
@@ -174,7 +177,7 @@ def s3_secret(namespace: str, settings: Settings) -> dict[str, Any] | None:
         "metadata": {
             "name": S3_SECRET_NAME,
             "namespace": namespace,
-            "labels": {MANAGED_BY: MANAGER},
+            "labels": {LABEL_MANAGED_BY: MANAGER},
         },
         "type": "Opaque",
         "stringData": {
@@ -295,13 +298,14 @@ def required_references(spec: TestRunSpec) -> list[tuple[str, str, str | None, s
     for i, e in enumerate(spec.env):
         src = e.valueFrom
         if src and src.secretKeyRef and not src.secretKeyRef.optional:
-            refs.append(("Secret", src.secretKeyRef.name, src.secretKeyRef.key, f"spec.env[{i}].valueFrom.secretKeyRef"))
+            refs.append(("Secret", src.secretKeyRef.name, src.secretKeyRef.key,
+                         f"spec.env[{i}].valueFrom.secretKeyRef"))
         if src and src.configMapKeyRef and not src.configMapKeyRef.optional:
             refs.append(("ConfigMap", src.configMapKeyRef.name, src.configMapKeyRef.key,
                          f"spec.env[{i}].valueFrom.configMapKeyRef"))
-    for i, e in enumerate(spec.envFrom):
-        if e.secretRef and not e.secretRef.optional:
-            refs.append(("Secret", e.secretRef.name, None, f"spec.envFrom[{i}].secretRef"))
-        if e.configMapRef and not e.configMapRef.optional:
-            refs.append(("ConfigMap", e.configMapRef.name, None, f"spec.envFrom[{i}].configMapRef"))
+    for i, source in enumerate(spec.envFrom):
+        if source.secretRef and not source.secretRef.optional:
+            refs.append(("Secret", source.secretRef.name, None, f"spec.envFrom[{i}].secretRef"))
+        if source.configMapRef and not source.configMapRef.optional:
+            refs.append(("ConfigMap", source.configMapRef.name, None, f"spec.envFrom[{i}].configMapRef"))
     return refs

@@ -19,6 +19,6 @@ def parse_quantity(value: str | int | float) -> Decimal:
     if not text:
         raise ValueError("empty quantity")
     try:
-        return _parse(text)
+        return Decimal(_parse(text))
     except (ValueError, ArithmeticError) as exc:
         raise ValueError(f"not a Kubernetes quantity: {text!r}") from exc

@@ -9,20 +9,24 @@ finished) or when a live runner pod of it exists; it holds a queue place when it
 * Otherwise the repair only removes what is certainly stale (runs that ended or are gone, with
   no live pod) and puts back what the cluster says is missing; a released run is never put back.
 
-The decisions are pure (:func:`desired_ledger`, :func:`repair_plan`); :class:`Repairer` runs them.
+The decisions are pure (:func:`desired_ledger`, :func:`repair_plan`); :mod:`supercheck.engine.ledger_repair`
+carries them out.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from pydantic import ValidationError
 
-from supercheck.ledger import Snapshot, queue_score
-from supercheck.lifecycle import pod_view
+from supercheck.clock import parse_iso
 from supercheck.models import Phase, TestRunStatus
+from supercheck.pods import pod_view
+from supercheck.ports import Snapshot, queue_score
+from supercheck.vocabulary import SlotState
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +48,7 @@ class Plan:
     promoted_waiting: list[str] = field(default_factory=list)  # granted a slot, status still queued
 
 
-def _status(tr: Mapping[str, Any]) -> TestRunStatus:
+def status_of(tr: Mapping[str, Any]) -> TestRunStatus:
     try:
         return TestRunStatus.model_validate(tr.get("status") or {})
     except ValidationError:
@@ -63,12 +67,12 @@ def desired_ledger(testruns: Iterable[Mapping[str, Any]], pods: Iterable[Mapping
         meta = tr["metadata"]
         uid, ref = meta["uid"], f"{meta['namespace']}/{meta['name']}"
         d.known.add(uid)
-        status = _status(tr)
+        status = status_of(tr)
         max_seq = max(max_seq, status.queueSeq or 0)
         terminal = status.phase is not None and status.phase.terminal
-        if uid in live_pods or (not terminal and status.slot == "running"):
+        if uid in live_pods or (not terminal and status.slot == SlotState.RUNNING):
             d.running[uid] = ref
-        elif not terminal and status.slot == "queued":
+        elif not terminal and status.slot == SlotState.QUEUED:
             priority = int((tr.get("spec") or {}).get("priority") or 0)
             d.queued[uid] = (ref, queue_score(priority, status.queueSeq or 0))
         elif terminal:
@@ -93,13 +97,13 @@ def repair_plan(snapshot: Snapshot, desired: Desired, statuses: Mapping[str, Tes
             plan.stale.append(uid)
     for uid, ref in desired.running.items():
         if uid not in held and uid not in snapshot.released:
-            plan.missing.append((uid, ref, "running", 0))
+            plan.missing.append((uid, ref, SlotState.RUNNING, 0))
     for uid, (ref, score) in desired.queued.items():
         if uid not in held and uid not in snapshot.released:
-            plan.missing.append((uid, ref, "queued", score))
+            plan.missing.append((uid, ref, SlotState.QUEUED, score))
     for uid in snapshot.running:
         st = statuses.get(uid)
-        if st is not None and st.slot == "queued" and st.phase == Phase.QUEUED:
+        if st is not None and st.slot == SlotState.QUEUED and st.phase == Phase.QUEUED:
             plan.promoted_waiting.append(uid)
     return plan
 
@@ -117,11 +121,9 @@ def finished_pods_to_clean(testruns: Iterable[Mapping[str, Any]], pods: Iterable
     The CLEANUP_INTERVAL_MS sweep: a finished run keeps its pod (and ``kubectl logs``) for one
     interval; then the pod goes. The TestRun, its status, its rows and its artifacts stay.
     """
-    from supercheck.lifecycle import parse_iso
-
     ended: dict[str, float] = {}
     for tr in testruns:
-        status = _status(tr)
+        status = status_of(tr)
         if status.phase is not None and status.phase.terminal and status.completedAt:
             done = parse_iso(status.completedAt)
             if done is not None:

@@ -13,10 +13,13 @@ import logging
 import re
 from dataclasses import asdict
 from importlib import resources
+from typing import Any
 
 import psycopg
 
-from supercheck.lifecycle import Row, parse_iso
+from supercheck.clock import parse_iso
+from supercheck.ports import StoreUnavailable
+from supercheck.rows import Row
 
 log = logging.getLogger(__name__)
 
@@ -24,15 +27,14 @@ MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 LOCK_ID = 0x5C5C_0001  # advisory lock: replicas migrate one at a time
 
 
-class StoreUnavailable(Exception):
-    """PostgreSQL cannot be reached (or refused the write); the caller keeps the row and retries."""
+__all__ = ["Store", "StoreUnavailable", "migrate", "migrations"]
 
 
 def migrations() -> list[tuple[str, str]]:
     """(version, sql) in order, from ``supercheck/migrations/NNNN_name.sql``."""
     folder = resources.files("supercheck").joinpath("migrations")
-    found = sorted(p.name for p in folder.iterdir() if MIGRATION_NAME.match(p.name))
-    return [(MIGRATION_NAME.match(n).group(1), folder.joinpath(n).read_text()) for n in found]
+    found = sorted((m.group(1), m.group(0)) for p in folder.iterdir() if (m := MIGRATION_NAME.match(p.name)))
+    return [(version, folder.joinpath(name).read_text()) for version, name in found]
 
 
 UPSERT = """
@@ -63,7 +65,7 @@ WHERE NOT runs.final OR EXCLUDED.final
 """
 
 
-def row_params(row: Row) -> dict:
+def row_params(row: Row) -> dict[str, Any]:
     started, completed = parse_iso(row.started_at), parse_iso(row.completed_at)
     duration = int((completed - started).total_seconds() * 1000) if started and completed else None
     s, k, a = row.summary or {}, row.k6 or {}, row.artifacts or {}
@@ -109,6 +111,7 @@ class Store:
 
     async def _connection(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed or self._conn.broken:
+            assert self.url is not None  # only called when enabled
             self._conn = await psycopg.AsyncConnection.connect(
                 self.url, autocommit=True, connect_timeout=max(1, int(self.connect_timeout))
             )
@@ -128,7 +131,7 @@ class Store:
                     async with conn.cursor() as cur:
                         for row in rows:
                             await cur.execute(UPSERT, row_params(row))
-            except (psycopg.Error, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, psycopg.Error, OSError) as exc:
                 await self._drop()
                 raise StoreUnavailable(f"PostgreSQL at {self.where()} is unavailable: {exc}".strip()) from exc
 
@@ -140,7 +143,7 @@ class Store:
             try:
                 await asyncio.wait_for(self._connection(), self.connect_timeout + 2)
                 return True
-            except (psycopg.Error, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, psycopg.Error, OSError) as exc:
                 log.warning("PostgreSQL at %s not ready: %s", self.where(), exc)
                 await self._drop()
                 return False

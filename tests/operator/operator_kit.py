@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import subprocess
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import redis
 from kubernetes.client.rest import ApiException
 
 from tests.conftest import wait_until
@@ -98,7 +103,7 @@ class Sampler:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
-    def __enter__(self) -> "Sampler":
+    def __enter__(self) -> Sampler:
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
         return self
@@ -146,3 +151,30 @@ def rows_for(db_conn, namespace: str) -> list[tuple]:
 def events_for(core_v1, namespace: str, name: str) -> list[tuple[str, str]]:
     evs = core_v1.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
     return [(e.reason, e.message) for e in evs]
+
+
+@contextlib.contextmanager
+def throwaway_redis(directory: str) -> Iterator[str]:
+    """A redis-server of its own on a free port (no persistence) for tests that need no cluster; its URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", directory],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = redis.Redis(port=port)
+        wait_until(lambda: _pings(client), 5, f"redis-server on port {port} to answer")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import pytest
-
 from operator_kit import (
-    SLEEPY_K6, create, events_for, get_run, make_run, phase, rows_for, wait_all_terminal, wait_for,
+    SLEEPY_K6,
+    create,
+    events_for,
+    get_run,
+    make_run,
+    phase,
+    rows_for,
+    wait_all_terminal,
+    wait_for,
     wait_ledger_zero,
 )
 
@@ -21,7 +28,7 @@ def test_queue_full_rejects_with_retry_after(operator_ctl, namespace, core_v1, c
     for name in ("q1", "q2", "over1", "over2"):
         create(custom_objects, namespace, make_run(name, SLEEPY_K6, env=[{"name": "SLEEP", "value": "0"}]))
     for name in ("over1", "over2"):
-        run = wait_for(lambda: phase(r := get_run(custom_objects, namespace, name)) == "Rejected" and r, 60,
+        run = wait_for(lambda n=name: phase(r := get_run(custom_objects, namespace, n)) == "Rejected" and r, 60,
                        what=f"{name} rejected")
         st = run["status"]
         assert st["reason"] == "CapacityExceeded" and st["retryAfterSeconds"] >= 1
@@ -49,5 +56,6 @@ def test_a_freed_slot_goes_to_the_highest_priority(operator_ctl, namespace, cust
     runs = wait_all_terminal(custom_objects, namespace, 5, timeout=120)
     order = [r["metadata"]["name"] for r in sorted(runs, key=lambda r: r["status"]["startedAt"])]
     assert order == ["holder", "high", "mid", "low", "low2"], [
-        (r["metadata"]["name"], r["metadata"]["creationTimestamp"], r["status"].get("queuedAt"), r["status"].get("queueSeq"), r["status"]["startedAt"]) for r in runs]
+        (r["metadata"]["name"], r["metadata"]["creationTimestamp"], r["status"].get("queuedAt"),
+         r["status"].get("queueSeq"), r["status"]["startedAt"]) for r in runs]
     wait_ledger_zero(redis_client)

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import pytest
-
 from operator_kit import (
-    SLEEPY_K6, Sampler, create, ledger_counts, make_run, rows_for, wait_all_terminal, wait_for, wait_ledger_zero,
+    SLEEPY_K6,
+    Sampler,
+    create,
+    ledger_counts,
+    make_run,
+    rows_for,
+    wait_all_terminal,
+    wait_for,
+    wait_ledger_zero,
 )
-from supercheck.lifecycle import parse_iso
+
+from supercheck.clock import parse_iso
 
 pytestmark = pytest.mark.cluster
 

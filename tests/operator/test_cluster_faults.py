@@ -8,10 +8,18 @@ import urllib.request
 
 import psycopg
 import pytest
-
 from operator_kit import (
-    SLEEPY_K6, TERMINAL, Sampler, create, ledger_counts, list_runs, make_run, phase, rows_for, wait_all_terminal,
-    wait_for, wait_ledger_zero,
+    SLEEPY_K6,
+    TERMINAL,
+    Sampler,
+    create,
+    list_runs,
+    make_run,
+    phase,
+    rows_for,
+    wait_all_terminal,
+    wait_for,
+    wait_ledger_zero,
 )
 
 pytestmark = pytest.mark.cluster
@@ -69,7 +77,9 @@ def test_operator_sigkilled_mid_burst_and_restarted(operator_ctl, namespace, cor
         wait_for(lambda: len(rows_for(db_conn, namespace)) == 18, 60, what="18 rows")
     except AssertionError:
         have = {r[0] for r in rows_for(db_conn, namespace)}
-        raise AssertionError({r["metadata"]["name"]: r["status"].get("recorded") for r in list_runs(custom_objects, namespace) if r["metadata"]["name"] not in have})
+        raise AssertionError({r["metadata"]["name"]: r["status"].get("recorded")
+                              for r in list_runs(custom_objects, namespace)
+                              if r["metadata"]["name"] not in have}) from None
 
 
 def test_redis_restarted_empty_mid_burst(operator_ctl, services, namespace, core_v1, custom_objects, redis_client,

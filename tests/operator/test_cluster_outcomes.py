@@ -1,13 +1,21 @@
-"""DESIGN.md's outcome table on the local control plane, with the real runner and k6."""
+"""The outcome table (docs/operator.md) on the local control plane, with the real runner and k6."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-
 from operator_kit import (
-    QUICK_K6, SLEEPY_K6, create, events_for, get_run, ledger_counts, make_run, phase, rows_for, wait_for,
+    QUICK_K6,
+    SLEEPY_K6,
+    create,
+    events_for,
+    get_run,
+    ledger_counts,
+    make_run,
+    phase,
+    rows_for,
+    wait_for,
     wait_ledger_zero,
 )
 

@@ -6,9 +6,15 @@ from __future__ import annotations
 import urllib.request
 
 import pytest
-
 from operator_kit import (
-    SLEEPY_K6, Sampler, create, make_run, rows_for, wait_all_terminal, wait_for, wait_ledger_zero,
+    SLEEPY_K6,
+    Sampler,
+    create,
+    make_run,
+    rows_for,
+    wait_all_terminal,
+    wait_for,
+    wait_ledger_zero,
 )
 
 pytestmark = pytest.mark.cluster

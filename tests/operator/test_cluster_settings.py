@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from operator_kit import create, get_run, make_run, phase, rows_for, wait_for
 
 pytestmark = pytest.mark.cluster

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
-
 import pytest
 import redis
+from operator_kit import throwaway_redis
 from prometheus_client import generate_latest
 
 from supercheck.config import Settings
 from supercheck.ledger import QUEUED_KEY, RUNNING_KEY
 from supercheck.metrics import Metrics
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_alerting_series_exist_with_configured_label_keys():
@@ -39,28 +29,16 @@ def test_alerting_series_exist_with_configured_label_keys():
         assert needle in text
 
 
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
+@pytest.mark.integration
 def test_capacity_gauges_are_read_from_redis_at_scrape_time(tmp_path):
-    port = _free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL)
-    try:
-        client = redis.Redis(port=port)
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
+    with throwaway_redis(str(tmp_path)) as url:
+        client = redis.Redis.from_url(url)
         client.set(RUNNING_KEY, 2)
         client.set(QUEUED_KEY, 5)
         m = Metrics(Settings(RUNNING_CAPACITY="3"))
-        m.attach_ledger(f"redis://127.0.0.1:{port}/0")
+        m.attach_ledger(url)
         text = generate_latest(m.registry).decode()
         assert "supercheck_capacity_running 2.0" in text and "supercheck_capacity_queued 5.0" in text
         assert "supercheck_capacity_running_limit 3.0" in text and "supercheck_ledger_up 1.0" in text
-    finally:
-        proc.terminate()
-        proc.wait(10)
     text = generate_latest(m.registry).decode()
     assert "supercheck_ledger_up 0.0" in text and "supercheck_capacity_running 2.0" in text

@@ -6,10 +6,11 @@ import pytest
 
 from supercheck import podspec
 from supercheck.config import Settings
-from supercheck_contract import RunnerConfig
 from supercheck.models import TestRunSpec
+from supercheck_contract import RunnerConfig
 
-RUN = podspec.RunRef("team-a", "checkout", "0c5a1e2b-1111-2222-3333-444455556666", {"team": "qa", "supercheck.io/testrun": "spoof"})
+RUN = podspec.RunRef("team-a", "checkout", "0c5a1e2b-1111-2222-3333-444455556666",
+                     {"team": "qa", "supercheck.io/testrun": "spoof"})
 
 
 def settings(**kw) -> Settings:

@@ -67,7 +67,7 @@ def test_promoted_but_still_queued_runs_are_woken():
     trs = [tr("p", "Queued", "queued", seq=2)]
     d = repair.desired_ledger(trs, [])
     snap = Snapshot(epoch="e", running_count=1, queued_count=0, running={"p"})
-    statuses = {"p": repair._status(trs[0])}
+    statuses = {"p": repair.status_of(trs[0])}
     plan = repair.repair_plan(snap, d, statuses)
     assert plan.stale == [] and plan.promoted_waiting == ["p"]
 

@@ -13,11 +13,11 @@ import time
 import psycopg
 import pytest
 
-from supercheck.lifecycle import Row
+from supercheck.rows import Row
 from supercheck.store import Store, StoreUnavailable, migrations
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
-pytestmark = pytest.mark.skipif(not os.path.exists(f"{PG_BIN}/initdb"), reason="PostgreSQL binaries not installed")
+pytestmark = pytest.mark.integration
 
 
 def _free_port() -> int:

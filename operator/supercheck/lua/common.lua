@@ -1,3 +1,4 @@
+-- PROMOTIONS_CHANNEL is defined by supercheck.ledger.lua_preamble (from supercheck.vocabulary).
 -- Shared by every ledger script (prepended by supercheck.ledger). Keys, in order:
 --   KEYS[1] supercheck:capacity:running   integer counter (the contract's key)
 --   KEYS[2] supercheck:capacity:queued    integer counter (the contract's key)
@@ -32,7 +33,7 @@ local function promote(capacity)
     redis.call('INCR', KEYS[1])
     redis.call('HSET', KEYS[9], uid, now_ms())
     -- Every replica listens: the promoted run's daemon wakes up at once, wherever it lives.
-    redis.call('PUBLISH', 'supercheck:ledger:promoted', uid)
+    redis.call('PUBLISH', PROMOTIONS_CHANNEL, uid)
     out[#out + 1] = uid
     out[#out + 1] = redis.call('HGET', KEYS[5], uid) or ''
   end

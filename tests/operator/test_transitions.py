@@ -1,18 +1,28 @@
-"""DESIGN.md's outcome table, retry policy and status transitions, as pure functions."""
+"""The outcome table (docs/operator.md), retry policy and status transitions, as pure functions."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
-from supercheck import lifecycle as lc
-from supercheck_contract import (
-    ArtifactLocation, FailureClass, K6Summary, RunnerResult, TestSummary, encode_termination_message,
-)
+from supercheck import clock, pods, retry
+from supercheck import rows as result_rows
+from supercheck import transitions as tr
 from supercheck.models import Phase, TestRunStatus
+from supercheck_contract import (
+    ArtifactLocation,
+    FailureClass,
+    K6Summary,
+    RunnerResult,
+    TestSummary,
+    encode_termination_message,
+)
 
-NOW = datetime(2030, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+
+K6_BODY = {"metadata": {"namespace": "n", "name": "x", "uid": "u"}, "spec": {"type": "k6"}}
 
 
 def pod(phase="Running", state="running", exit_code=None, reason=None, message=None, pod_reason=None,
@@ -35,7 +45,7 @@ def pod(phase="Running", state="running", exit_code=None, reason=None, message=N
 
 
 def observe(p, seen_running=True):
-    return lc.observe(lc.pod_view(p) if p is not None else None, seen_running=seen_running)
+    return pods.observe(pods.pod_view(p) if p is not None else None, seen_running=seen_running)
 
 
 def result(fc: FailureClass, code: int, **kw) -> str:
@@ -93,14 +103,14 @@ def test_waiting_states():
     (FailureClass.VALIDATION, Phase.ERROR), (FailureClass.TIMEOUT, Phase.TIMED_OUT),
 ])
 def test_no_retry_outcomes(fc, phase):
-    d = lc.decide(fc, [], 1, 2, 60)
+    d = retry.decide(fc, [], 1, 2, 60)
     assert not d.retry and d.phase == phase
 
 
 def test_oom_retries_exactly_once():
-    first = lc.decide(FailureClass.OOM, [], 1, 2, 60)
+    first = retry.decide(FailureClass.OOM, [], 1, 2, 60)
     assert first.retry and first.delay_seconds == 2
-    second = lc.decide(FailureClass.OOM, [FailureClass.OOM], 2, 2, 60)
+    second = retry.decide(FailureClass.OOM, [FailureClass.OOM], 2, 2, 60)
     assert not second.retry and second.phase == Phase.ERROR and second.reason == "OOMKilled"
 
 
@@ -108,28 +118,28 @@ def test_browser_crash_twice_infrastructure_three_times_with_exponential_backoff
     prev: list[FailureClass] = []
     delays = []
     for attempt in range(1, 10):
-        d = lc.decide(FailureClass.INFRASTRUCTURE, prev, attempt, 2, 60)
+        d = retry.decide(FailureClass.INFRASTRUCTURE, prev, attempt, 2, 60)
         if not d.retry:
             break
         delays.append(d.delay_seconds)
         prev.append(FailureClass.INFRASTRUCTURE)
     assert delays == [2, 4, 8]
-    assert lc.decide(FailureClass.BROWSER_CRASH, [FailureClass.BROWSER_CRASH], 2, 2, 60).retry
-    assert not lc.decide(FailureClass.BROWSER_CRASH, [FailureClass.BROWSER_CRASH] * 2, 3, 2, 60).retry
-    assert lc.decide(FailureClass.INFRASTRUCTURE, [], 1, 10, 15).delay_seconds == 10
-    assert lc.decide(FailureClass.INFRASTRUCTURE, [FailureClass.INFRASTRUCTURE] * 2, 3, 10, 15).delay_seconds == 15
+    assert retry.decide(FailureClass.BROWSER_CRASH, [FailureClass.BROWSER_CRASH], 2, 2, 60).retry
+    assert not retry.decide(FailureClass.BROWSER_CRASH, [FailureClass.BROWSER_CRASH] * 2, 3, 2, 60).retry
+    assert retry.decide(FailureClass.INFRASTRUCTURE, [], 1, 10, 15).delay_seconds == 10
+    assert retry.decide(FailureClass.INFRASTRUCTURE, [FailureClass.INFRASTRUCTURE] * 2, 3, 10, 15).delay_seconds == 15
 
 
 def test_pod_lost_retries_within_the_same_limits():
-    assert lc.decide(FailureClass.POD_LOST, [FailureClass.POD_LOST] * 2, 3, 1, 60).retry
-    assert not lc.decide(FailureClass.POD_LOST, [FailureClass.POD_LOST] * 3, 4, 1, 60).retry
-    assert not lc.decide(FailureClass.POD_LOST, [], lc.MAX_ATTEMPTS, 1, 60).retry
+    assert retry.decide(FailureClass.POD_LOST, [FailureClass.POD_LOST] * 2, 3, 1, 60).retry
+    assert not retry.decide(FailureClass.POD_LOST, [FailureClass.POD_LOST] * 3, 4, 1, 60).retry
+    assert not retry.decide(FailureClass.POD_LOST, [], retry.MAX_ATTEMPTS, 1, 60).retry
 
 
 def test_retry_after_estimate():
-    assert lc.retry_after_seconds(3, 30.0) == 10
-    assert lc.retry_after_seconds(3, None) == 10
-    assert lc.retry_after_seconds(100, 1.0) == 1
+    assert retry.retry_after_seconds(3, 30.0) == 10
+    assert retry.retry_after_seconds(3, None) == 10
+    assert retry.retry_after_seconds(100, 1.0) == 1
 
 
 def _status(**kw) -> TestRunStatus:
@@ -138,62 +148,62 @@ def _status(**kw) -> TestRunStatus:
 
 def test_claim_then_retry_then_terminal_keeps_one_history_entry_per_attempt():
     st = _status(phase="Queued", slot="queued", queuedAt="2030-01-01T11:00:00Z")
-    p = lc.claim_attempt_patch(st, 1, "r-a1", NOW, NOW)
+    p = tr.claim_attempt_patch(st, 1, "r-a1", NOW, NOW)
     assert p["slot"] == "running" and p["attempts"] == 1 and p["podName"] == "r-a1" and p["startedAt"]
     st = _status(**{**st.model_dump(exclude_none=True), **p})
-    oom = lc.AttemptOutcome(FailureClass.OOM, 137, "oom")
-    d = lc.decide(FailureClass.OOM, lc.previous_failures(st), st.attempts, 2, 60)
-    st = _status(**{**st.model_dump(exclude_none=True), **lc.retry_patch(st, oom, d, NOW)})
+    oom = pods.AttemptOutcome(FailureClass.OOM, 137, "oom")
+    d = retry.decide(FailureClass.OOM, tr.previous_failures(st), st.attempts, 2, 60)
+    st = _status(**{**st.model_dump(exclude_none=True), **tr.retry_patch(st, oom, d, NOW)})
     assert st.phase == Phase.PENDING and st.nextAttemptAt and st.attemptHistory[0].failureClass == FailureClass.OOM
-    st = _status(**{**st.model_dump(exclude_none=True), **lc.claim_attempt_patch(st, 2, "r-a2", None, NOW)})
-    assert [h.attempt for h in st.attemptHistory] == [1, 2] and st.startedAt == lc.iso(NOW)
-    assert lc.previous_failures(st) == [FailureClass.OOM]
-    ok = lc.AttemptOutcome(FailureClass.NONE, 0, "", RunnerResult(
+    st = _status(**{**st.model_dump(exclude_none=True), **tr.claim_attempt_patch(st, 2, "r-a2", None, NOW)})
+    assert [h.attempt for h in st.attemptHistory] == [1, 2] and st.startedAt == clock.iso(NOW)
+    assert tr.previous_failures(st) == [FailureClass.OOM]
+    ok = pods.AttemptOutcome(FailureClass.NONE, 0, "", RunnerResult(
         exitCode=0, failureClass=FailureClass.NONE, summary=TestSummary(total=3, passed=3),
         artifacts=ArtifactLocation(bucket="b", prefix="p", report="p/index.html")))
-    d = lc.decide(FailureClass.NONE, lc.previous_failures(st), 2, 2, 60)
-    st = _status(**{**st.model_dump(exclude_none=True), **lc.terminal_patch(st, ok, d, NOW)})
+    d = retry.decide(FailureClass.NONE, tr.previous_failures(st), 2, 2, 60)
+    st = _status(**{**st.model_dump(exclude_none=True), **tr.terminal_patch(st, ok, d, NOW)})
     assert st.phase == Phase.PASSED and st.slot is None and st.summary.passed == 3
     assert st.artifacts.report == "p/index.html" and st.result == "3/3 passed"
     body = {"metadata": {"namespace": "ns", "name": "r", "uid": "u", "labels": {"a": "b"}},
             "spec": {"type": "playwright", "priority": 2}}
-    rows = lc.rows_to_record(body, st)
+    rows = result_rows.rows_to_record(body, st)
     assert [(r.attempt, r.phase, r.failure_class) for r in rows] == [(1, "Error", "oom"), (2, "Passed", "none")]
     assert rows[1].artifacts["prefix"] == "p" and rows[1].summary["total"] == 3
     st.recorded = [1, 2]
-    assert lc.rows_to_record(body, st) == []
+    assert result_rows.rows_to_record(body, st) == []
 
 
 def test_k6_result_line_and_rejected_row():
     r = RunnerResult(exitCode=10, failureClass=FailureClass.TEST_FAILURE,
                      k6=K6Summary(thresholdsPassed=False, checksPassed=8, checksFailed=2))
-    assert lc.result_line(r, Phase.FAILED) == "thresholds failed, 8/10 checks"
+    assert tr.result_line(r, Phase.FAILED) == "thresholds failed, 8/10 checks"
     st = _status()
-    st = _status(**lc.rejected_patch(st, 7, 3, 5, 3, 5, NOW))
+    st = _status(**tr.rejected_patch(st, 7, 3, 5, 3, 5, NOW))
     assert st.phase == Phase.REJECTED and st.retryAfterSeconds == 7 and st.reason == "CapacityExceeded"
     assert "apply the TestRun again in about 7s" in st.message
-    rows = lc.rows_to_record({"metadata": {"namespace": "n", "name": "x", "uid": "u"}, "spec": {"type": "k6"}}, st)
+    rows = result_rows.rows_to_record(K6_BODY, st)
     assert [(r.attempt, r.phase) for r in rows] == [(0, "Rejected")]
 
 
 def test_cancelled_marks_the_current_attempt():
-    st = _status(phase="Running", slot="running", attempts=1, startedAt=lc.iso(NOW), podName="r-a1",
-                 attemptHistory=[{"attempt": 1, "podName": "r-a1", "phase": "Running", "startedAt": lc.iso(NOW)}])
-    st = _status(**{**st.model_dump(exclude_none=True), **lc.cancelled_patch(st, NOW)})
+    st = _status(phase="Running", slot="running", attempts=1, startedAt=clock.iso(NOW), podName="r-a1",
+                 attemptHistory=[{"attempt": 1, "podName": "r-a1", "phase": "Running", "startedAt": clock.iso(NOW)}])
+    st = _status(**{**st.model_dump(exclude_none=True), **tr.cancelled_patch(st, NOW)})
     assert st.phase == Phase.CANCELLED and st.slot is None
-    rows = lc.rows_to_record({"metadata": {"namespace": "n", "name": "x", "uid": "u"}, "spec": {"type": "k6"}}, st)
+    rows = result_rows.rows_to_record(K6_BODY, st)
     assert [(r.attempt, r.phase) for r in rows] == [(1, "Cancelled")]
 
 
 def test_conditions_keep_transition_time_when_unchanged():
-    c = lc.set_condition([], "ResultsRecorded", "False", "DatabaseUnavailable", "down", NOW)
-    later = datetime(2030, 1, 1, 13, tzinfo=timezone.utc)
-    same = lc.set_condition(c, "ResultsRecorded", "False", "DatabaseUnavailable", "still down", later)
+    c = tr.set_condition([], "ResultsRecorded", "False", "DatabaseUnavailable", "down", NOW)
+    later = datetime(2030, 1, 1, 13, tzinfo=UTC)
+    same = tr.set_condition(c, "ResultsRecorded", "False", "DatabaseUnavailable", "still down", later)
     assert same[0]["lastTransitionTime"] == c[0]["lastTransitionTime"]
-    flipped = lc.set_condition(c, "ResultsRecorded", "True", "Recorded", "ok", later)
-    assert flipped[0]["lastTransitionTime"] == lc.iso(later) and len(flipped) == 1
+    flipped = tr.set_condition(c, "ResultsRecorded", "True", "Recorded", "ok", later)
+    assert flipped[0]["lastTransitionTime"] == clock.iso(later) and len(flipped) == 1
 
 
 def test_human_duration():
-    assert lc.human_duration(4.24) == "4.2s" and lc.human_duration(72) == "1m12s"
-    assert lc.human_duration(3725) == "1h2m5s"
+    assert clock.human_duration(4.24) == "4.2s" and clock.human_duration(72) == "1m12s"
+    assert clock.human_duration(3725) == "1h2m5s"

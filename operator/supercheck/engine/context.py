@@ -1,4 +1,5 @@
-"""What one operator process shares between its handlers: clients, wake-ups, locks, the ledger gate."""
+"""What one operator process shares between its runs: settings, ports, clock, metrics,
+wake-ups, per-run locks and the ledger gate."""
 
 from __future__ import annotations
 
@@ -6,21 +7,14 @@ import asyncio
 import base64
 import contextlib
 import contextvars
-import logging
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable
 
+from supercheck import podspec
+from supercheck.clock import Clock, SystemClock
 from supercheck.config import Settings
-from supercheck.kube import AlreadyExists, Kube
-from supercheck.ledger import Ledger, LedgerUnavailable, NeedsRebuild, Promotion
-from supercheck.lifecycle import PodView
 from supercheck.metrics import Metrics
-from supercheck import podspec, repair
-from supercheck.store import Store
-
-log = logging.getLogger(__name__)
-
-PROMOTIONS_CHANNEL = "supercheck:ledger:promoted"
+from supercheck.ports import AlreadyExists, Events, Kube, Ledger, Promotion, Store
 
 
 class Gate:
@@ -68,20 +62,28 @@ class Gate:
                 self._cond.notify_all()
 
 
+class NoEvents:
+    """An Event sink that drops everything (a process without Kopf's context)."""
+
+    def post(self, body: dict[str, object], type_: str, reason: str, message: str) -> None:
+        return None
+
+
 @dataclass
-class Runtime:
+class Engine:
     settings: Settings
     kube: Kube
     ledger: Ledger
     store: Store
     metrics: Metrics
+    events: Events = field(default_factory=NoEvents)
+    clock: Clock = field(default_factory=SystemClock)
     gate: Gate = field(default_factory=Gate)
     wakeups: dict[str, asyncio.Event] = field(default_factory=dict)
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     cancelling: set[str] = field(default_factory=set)
-    pods_by_owner: Callable[[str], list[PodView]] = lambda uid: []
     s3_secrets: set[str] = field(default_factory=set)
-    _rebuild_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    rebuild_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     # --- wake-ups: events, not polling
     def wake_event(self, uid: str) -> asyncio.Event:
@@ -94,7 +96,7 @@ class Runtime:
         if uid and uid in self.wakeups:
             self.wakeups[uid].set()
 
-    def wake_promoted(self, promoted: tuple[Promotion, ...] | list[Promotion]) -> None:
+    def wake_promoted(self, promoted: Iterable[Promotion]) -> None:
         for p in promoted:
             self.wake(p.uid)
 
@@ -109,7 +111,13 @@ class Runtime:
         self.locks.pop(uid, None)
         self.cancelling.discard(uid)
 
-    # --- objects owned by runs
+    def extra_labels(self, body: dict[str, object]) -> list[str]:
+        """Values of the configured metric labels (METRICS_LABELS) for this run."""
+        meta = body.get("metadata")
+        labels = meta.get("labels") if isinstance(meta, dict) else None
+        return list(self.metrics.extra_labels(labels if isinstance(labels, dict) else None).values())
+
+    # --- objects shared by the runs of a namespace
     async def ensure_s3_secret(self, namespace: str) -> str | None:
         secret = podspec.s3_secret(namespace, self.settings)
         if secret is None:
@@ -126,62 +134,3 @@ class Runtime:
                 await self.kube.replace_secret(secret)
         self.s3_secrets.add(namespace)
         return podspec.S3_SECRET_NAME
-
-    # --- ledger rebuild and repair
-    async def rebuild_ledger(self) -> None:
-        """Rebuild from the cluster when Redis lost the ledger. Single-flight per process."""
-        async with self._rebuild_lock:
-            if await self.ledger.epoch() is not None:
-                return
-            async with self.gate.exclusive():
-                testruns = await self.kube.list_testruns()
-                pods = await self.kube.list_pods(f"{podspec.MANAGED_BY}={podspec.MANAGER}")
-                desired = repair.desired_ledger(testruns, pods)
-                running, queued, released, seq_floor = repair.rebuild_args(desired)
-                rebuilt, promoted = await self.ledger.rebuild(running, queued, released, seq_floor)
-            if rebuilt:
-                log.warning("capacity ledger rebuilt from the cluster: %d running, %d queued",
-                            len(running), len(queued))
-                self.metrics.ledger_rebuilds.inc()
-                self.metrics.slots_repaired.labels("rebuild").inc(len(running) + len(queued))
-            self.wake_promoted(promoted)
-            for uid in list(self.wakeups):
-                self.wake(uid)
-
-    async def reconcile_ledger(self) -> None:
-        """Remove stale entries, restore missing ones, wake runs granted a slot but still waiting."""
-        try:
-            snapshot = await self.ledger.snapshot()
-            if snapshot.epoch is None:
-                await self.rebuild_ledger()
-                return
-            testruns = await self.kube.list_testruns()
-            pods = await self.kube.list_pods(f"{podspec.MANAGED_BY}={podspec.MANAGER}")
-        except (LedgerUnavailable, NeedsRebuild) as exc:
-            log.info("ledger reconcile skipped: %s", exc)
-            return
-        desired = repair.desired_ledger(testruns, pods)
-        statuses = {tr["metadata"]["uid"]: repair._status(tr) for tr in testruns}
-        plan = repair.repair_plan(snapshot, desired, statuses)
-        for uid in plan.stale:
-            async with self.gate.shared():
-                result = await self.ledger.release(uid)
-            if result.removed != "none":
-                log.warning("repaired a leaked %s slot of run %s", result.removed, uid)
-                self.metrics.slots_repaired.labels(f"stale_{result.removed}").inc()
-            self.wake_promoted(result.promoted)
-        for uid, ref, kind, score in plan.missing:
-            async with self.gate.shared():
-                state, promoted = await self.ledger.ensure(uid, ref, kind, score)
-            if state == "added":
-                log.warning("restored a missing %s entry of run %s (%s)", kind, uid, ref)
-                self.metrics.slots_repaired.labels(f"missing_{kind}").inc()
-            self.wake_promoted(promoted)
-        for uid in plan.promoted_waiting:
-            self.wake(uid)
-        await self.ledger.prune_released()
-
-
-def body_ref(body: Any) -> str:
-    meta = body["metadata"]
-    return f"{meta['namespace']}/{meta['name']}"

@@ -1,0 +1,26 @@
+"""The run engine: what the operator does for a run, step by step, over its ports.
+
+* :mod:`.context` — what one operator process shares: settings, ports, clock, metrics,
+  wake-ups, per-run locks and the ledger gate (:class:`Engine`).
+* :mod:`.run` — one run's handle: its newest known body, resourceVersion-checked status
+  patches, Events and its pods (:class:`RunHandle`).
+* :mod:`.admission` — admit, queue or reject through the capacity ledger; refuse what cannot run.
+* :mod:`.attempts` — launch an attempt's pod, observe it, retry by failure class.
+* :mod:`.results` — release the slot, record rows in PostgreSQL, announce the end, honour the TTL.
+* :mod:`.testrun` — a TestRun's step and its cancellation, driving the three units above.
+* :mod:`.ledger_repair` — the ledger rebuilt or repaired against the cluster's truth.
+
+Decisions are pure functions elsewhere (:mod:`supercheck.transitions`, :mod:`supercheck.retry`,
+:mod:`supercheck.pods`, :mod:`supercheck.podspec`, :mod:`supercheck.repair`); the engine reads,
+calls them, and writes. Kopf wiring is in :mod:`supercheck.handlers`.
+
+A step returns the seconds until the next step, :data:`WAIT` (until an event wakes the run)
+or ``None`` when there is nothing left to do.
+"""
+
+from __future__ import annotations
+
+import math
+
+WAIT = math.inf
+Step = float | None

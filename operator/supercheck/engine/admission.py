@@ -1,0 +1,124 @@
+"""Admission: a new run is checked (resources, references), then the capacity ledger runs it now,
+queues it, or rejects it with a retry-after; a queued run waits for its promotion."""
+
+from __future__ import annotations
+
+from supercheck import podspec
+from supercheck import transitions as tr
+from supercheck.clock import parse_iso
+from supercheck.engine import Step
+from supercheck.engine import attempts as att
+from supercheck.engine import results as res
+from supercheck.engine.run import Body, RunHandle, body_ref
+from supercheck.models import Phase, TestRunSpec, TestRunStatus
+from supercheck.ports import ApiUnavailable, Conflict
+from supercheck.retry import retry_after_seconds
+from supercheck.vocabulary import AdmitState, ConditionType, EventReason, Reason, not_found_reason
+
+# A queued run re-checks the ledger this often even without events.
+QUEUE_BACKSTOP_SECONDS = 30.0
+
+
+async def missing_reference(run: RunHandle, spec: TestRunSpec) -> tuple[Reason, str] | None:
+    """The first ConfigMap, Secret or key the run refers to that does not exist, said in words."""
+    kube = run.eng.kube
+    for kind, name, key, where in podspec.required_references(spec):
+        obj = await (kube.get_configmap if kind == "ConfigMap" else kube.get_secret)(run.namespace, name)
+        if obj is None:
+            return not_found_reason(kind), (f"{kind} {name!r} referenced by {where} was not found in namespace "
+                                            f"{run.namespace!r}; create it or fix the reference")
+        if key is not None:
+            data = {**(obj.get("data") or {}), **(obj.get("binaryData") or {})}
+            if key not in data:
+                return Reason.KEY_NOT_FOUND, (f"{kind} {name!r} referenced by {where} has no key {key!r} "
+                                              f"(it has: {', '.join(sorted(data)) or 'no keys'})")
+    return None
+
+
+async def admit(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRunStatus) -> Step:
+    eng = run.eng
+    s = eng.settings
+    now = eng.clock.now()
+    try:
+        podspec.resolve_resources(spec, s)
+    except podspec.ResourceBoundsError as exc:
+        return await res.refuse(run, body, status, Reason.RESOURCES_OUT_OF_BOUNDS, str(exc))
+    missing = await missing_reference(run, spec)
+    if missing:
+        # A reference created right after the TestRun (kubectl apply -f dir/) gets a grace period.
+        created = parse_iso(body["metadata"].get("creationTimestamp")) or now
+        waited = (now - created).total_seconds()
+        reason, message = missing
+        if waited < s.script_ref_grace_seconds:
+            if not tr.has_condition(status, ConditionType.REFERENCES_RESOLVED, "False", reason):
+                await run.patch(body, {
+                    "phase": Phase.PENDING.value, "reason": reason, "message": message,
+                    "conditions": tr.set_condition(status.conditions, ConditionType.REFERENCES_RESOLVED, "False",
+                                                   reason, message, now)})
+            return min(1.0, s.script_ref_grace_seconds - waited + 0.05)
+        return await res.refuse(run, body, status, reason, message)
+
+    async with eng.gate.shared():
+        result = await eng.ledger.admit(run.uid, body_ref(body), spec.priority)
+        eng.wake_promoted(result.promoted)
+        if result.state == AdmitState.REJECTED:
+            avg = await eng.ledger.avg_run_seconds()
+            retry_after = retry_after_seconds(s.running_capacity, avg)
+            patch = tr.rejected_patch(status, retry_after, result.running, result.queued,
+                                      s.running_capacity, s.queued_capacity, now)
+            body = await run.patch(body, patch)
+            extra = run.extra_labels(body)
+            eng.metrics.rejections.labels(spec.type, Reason.CAPACITY_EXCEEDED, *extra).inc()
+            eng.metrics.runs.labels(spec.type, Phase.REJECTED.value, *extra).inc()
+            run.event(body, "Warning", EventReason.CAPACITY_EXCEEDED, patch["message"])
+            return await res.finished(run, body, TestRunStatus.model_validate(body["status"]), spec)
+        if result.state == AdmitState.RELEASED:
+            # The ledger says this run already ended; the cluster must say so too, soon.
+            return 0.0 if await run.refresh() is not None else None
+        if result.state == AdmitState.QUEUED:
+            await att.ensure_script(run, body, spec)
+            body = await run.patch(body, tr.queued_patch(status, result.seq, result.position, now))
+            run.event(body, "Normal", EventReason.QUEUED,
+                      f"all {s.running_capacity} running slots are taken; queued at position {result.position}")
+            return QUEUE_BACKSTOP_SECONDS
+        return await att.launch(run, body, spec, status, 1, result.granted_ms)
+
+
+async def wait_in_queue(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRunStatus) -> Step:
+    """Queued: ask the ledger again (idempotent) whether the run was promoted to a running slot."""
+    eng = run.eng
+    s = eng.settings
+    async with eng.gate.shared():
+        result = await eng.ledger.admit(run.uid, body_ref(body), spec.priority)
+        eng.wake_promoted(result.promoted)
+        if result.state == AdmitState.RUNNING:
+            return await att.launch(run, body, spec, status, 1, result.granted_ms)
+        if result.state == AdmitState.RELEASED:
+            return 0.0 if await run.refresh() is not None else None
+        if result.state == AdmitState.REJECTED:
+            # The ledger lost the place and the queue is full now: the run cannot be kept.
+            run.log.warning("queue place lost and the queue is full; the run is rejected")
+            patch = tr.rejected_patch(status, 1, result.running, result.queued, s.running_capacity,
+                                      s.queued_capacity, eng.clock.now())
+            body = await run.patch(body, patch)
+            run.event(body, "Warning", EventReason.CAPACITY_EXCEEDED, patch["message"])
+            return 0.0
+    return QUEUE_BACKSTOP_SECONDS
+
+
+async def ledger_down(run: RunHandle, body: Body, status: TestRunStatus, exc: Exception) -> Step:
+    """Redis unreachable: nothing is admitted on a guess; the run waits and says why."""
+    eng = run.eng
+    run.log.warning("%s", exc)
+    if status.slot is None and not (status.phase and status.phase.terminal) and \
+            not tr.has_condition(status, ConditionType.ADMITTED, "False", Reason.LEDGER_UNAVAILABLE):
+        message = f"waiting for the capacity ledger: {exc}; the run is admitted when Redis answers again"
+        try:
+            await run.patch(body, {
+                "phase": Phase.PENDING.value, "reason": Reason.LEDGER_UNAVAILABLE, "message": message,
+                "conditions": tr.set_condition(status.conditions, ConditionType.ADMITTED, "False",
+                                               Reason.LEDGER_UNAVAILABLE, message, eng.clock.now())})
+            run.event(body, "Warning", EventReason.LEDGER_UNAVAILABLE, message)
+        except (Conflict, ApiUnavailable):
+            pass
+    return eng.settings.service_retry_seconds

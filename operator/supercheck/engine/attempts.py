@@ -1,0 +1,183 @@
+"""Attempts: claim attempt N in the status, create its pod, observe it, and after it ends retry
+(by failure class, with backoff) or finish.
+
+Never two pods of one run at once: the attempt number is taken in the status before its pod is
+created (deterministic pod names make a second create a no-op), and the next attempt waits until
+every earlier pod is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from supercheck import pods as pod_state
+from supercheck import podspec
+from supercheck import transitions as tr
+from supercheck.clock import iso, parse_iso
+from supercheck.engine import WAIT, Step
+from supercheck.engine import results as res
+from supercheck.engine.run import Body, RunHandle
+from supercheck.models import Phase, TestRunSpec, TestRunStatus
+from supercheck.pods import AttemptOutcome
+from supercheck.ports import AlreadyExists
+from supercheck.retry import decide
+from supercheck.vocabulary import EventReason, PodStateKind, Reason, SlotState
+
+# Pod events drive the run; this backstop only re-checks in case an event was somehow missed.
+OBSERVE_BACKSTOP_SECONDS = 60.0
+
+
+class ScriptGone(Exception):
+    """The script's ConfigMap (or key) disappeared between admission and launch."""
+
+
+async def script_text(run: RunHandle, spec: TestRunSpec) -> str:
+    if spec.script.inline is not None:
+        return spec.script.inline
+    ref = spec.script.configMapRef
+    assert ref is not None  # the schema allows exactly one source
+    cm = await run.eng.kube.get_configmap(run.namespace, ref.name)
+    data = (cm or {}).get("data") or {}
+    if ref.key not in data:
+        raise ScriptGone(f"ConfigMap {ref.name!r} or its key {ref.key!r} disappeared before the run started")
+    return str(data[ref.key])
+
+
+async def ensure_script(run: RunHandle, body: Body, spec: TestRunSpec) -> None:
+    """The run's own snapshot of its script, in a ConfigMap it owns (taken once, at admission)."""
+    cm = podspec.script_configmap(podspec.RunRef.from_body(body), spec, await script_text(run, spec))
+    try:
+        await run.eng.kube.create(cm)
+    except AlreadyExists:
+        pass
+
+
+async def launch(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRunStatus, attempt: int,
+                 granted_ms: int = 0) -> Step:
+    """Take attempt N in the status (so it is never launched twice), then create its pod."""
+    eng = run.eng
+    now = eng.clock.now()
+    granted = datetime.fromtimestamp(granted_ms / 1000, now.tzinfo) if granted_ms else None
+    name = podspec.pod_name(run.name, attempt)
+    claim = run.patch(body, tr.claim_attempt_patch(status, attempt, name, granted, now))
+    if attempt == 1 and status.slot != SlotState.QUEUED:
+        # Admitted straight away: the script ConfigMap is written beside the claim, not after it
+        # (a queued run wrote it while it waited).
+        script = asyncio.ensure_future(ensure_script(run, body, spec))
+        try:
+            body = await claim
+        finally:
+            try:
+                await script
+            except ScriptGone as exc:
+                latest = run.body()
+                return await res.refuse(run, latest, TestRunStatus.model_validate(latest.get("status") or {}),
+                                        Reason.CONFIGMAP_NOT_FOUND, str(exc))
+    else:
+        body = await claim
+    if attempt == 1:
+        created = parse_iso(body["metadata"].get("creationTimestamp"))
+        if created and granted:
+            eng.metrics.queue_wait.labels(spec.type, *run.extra_labels(body)).observe(
+                max(0.0, (granted - created).total_seconds()))
+    return await create_pod(run, body, spec, attempt, granted or now)
+
+
+async def create_pod(run: RunHandle, body: Body, spec: TestRunSpec, attempt: int, since: datetime) -> Step:
+    eng = run.eng
+    secret = await eng.ensure_s3_secret(run.namespace)
+    resources = podspec.resolve_resources(spec, eng.settings)
+    pod = podspec.runner_pod(podspec.RunRef.from_body(body), spec, attempt, eng.settings, resources, secret)
+    try:
+        await eng.kube.create(pod)
+    except AlreadyExists:
+        existing = await eng.kube.get_pod(run.namespace, pod["metadata"]["name"])
+        view = pod_state.pod_view(existing) if existing else None
+        if view is not None and view.owner_uid != run.uid:
+            run.log.warning("pod %s belongs to another TestRun of this name; waiting for it to go", view.name)
+            return eng.settings.service_retry_seconds
+        return WAIT
+    now = eng.clock.now()
+    eng.metrics.dispatch_latency.observe(max(0.0, (now - since).total_seconds()))
+    run.log.debug("timing: %s pod created %s (slot granted %s)", run.name, iso(now), iso(since))
+    run.event(body, "Normal", EventReason.DISPATCHED,
+              f"attempt {attempt}: created runner pod {pod['metadata']['name']}")
+    return WAIT
+
+
+async def stop_live_pods(run: RunHandle) -> bool:
+    """Delete any live pod of this run; True while one is still there."""
+    live = run.live_pods()
+    for v in live:
+        if not v.deleting:
+            await run.eng.kube.delete_pod(run.namespace, v.name, grace_seconds=0)
+    return bool(live)
+
+
+async def observe(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRunStatus) -> Step:
+    """A run holding a running slot: launch the due attempt, or follow the current attempt's pod."""
+    eng = run.eng
+    now = eng.clock.now()
+    if status.attempts == 0:
+        async with eng.gate.shared():
+            return await launch(run, body, spec, status, 1)
+    rec = tr.current_attempt(status)
+    if rec is not None and rec.completedAt:
+        due = parse_iso(status.nextAttemptAt)
+        if due and due > now:
+            return (due - now).total_seconds()
+        if await stop_live_pods(run):
+            return WAIT  # never two pods of one run: the next attempt waits for the last to go
+        async with eng.gate.shared():
+            return await launch(run, body, spec, status, status.attempts + 1)
+
+    pod = run.pod(status.podName)
+    seen_running = tr.attempt_seen_running(status)
+    if pod is None and status.podName:
+        # The index may lag our own create; ask the API server before believing a pod is gone.
+        fetched = await eng.kube.get_pod(run.namespace, status.podName)
+        pod = pod_state.pod_view(fetched) if fetched else None
+    state = pod_state.observe(pod, seen_running=seen_running)
+    if state.kind == PodStateKind.ABSENT:
+        return await create_pod(run, body, spec, status.attempts, now)
+    if state.kind == PodStateKind.PENDING:
+        return OBSERVE_BACKSTOP_SECONDS
+    if state.kind == PodStateKind.RUNNING:
+        assert pod is not None
+        if status.phase != Phase.RUNNING or not seen_running:
+            body = await run.patch(body, tr.running_patch(status, pod, now))
+            status = TestRunStatus.model_validate(body["status"])
+            run.event(body, "Normal", EventReason.RUNNING,
+                      f"attempt {status.attempts}: runner pod {pod.name} is running")
+            await res.record_start(run, body, status)
+        return OBSERVE_BACKSTOP_SECONDS
+    if pod is not None and pod.live:
+        # Ended while its container never ran (a configuration or image error): remove it so
+        # it holds no node resources and never starts late.
+        await eng.kube.delete_pod(run.namespace, pod.name, grace_seconds=0)
+    assert state.outcome is not None
+    return await attempt_ended(run, body, spec, status, state.outcome)
+
+
+async def attempt_ended(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRunStatus,
+                        outcome: AttemptOutcome) -> Step:
+    eng = run.eng
+    s = eng.settings
+    decision = decide(outcome.failure, tr.previous_failures(status), status.attempts,
+                      s.retry_backoff_base_seconds, s.retry_backoff_max_seconds)
+    now = eng.clock.now()
+    if decision.retry:
+        patch = tr.retry_patch(status, outcome, decision, now)
+        run.log.warning("%s", patch["message"])
+        body = await run.patch(body, patch)
+        eng.metrics.retries.labels(spec.type, outcome.failure.value, *run.extra_labels(body)).inc()
+        run.event(body, "Warning", EventReason.RETRYING, patch["message"])
+        return decision.delay_seconds
+    async with eng.gate.shared():
+        body = await run.patch(body, tr.terminal_patch(status, outcome, decision, now))
+        final = TestRunStatus.model_validate(body["status"])
+        await res.release(run, final)
+    run.log.debug("timing: %s ended: observed %s, released %s", run.name, iso(now), iso(eng.clock.now()))
+    res.announce_end(run, body, spec, final)
+    return await res.finished(run, body, final, spec)

@@ -1,0 +1,102 @@
+"""The end of a run: release its slot, announce it (metrics, Event), record its rows in PostgreSQL
+(retried until they land: the status holds the truth meanwhile) and honour its TTL."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from supercheck import rows as result_rows
+from supercheck import transitions as tr
+from supercheck.clock import parse_iso
+from supercheck.engine import Step
+from supercheck.engine.run import Body, RunHandle
+from supercheck.models import Phase, TestRunSpec, TestRunStatus
+from supercheck.ports import StoreUnavailable
+from supercheck.vocabulary import ConditionType, EventReason, Reason
+
+
+async def release(run: RunHandle, status: TestRunStatus) -> None:
+    """Give the slot back (idempotent); the ledger promotes the next queued run, whom we wake."""
+    started = parse_iso(status.startedAt)
+    ended = parse_iso(status.completedAt)
+    duration_ms = int((ended - started).total_seconds() * 1000) if started and ended else None
+    result = await run.eng.ledger.release(run.uid, duration_ms)
+    run.eng.wake_promoted(result.promoted)
+
+
+def announce_end(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRunStatus) -> None:
+    phase = status.phase or Phase.ERROR
+    m = run.eng.metrics
+    extra = run.extra_labels(body)
+    m.runs.labels(spec.type, phase.value, *extra).inc()
+    started, ended = parse_iso(status.startedAt), parse_iso(status.completedAt)
+    if started and ended:
+        m.run_duration.labels(spec.type, phase.value, *extra).observe(max(0.0, (ended - started).total_seconds()))
+    kind = "Normal" if phase == Phase.PASSED else "Warning"
+    text = f"{phase.value}: {status.result or ''}; {status.message or ''}".strip("; ")
+    run.event(body, kind, status.reason or phase.value, text)
+
+
+async def refuse(run: RunHandle, body: Body, status: TestRunStatus, reason: Reason, message: str) -> Step:
+    """The operator will not run this run: Error before any pod, no retry."""
+    eng = run.eng
+    spec_type = (body.get("spec") or {}).get("type", "")
+    async with eng.gate.shared():
+        body = await run.patch(body, tr.error_before_pod_patch(status, reason, message, eng.clock.now()))
+        final = TestRunStatus.model_validate(body["status"])
+        await release(run, final)
+    eng.metrics.rejections.labels(spec_type, reason, *run.extra_labels(body)).inc()
+    eng.metrics.runs.labels(spec_type, Phase.ERROR.value, *run.extra_labels(body)).inc()
+    run.event(body, "Warning", reason, message)
+    try:
+        spec: TestRunSpec | None = TestRunSpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        spec = None
+    return await finished(run, body, final, spec)
+
+
+async def record_start(run: RunHandle, body: Body, status: TestRunStatus) -> None:
+    """A provisional row when an attempt starts running; a missing one is not worth a retry."""
+    if status.attempts in run.recorded_start:
+        return
+    try:
+        await run.eng.store.upsert([result_rows.start_row(body, status)])
+        run.recorded_start.add(status.attempts)
+    except StoreUnavailable as exc:
+        run.log.info("provisional row not written (the final one will be): %s", exc)
+
+
+async def finished(run: RunHandle, body: Body, status: TestRunStatus, spec: TestRunSpec | None) -> Step:
+    """After the terminal phase: the rows owed to PostgreSQL, then the TTL."""
+    eng = run.eng
+    owed = result_rows.rows_to_record(body, status)
+    if owed and eng.store.enabled:
+        try:
+            await eng.store.upsert(owed)
+        except StoreUnavailable as exc:
+            eng.metrics.service_errors.labels("postgres").inc()
+            eng.metrics.results_waiting(run.uid, True)
+            if not tr.has_condition(status, ConditionType.RESULTS_RECORDED, "False", Reason.DATABASE_UNAVAILABLE):
+                message = f"{exc}; the rows are written when it returns (the status holds the result)"
+                await run.patch(body, {"conditions": tr.set_condition(
+                    status.conditions, ConditionType.RESULTS_RECORDED, "False", Reason.DATABASE_UNAVAILABLE,
+                    message, eng.clock.now())})
+                run.event(body, "Warning", EventReason.DATABASE_UNAVAILABLE, message)
+            return eng.settings.service_retry_seconds
+        recorded = sorted(set(status.recorded) | {r.attempt for r in owed})
+        body = await run.patch(body, {
+            "recorded": recorded,
+            "conditions": tr.set_condition(status.conditions, ConditionType.RESULTS_RECORDED, "True",
+                                           Reason.RECORDED, f"{len(recorded)} row(s) in PostgreSQL table runs",
+                                           eng.clock.now())})
+        eng.metrics.results_waiting(run.uid, False)
+    ttl = spec.ttlSecondsAfterFinished if spec is not None else None
+    if ttl is not None:
+        now = eng.clock.now()
+        ended = parse_iso(status.completedAt) or now
+        left = ended.timestamp() + ttl - now.timestamp()
+        if left > 0:
+            return left
+        run.log.info("ttlSecondsAfterFinished=%d passed; deleting the TestRun", ttl)
+        await eng.kube.delete_testrun(run.namespace, run.name, run.uid)
+    return None

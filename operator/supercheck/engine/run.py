@@ -1,0 +1,95 @@
+"""One run as the engine handles it: its newest known body, status patches that never overwrite a
+newer decision, its Events and its runner pods."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from supercheck.engine.context import Engine
+from supercheck.pods import PodView
+from supercheck.ports import Conflict
+
+Body = dict[str, Any]
+
+
+def resource_version(body: Mapping[str, Any]) -> int:
+    try:
+        return int(body["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return -1
+
+
+def body_ref(body: Mapping[str, Any]) -> str:
+    meta = body["metadata"]
+    return f"{meta['namespace']}/{meta['name']}"
+
+
+class RunHandle:
+    """``live`` is Kopf's view, refreshed by the watch; ``latest`` our own newest write, until the
+    watch catches up. ``pods`` lists the run's runner pods (Kopf's index, passed in explicitly)."""
+
+    live: Mapping[str, Any]
+
+    def __init__(self, eng: Engine, body: Mapping[str, Any],
+                 pods: Callable[[], list[PodView]] = lambda: [],
+                 logger: logging.Logger | logging.LoggerAdapter[Any] | None = None) -> None:
+        self.eng = eng
+        # Kopf's per-object logger when driven by Kopf (its warnings become Events too).
+        self.log: logging.Logger | logging.LoggerAdapter[Any] = logger or logging.getLogger(__name__)
+        self.live = body
+        self.latest: Body | None = None
+        self.pods = pods
+        meta = body["metadata"]
+        self.namespace: str = meta["namespace"]
+        self.name: str = meta["name"]
+        self.uid: str = meta["uid"]
+        self.recorded_start: set[int] = set()
+
+    def body(self) -> Body:
+        live = dict(self.live)
+        if self.latest is not None and resource_version(self.latest) > resource_version(live):
+            return self.latest
+        return live
+
+    async def refresh(self) -> Body | None:
+        fresh = await self.eng.kube.get_testrun(self.namespace, self.name)
+        if fresh is not None and fresh["metadata"]["uid"] == self.uid:
+            self.latest = fresh
+            return fresh
+        return None
+
+    async def patch(self, body: Body, status_patch: dict[str, Any]) -> Body:
+        """A status merge patch, applied only if nobody changed the run's spec or status since we read it.
+
+        A change of metadata alone (Kopf's finalizer, annotations) does not invalidate a decision
+        taken on the status: the patch is retried once against the fresh resourceVersion.
+        """
+        kube = self.eng.kube
+        rv = body["metadata"].get("resourceVersion")
+        try:
+            updated = await kube.patch_status(self.namespace, self.name, status_patch, rv)
+        except Conflict:
+            fresh = await self.refresh()
+            if fresh is None or fresh.get("status") != body.get("status") or fresh.get("spec") != body.get("spec"):
+                raise
+            updated = await kube.patch_status(self.namespace, self.name, status_patch,
+                                              fresh["metadata"].get("resourceVersion"))
+        self.latest = updated
+        return updated
+
+    def event(self, body: Body, type_: str, reason: str, message: str) -> None:
+        self.eng.events.post(body, type_, reason, message[:1024])
+
+    def pod(self, name: str | None) -> PodView | None:
+        for view in self.pods():
+            if view.name == name:
+                return view
+        return None
+
+    def live_pods(self) -> list[PodView]:
+        return [v for v in self.pods() if v.live]
+
+    def extra_labels(self, body: Body) -> list[str]:
+        return self.eng.extra_labels(body)

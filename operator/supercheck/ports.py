@@ -1,0 +1,132 @@
+"""The run engine's ports: what it needs from the API server, the capacity ledger, the results
+store and the Event recorder, as Protocols with the errors each may raise.
+
+The adapters (:mod:`supercheck.kube`, :mod:`supercheck.ledger`, :mod:`supercheck.store`) implement
+them against the real services; the unit tests implement them in memory
+(``tests/operator/fakes.py``) and walk every transition of the engine without a cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from supercheck.rows import Row
+from supercheck.vocabulary import AdmitState
+
+# ---------------------------------------------------------------- errors the engine handles
+
+
+class Conflict(Exception):
+    """The object changed since it was read (resourceVersion), or is gone: read again, decide again."""
+
+
+class AlreadyExists(Exception):
+    """A create found the object there (our deterministic names make this a no-op, not an error)."""
+
+
+class ApiUnavailable(Exception):
+    """The API server did not answer (5xx, 429, connection): wait and retry."""
+
+
+class LedgerUnavailable(Exception):
+    """Redis cannot be reached; callers wait and retry, they never guess."""
+
+
+class NeedsRebuild(Exception):
+    """The ledger lost its data (Redis restarted empty): rebuild it from the cluster first."""
+
+
+class StoreUnavailable(Exception):
+    """PostgreSQL cannot be reached: the status keeps the truth; the rows are written later."""
+
+
+# ---------------------------------------------------------------- the capacity ledger's answers
+
+PRIORITY_SPAN = 2**40  # queue score = (1000 - priority) * 2**40 + arrival seq
+
+
+def queue_score(priority: int, seq: int) -> int:
+    return (1000 - priority) * PRIORITY_SPAN + seq
+
+
+@dataclass(frozen=True)
+class Promotion:
+    uid: str
+    ref: str  # namespace/name
+
+
+@dataclass(frozen=True)
+class AdmitResult:
+    state: AdmitState
+    seq: int = 0
+    position: int = 0
+    granted_ms: int = 0
+    running: int = 0
+    queued: int = 0
+    promoted: tuple[Promotion, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    removed: str  # running | queued | none
+    promoted: tuple[Promotion, ...] = ()
+
+
+@dataclass
+class Snapshot:
+    epoch: str | None
+    running_count: int
+    queued_count: int
+    running: set[str] = field(default_factory=set)
+    queue: list[tuple[str, int]] = field(default_factory=list)  # (uid, score), best first
+    refs: dict[str, str] = field(default_factory=dict)
+    released: set[str] = field(default_factory=set)
+
+
+# ---------------------------------------------------------------- the ports
+
+Obj = dict[str, Any]
+
+
+class Kube(Protocol):
+    async def get_testrun(self, namespace: str, name: str) -> Obj | None: ...
+    async def list_testruns(self) -> list[Obj]: ...
+    async def patch_status(self, namespace: str, name: str, status: Obj, resource_version: str | None) -> Obj: ...
+    async def delete_testrun(self, namespace: str, name: str, uid: str) -> None: ...
+    async def create(self, obj: Obj) -> Obj: ...
+    async def get_pod(self, namespace: str, name: str) -> Obj | None: ...
+    async def get_configmap(self, namespace: str, name: str) -> Obj | None: ...
+    async def get_secret(self, namespace: str, name: str) -> Obj | None: ...
+    async def replace_secret(self, obj: Obj) -> Obj: ...
+    async def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None) -> None: ...
+    async def list_pods(self, label_selector: str) -> list[Obj]: ...
+
+
+class Ledger(Protocol):
+    running_capacity: int
+    queued_capacity: int
+
+    async def admit(self, uid: str, ref: str, priority: int) -> AdmitResult: ...
+    async def release(self, uid: str, duration_ms: int | None = None) -> ReleaseResult: ...
+    async def ensure(self, uid: str, ref: str, kind: str, score: int = 0) -> tuple[str, tuple[Promotion, ...]]: ...
+    async def rebuild(self, running: Sequence[tuple[str, str]], queued: Sequence[tuple[str, str, int]],
+                      released: Sequence[str], seq_floor: int) -> tuple[bool, tuple[Promotion, ...]]: ...
+    async def snapshot(self) -> Snapshot: ...
+    async def epoch(self) -> str | None: ...
+    async def avg_run_seconds(self) -> float | None: ...
+    async def prune_released(self) -> int: ...
+    async def close(self) -> None: ...
+
+
+class Store(Protocol):
+    @property
+    def enabled(self) -> bool: ...
+    async def upsert(self, rows: list[Row]) -> None: ...
+    async def ready(self) -> bool: ...
+    async def close(self) -> None: ...
+
+
+class Events(Protocol):
+    def post(self, body: Obj, type_: str, reason: str, message: str) -> None: ...

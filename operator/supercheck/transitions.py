@@ -1,0 +1,249 @@
+"""Status transitions as pure functions: each returns the merge patch of ``status`` for one step."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from supercheck.clock import human_duration, iso, parse_iso
+from supercheck.models import AttemptRecord, Condition, Phase, TestRunStatus
+from supercheck.pods import AttemptOutcome, PodView
+from supercheck.retry import RETRY_LIMITS, Decision
+from supercheck.vocabulary import ConditionType, Reason, SlotState
+from supercheck_contract import FailureClass, RunnerResult
+
+
+def set_condition(conditions: Sequence[Condition | Mapping[str, Any]], ctype: str, status: str, reason: str,
+                  message: str, now: datetime) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    found = False
+    for c in conditions:
+        c = c.model_dump(exclude_none=True) if isinstance(c, Condition) else dict(c)
+        if c.get("type") == ctype:
+            found = True
+            changed = c.get("status") != status
+            c = {
+                "type": ctype,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": (iso(now) if changed or not c.get("lastTransitionTime")
+                                       else c["lastTransitionTime"]),
+            }
+        out.append(c)
+    if not found:
+        out.append({"type": ctype, "status": status, "reason": reason, "message": message,
+                    "lastTransitionTime": iso(now)})
+    return out
+
+
+def has_condition(status: TestRunStatus, ctype: str, value: str, reason: str | None = None) -> bool:
+    return any(c.type == ctype and c.status == value and (reason is None or c.reason == reason)
+               for c in status.conditions)
+
+
+def result_line(result: RunnerResult | None, phase: Phase) -> str | None:
+    """The printer column: test counts for Playwright, the verdict for k6."""
+    if result is not None and result.summary is not None:
+        s = result.summary
+        parts = [f"{s.passed}/{s.total} passed"]
+        if s.failed:
+            parts.append(f"{s.failed} failed")
+        if s.flaky:
+            parts.append(f"{s.flaky} flaky")
+        if s.skipped:
+            parts.append(f"{s.skipped} skipped")
+        return ", ".join(parts)
+    if result is not None and result.k6 is not None:
+        k = result.k6
+        verdict = "thresholds passed" if k.thresholdsPassed else "thresholds failed"
+        checks = k.checksPassed + k.checksFailed
+        return f"{verdict}, {k.checksPassed}/{checks} checks" if checks else verdict
+    return None
+
+
+def queued_patch(status: TestRunStatus, seq: int, position: int, now: datetime) -> dict[str, Any]:
+    return {
+        "phase": Phase.QUEUED.value,
+        "attempts": status.attempts,
+        "slot": SlotState.QUEUED,
+        "queueSeq": seq,
+        "queuedAt": status.queuedAt or iso(now),
+        "reason": Reason.QUEUED,
+        "message": f"waiting for a running slot; position {position} in the queue",
+        "conditions": set_condition(status.conditions, ConditionType.ADMITTED, "True", Reason.QUEUED,
+                                    "admitted to the queue", now),
+    }
+
+
+def rejected_patch(status: TestRunStatus, retry_after: int, running: int, queued: int,
+                   running_capacity: int, queued_capacity: int, now: datetime) -> dict[str, Any]:
+    message = (f"capacity exceeded: {running}/{running_capacity} running and {queued}/{queued_capacity} queued; "
+               f"apply the TestRun again in about {retry_after}s")
+    return {
+        "phase": Phase.REJECTED.value,
+        "attempts": status.attempts,
+        "slot": None,
+        "reason": Reason.CAPACITY_EXCEEDED,
+        "message": message,
+        "retryAfterSeconds": retry_after,
+        "completedAt": iso(now),
+        "result": "rejected",
+        "conditions": set_condition(status.conditions, ConditionType.ADMITTED, "False", Reason.CAPACITY_EXCEEDED,
+                                    message,
+                                    now),
+    }
+
+
+def claim_attempt_patch(status: TestRunStatus, attempt: int, pod: str, granted_at: datetime | None,
+                        now: datetime) -> dict[str, Any]:
+    """Before the attempt's pod is created: the attempt number is taken, so it is never launched twice."""
+    history = [h.model_dump(mode="json", exclude_none=True) for h in status.attemptHistory]
+    history.append({"attempt": attempt, "podName": pod, "phase": "Pending"})
+    retry = attempt > 1
+    patch = {
+        "phase": Phase.PENDING.value,
+        "slot": SlotState.RUNNING,
+        "attempts": attempt,
+        "podName": pod,
+        "nextAttemptAt": None,
+        "reason": Reason.RETRYING if retry else Reason.STARTING,
+        "message": f"attempt {attempt}: creating runner pod {pod}",
+        "attemptHistory": history,
+    }
+    if not status.startedAt:
+        patch["startedAt"] = iso(granted_at or now)
+    if status.phase == Phase.QUEUED or not has_condition(status, ConditionType.ADMITTED, "True"):
+        patch["conditions"] = set_condition(status.conditions, ConditionType.ADMITTED, "True", Reason.SLOT_GRANTED,
+                                            "a running slot was granted", now)
+    return patch
+
+
+def running_patch(status: TestRunStatus, pod: PodView, now: datetime) -> dict[str, Any]:
+    history = [h.model_dump(mode="json", exclude_none=True) for h in status.attemptHistory]
+    started = (pod.container.started_at if pod.container else None) or iso(now)
+    for h in history:
+        if h["attempt"] == status.attempts:
+            h["phase"] = "Running"
+            h.setdefault("startedAt", iso(now))
+    return {
+        "phase": Phase.RUNNING.value,
+        "reason": Reason.RUNNING,
+        "message": f"attempt {status.attempts}: runner pod {pod.name} is running (container started {started})",
+        "attemptHistory": history,
+    }
+
+
+def _history_with_end(status: TestRunStatus, outcome: AttemptOutcome, phase: str,
+                      now: datetime) -> list[dict[str, Any]]:
+    history = [h.model_dump(mode="json", exclude_none=True) for h in status.attemptHistory]
+    for h in history:
+        if h["attempt"] == status.attempts:
+            h.update(
+                phase=phase,
+                failureClass=outcome.failure.value,
+                completedAt=iso(now),
+                message=(outcome.message or "")[:1024],
+            )
+            if outcome.exit_code is not None:
+                h["exitCode"] = outcome.exit_code
+    return history
+
+
+def retry_patch(status: TestRunStatus, outcome: AttemptOutcome, decision: Decision, now: datetime) -> dict[str, Any]:
+    when = datetime.fromtimestamp(now.timestamp() + decision.delay_seconds, UTC)
+    message = (f"attempt {status.attempts} failed ({outcome.failure.value}): {outcome.message}; "
+               f"retry {decision.retry_number} of {decision.retry_limit} in {decision.delay_seconds:g}s")
+    return {
+        "phase": Phase.PENDING.value,
+        "reason": Reason.RETRY_BACKOFF,
+        "message": message[:2048],
+        "failureClass": outcome.failure.value,
+        "nextAttemptAt": iso(when),
+        "attemptHistory": _history_with_end(status, outcome, Phase.ERROR.value, now),
+    }
+
+
+def terminal_patch(status: TestRunStatus, outcome: AttemptOutcome, decision: Decision, now: datetime) -> dict[str, Any]:
+    phase = decision.phase or Phase.ERROR
+    result = outcome.result
+    message = outcome.message or ""
+    if decision.retry_limit and phase == Phase.ERROR and outcome.failure in RETRY_LIMITS:
+        message = f"{message} (gave up after {status.attempts} attempts)"
+    started = parse_iso(status.startedAt) or now
+    patch: dict[str, Any] = {
+        "phase": phase.value,
+        "slot": None,
+        "reason": decision.reason,
+        "message": message[:2048] or decision.reason,
+        "failureClass": outcome.failure.value,
+        "completedAt": iso(now),
+        "nextAttemptAt": None,
+        "duration": human_duration(max(0.0, (now - started).total_seconds())),
+        "result": result_line(result, phase) or phase.value.lower(),
+        "attemptHistory": _history_with_end(status, outcome, phase.value, now),
+    }
+    if result is not None:
+        if result.summary is not None:
+            patch["summary"] = result.summary.model_dump(mode="json")
+        if result.k6 is not None:
+            patch["k6"] = result.k6.model_dump(mode="json", exclude_none=True)
+        if result.artifacts is not None:
+            patch["artifacts"] = result.artifacts.model_dump(mode="json", exclude_none=True)
+    return patch
+
+
+def error_before_pod_patch(status: TestRunStatus, reason: str, message: str, now: datetime) -> dict[str, Any]:
+    """The operator refused the run before any pod: bad reference, resources out of bounds."""
+    return {
+        "phase": Phase.ERROR.value,
+        "attempts": status.attempts,
+        "slot": None,
+        "reason": reason,
+        "message": message,
+        "failureClass": FailureClass.VALIDATION.value,
+        "completedAt": iso(now),
+        "result": "error",
+    }
+
+
+def cancelled_patch(status: TestRunStatus, now: datetime) -> dict[str, Any]:
+    was = status.phase.value if status.phase else "Pending"
+    history = [h.model_dump(mode="json", exclude_none=True) for h in status.attemptHistory]
+    for h in history:
+        if h["attempt"] == status.attempts and not h.get("completedAt"):
+            h.update(phase=Phase.CANCELLED.value, completedAt=iso(now))
+    started = parse_iso(status.startedAt)
+    patch = {
+        "phase": Phase.CANCELLED.value,
+        "slot": None,
+        "reason": Reason.CANCELLED,
+        "message": f"the TestRun was deleted while {was}",
+        "completedAt": iso(now),
+        "nextAttemptAt": None,
+        "result": "cancelled",
+        "attemptHistory": history,
+    }
+    if started:
+        patch["duration"] = human_duration(max(0.0, (now - started).total_seconds()))
+    return patch
+
+
+def previous_failures(status: TestRunStatus) -> list[FailureClass]:
+    """Failure classes of the attempts before the current one."""
+    return [h.failureClass for h in status.attemptHistory
+            if h.attempt < status.attempts and h.failureClass is not None]
+
+
+def current_attempt(status: TestRunStatus) -> AttemptRecord | None:
+    for h in status.attemptHistory:
+        if h.attempt == status.attempts:
+            return h
+    return None
+
+
+def attempt_seen_running(status: TestRunStatus) -> bool:
+    rec = current_attempt(status)
+    return bool(rec and rec.startedAt)
+

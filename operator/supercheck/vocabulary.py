@@ -1,0 +1,118 @@
+"""The operator's words, defined once: condition types, reasons, Event reasons, slot and pod
+states, label keys, Redis key names and the promotions channel.
+
+Python uses these members; the ledger's Lua scripts receive the Redis names from
+:func:`supercheck.ledger.lua_preamble`, built from this module, so no name is written twice.
+The spec and status *shapes* are in :mod:`supercheck.models`.
+"""
+
+from __future__ import annotations
+
+import enum
+
+GROUP = "supercheck.io"
+
+# ---------------------------------------------------------------- labels on the objects a run owns
+
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "supercheck"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_TESTRUN = f"{GROUP}/testrun"
+LABEL_TESTRUN_UID = f"{GROUP}/testrun-uid"
+LABEL_ATTEMPT = f"{GROUP}/attempt"
+LABEL_TYPE = f"{GROUP}/type"
+RUNNER_SELECTOR = {LABEL_MANAGED_BY: MANAGER}
+
+
+# ---------------------------------------------------------------- status
+
+
+class ConditionType(enum.StrEnum):
+    ADMITTED = "Admitted"
+    REFERENCES_RESOLVED = "ReferencesResolved"
+    RESULTS_RECORDED = "ResultsRecorded"
+
+
+class Reason(enum.StrEnum):
+    """``status.reason`` and condition reasons."""
+
+    # admission
+    QUEUED = "Queued"
+    CAPACITY_EXCEEDED = "CapacityExceeded"
+    SLOT_GRANTED = "SlotGranted"
+    LEDGER_UNAVAILABLE = "LedgerUnavailable"
+    # refused before any pod
+    INVALID_SPEC = "InvalidSpec"
+    RESOURCES_OUT_OF_BOUNDS = "ResourcesOutOfBounds"
+    CONFIGMAP_NOT_FOUND = "ConfigMapNotFound"
+    SECRET_NOT_FOUND = "SecretNotFound"
+    KEY_NOT_FOUND = "KeyNotFound"
+    # attempts
+    STARTING = "Starting"
+    RUNNING = "Running"
+    RETRYING = "Retrying"
+    RETRY_BACKOFF = "RetryBackoff"
+    # how a run ended (see supercheck.retry.TERMINAL_FOR)
+    TESTS_PASSED = "TestsPassed"
+    TESTS_FAILED = "TestsFailed"
+    INVALID_SCRIPT = "InvalidScript"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    OOM_KILLED = "OOMKilled"
+    BROWSER_CRASHED = "BrowserCrashed"
+    INFRASTRUCTURE_ERROR = "InfrastructureError"
+    POD_LOST = "PodLost"
+    CANCELLED = "Cancelled"
+    # results
+    RECORDED = "Recorded"
+    DATABASE_UNAVAILABLE = "DatabaseUnavailable"
+
+
+def not_found_reason(kind: str) -> Reason:
+    """The reason for a missing referenced object of this kind (ConfigMap or Secret)."""
+    return Reason.CONFIGMAP_NOT_FOUND if kind == "ConfigMap" else Reason.SECRET_NOT_FOUND
+
+
+class EventReason(enum.StrEnum):
+    """Reasons of the Kubernetes Events a run emits (the end of a run uses its :class:`Reason`)."""
+
+    QUEUED = "Queued"
+    CAPACITY_EXCEEDED = "CapacityExceeded"
+    DISPATCHED = "Dispatched"
+    RUNNING = "Running"
+    RETRYING = "Retrying"
+    CANCELLED = "Cancelled"
+    LEDGER_UNAVAILABLE = "LedgerUnavailable"
+    DATABASE_UNAVAILABLE = "DatabaseUnavailable"
+
+
+class SlotState(enum.StrEnum):
+    """What the capacity ledger holds for a run (``status.slot``)."""
+
+    RUNNING = "running"
+    QUEUED = "queued"
+
+
+class AdmitState(enum.StrEnum):
+    """The ledger's answer to an admission."""
+
+    RUNNING = "running"
+    QUEUED = "queued"
+    REJECTED = "rejected"
+    RELEASED = "released"  # the run ended already; it never comes back
+
+
+class PodStateKind(enum.StrEnum):
+    """What an attempt's pod says (:func:`supercheck.pods.observe`)."""
+
+    ABSENT = "absent"
+    PENDING = "pending"
+    RUNNING = "running"
+    FINISHED = "finished"
+
+
+# ---------------------------------------------------------------- Redis
+
+REDIS_RUNNING_KEY = "supercheck:capacity:running"  # the contract's counters
+REDIS_QUEUED_KEY = "supercheck:capacity:queued"
+LEDGER_PREFIX = "supercheck:ledger:"
+PROMOTIONS_CHANNEL = LEDGER_PREFIX + "promoted"  # pub/sub: uids promoted to a running slot

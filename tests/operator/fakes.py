@@ -1,0 +1,346 @@
+"""In-memory implementations of the run engine's ports (supercheck.ports), for unit tests.
+
+Why fakes here: these tests walk every transition of the engine (admit, queue, reject, conflicts,
+services down, pod refused, each failure class, cancel) in milliseconds and deterministically;
+the same engine runs against the real API server, Redis and PostgreSQL in the cluster tests
+(tests/operator/test_cluster_*.py). Each fake keeps the semantics the engine relies on:
+
+* FakeKube: resourceVersion preconditions (Conflict), AlreadyExists, merge patches of status,
+  ownerless objects, and a hand to play the kubelet (``pod_running``, ``pod_terminated``...).
+* FakeLedger: the Lua scripts' model — idempotent per uid, FIFO within a priority, promotion
+  on release, released runs never come back, ``wiped`` answers NeedsRebuild.
+* FakeStore: an upsert that never lets a provisional row replace a final one.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from supercheck.ports import (
+    AdmitResult,
+    AlreadyExists,
+    ApiUnavailable,
+    Conflict,
+    LedgerUnavailable,
+    NeedsRebuild,
+    Promotion,
+    ReleaseResult,
+    Snapshot,
+    StoreUnavailable,
+    queue_score,
+)
+from supercheck.rows import Row
+from supercheck.vocabulary import AdmitState
+
+
+class FakeClock:
+    def __init__(self, start: datetime | None = None) -> None:
+        self.t = start or datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += timedelta(seconds=seconds)
+
+
+class RecordingEvents:
+    def __init__(self) -> None:
+        self.posted: list[tuple[str, str, str]] = []
+
+    def post(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        self.posted.append((type_, reason, message))
+
+    def reasons(self) -> list[str]:
+        return [r for _, r, _ in self.posted]
+
+
+def _merge(dst: dict[str, Any], patch: dict[str, Any]) -> None:
+    """JSON merge patch (RFC 7386): None deletes, dicts merge, everything else replaces."""
+    for k, v in patch.items():
+        if v is None:
+            dst.pop(k, None)
+        elif isinstance(v, dict) and isinstance(dst.get(k), dict):
+            _merge(dst[k], v)
+        else:
+            dst[k] = copy.deepcopy(v)
+
+
+class FakeKube:
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._rv = itertools.count(1)
+        self._uid = itertools.count(1)
+        self.down = False  # every call raises ApiUnavailable
+        self.refuse_pods: Exception | None = None  # create(Pod) raises this
+        self.calls: list[str] = []
+
+    # --- helpers for tests
+    def _check(self, call: str) -> None:
+        self.calls.append(call)
+        if self.down:
+            raise ApiUnavailable("503 Service Unavailable (the fake API server is down)")
+
+    def _stamp(self, obj: dict[str, Any]) -> dict[str, Any]:
+        obj["metadata"]["resourceVersion"] = str(next(self._rv))
+        return obj
+
+    def add(self, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj.setdefault("metadata", {})
+        meta.setdefault("uid", f"uid-{next(self._uid)}")
+        meta.setdefault("creationTimestamp", self.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"))
+        self.objects[(obj["kind"], meta["namespace"], meta["name"])] = self._stamp(obj)
+        return copy.deepcopy(obj)
+
+    def add_testrun(self, name: str, spec: dict[str, Any], namespace: str = "ns",
+                    labels: dict[str, str] | None = None) -> dict[str, Any]:
+        return self.add({"apiVersion": "supercheck.io/v1alpha1", "kind": "TestRun",
+                         "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
+                         "spec": spec})
+
+    def testrun(self, name: str, namespace: str = "ns") -> dict[str, Any]:
+        return copy.deepcopy(self.objects[("TestRun", namespace, name)])
+
+    def pods(self, namespace: str = "ns") -> list[dict[str, Any]]:
+        return [copy.deepcopy(o) for (k, ns, _), o in sorted(self.objects.items()) if k == "Pod" and ns == namespace]
+
+    def touch_testrun(self, name: str, namespace: str = "ns", **status: Any) -> None:
+        """Someone else writes the TestRun's status (another replica): its resourceVersion moves on."""
+        obj = self.objects[("TestRun", namespace, name)]
+        _merge(obj.setdefault("status", {}), status)
+        self._stamp(obj)
+
+    def _pod(self, name: str, namespace: str) -> dict[str, Any]:
+        return self.objects[("Pod", namespace, name)]
+
+    def pod_running(self, name: str, namespace: str = "ns") -> None:
+        pod = self._pod(name, namespace)
+        pod["status"] = {"phase": "Running", "containerStatuses": [
+            {"name": "runner", "state": {"running": {"startedAt": "2030-01-01T12:00:01Z"}}}]}
+        self._stamp(pod)
+
+    def pod_terminated(self, name: str, exit_code: int, message: str = "", reason: str = "Error",
+                       namespace: str = "ns", pod_reason: str | None = None) -> None:
+        pod = self._pod(name, namespace)
+        pod["status"] = {"phase": "Succeeded" if exit_code == 0 else "Failed", "containerStatuses": [
+            {"name": "runner", "state": {"terminated": {"exitCode": exit_code, "reason": reason,
+                                                        "message": message}}}]}
+        if pod_reason:
+            pod["status"]["reason"] = pod_reason
+        self._stamp(pod)
+
+    def remove_pod(self, name: str, namespace: str = "ns") -> None:
+        self.objects.pop(("Pod", namespace, name), None)
+
+    # --- the port
+    async def get_testrun(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self._check("get_testrun")
+        obj = self.objects.get(("TestRun", namespace, name))
+        return copy.deepcopy(obj) if obj else None
+
+    async def list_testruns(self) -> list[dict[str, Any]]:
+        self._check("list_testruns")
+        return [copy.deepcopy(o) for (k, _, _), o in self.objects.items() if k == "TestRun"]
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any],
+                           resource_version: str | None) -> dict[str, Any]:
+        self._check("patch_status")
+        obj = self.objects.get(("TestRun", namespace, name))
+        if obj is None:
+            raise Conflict("the TestRun is gone")
+        if resource_version and resource_version != obj["metadata"]["resourceVersion"]:
+            raise Conflict("the object has been modified")
+        _merge(obj.setdefault("status", {}), status)
+        return copy.deepcopy(self._stamp(obj))
+
+    async def delete_testrun(self, namespace: str, name: str, uid: str) -> None:
+        self._check("delete_testrun")
+        obj = self.objects.get(("TestRun", namespace, name))
+        if obj is not None and obj["metadata"]["uid"] == uid:
+            del self.objects[("TestRun", namespace, name)]
+
+    async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self._check(f"create {obj['kind']}")
+        if obj["kind"] == "Pod" and self.refuse_pods is not None:
+            raise self.refuse_pods
+        key = (obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
+        if key in self.objects:
+            raise AlreadyExists(f"{key} already exists")
+        return self.add(copy.deepcopy(obj))
+
+    async def _get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self._check(f"get {kind}")
+        obj = self.objects.get((kind, namespace, name))
+        return copy.deepcopy(obj) if obj else None
+
+    async def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get("Pod", namespace, name)
+
+    async def get_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get("ConfigMap", namespace, name)
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get("Secret", namespace, name)
+
+    async def replace_secret(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self._check("replace Secret")
+        return self.add(copy.deepcopy(obj))
+
+    async def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None) -> None:
+        self._check("delete Pod")
+        self.objects.pop(("Pod", namespace, name), None)
+
+    async def list_pods(self, label_selector: str) -> list[dict[str, Any]]:
+        self._check("list_pods")
+        key, _, value = label_selector.partition("=")
+        return [copy.deepcopy(o) for (k, _, _), o in self.objects.items()
+                if k == "Pod" and (o["metadata"].get("labels") or {}).get(key) == value]
+
+
+class FakeLedger:
+    """The capacity ledger's semantics (lua/*.lua), in memory."""
+
+    def __init__(self, running_capacity: int, queued_capacity: int, clock: FakeClock) -> None:
+        self.running_capacity = running_capacity
+        self.queued_capacity = queued_capacity
+        self.clock = clock
+        self.running: dict[str, int] = {}  # uid -> granted ms
+        self.queue: dict[str, int] = {}  # uid -> score
+        self.refs: dict[str, str] = {}
+        self.released: set[str] = set()
+        self.seq = 0
+        self.down = False
+        self.wiped = False
+        self.avg_ms: int | None = None
+
+    def _check(self) -> None:
+        if self.down:
+            raise LedgerUnavailable("Redis at 127.0.0.1:0 is unreachable (the fake ledger is down)")
+        if self.wiped:
+            raise NeedsRebuild("the capacity ledger is empty (Redis restarted?)")
+
+    def _ms(self) -> int:
+        return int(self.clock.now().timestamp() * 1000)
+
+    def _promote(self) -> tuple[Promotion, ...]:
+        out = []
+        while len(self.running) < self.running_capacity and self.queue:
+            uid = min(self.queue, key=lambda u: self.queue[u])
+            del self.queue[uid]
+            self.running[uid] = self._ms()
+            out.append(Promotion(uid, self.refs.get(uid, "")))
+        return tuple(out)
+
+    def _position(self, uid: str) -> int:
+        return sorted(self.queue.values()).index(self.queue[uid]) + 1
+
+    async def admit(self, uid: str, ref: str, priority: int) -> AdmitResult:
+        self._check()
+        counts = lambda: dict(running=len(self.running), queued=len(self.queue))  # noqa: E731
+        if uid in self.released:
+            return AdmitResult(AdmitState.RELEASED, **counts())
+        promoted = self._promote()
+        if uid in self.running:
+            return AdmitResult(AdmitState.RUNNING, granted_ms=self.running[uid], promoted=promoted, **counts())
+        if uid in self.queue:
+            return AdmitResult(AdmitState.QUEUED, seq=self.queue[uid] % 2**40, position=self._position(uid),
+                               promoted=promoted, **counts())
+        self.refs[uid] = ref
+        if len(self.running) < self.running_capacity and not self.queue:
+            self.running[uid] = self._ms()
+            return AdmitResult(AdmitState.RUNNING, granted_ms=self.running[uid], promoted=promoted, **counts())
+        if len(self.queue) < self.queued_capacity:
+            self.seq += 1
+            self.queue[uid] = queue_score(priority, self.seq)
+            return AdmitResult(AdmitState.QUEUED, seq=self.seq, position=self._position(uid), promoted=promoted,
+                               **counts())
+        del self.refs[uid]
+        return AdmitResult(AdmitState.REJECTED, promoted=promoted, **counts())
+
+    async def release(self, uid: str, duration_ms: int | None = None) -> ReleaseResult:
+        self._check()
+        self.released.add(uid)
+        removed = "none"
+        if self.running.pop(uid, None) is not None:
+            removed = "running"
+            if duration_ms:
+                self.avg_ms = int((self.avg_ms or duration_ms) * 0.8 + duration_ms * 0.2)
+        elif self.queue.pop(uid, None) is not None:
+            removed = "queued"
+        self.refs.pop(uid, None)
+        return ReleaseResult(removed, self._promote())
+
+    async def ensure(self, uid: str, ref: str, kind: str, score: int = 0) -> tuple[str, tuple[Promotion, ...]]:
+        self._check()
+        if uid in self.released or uid in self.running or uid in self.queue:
+            return "present", ()
+        self.refs[uid] = ref
+        if kind == "running":
+            self.running[uid] = self._ms()
+        else:
+            self.queue[uid] = score
+        return "added", self._promote()
+
+    async def rebuild(self, running: Sequence[tuple[str, str]], queued: Sequence[tuple[str, str, int]],
+                      released: Sequence[str], seq_floor: int) -> tuple[bool, tuple[Promotion, ...]]:
+        if self.down:
+            raise LedgerUnavailable("down")
+        if not self.wiped:
+            return False, ()
+        self.wiped = False
+        self.running = {uid: self._ms() for uid, _ in running}
+        self.queue = {uid: score for uid, _, score in queued}
+        self.refs = {uid: ref for uid, ref in running} | {uid: ref for uid, ref, _ in queued}
+        self.released = set(released)
+        self.seq = max(self.seq, seq_floor)
+        return True, self._promote()
+
+    async def snapshot(self) -> Snapshot:
+        if self.down:
+            raise LedgerUnavailable("down")
+        return Snapshot(None if self.wiped else "epoch", len(self.running), len(self.queue), set(self.running),
+                        sorted(self.queue.items(), key=lambda kv: kv[1]), dict(self.refs), set(self.released))
+
+    async def epoch(self) -> str | None:
+        if self.down:
+            raise LedgerUnavailable("down")
+        return None if self.wiped else "epoch"
+
+    async def avg_run_seconds(self) -> float | None:
+        return self.avg_ms / 1000 if self.avg_ms else None
+
+    async def prune_released(self) -> int:
+        return 0
+
+    async def close(self) -> None:
+        return None
+
+
+class FakeStore:
+    def __init__(self, enabled: bool = True) -> None:
+        self._enabled = enabled
+        self.rows: dict[tuple[str, int], Row] = {}
+        self.down = False
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    async def upsert(self, rows: list[Row]) -> None:
+        if self.down:
+            raise StoreUnavailable("PostgreSQL at 127.0.0.1:0 is unavailable (the fake store is down)")
+        for row in rows:
+            old = self.rows.get((row.uid, row.attempt))
+            if old is None or not old.final or row.final:
+                self.rows[(row.uid, row.attempt)] = row
+
+    async def ready(self) -> bool:
+        return not self.down
+
+    async def close(self) -> None:
+        return None
