@@ -9,6 +9,7 @@ timeout                   pod ``DeadlineExceeded`` or runner exit 12           T
 out of memory             container ``OOMKilled`` / exit 137                   retry once
 browser crash             runner result (exit 13)                             retry up to 2 times
 infrastructure            runner result (exit 14), image errors               retry up to 3 times
+network                   runner result (exit 15): remote module, DNS, refused retry up to 3 times
 pod lost                  pod gone / evicted / died without a result          retry within the same limits
 ========================  ==================================================  ===========================
 
@@ -30,6 +31,7 @@ RETRY_LIMITS: Mapping[FailureClass, int] = {
     FailureClass.OOM: 1,
     FailureClass.BROWSER_CRASH: 2,
     FailureClass.INFRASTRUCTURE: 3,
+    FailureClass.NETWORK: 3,
     FailureClass.POD_LOST: 3,
 }
 MAX_ATTEMPTS = 1 + max(RETRY_LIMITS.values())
@@ -42,6 +44,7 @@ TERMINAL_FOR: Mapping[FailureClass, tuple[Phase, Reason]] = {
     FailureClass.OOM: (Phase.ERROR, Reason.OOM_KILLED),
     FailureClass.BROWSER_CRASH: (Phase.ERROR, Reason.BROWSER_CRASHED),
     FailureClass.INFRASTRUCTURE: (Phase.ERROR, Reason.INFRASTRUCTURE_ERROR),
+    FailureClass.NETWORK: (Phase.ERROR, Reason.NETWORK_ERROR),
     FailureClass.POD_LOST: (Phase.ERROR, Reason.POD_LOST),
 }
 

@@ -60,6 +60,7 @@ class Reason(enum.StrEnum):
     OOM_KILLED = "OOMKilled"
     BROWSER_CRASHED = "BrowserCrashed"
     INFRASTRUCTURE_ERROR = "InfrastructureError"
+    NETWORK_ERROR = "NetworkError"
     POD_LOST = "PodLost"
     CANCELLED = "Cancelled"
     # results

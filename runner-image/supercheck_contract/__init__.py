@@ -17,6 +17,7 @@ import enum
 import json
 import os
 from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,6 +36,7 @@ class ExitCode(enum.IntEnum):
     TIMEOUT = 12
     BROWSER_CRASH = 13
     INFRASTRUCTURE = 14
+    NETWORK = 15
 
 
 # A str mixin rather than enum.StrEnum: StrEnum would change what str() and f-strings print.
@@ -48,6 +50,7 @@ class FailureClass(str, enum.Enum):  # noqa: UP042
     OOM = "oom"
     BROWSER_CRASH = "browser_crash"
     INFRASTRUCTURE = "infrastructure"
+    NETWORK = "network"  # a remote module, DNS or a connection failed before the test could run
     POD_LOST = "pod_lost"
 
 
@@ -58,6 +61,7 @@ _EXIT_TO_CLASS = {
     ExitCode.TIMEOUT: FailureClass.TIMEOUT,
     ExitCode.BROWSER_CRASH: FailureClass.BROWSER_CRASH,
     ExitCode.INFRASTRUCTURE: FailureClass.INFRASTRUCTURE,
+    ExitCode.NETWORK: FailureClass.NETWORK,
 }
 
 
@@ -117,8 +121,16 @@ class ArtifactLocation(BaseModel):
     report: str | None = Field(default=None, description="Key of the HTML report")
 
 
+class ArtifactFile(BaseModel):
+    """One uploaded object, relative to the attempt's prefix (result.json lists them)."""
+
+    key: str
+    bytes: int
+
+
 class RunnerResult(BaseModel):
-    """What one runner attempt produced."""
+    """What one runner attempt produced. ``uploaded`` and ``notUploaded`` are in result.json only,
+    never in the termination message (4 KiB)."""
 
     exitCode: int
     failureClass: FailureClass
@@ -127,6 +139,8 @@ class RunnerResult(BaseModel):
     k6: K6Summary | None = None
     artifacts: ArtifactLocation | None = None
     durationMs: int | None = None
+    uploaded: list[ArtifactFile] = Field(default_factory=list)
+    notUploaded: list[str] = Field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -135,7 +149,7 @@ class RunnerResult(BaseModel):
 
 def encode_termination_message(result: RunnerResult) -> str:
     """Compact JSON within Kubernetes' 4 KiB limit; the message is shortened first, never the counts."""
-    data = result.model_dump(mode="json", exclude_none=True)
+    data = result.model_dump(mode="json", exclude_none=True, exclude={"uploaded", "notUploaded"})
     text = json.dumps(data, separators=(",", ":"))
     while len(text.encode()) > TERMINATION_MESSAGE_LIMIT and data.get("message"):
         msg = data["message"]
@@ -161,6 +175,7 @@ class RunnerConfig(BaseModel):
 
     type: str  # "playwright" | "k6"
     scriptPath: str
+    scriptName: str = ""  # the file name the user gave (ConfigMap key, or <run name>.spec.ts); reports use it
     timeoutSeconds: int
     runName: str
     namespace: str
@@ -171,13 +186,17 @@ class RunnerConfig(BaseModel):
     playwrightTrace: str = "retain-on-failure"
     playwrightHeadless: bool = True
     playwrightWorkers: int = 2
+    playwrightTestTimeoutSeconds: int = 30  # per test (Playwright's own default), not the run's budget
+    # Playwright `use` options set without editing the script: baseURL, viewport, locale, timezoneId,
+    # extraHTTPHeaders.
+    playwrightUse: dict[str, Any] = Field(default_factory=dict)
     k6Args: list[str] = Field(default_factory=list)
     workDir: str = "/tmp/supercheck"
 
     def to_env(self) -> dict[str, str]:
         env = {}
         for name, value in self.model_dump().items():
-            if isinstance(value, (list, bool)):
+            if isinstance(value, (list, dict, bool)):
                 value = json.dumps(value)
             env[_env_name(name)] = str(value)
         return env
@@ -191,7 +210,7 @@ class RunnerConfig(BaseModel):
             if key not in environ:
                 continue
             raw = environ[key]
-            if field.annotation in (bool, list[str]):
+            if field.annotation in (bool, list[str], dict[str, Any]):
                 data[name] = json.loads(raw)
             else:
                 data[name] = raw

@@ -364,6 +364,8 @@ async def _fail_attempt(w: World, name: str, attempt: int, how: str) -> float | 
         w.kube.pod_terminated(pod, 137, reason="OOMKilled")
     elif how == "browser":
         w.kube.pod_terminated(pod, 13, result(FailureClass.BROWSER_CRASH, ExitCode.BROWSER_CRASH, "chromium died"))
+    elif how == "network":
+        w.kube.pod_terminated(pod, 15, result(FailureClass.NETWORK, ExitCode.NETWORK, "jslib.k6.io: no such host"))
     elif how == "infra":
         w.kube.pod_terminated(pod, 14, result(FailureClass.INFRASTRUCTURE, ExitCode.INFRASTRUCTURE, "S3 refused"))
     elif how == "lost":
@@ -375,6 +377,7 @@ async def _fail_attempt(w: World, name: str, attempt: int, how: str) -> float | 
     ("oom", 1, "OOMKilled"),
     ("browser", 2, "BrowserCrashed"),
     ("infra", 3, "InfrastructureError"),
+    ("network", 3, "NetworkError"),
     ("lost", 3, "PodLost"),
 ])
 def test_failure_classes_are_retried_with_backoff_up_to_their_limit(how, retries, reason):
@@ -402,9 +405,9 @@ def test_failure_classes_are_retried_with_backoff_up_to_their_limit(how, retries
         assert f"(gave up after {retries + 1} attempts)" in st["message"]
         assert [h["attempt"] for h in st["attemptHistory"]] == list(range(1, retries + 2))
         assert not w.ledger.running
-        assert w.metric("supercheck_retries_total", type="k6",
-                        failure_class={"oom": "oom", "browser": "browser_crash", "infra": "infrastructure",
-                                       "lost": "pod_lost"}[how]) == retries
+        failure_class = {"oom": "oom", "browser": "browser_crash", "infra": "infrastructure", "network": "network",
+                         "lost": "pod_lost"}[how]
+        assert w.metric("supercheck_retries_total", type="k6", failure_class=failure_class) == retries
     run(go)
 
 
