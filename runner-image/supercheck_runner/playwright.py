@@ -62,6 +62,8 @@ CRASH_PATTERNS = (
 )
 # The browser binary is missing: the image is broken, which no retry of the test will fix soon.
 MISSING_BROWSER = re.compile(r"Executable doesn't exist", re.I)
+# A `use` option Chromium refuses when it creates the context: every test fails the same way.
+INVALID_TIMEZONE = re.compile(r"Invalid timezone ID: (\S+)")
 GLOBAL_TIMEOUT = re.compile(r"Timed out waiting .* for the (?:test suite|entire test run) to run", re.I)
 
 
@@ -289,6 +291,11 @@ def classify(facts: ReportFacts | None, *, exit_code: int | None, timed_out: boo
     if facts.errors and s.failed == 0 and s.passed + s.flaky == 0:
         return EngineOutcome(FailureClass.VALIDATION, f"the script failed to load: {first_line(facts.errors[0])}",
                              summary=s)
+    timezone = next((m for f in facts.failures if (m := INVALID_TIMEZONE.search(f.error))), None)
+    if timezone and s.passed + s.flaky == 0:
+        message = (f"spec.playwright.timezoneId: Chromium does not know the time zone '{timezone.group(1)}'; "
+                   f"use an IANA name such as Europe/Berlin ({counts})")
+        return EngineOutcome(FailureClass.VALIDATION, message, summary=s)
     if s.failed:
         shown = "; ".join(f"'{f.title}': {error_summary(f.error)}" for f in facts.failures[:3])
         more = f"; and {len(facts.failures) - 3} more" if len(facts.failures) > 3 else ""

@@ -148,6 +148,14 @@ class Site:
                     self.wfile.write(b"<!doctype html><html><body><p>loading")
                     self.wfile.flush()
                     site.release.wait(300)
+                elif path == "/echo":
+                    # The request's headers as JSON (names in lower case), to see what the browser sent.
+                    body = json.dumps({k.lower(): v for k, v in self.headers.items()}).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
                 elif path == "/slow":
                     time.sleep(0.25)
                     self.send_response(200)
@@ -201,6 +209,11 @@ class RunOutcome:
 @pytest.fixture
 def run_runner(tmp_path, s3_endpoint):
     """Run supercheck-runner as a pod would: RunnerConfig.to_env() + S3 variables + the user's env."""
+    return make_runner(tmp_path, s3_endpoint)
+
+
+def make_runner(tmp_path: Path, s3_endpoint: str):
+    """``run(kind, script, ...)`` with its files under ``tmp_path`` (for fixtures of a wider scope)."""
 
     def run(kind: str, script: str, *, timeout_seconds: int = 60, env: dict | None = None,
             suffix: str | None = None, settings_env: dict | None = None, s3_endpoint_url: str | None = None,
