@@ -147,3 +147,76 @@ def test_refused_constructs_name_their_line(tmp_path, source, line, words):
 def test_plain_javascript_specs_are_parsed_too(tmp_path):
     check(tmp_path, "const { test } = require('@playwright/test');\ntest('x', async () => {});\n", name="test.spec.js")
     assert "'child_process'" in refused(tmp_path, "const cp = require('child_process');\n", name="test.spec.js")
+
+
+FS_FOR_A_DOWNLOAD = """
+import { test, expect } from '@playwright/test';
+import * as fs from 'node:fs';
+
+test('export', async ({ page }) => {
+  const downloading = page.waitForEvent('download');
+  await page.getByText('Export orders').click();
+  const download = await downloading;
+  const csv = fs.readFileSync(await download.path(), 'utf8');
+  expect(csv).toContain('9.99');
+});
+"""
+
+
+@pytest.mark.integration
+def test_fs_is_refused_with_the_playwright_api_that_replaces_what_the_script_does(tmp_path):
+    message = refused(tmp_path, FS_FOR_A_DOWNLOAD)
+    assert message.startswith("line 3, column 1: import of 'node:fs' is not allowed (file access is not allowed; "
+                              "line 9 calls fs.readFileSync(); instead, read a download with "
+                              "`await download.createReadStream()`"), message
+    assert "page.setInputFiles(selector, { name, mimeType, buffer })" in message
+    assert "testInfo.attach" not in message  # the script reads; writing hints would be noise
+
+
+@pytest.mark.parametrize("uses, present, absent", [
+    ([{"member": "writeFileSync", "expression": "fs.writeFileSync", "line": 5}],
+     ["line 5 calls fs.writeFileSync()", "testInfo.attach(name, { body })", "testInfo.outputPath(name)"],
+     ["download.createReadStream"]),
+    ([{"member": "readFile", "expression": "readFile", "line": 7}],
+     ["line 7 calls readFile()", "download.createReadStream()"], ["testInfo.attach"]),
+    ([], ["download.createReadStream()", "testInfo.attach(name, { body })"], ["calls"]),  # imported, never used
+])
+def test_the_fs_hint_follows_what_the_script_does(uses, present, absent):
+    for specifier in ("fs", "node:fs", "fs/promises", "node:fs/promises"):
+        imports = [{"specifier": specifier, "line": 1, "column": 1, "kind": "import", "uses": uses}]
+        text = str(playwright_issues({"imports": imports}, DEFAULT_ALLOWED_MODULES)[0])
+        assert text.startswith(f"line 1, column 1: import of '{specifier}' is not allowed (file access is not allowed")
+        for words in present:
+            assert words in text, text
+        for words in absent:
+            assert words not in text, text
+
+
+WITHOUT_FS = """
+import { test, expect } from '@playwright/test';
+
+test('a download is read without fs', async ({ page }) => {
+  await page.goto(process.env.TARGET_URL + '/files');
+  const downloading = page.waitForEvent('download');
+  await page.getByText('Export orders').click();
+  const download = await downloading;
+  const csv = Buffer.concat(await (await download.createReadStream()).toArray()).toString('utf8');
+  expect(csv.split('\\n')[1]).toBe('1,9.99');
+});
+
+test('a file is uploaded from memory and kept with the report', async ({ page }, testInfo) => {
+  await page.goto(process.env.TARGET_URL + '/files');
+  const file = { name: 'orders.csv', mimeType: 'text/csv', buffer: Buffer.from('id;7') };
+  await page.locator('#upload').setInputFiles(file);
+  await expect(page.locator('#uploaded')).toHaveText('orders.csv: id;7');
+  await testInfo.attach('uploaded.csv', { body: 'id;7', contentType: 'text/csv' });
+});
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_the_api_the_fs_hint_points_at_passes_validation_and_works_in_chromium(run_runner, site):
+    run = run_runner("playwright", WITHOUT_FS, env={"TARGET_URL": site.url}, playwrightRetries=0)
+    assert run.exit_code == 0, run.result.message if run.result else run.output
+    assert run.result.summary.passed == 2
