@@ -196,7 +196,8 @@ def summarize(report: Mapping[str, Any]) -> ReportFacts:
             if last.get("status") == "interrupted" or (status == "skipped" and not _explicitly_skipped(test)):
                 if results:
                     duration = last.get("duration")
-                    cut_off.append(CutOff(title, f"{spec.get('file', '')}:{spec.get('line', '')}",
+                    where = f"{spec['file']}:{spec.get('line', '')}".rstrip(":") if spec.get("file") else ""
+                    cut_off.append(CutOff(title, where,
                                           duration / 1000 if isinstance(duration, (int, float)) else None))
                 else:
                     not_started += 1
