@@ -109,8 +109,8 @@ def run_playwright(config: RunnerConfig, settings: RunnerSettings, work: Path, o
         "FORCE_COLOR": "0",
         "PLAYWRIGHT_HTML_OPEN": "never",
     })
-    # At the deadline Playwright is interrupted (SIGINT, as Ctrl-C): the running tests end as
-    # interrupted with their traces, the reports are written; it is killed `grace` later.
+    # `grace` before the deadline Playwright is interrupted (SIGINT, as Ctrl-C): the running tests
+    # end as interrupted with their traces and the reports are written. At the deadline it is killed.
     grace = interrupt_grace(deadline.remaining())
     say(f"running Playwright: {config.playwrightWorkers} workers, {config.playwrightRetries} retries, "
         f"trace {options.trace}, {config.playwrightTestTimeoutSeconds} s per test, "

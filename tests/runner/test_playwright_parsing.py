@@ -11,6 +11,7 @@ from supercheck_contract import FailureClass, TestSummary
 from supercheck_runner import playwright as pw
 from supercheck_runner import progress
 from supercheck_runner.playwright import PlaywrightOptions, build_config, classify, render_config_module, summarize
+from supercheck_runner.timer import interrupt_grace
 
 from .conftest import NODE_MODULES
 
@@ -228,3 +229,9 @@ def test_ffmpeg_shim_only_when_playwrights_own_is_missing(tmp_path):
     (registry / own).mkdir(parents=True)
     (registry / own / "ffmpeg-linux").write_text("")
     assert pw.ffmpeg_shim(tmp_path / "w3", NODE_MODULES, browsers_path, None) == ({}, True)
+
+
+def test_playwright_is_interrupted_a_few_seconds_before_the_deadline():
+    assert interrupt_grace(60) == 5.0  # time to save the running tests' traces and write the reports
+    assert interrupt_grace(10) == 3.0  # short budgets keep most of their time
+    assert interrupt_grace(0) == 0.0
