@@ -168,6 +168,7 @@ class Kube:
                 return None
             if exc.status in (0, 429) or exc.status >= 500:
                 raise ApiUnavailable(f"{exc.status} {exc.reason}") from exc
-            raise
+            log.warning("runner log of %s/%s not read: %s %s", namespace, name, exc.status, exc.reason)
+            return None  # advisory: never a reason to stop driving the run
         except (OSError, kubernetes.client.exceptions.OpenApiException) as exc:
             raise ApiUnavailable(str(exc)) from exc

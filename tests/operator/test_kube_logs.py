@@ -24,6 +24,7 @@ ANSWERS = {
     "gone": (404, '{"kind":"Status","reason":"NotFound"}'),
     "forbidden": (403, '{"kind":"Status","reason":"Forbidden"}'),
     "broken": (503, '{"kind":"Status","reason":"ServiceUnavailable"}'),
+    "teapot": (418, '{"kind":"Status","reason":"Teapot"}'),
 }
 
 
@@ -72,6 +73,7 @@ def test_the_tail_of_the_runner_container_is_asked_for_and_read(api):
 def test_no_log_to_read_is_none_and_a_broken_api_server_is_unavailable(api, caplog):
     kube, _ = api
     assert tail(kube, "waiting") is None and tail(kube, "gone") is None
+    assert tail(kube, "teapot") is None  # anything else: logged, never raised into the run's step
     with caplog.at_level(logging.WARNING, logger="supercheck.kube"):
         assert tail(kube, "forbidden") is None and tail(kube, "forbidden") is None
     said = [r.getMessage() for r in caplog.records if "forbidden" in r.getMessage()]
