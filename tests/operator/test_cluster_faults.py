@@ -172,12 +172,12 @@ def test_s3_stopped_while_a_run_uploads_shows_uploading_and_loses_nothing(operat
     operator_ctl.start(**STORAGE_BLIP_CONFIG)
     create(custom_objects, namespace, make_run("blip", SLEEPY_K6, env=[{"name": "SLEEP", "value": "6"}]))
 
-    def test_started():  # the runner's preflight found S3 and k6 runs
+    def k6_started():  # the runner's preflight found S3 and k6 runs
         try:
             return "running k6" in core_v1.read_namespaced_pod_log("blip-a1", namespace, container="runner")
         except Exception:  # noqa: BLE001 - the pod or its log is not there yet
             return False
-    wait_for(test_started, 90, 0.25, "k6 running in blip-a1")
+    wait_for(k6_started, 90, 0.25, "k6 running in blip-a1")
     services.s3_stop()
     try:
         _uploading(custom_objects, namespace, "blip")
