@@ -204,6 +204,7 @@ def runner_config(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settin
         playwrightWorkers=pw.workers if pw and pw.workers is not None else settings.max_concurrent_executions,
         k6Args=list(spec.k6.args) if spec.k6 else [],
         workDir=WORK_DIR,
+        uploadWindowSeconds=settings.runner_upload_window_seconds,
     )
 
 
@@ -225,6 +226,14 @@ def container_env(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settin
     return env
 
 
+def active_deadline_seconds(spec: TestRunSpec, settings: Settings) -> int:
+    """The pod's own deadline, a backstop behind the runner's timers: the test stops inside
+    ``timeoutSeconds``, uploads are retried for at most the upload window after that, and the
+    margin covers the pod's start and the runner's last S3 requests (docs/runner.md, "Timeout")."""
+    return timeout_seconds(spec, settings) + settings.runner_upload_window_seconds + \
+        settings.runner_deadline_margin_seconds
+
+
 def runner_pod(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settings,
                resources: ResourceSet, s3_secret_name: str | None = S3_SECRET_NAME) -> dict[str, Any]:
     timeout = timeout_seconds(spec, settings)
@@ -241,7 +250,7 @@ def runner_pod(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settings,
         },
         "spec": {
             "restartPolicy": "Never",
-            "activeDeadlineSeconds": timeout + settings.runner_deadline_margin_seconds,
+            "activeDeadlineSeconds": active_deadline_seconds(spec, settings),
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
             "terminationGracePeriodSeconds": 10,

@@ -21,7 +21,18 @@ from supercheck.engine.testrun import StillStopping, cancel, step
 from supercheck.metrics import Metrics
 from supercheck.pods import pod_view
 from supercheck.ports import ApiUnavailable, StoreUnavailable
-from supercheck_contract import ExitCode, FailureClass, K6Summary, RunnerResult, TestSummary, encode_termination_message
+from supercheck_contract import (
+    STORAGE_BACK,
+    STORAGE_UNAVAILABLE,
+    UPLOADING,
+    ExitCode,
+    FailureClass,
+    K6Summary,
+    Progress,
+    RunnerResult,
+    TestSummary,
+    encode_termination_message,
+)
 
 K6 = {"type": "k6", "script": {"inline": "export default function () {}"}}
 PLAYWRIGHT = {"type": "playwright", "script": {"inline": "import { test } from '@playwright/test';"}}
@@ -293,7 +304,7 @@ async def _running(w: World, name: str = "a", spec: dict[str, Any] = K6) -> None
     w.kube.add_testrun(name, spec)
     await w.settle(name)
     w.kube.pod_running(f"{name}-a1")
-    assert await w.settle(name) == 60.0
+    assert await w.settle(name) == 10.0  # the runner's log is read again in SUPERCHECK_PROGRESS_POLL_SECONDS
 
 
 def test_running_pod_marks_the_run_running_with_a_provisional_row():
@@ -354,6 +365,105 @@ def test_k6_verdict_lands_in_status():
         assert st["phase"] == "Failed" and st["k6"]["checksFailed"] == 1 and st["k6"]["httpReqDurationP95Ms"] == 12.5
         assert st["result"] == "thresholds failed, 9/10 checks"
     run(go)
+
+
+# ---------------------------------------------------------------- progress: the runner waits for S3
+
+WAITING = Progress(phase=UPLOADING, reason=STORAGE_UNAVAILABLE,
+                   message="S3 at http://s3: connection refused; 4 of 4 files not uploaded yet, "
+                           "retrying until 2030-01-01T12:05:10Z").line()
+BACK = Progress(phase=UPLOADING, reason=STORAGE_BACK, message="S3 at http://s3 answers again; uploading the "
+                                                              "other 3 of 4 files").line()
+
+
+def test_a_runner_waiting_for_s3_shows_uploading_then_the_pods_end_replaces_it():
+    async def go():
+        w = world()
+        await _running(w, "a", PLAYWRIGHT)
+        w.kube.pod_prints("a-a1", "Running 2 tests using 2 workers", "[supercheck] Playwright ended: exit code 0",
+                          WAITING)
+        reads = w.kube.calls.count("pod_log_tail")
+        assert await w.settle("a") == 10.0
+        assert w.status("a")["phase"] == "Running"  # read 0 s ago: not due, and nothing was read
+        assert w.kube.calls.count("pod_log_tail") == reads
+        w.clock.advance(10)
+        assert await w.settle("a") == 10.0
+        st = w.status("a")
+        assert (st["phase"], st["reason"]) == ("Uploading", "StorageUnavailable")
+        assert st["message"] == ("attempt 1: S3 at http://s3: connection refused; 4 of 4 files not uploaded yet, "
+                                 "retrying until 2030-01-01T12:05:10Z")
+        assert st["attemptHistory"][0]["phase"] == "Uploading"
+        assert ("Warning", "StorageUnavailable", st["message"]) in w.events.posted
+        # The runner says it again at every retry: no new write, no new Event.
+        version = w.kube.testrun("a")["metadata"]["resourceVersion"]
+        w.kube.pod_prints("a-a1", WAITING, WAITING)
+        w.clock.advance(10)
+        assert await w.settle("a") == 10.0
+        assert w.kube.testrun("a")["metadata"]["resourceVersion"] == version
+        assert w.events.reasons().count("StorageUnavailable") == 1
+        w.kube.pod_prints("a-a1", BACK)
+        w.clock.advance(10)
+        await w.settle("a")
+        st = w.status("a")
+        assert (st["phase"], st["reason"]) == ("Uploading", "StorageBack") and "answers again" in st["message"]
+        # The upload ends, and so does the pod: its outcome replaces Uploading as usual.
+        w.kube.pod_terminated("a-a1", 0, result(FailureClass.NONE, ExitCode.PASSED, "2 passed"), reason="Completed")
+        assert await w.settle("a") is None
+        st = w.status("a")
+        assert (st["phase"], st["reason"], st["message"]) == ("Passed", "TestsPassed", "2 passed")
+        assert st["attemptHistory"][0]["phase"] == "Passed" and not w.ledger.running
+    run(go)
+
+
+def test_uploading_then_a_failed_attempt_is_retried_and_the_next_attempt_shows_running():
+    async def go():
+        w = world()
+        await _running(w)
+        w.kube.pod_prints("a-a1", WAITING)
+        w.clock.advance(10)
+        await w.settle("a")
+        assert w.status("a")["phase"] == "Uploading"
+        w.kube.pod_terminated("a-a1", 14, result(FailureClass.INFRASTRUCTURE, ExitCode.INFRASTRUCTURE, "signal"))
+        delay = await w.settle("a")
+        st = w.status("a")
+        assert (st["phase"], st["reason"], st["attemptHistory"][0]["phase"]) == ("Pending", "RetryBackoff", "Error")
+        w.clock.advance(delay)
+        await w.settle("a")
+        w.kube.pod_running("a-a2")
+        assert await w.settle("a") == 10.0 - delay  # every 10 s per run: the backoff's 2 s count
+        st = w.status("a")
+        assert (st["phase"], st["podName"]) == ("Running", "a-a2")  # a fresh log: nothing announced yet
+    run(go)
+
+
+def test_a_log_that_cannot_be_read_changes_nothing_and_following_can_be_turned_off():
+    async def go():
+        w = world()
+        await _running(w)
+        w.kube.pod_prints("a-a1", WAITING)
+        w.kube.logs_error = ApiUnavailable("the kubelet does not answer")
+        w.clock.advance(10)
+        assert await w.settle("a") == 10.0  # tried again at the next interval, not sooner
+        assert w.status("a")["phase"] == "Running"
+        w.kube.logs_error = None
+        w.clock.advance(10)
+        await w.settle("a")
+        assert w.status("a")["phase"] == "Uploading"
+
+        off = world(progress_poll_seconds=0)
+        await _running_without_progress(off)
+        off.kube.pod_prints("a-a1", WAITING)
+        off.clock.advance(60)
+        assert await off.settle("a") == 60.0  # only the backstop re-check
+        assert off.status("a")["phase"] == "Running" and "pod_log_tail" not in off.kube.calls
+    run(go)
+
+
+async def _running_without_progress(w: World) -> None:
+    w.kube.add_testrun("a", K6)
+    await w.settle("a")
+    w.kube.pod_running("a-a1")
+    assert await w.settle("a") == 60.0
 
 
 async def _fail_attempt(w: World, name: str, attempt: int, how: str) -> float | None:

@@ -83,11 +83,15 @@ def test_resources_override_within_bounds_and_refusal_beyond():
         podspec.resolve_resources(spec(resources={"cpu": "3"}), settings(RUNNER_MAX_CPU="2"))
 
 
-def test_deadline_is_timeout_plus_margin():
-    assert pod(spec(timeoutSeconds=5))["spec"]["activeDeadlineSeconds"] == 35
-    assert pod(spec())["spec"]["activeDeadlineSeconds"] == 120 + 30  # TEST_EXECUTION_TIMEOUT_MS default
-    assert pod(spec(), cfg=settings(TEST_EXECUTION_TIMEOUT_MS="60000",
-                                    RUNNER_DEADLINE_MARGIN_SECONDS="5"))["spec"]["activeDeadlineSeconds"] == 65
+def test_deadline_is_timeout_plus_upload_window_plus_margin():
+    assert pod(spec(timeoutSeconds=5))["spec"]["activeDeadlineSeconds"] == 5 + 300 + 90
+    assert pod(spec())["spec"]["activeDeadlineSeconds"] == 120 + 300 + 90  # TEST_EXECUTION_TIMEOUT_MS default
+    p = pod(spec(), cfg=settings(TEST_EXECUTION_TIMEOUT_MS="60000", RUNNER_UPLOAD_WINDOW_SECONDS="30",
+                                 RUNNER_DEADLINE_MARGIN_SECONDS="5"))
+    assert p["spec"]["activeDeadlineSeconds"] == 60 + 30 + 5
+    # the runner is told the same window the deadline was sized for
+    env = {e["name"]: e.get("value") for e in p["spec"]["containers"][0]["env"]}
+    assert env["SUPERCHECK_UPLOAD_WINDOW_SECONDS"] == "30"
 
 
 def test_runner_environment_round_trips_through_the_contract():

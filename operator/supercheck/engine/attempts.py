@@ -15,10 +15,10 @@ from supercheck import pods as pod_state
 from supercheck import podspec
 from supercheck import transitions as tr
 from supercheck.clock import iso, parse_iso
-from supercheck.engine import WAIT, Step
+from supercheck.engine import WAIT, Step, progress
 from supercheck.engine import results as res
 from supercheck.engine.run import Body, RunHandle
-from supercheck.models import Phase, TestRunSpec, TestRunStatus
+from supercheck.models import TestRunSpec, TestRunStatus
 from supercheck.pods import AttemptOutcome
 from supercheck.ports import AlreadyExists
 from supercheck.retry import decide
@@ -145,13 +145,15 @@ async def observe(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRun
         return OBSERVE_BACKSTOP_SECONDS
     if state.kind == PodStateKind.RUNNING:
         assert pod is not None
-        if status.phase != Phase.RUNNING or not seen_running:
+        if status.phase not in tr.LIVE_PHASES or not seen_running:
             body = await run.patch(body, tr.running_patch(status, pod, now))
             status = TestRunStatus.model_validate(body["status"])
             run.event(body, "Normal", EventReason.RUNNING,
                       f"attempt {status.attempts}: runner pod {pod.name} is running")
             await res.record_start(run, body, status)
-        return OBSERVE_BACKSTOP_SECONDS
+        # Running or Uploading: what the runner announces in its log (engine.progress).
+        next_read = await progress.follow(run, body, status, pod)
+        return OBSERVE_BACKSTOP_SECONDS if next_read is None else min(next_read, OBSERVE_BACKSTOP_SECONDS)
     if pod is not None and pod.live:
         # Ended while its container never ran (a configuration or image error): remove it so
         # it holds no node resources and never starts late.
