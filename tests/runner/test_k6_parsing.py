@@ -67,7 +67,7 @@ def test_clean_run_passes_and_says_p95():
     (k6.SETUP_TIMEOUT, FailureClass.TEST_FAILURE),
     (k6.INVALID_CONFIG, FailureClass.VALIDATION),
     (k6.GO_PANIC, FailureClass.INFRASTRUCTURE),
-    (k6.GENERIC_ENGINE, FailureClass.INFRASTRUCTURE),
+    (k6.STOPPED_FROM_REST_API, FailureClass.INFRASTRUCTURE),
 ])
 def test_exit_codes(code, failure):
     tail = 'time="t" level=error msg="something happened"\n'
