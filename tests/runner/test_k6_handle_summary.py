@@ -5,34 +5,25 @@ summary export, and a path outside the work directory is refused before the run.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from supercheck_contract import ExitCode, FailureClass
 
-from .conftest import read_json
+from .conftest import REPO, read_json
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-WITH_HANDLE_SUMMARY = """
-import http from 'k6/http';
-import { check } from 'k6';
 
-export const options = { vus: 1, iterations: 3, thresholds: { checks: ['rate>0.99'] } };
+def documented_script() -> str:
+    """The handleSummary example of docs/runner.md, as written there."""
+    doc = (REPO / "docs" / "runner.md").read_text()
+    section = doc[doc.index("**handleSummary.**"):]
+    return re.search(r"```js\n(.*?)```", section, re.S).group(1)
 
-export default function () {
-  check(http.get(__ENV.TARGET_URL), { 'status is 200': (r) => r.status === 200 });
-}
 
-export function handleSummary(data) {
-  return {
-    'stdout': `custom summary: ${data.metrics.iterations.values.count} iterations\\n`,
-    'summary.json': JSON.stringify(data),
-    'junit.xml': '<testsuites tests="1"></testsuites>',
-    'console.log': 'a name the runner uses for its own file',
-  };
-}
-"""
+WITH_HANDLE_SUMMARY = documented_script()
 
 
 def test_handle_summary_files_are_uploaded_and_the_verdict_still_filled(run_runner, site, s3):
@@ -54,10 +45,10 @@ def test_handle_summary_files_are_uploaded_and_the_verdict_still_filled(run_runn
     assert junit["Body"].read() == b'<testsuites tests="1"></testsuites>'
     assert junit["ContentType"] == "application/xml"
     renamed = s3.get_object(Bucket=bucket, Key=f"{prefix}/handleSummary/console.log")["Body"].read()
-    assert renamed == b"a name the runner uses for its own file"
+    assert renamed == b"mine"
     # The runner's console log is its own, and shows the script's stdout and the user's file name.
     console = s3.get_object(Bucket=bucket, Key=f"{prefix}/console.log")["Body"].read().decode()
-    assert "custom summary: 3 iterations" in console
+    assert "\n3 iterations\n" in console  # handleSummary's stdout
     assert "script: checkout.js" in console
     assert "handleSummary wrote console.log (uploaded as handleSummary/console.log), junit.xml, summary.json" in console
     # The runner's summary export is untouched by the script's handleSummary.
@@ -81,7 +72,7 @@ def test_a_handle_summary_path_outside_the_work_directory_is_refused(run_runner,
     assert run.exit_code == ExitCode.VALIDATION, run.output
     assert run.result.failureClass == FailureClass.VALIDATION
     assert run.result.message == (
-        f"invalid script: line 14, column 5: handleSummary writes '{path}', {why}, outside the work directory: "
+        f"invalid script: line 13, column 5: handleSummary writes '{path}', {why}, outside the work directory: "
         "only files written in k6's working directory are uploaded; use a relative name such as 'summary.json'")
     assert "running k6" not in run.output
 
