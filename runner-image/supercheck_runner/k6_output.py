@@ -169,7 +169,8 @@ def first_sentence(text: str, work: str | None = None, limit: int = 400) -> str:
         out = sentence(line, work)
     else:
         rest = [ln.strip() for ln in strip_ansi(text).splitlines() if ln.strip() and not ln.startswith("[supercheck]")]
-        out = readable(rest[-1], work) if rest else ""
+        panics = [ln for ln in rest if ln.startswith("panic: ")]  # a Go panic: its first line, not its stack
+        out = readable((panics or rest or [""])[-1], work)
     return out if len(out) <= limit else out[: limit - 1] + "…"
 
 

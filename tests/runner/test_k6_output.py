@@ -133,6 +133,9 @@ def test_the_error_that_ended_the_run_is_chosen():
     # handleSummary's trouble is reported on its own, never as the run's error.
     assert k6_output.first_sentence(SETUP_THREW + "\n" + SUMMARY_NO_FOLDER, CODES).startswith("Error: cannot log in")
     assert k6_output.first_sentence("plain text\nlast words\n") == "last words"
+    # Not captured (k6 cannot be made to panic on purpose): the Go runtime's own format, k6 exit 109.
+    panic = "panic: runtime error: index out of range [3] with length 3\n\ngoroutine 1 [running]:\nmain.main()\n"
+    assert k6_output.first_sentence(panic) == "panic: runtime error: index out of range [3] with length 3"
 
 
 def test_handle_summary_problems_say_what_to_do():
