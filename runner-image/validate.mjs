@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Static facts about a test script, for supercheck-runner's validation (operator/supercheck/runner/validate.py).
+// Static facts about a test script, for supercheck-runner's validation (runner-image/supercheck_runner/validate.py).
 //
 // Usage: node validate.mjs <script file>
 // Prints one JSON object on stdout:
