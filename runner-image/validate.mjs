@@ -1,11 +1,13 @@
 #!/usr/bin/env node
-// Static facts about a test script, for supercheck-runner's validation (operator/supercheck/runner/validate.py).
+// Static facts about a test script, for supercheck-runner's validation (runner-image/supercheck_runner/validate.py).
 //
 // Usage: node validate.mjs <script file>
 // Prints one JSON object on stdout:
 //   { "syntaxErrors": [{line, column, message}],
 //     "imports":      [{specifier, line, column, kind}],   kind: import | export-from | import-equals | require | dynamic-import
-//     "findings":     [{line, column, rule, message}] }     constructs that are refused whatever the allow-list
+//     "findings":     [{line, column, rule, message}],      constructs that are refused whatever the allow-list
+//     "hasDefaultExport": bool,
+//     "summaryPaths": [{path, prefix, line, column}] }       k6: the files handleSummary returns, as spelled
 //
 // This script only reports what it sees; the *decision* (which modules are allowed, how the
 // message reads) is made in Python, where it is unit-tested and configurable. Lines and columns
@@ -135,4 +137,87 @@ const hasDefaultExport = source.statements.some((s) =>
   (ts.isExportDeclaration(s) && s.exportClause && ts.isNamedExports(s.exportClause) &&
     s.exportClause.elements.some((e) => e.name.text === 'default')));
 
-process.stdout.write(JSON.stringify({ syntaxErrors, imports, findings, hasDefaultExport }) + '\n');
+// k6's handleSummary: the files it returns ({ 'summary.json': ..., stdout: ... }), as far as the
+// source spells them: keys of the object literals it returns (directly, or through a variable it
+// returns) and of `out['x.json'] = ...` assignments. A template key is reported by its literal head,
+// with `prefix: true` (`/results/${name}.json` -> '/results/'). Computed names are not seen.
+function keyText(name) {
+  if (!name) return null;
+  if (ts.isIdentifier(name) || ts.isStringLiteral(name) || ts.isNoSubstitutionTemplateLiteral(name) ||
+      ts.isNumericLiteral(name)) return { path: name.text, prefix: false };
+  if (ts.isComputedPropertyName(name)) return keyText(name.expression);
+  if (ts.isTemplateExpression(name)) return { path: name.head.text, prefix: true };
+  return null;
+}
+
+function unwrap(node) {
+  while (node && (ts.isParenthesizedExpression(node) || ts.isAsExpression(node) || ts.isSatisfiesExpression?.(node))) {
+    node = node.expression;
+  }
+  return node;
+}
+
+function isFunctionLike(node) {
+  node = unwrap(node);
+  return node && (ts.isArrowFunction(node) || ts.isFunctionExpression(node));
+}
+
+function handleSummaryBodies() {
+  const exported = new Set();  // local names exported as handleSummary
+  const functions = new Map(); // local name -> function node
+  for (const s of source.statements) {
+    const isExported = ts.canHaveModifiers(s) && (ts.getModifiers(s) || []).some((m) => m.kind === ts.SyntaxKind.ExportKeyword);
+    if (ts.isFunctionDeclaration(s) && s.name) {
+      functions.set(s.name.text, s);
+      if (isExported && s.name.text === 'handleSummary') exported.add('handleSummary');
+    } else if (ts.isVariableStatement(s)) {
+      for (const d of s.declarationList.declarations) {
+        if (ts.isIdentifier(d.name) && isFunctionLike(d.initializer)) {
+          functions.set(d.name.text, unwrap(d.initializer));
+          if (isExported && d.name.text === 'handleSummary') exported.add('handleSummary');
+        }
+      }
+    } else if (ts.isExportDeclaration(s) && !s.moduleSpecifier && s.exportClause && ts.isNamedExports(s.exportClause)) {
+      for (const e of s.exportClause.elements) {
+        if (e.name.text === 'handleSummary') exported.add((e.propertyName || e.name).text);
+      }
+    }
+  }
+  return [...exported].map((name) => functions.get(name)).filter(Boolean);
+}
+
+function summaryPaths() {
+  const paths = [];
+  const add = (name) => {
+    const key = keyText(name);
+    if (key) paths.push({ ...key, ...position(name) });
+  };
+  const addObject = (node) => {
+    node = unwrap(node);
+    if (node && ts.isObjectLiteralExpression(node)) {
+      for (const p of node.properties) if (p.name) add(p.name);
+    }
+  };
+  for (const fn of handleSummaryBodies()) {
+    const returned = new Set();
+    const objects = new Map(); // variable -> its object literal
+    const walk = (node) => {
+      if (ts.isReturnStatement(node) && node.expression) {
+        const e = unwrap(node.expression);
+        if (ts.isIdentifier(e)) returned.add(e.text); else addObject(e);
+      } else if (ts.isVariableDeclaration(node) && ts.isIdentifier(node.name) && node.initializer) {
+        objects.set(node.name.text, node.initializer);
+      } else if (ts.isBinaryExpression(node) && node.operatorToken.kind === ts.SyntaxKind.EqualsToken &&
+                 ts.isElementAccessExpression(node.left)) {
+        add(node.left.argumentExpression);
+      }
+      ts.forEachChild(node, walk);
+    };
+    if (fn.body && !ts.isBlock(fn.body)) addObject(fn.body); // (data) => ({ ... })
+    else if (fn.body) walk(fn.body);
+    for (const name of returned) addObject(objects.get(name));
+  }
+  return paths;
+}
+
+process.stdout.write(JSON.stringify({ syntaxErrors, imports, findings, hasDefaultExport, summaryPaths: summaryPaths() }) + '\n');

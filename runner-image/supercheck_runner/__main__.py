@@ -38,7 +38,7 @@ from supercheck_contract import (
     RunnerConfig,
     RunnerResult,
 )
-from supercheck_runner import artifacts, k6, playwright, validate
+from supercheck_runner import artifacts, k6, k6_summary, playwright, validate
 from supercheck_runner.outcome import EngineOutcome, build_result, write_termination_message
 from supercheck_runner.process import become_subreaper, reap_orphans, run_supervised
 from supercheck_runner.settings import SYSTEM_CHROMIUM, SYSTEM_FFMPEG, RunnerSettings, child_env
@@ -156,22 +156,30 @@ def run_k6(config: RunnerConfig, settings: RunnerSettings, work: Path, out: Path
     source = Path(config.scriptPath)
     validate.read_script(source, settings.max_script_bytes)
     work.mkdir(parents=True, exist_ok=True)
-    # k6 reads TypeScript too (k6 >= 1.0); keep the extension, default to .js.
-    script = work / ("script" + (source.suffix if source.suffix in (".js", ".mjs", ".ts") else ".js"))
+    # Under the user's own name: k6 shows it in its banner, its errors and stack traces.
+    script = work / k6.script_file_name(config.scriptName, source.name)
     shutil.copyfile(source, script)
     env = child_env(os.environ, {**playwright.writable_home(os.environ, work), "K6_NO_USAGE_REPORT": "true"})
     validate.validate_k6(script, k6=settings.k6, env=env, cwd=work,
-                         timeout=min(VALIDATION_TIMEOUT_SECONDS, max(1.0, deadline.remaining())))
+                         timeout=min(VALIDATION_TIMEOUT_SECONDS, max(1.0, deadline.remaining())),
+                         node=settings.node, validator=settings.validate_script, node_modules=settings.node_modules_dir)
     say("validation passed")
     (out / "report").mkdir(parents=True, exist_ok=True)
-    cmd = k6.command(settings.k6, script, out, config.k6Args)
-    say("running k6" + (f" with {' '.join(config.k6Args)}" if config.k6Args else ""))
+    cmd = k6.command(settings.k6, Path(script.name), out, config.k6Args)  # relative: k6 runs in work/
+    say(f"running k6 on {script.name}" + (f" with {' '.join(config.k6Args)}" if config.k6Args else ""))
+    # handleSummary writes its files in k6's working directory: what is new there afterwards is its.
+    skip = {p.relative_to(work).parts[0] for p in (out, Path(env.get("HOME", "/"))) if p.is_relative_to(work)}
+    before = k6_summary.snapshot(work, skip)
     proc = run_supervised(cmd, env={**env, **k6.dashboard_env(out, env)}, cwd=work, log_path=out / k6.CONSOLE_LOG,
                           deadline_at=deadline.at, stop_requested=stop)
     say(f"k6 ended: exit code {proc.exit_code}, {proc.duration_seconds:.1f} s, "
         f"peak memory {proc.peak_rss_bytes / 2**20:.0f} MiB" + (f", stopped ({proc.stopped})" if proc.stopped else ""))
+    moved = k6_summary.collect(work, out, k6_summary.written(before, k6_summary.snapshot(work, skip)))
+    if moved:
+        say("handleSummary wrote " + ", ".join(f"{rel} (uploaded as {dest})" if rel != dest else rel
+                                               for rel, dest in moved))
     outcome = k6.classify(k6.load_summary(out / k6.SUMMARY_JSON), exit_code=proc.exit_code,
-                          timed_out=proc.timed_out, console_tail=_tail(out / k6.CONSOLE_LOG))
+                          timed_out=proc.timed_out, console_tail=_tail(out / k6.CONSOLE_LOG, 65536), work=str(work))
     if proc.stopped == "signal":
         outcome = _stopped_by_signal(outcome)
     if (out / k6.REPORT_INDEX).is_file():
@@ -197,6 +205,8 @@ def execute(config: RunnerConfig, settings: RunnerSettings, work: Path, out: Pat
         return engine(config, settings, work, out, deadline, stop, say)
     except validate.ValidationError as exc:
         return EngineOutcome(FailureClass.VALIDATION, f"invalid script: {exc}")
+    except validate.NetworkUnavailable as exc:
+        return EngineOutcome(FailureClass.NETWORK, str(exc))
     except validate.ValidatorUnavailable as exc:
         if deadline.expired():
             return EngineOutcome(FailureClass.TIMEOUT, f"timed out during validation: {exc}")

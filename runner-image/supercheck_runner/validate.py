@@ -8,9 +8,13 @@ Playwright (TypeScript or JavaScript):
     directory (eval, Function, process.binding, computed require()/import(), absolute paths).
 k6:
   * size limit;
+  * the files its ``handleSummary`` returns stay in the work directory (no absolute path, no
+    ``..``): only what k6 writes there is uploaded (facts from ``validate.mjs``);
   * ``k6 inspect --execution-requirements`` accepts it: it parses, its init code runs, its
     options are valid, and every scenario's function exists (so a script without a default
-    export, and no scenario naming another function, is refused).
+    export, and no scenario naming another function, is refused). A remote module that cannot
+    be fetched (DNS, refused, timed out) is the network's fault, not the script's:
+    :class:`NetworkUnavailable`, which the operator retries.
 
 The policy (:func:`playwright_issues`) is a pure function over the facts the node script
 reports, so it is unit-tested without node. Every issue names its line.
@@ -31,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supercheck_runner.outcome import strip_ansi
+from supercheck_runner import k6_output
 
 NODE_BUILTIN_PREFIX = "node:"
 
@@ -76,6 +80,11 @@ class ValidationError(Exception):
 
 class ValidatorUnavailable(Exception):
     """The validator itself could not run (node or k6 missing, crashed): our problem, not the script's."""
+
+
+class NetworkUnavailable(Exception):
+    """Something the script needs could not be reached (a remote module: DNS, refused, timed out).
+    The message says what, and how to do without it."""
 
 
 def format_issues(issues: Sequence[Issue], limit: int = 5) -> str:
@@ -142,22 +151,47 @@ def playwright_issues(facts: Mapping[str, Any], allowed: Sequence[str]) -> list[
     return issues
 
 
-K6_LOCATION = re.compile(r"(?:Line |:)(\d+):(\d+)")
+K6_LOCATION = re.compile(r"^(?:(?P<file>\S+) )?line (?P<line>\d+), column (?P<col>\d+): (?P<rest>.*)$")
 
 
-def k6_issue(output: str) -> Issue:
-    """Turn k6's complaint into an issue, with the line when k6 gave one (``Line 3:11`` or ``(3:11)``)."""
-    text = strip_ansi(output)
-    messages = re.findall(r'msg="((?:[^"\\]|\\.)*)"', text)
-    message = messages[-1] if messages else (text.strip().splitlines() or ["k6 inspect failed"])[-1]
-    message = message.replace("\\n", " ").replace("\\t", " ").replace('\\"', '"').strip()
-    message = re.sub(r"\s+", " ", message)
+def k6_issue(output: str, work: str | None = None, script_name: str | None = None) -> Issue:
+    """k6's complaint as an issue: a syntax error's ``Line 3:11`` in the script becomes the issue's line;
+    an exception keeps its place in the message (``(checkout.js line 1, column 11)``)."""
+    message = k6_output.first_sentence(output, work) or "k6 inspect failed without saying why"
     if "function 'default' not found in exports" in message:
         message += " (add `export default function () { ... }`, or give every scenario an `exec` function)"
-    m = K6_LOCATION.search(message)
-    if m:
-        return Issue(int(m.group(1)), int(m.group(2)), message)
+    m = K6_LOCATION.match(message)
+    if m and (m["file"] is None or script_name is None or m["file"] == script_name):
+        return Issue(int(m["line"]), int(m["col"]), m["rest"])
     return Issue(None, None, message)
+
+
+def summary_path_issues(facts: Mapping[str, Any]) -> list[Issue]:
+    """handleSummary's files must land in k6's working directory, the only place they are collected from."""
+    issues = []
+    for p in facts.get("summaryPaths", []):
+        path: str = p["path"]
+        if path in ("stdout", "stderr") and not p.get("prefix"):
+            continue
+        if path.startswith("/"):
+            why = "an absolute path"
+        elif path.startswith("~"):
+            why = "a path in a home directory"
+        elif ".." in re.split(r"[\\/]", path):
+            why = "a path that climbs out with '..'"
+        else:
+            continue
+        shown = path + ("…" if p.get("prefix") else "")
+        issues.append(Issue(p["line"], p["column"],
+                            f"handleSummary writes '{shown}', {why}, outside the work directory: only files "
+                            "written in k6's working directory are uploaded; use a relative name such as "
+                            "'summary.json'"))
+    issues.sort(key=lambda i: (i.line or 0, i.column or 0))
+    return issues
+
+
+def remote_modules(facts: Mapping[str, Any]) -> list[str]:
+    return [i["specifier"] for i in facts.get("imports", []) if "://" in i["specifier"]]
 
 
 # --- the shell: running the validators ------------------------------------------------------
@@ -177,6 +211,14 @@ def read_script(path: Path, max_bytes: int) -> bytes:
 
 def validate_playwright(script: Path, *, node: str, validator: Path, node_modules: Path,
                         allowed: Sequence[str], timeout: float) -> None:
+    facts = script_facts(script, node=node, validator=validator, node_modules=node_modules, timeout=timeout)
+    issues = playwright_issues(facts, allowed)
+    if issues:
+        raise ValidationError(issues)
+
+
+def script_facts(script: Path, *, node: str, validator: Path, node_modules: Path, timeout: float) -> dict[str, Any]:
+    """What ``validate.mjs`` sees in the script (imports, findings, handleSummary's files...)."""
     try:
         proc = subprocess.run(
             [node, str(validator), str(script)],
@@ -188,15 +230,18 @@ def validate_playwright(script: Path, *, node: str, validator: Path, node_module
     if proc.returncode != 0:
         raise ValidatorUnavailable(f"the script validator failed: {proc.stderr.strip()[-500:]}")
     try:
-        facts = json.loads(proc.stdout)
+        facts: dict[str, Any] = json.loads(proc.stdout)
     except json.JSONDecodeError as exc:
         raise ValidatorUnavailable(f"the script validator printed no JSON: {proc.stdout[:200]!r}") from exc
-    issues = playwright_issues(facts, allowed)
+    return facts
+
+
+def validate_k6(script: Path, *, k6: str, env: Mapping[str, str], cwd: Path, timeout: float,
+                node: str, validator: Path, node_modules: Path) -> None:
+    facts = script_facts(script, node=node, validator=validator, node_modules=node_modules, timeout=timeout)
+    issues = summary_path_issues(facts)
     if issues:
         raise ValidationError(issues)
-
-
-def validate_k6(script: Path, *, k6: str, env: Mapping[str, str], cwd: Path, timeout: float) -> None:
     try:
         proc = subprocess.run(
             [k6, "inspect", "--execution-requirements", str(script)],
@@ -205,8 +250,23 @@ def validate_k6(script: Path, *, k6: str, env: Mapping[str, str], cwd: Path, tim
     except FileNotFoundError as exc:
         raise ValidatorUnavailable(f"k6 is not installed: {exc}") from exc
     except subprocess.TimeoutExpired as exc:
+        remote = remote_modules(facts)
+        if remote:
+            # k6 waits up to a minute per module; a dropped connection (egress blocked) looks like this.
+            raise NetworkUnavailable(
+                f"k6 inspect did not finish within {timeout:.0f} s while the script imports remote modules "
+                f"({', '.join(remote[:3])}): they did not answer. A network failure is retried with backoff; "
+                "if it persists, vendor the modules (paste their code into the script, or ship them beside "
+                "the script and import them by a relative path) or allow the runner pod egress to their hosts"
+            ) from exc
         # Init code that never ends is the script's fault: say so.
         raise ValidationError([Issue(None, None, f"k6 inspect did not finish within {timeout:.0f} s "
                                                  "(does the script's init code loop or wait?)")]) from exc
     if proc.returncode != 0:
-        raise ValidationError([k6_issue(proc.stderr + proc.stdout)])
+        output = proc.stderr + proc.stdout
+        fetch = k6_output.module_fetch_failure(output)
+        if fetch is not None and fetch.network:
+            raise NetworkUnavailable(k6_output.fetch_message(fetch))
+        if fetch is not None:
+            raise ValidationError([Issue(None, None, k6_output.fetch_message(fetch))])
+        raise ValidationError([k6_issue(output, str(script.parent), script.name)])

@@ -147,3 +147,60 @@ def test_refused_constructs_name_their_line(tmp_path, source, line, words):
 def test_plain_javascript_specs_are_parsed_too(tmp_path):
     check(tmp_path, "const { test } = require('@playwright/test');\ntest('x', async () => {});\n", name="test.spec.js")
     assert "'child_process'" in refused(tmp_path, "const cp = require('child_process');\n", name="test.spec.js")
+
+
+# --- k6: handleSummary's files stay in the work directory ------------------------------------------
+
+
+def summary_facts(*paths):
+    return {"summaryPaths": [{"path": p, "prefix": False, "line": i + 1, "column": 3}
+                             for i, p in enumerate(paths)]}
+
+
+def test_handle_summary_paths_inside_the_work_directory_pass():
+    assert validate.summary_path_issues(summary_facts("summary.json", "stdout", "stderr", "reports/x.html",
+                                                      "./junit.xml", "")) == []
+
+
+@pytest.mark.parametrize("path, why", [
+    ("/tmp/results/summary.json", "an absolute path"),
+    ("../summary.json", "climbs out with '..'"),
+    ("reports/../../x.json", "climbs out with '..'"),
+    ("~/summary.json", "home directory"),
+])
+def test_handle_summary_paths_outside_are_refused_with_the_fix(path, why):
+    (issue,) = validate.summary_path_issues(summary_facts("summary.json", path))
+    text = str(issue)
+    assert text.startswith("line 2, column 3: handleSummary writes") and f"'{path}'" in text
+    assert why in text and "use a relative name such as 'summary.json'" in text
+
+
+K6_SUMMARY_SCRIPT = """\
+import http from 'k6/http';
+export default function () {}
+function report(data) {
+  const out = { stdout: 'text', 'summary.json': JSON.stringify(data) };
+  out['/results/raw.json'] = JSON.stringify(data);
+  out[`${__ENV.DIR}/x.json`] = '';
+  return out;
+}
+export { report as handleSummary };
+export const other = () => ({ '/not/a/summary': 1 });
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("source, expected", [
+    (K6_SUMMARY_SCRIPT, [("/results/raw.json", False, 5), ("", True, 6), ("stdout", False, 4),
+                         ("summary.json", False, 4)]),
+    ("export const handleSummary = (data) => ({ '../up.json': '', [`/abs/${data.x}.txt`]: 'x', stdout: 'y' });\n",
+     [("../up.json", False, 1), ("/abs/", True, 1), ("stdout", False, 1)]),
+    ("export function handleSummary(data) {\n  return { 'summary.json': JSON.stringify(data) };\n}\n",
+     [("summary.json", False, 2)]),
+    ("export default function () {}\n", []),
+])
+def test_validate_mjs_finds_the_files_handle_summary_returns(tmp_path, source, expected):
+    script = tmp_path / "script.ts"
+    script.write_text(source)
+    facts = validate.script_facts(script, node="node", validator=VALIDATOR, node_modules=NODE_MODULES, timeout=60)
+    assert [(p["path"], p["prefix"], p["line"]) for p in facts["summaryPaths"]] == expected
