@@ -26,7 +26,7 @@ from supercheck_contract import (
     RunnerConfig,
     RunnerResult,
 )
-from supercheck_runner import artifacts, k6, playwright, validate
+from supercheck_runner import artifacts, k6, playwright, project, validate
 from supercheck_runner.outcome import EngineOutcome, build_result, write_termination_message
 from supercheck_runner.process import become_subreaper, reap_orphans, run_supervised
 from supercheck_runner.settings import SYSTEM_CHROMIUM, SYSTEM_FFMPEG, RunnerSettings, child_env
@@ -64,15 +64,17 @@ def _tail(path: Path, size: int = 8192) -> str:
 
 def run_playwright(config: RunnerConfig, settings: RunnerSettings, work: Path, out: Path,
                    deadline: Deadline, stop: threading.Event, say: RunLog) -> EngineOutcome:
-    script = Path(config.scriptPath)
-    validate.read_script(script, settings.max_script_bytes)
-    playwright.prepare_workdir(work, script, settings.node_modules_dir)
-    spec = playwright.spec_path(work)
+    suite = project.locate(Path(config.scriptPath), config.scriptName)
+    files = validate.read_project(suite, settings.max_script_bytes)
+    placed = playwright.prepare_workdir(work, files, suite.entry, settings.node_modules_dir)
     validate.validate_playwright(
-        spec, node=settings.node, validator=settings.validate_script, node_modules=settings.node_modules_dir,
-        allowed=settings.allowed_modules, timeout=min(VALIDATION_TIMEOUT_SECONDS, max(1.0, deadline.remaining())),
+        work / "tests", placed.files, placed.entry, node=settings.node, validator=settings.validate_script,
+        node_modules=settings.node_modules_dir, allowed=settings.allowed_modules,
+        timeout=min(VALIDATION_TIMEOUT_SECONDS, max(1.0, deadline.remaining())),
     )
-    say("validation passed")
+    say(f"validation passed: {placed.entry or 'every test file'}"
+        + (f" with {len(placed.files) - 1} more files" if placed.entry and len(placed.files) > 1 else "")
+        + ("" if placed.entry else f" of {len(placed.files)} files"))
 
     video_env, video = playwright.ffmpeg_shim(work, settings.node_modules_dir, os.environ,
                                               settings.ffmpeg_path or SYSTEM_FFMPEG)
@@ -91,6 +93,7 @@ def run_playwright(config: RunnerConfig, settings: RunnerSettings, work: Path, o
         video=video,
         chromium_path=settings.chromium_path,
         no_sandbox=hasattr(os, "geteuid") and os.geteuid() == 0,  # Chromium's sandbox refuses root
+        test_match=placed.entry,
     )
     if config.playwrightTrace not in playwright.TRACE_MODES:
         say(f"unknown trace mode '{config.playwrightTrace}', using retain-on-failure")
@@ -124,12 +127,16 @@ def run_playwright(config: RunnerConfig, settings: RunnerSettings, work: Path, o
 
 def run_k6(config: RunnerConfig, settings: RunnerSettings, work: Path, out: Path,
            deadline: Deadline, stop: threading.Event, say: RunLog) -> EngineOutcome:
-    source = Path(config.scriptPath)
-    validate.read_script(source, settings.max_script_bytes)
-    work.mkdir(parents=True, exist_ok=True)
-    # k6 reads TypeScript too (k6 >= 1.0); keep the extension, default to .js.
-    script = work / ("script" + (source.suffix if source.suffix in (".js", ".mjs", ".ts") else ".js"))
-    shutil.copyfile(source, script)
+    suite = project.locate(Path(config.scriptPath), config.scriptName)
+    if suite.entry is None:
+        raise validate.ValidationError([validate.Issue(None, None, "k6 runs one script: name it (configMapRef.key)")])
+    files = validate.read_project(suite, settings.max_script_bytes)
+    # The script and its modules at their paths (k6 resolves relative imports from the script's
+    # folder); k6 reads TypeScript too (k6 >= 1.0); a script without a code suffix gets .js.
+    shutil.rmtree(work / "tests", ignore_errors=True)
+    placed = project.copy_into(files, suite.entry, work / "tests", ".js")
+    assert placed.entry is not None
+    script = Path("tests") / placed.entry  # relative to the work directory, k6's cwd: its banner names it so
     env = child_env(os.environ, {**playwright.writable_home(os.environ, work), "K6_NO_USAGE_REPORT": "true"})
     validate.validate_k6(script, k6=settings.k6, env=env, cwd=work,
                          timeout=min(VALIDATION_TIMEOUT_SECONDS, max(1.0, deadline.remaining())))
