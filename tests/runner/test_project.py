@@ -120,3 +120,11 @@ def test_code_that_is_not_utf8_is_refused_naming_the_file(tmp_path):
         validate.read_project(Project(tmp_path, "a.spec.ts"), 1000)
     (tmp_path / "f.ts").write_text("export {};")
     assert sorted(validate.read_project(Project(tmp_path, "a.spec.ts"), 1000)) == ["a.spec.ts", "f.ts", "logo.png"]
+
+
+def test_playwright_runs_the_script_by_its_path_or_every_test_file_of_a_whole_suite():
+    from supercheck_runner.playwright import PlaywrightOptions, build_config
+
+    one = build_config(PlaywrightOptions(out_dir="/w/out", test_dir="/w/tests", test_match="tests/todo.spec.ts"))
+    assert (one["testDir"], one["testMatch"]) == ("/w/tests", "tests/todo.spec.ts")
+    assert "testMatch" not in build_config(PlaywrightOptions(out_dir="/w/out", test_dir="/w/tests"))

@@ -4,13 +4,19 @@ importing a module, in real Chromium and k6 against a local site. The reports na
 
 from __future__ import annotations
 
+import functools
+import threading
 import xml.etree.ElementTree as ET
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import yaml
 
+from supercheck import scriptfiles
+from supercheck.models import TestRunSpec
 from supercheck_contract import ExitCode, FailureClass
 
-from .conftest import read_json
+from .conftest import REPO, read_json
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -190,3 +196,39 @@ def test_a_k6_module_that_is_not_there_is_validation_naming_it(run_runner):
     assert run.result.failureClass == FailureClass.VALIDATION
     assert run.result.message == ("invalid script: import of './lib/site.js' names no file beside the script; add "
                                   "the file to spec.script.configMapRef.files, or fix the path"), run.result.message
+
+
+EXAMPLE = REPO / "examples" / "playwright-suite-with-helpers.yaml"
+
+
+@pytest.fixture(scope="module")
+def demo_site():
+    """examples/site, as make demo serves it (on a free port here)."""
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(REPO / "examples" / "site"))
+    handler.log_message = lambda *args: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("run_name, counts, reported", [
+    ("playwright-basket", (1, 1), ["tests/basket.spec.ts"]),
+    ("playwright-shop-suite", (2, 2), ["tests/about.spec.ts", "tests/basket.spec.ts"]),
+])
+def test_the_example_suite_runs_as_written(run_runner, demo_site, s3, run_name, counts, reported):
+    """The example's ConfigMap and TestRun, laid out by the operator's own rules (supercheck.scriptfiles)."""
+    docs = list(yaml.safe_load_all(EXAMPLE.read_text()))
+    data = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
+    run = next(d for d in docs if d["kind"] == "TestRun" and d["metadata"]["name"] == run_name)
+    spec = TestRunSpec.model_validate(run["spec"])
+    lay = scriptfiles.layout(spec, run_name, data if scriptfiles.whole_configmap(spec) else None)
+    files = {f.path: data[f.key] for f in lay.files}
+    script = files.pop(lay.entry) if lay.entry else None
+    outcome = run_runner("playwright", script, script_name=scriptfiles.script_name(spec, run_name) or None,
+                         files=files, env={"TARGET_URL": demo_site})
+    assert outcome.exit_code == ExitCode.PASSED, outcome.output
+    assert (outcome.result.summary.total, outcome.result.summary.passed) == counts
+    assert sorted(junit_files(s3, outcome)) == reported
