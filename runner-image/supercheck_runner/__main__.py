@@ -72,9 +72,7 @@ def run_playwright(config: RunnerConfig, settings: RunnerSettings, work: Path, o
         node_modules=settings.node_modules_dir, allowed=settings.allowed_modules,
         timeout=min(VALIDATION_TIMEOUT_SECONDS, max(1.0, deadline.remaining())),
     )
-    say(f"validation passed: {placed.entry or 'every test file'}"
-        + (f" with {len(placed.files) - 1} more files" if placed.entry and len(placed.files) > 1 else "")
-        + ("" if placed.entry else f" of {len(placed.files)} files"))
+    say(f"validation passed: {placed}")
 
     video_env, video = playwright.ffmpeg_shim(work, settings.node_modules_dir, os.environ,
                                               settings.ffmpeg_path or SYSTEM_FFMPEG)

@@ -38,6 +38,12 @@ class Placed:
     files: tuple[str, ...]  # every file's path under the destination
     entry: str | None  # the script's path under the destination (given a code suffix if it had none)
 
+    def __str__(self) -> str:
+        if self.entry is None:
+            return f"a suite of {len(self.files)} files"
+        others = len(self.files) - 1
+        return self.entry + (f" and {others} more file{'s' if others > 1 else ''}" if others else "")
+
 
 def locate(script_path: Path, script_name: str) -> Project:
     """The folder and the script in it. ``scriptName`` is the script's path relative to the

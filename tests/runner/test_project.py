@@ -86,6 +86,8 @@ def test_copies_keep_the_layout_are_writable_and_give_the_script_a_code_suffix(t
     files = project.list_files(tmp_path / "m")
     placed = project.copy_into(files, "smoke", tmp_path / "w", ".ts")
     assert placed == project.Placed(("fixtures/index.ts", "smoke.ts"), "smoke.ts")
+    assert str(placed) == "smoke.ts and 1 more file"
+    assert str(project.Placed(("a.spec.ts", "b.spec.ts"), None)) == "a suite of 2 files"
     assert (tmp_path / "w" / "fixtures" / "index.ts").read_text() == "f"
     assert os.access(tmp_path / "w" / "smoke.ts", os.W_OK)
 

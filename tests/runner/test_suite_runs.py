@@ -76,7 +76,7 @@ def test_a_spec_importing_fixtures_beside_it_runs_and_the_reports_name_it(run_ru
                      env={"TARGET_URL": site.url})
     assert run.exit_code == ExitCode.PASSED, run.output
     assert run.result.summary.model_dump() == {"total": 2, "passed": 2, "failed": 0, "flaky": 0, "skipped": 0}
-    assert "validation passed: todo.spec.ts with 2 more files" in run.output
+    assert "validation passed: todo.spec.ts and 2 more files" in run.output
     assert junit_files(s3, run) == ["todo.spec.ts"]
     assert report_files(s3, run) == ["todo.spec.ts"]
 
