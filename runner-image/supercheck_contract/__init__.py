@@ -178,8 +178,12 @@ class RunnerConfig(BaseModel):
     """Everything the runner needs, passed as environment variables of the runner container."""
 
     type: str  # "playwright" | "k6"
+    # The script in its mounted folder, beside the files it imports; the folder itself when the whole
+    # folder is the suite (a ConfigMap without key: every test file runs).
     scriptPath: str
-    scriptName: str = ""  # the file name the user gave (ConfigMap key, or <run name>.spec.ts); reports use it
+    # The script's path in that folder, the name the user gave (configMapRef path or key, or
+    # <run name>.spec.ts / <run name>.js for an inline script); reports use it. Empty for a whole suite.
+    scriptName: str = ""
     timeoutSeconds: int
     runName: str
     namespace: str

@@ -38,7 +38,7 @@ from supercheck_contract import (
     RunnerConfig,
     RunnerResult,
 )
-from supercheck_runner import artifacts, k6, k6_summary, playwright, validate
+from supercheck_runner import artifacts, k6, k6_summary, playwright, project, validate
 from supercheck_runner.outcome import EngineOutcome, build_result, write_termination_message
 from supercheck_runner.process import become_subreaper, reap_orphans, run_supervised
 from supercheck_runner.settings import SYSTEM_CHROMIUM, SYSTEM_FFMPEG, RunnerSettings, child_env
@@ -93,15 +93,15 @@ def _tail(path: Path, size: int = 8192) -> str:
 
 def run_playwright(config: RunnerConfig, settings: RunnerSettings, work: Path, out: Path,
                    deadline: Deadline, stop: threading.Event, say: RunLog) -> EngineOutcome:
-    script = Path(config.scriptPath)
-    validate.read_script(script, settings.max_script_bytes)
-    playwright.prepare_workdir(work, script, settings.node_modules_dir)
-    spec = playwright.spec_path(work)
+    suite = project.locate(Path(config.scriptPath), config.scriptName)
+    files = validate.read_project(suite, settings.max_script_bytes)
+    placed = playwright.prepare_workdir(work, files, suite.entry, settings.node_modules_dir)
     validate.validate_playwright(
-        spec, node=settings.node, validator=settings.validate_script, node_modules=settings.node_modules_dir,
-        allowed=settings.allowed_modules, timeout=min(VALIDATION_TIMEOUT_SECONDS, max(1.0, deadline.remaining())),
+        work / "tests", placed.files, placed.entry, node=settings.node, validator=settings.validate_script,
+        node_modules=settings.node_modules_dir, allowed=settings.allowed_modules,
+        timeout=min(VALIDATION_TIMEOUT_SECONDS, max(1.0, deadline.remaining())),
     )
-    say("validation passed")
+    say(f"validation passed: {placed}")
 
     video_env, video = playwright.ffmpeg_shim(work, settings.node_modules_dir, os.environ,
                                               settings.ffmpeg_path or SYSTEM_FFMPEG)
@@ -120,6 +120,7 @@ def run_playwright(config: RunnerConfig, settings: RunnerSettings, work: Path, o
         video=video,
         chromium_path=settings.chromium_path,
         no_sandbox=hasattr(os, "geteuid") and os.geteuid() == 0,  # Chromium's sandbox refuses root
+        test_match=placed.entry,
     )
     if config.playwrightTrace not in playwright.TRACE_MODES:
         say(f"unknown trace mode '{config.playwrightTrace}', using retain-on-failure")
@@ -153,33 +154,41 @@ def run_playwright(config: RunnerConfig, settings: RunnerSettings, work: Path, o
 
 def run_k6(config: RunnerConfig, settings: RunnerSettings, work: Path, out: Path,
            deadline: Deadline, stop: threading.Event, say: RunLog) -> EngineOutcome:
-    source = Path(config.scriptPath)
-    validate.read_script(source, settings.max_script_bytes)
-    work.mkdir(parents=True, exist_ok=True)
-    # Under the user's own name: k6 shows it in its banner, its errors and stack traces.
-    script = work / k6.script_file_name(config.scriptName, source.name)
-    shutil.copyfile(source, script)
+    suite = project.locate(Path(config.scriptPath), config.scriptName)
+    if suite.entry is None:
+        raise validate.ValidationError([validate.Issue(None, None, "k6 runs one script: name it (configMapRef.key)")])
+    files = validate.read_project(suite, settings.max_script_bytes)
+    # The script and its modules at their paths (k6 resolves relative imports from the script's
+    # folder); k6 reads TypeScript too (k6 >= 1.0); a script without a code suffix gets .js.
+    suite_dir = work / "tests"
+    shutil.rmtree(suite_dir, ignore_errors=True)
+    placed = project.copy_into(files, suite.entry, suite_dir, ".js")
+    assert placed.entry is not None
+    # k6 runs in the suite's folder: its banner and errors name the script as the user did, and
+    # handleSummary's relative files land there.
+    script = Path(placed.entry)
     env = child_env(os.environ, {**playwright.writable_home(os.environ, work), "K6_NO_USAGE_REPORT": "true"})
-    validate.validate_k6(script, k6=settings.k6, env=env, cwd=work,
+    validate.validate_k6(suite_dir / script, k6=settings.k6, env=env, cwd=suite_dir,
                          timeout=min(VALIDATION_TIMEOUT_SECONDS, max(1.0, deadline.remaining())),
                          node=settings.node, validator=settings.validate_script, node_modules=settings.node_modules_dir)
     say("validation passed")
     (out / "report").mkdir(parents=True, exist_ok=True)
-    cmd = k6.command(settings.k6, Path(script.name), out, config.k6Args)  # relative: k6 runs in work/
-    say(f"running k6 on {script.name}" + (f" with {' '.join(config.k6Args)}" if config.k6Args else ""))
+    cmd = k6.command(settings.k6, script, out, config.k6Args)
+    say(f"running k6 on {script}" + (f" with {' '.join(config.k6Args)}" if config.k6Args else ""))
     # handleSummary writes its files in k6's working directory: what is new there afterwards is its.
-    skip = {p.relative_to(work).parts[0] for p in (out, Path(env.get("HOME", "/"))) if p.is_relative_to(work)}
-    before = k6_summary.snapshot(work, skip)
-    proc = run_supervised(cmd, env={**env, **k6.dashboard_env(out, env)}, cwd=work, log_path=out / k6.CONSOLE_LOG,
-                          deadline_at=deadline.at, stop_requested=stop)
+    skip = {p.relative_to(suite_dir).parts[0] for p in (out, Path(env.get("HOME", "/"))) if p.is_relative_to(suite_dir)}
+    before = k6_summary.snapshot(suite_dir, skip)
+    proc = run_supervised(cmd, env={**env, **k6.dashboard_env(out, env)}, cwd=suite_dir,
+                          log_path=out / k6.CONSOLE_LOG, deadline_at=deadline.at, stop_requested=stop)
     say(f"k6 ended: exit code {proc.exit_code}, {proc.duration_seconds:.1f} s, "
         f"peak memory {proc.peak_rss_bytes / 2**20:.0f} MiB" + (f", stopped ({proc.stopped})" if proc.stopped else ""))
-    moved = k6_summary.collect(work, out, k6_summary.written(before, k6_summary.snapshot(work, skip)))
+    moved = k6_summary.collect(suite_dir, out, k6_summary.written(before, k6_summary.snapshot(suite_dir, skip)))
     if moved:
         say("handleSummary wrote " + ", ".join(f"{rel} (uploaded as {dest})" if rel != dest else rel
                                                for rel, dest in moved))
     outcome = k6.classify(k6.load_summary(out / k6.SUMMARY_JSON), exit_code=proc.exit_code,
-                          timed_out=proc.timed_out, console_tail=_tail(out / k6.CONSOLE_LOG, 65536), work=str(work))
+                          timed_out=proc.timed_out, console_tail=_tail(out / k6.CONSOLE_LOG, 65536),
+                          work=str(suite_dir))
     if proc.stopped == "signal":
         outcome = _stopped_by_signal(outcome)
     if (out / k6.REPORT_INDEX).is_file():

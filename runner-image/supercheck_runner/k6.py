@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from supercheck_contract import FailureClass, K6Summary
@@ -64,22 +64,6 @@ TEST_FAILURE_CODES = {THRESHOLDS_FAILED} | {c for c, (cls, _) in EXIT_MEANINGS.i
                                             if cls == FailureClass.TEST_FAILURE}
 FIXES = {INVALID_CONFIG: "fix the script's options or the run's k6Args"}
 FLAG_ERROR = re.compile(r"^(unknown (shorthand )?flag|invalid argument .* flag|flag needs an argument|bad flag syntax)")
-
-
-SCRIPT_SUFFIXES = (".js", ".mjs", ".ts")  # k6 >= 1.0 reads TypeScript too
-DEFAULT_SCRIPT_NAME = "script.js"
-
-
-def script_file_name(user_name: str, source_name: str) -> str:
-    """The name the script is run under, which k6 shows: the user's file name (``RunnerConfig.scriptName``),
-    made safe for a path; ``script.js`` without one. The extension is kept (k6 needs it to read
-    TypeScript); without a known one, the source file's, else ``.js``."""
-    name = re.sub(r"[^A-Za-z0-9._-]", "-", PurePosixPath(user_name.replace("\\", "/")).name).lstrip(".-")
-    name = name or DEFAULT_SCRIPT_NAME.removesuffix(".js")
-    if PurePosixPath(name).suffix not in SCRIPT_SUFFIXES:
-        source_suffix = PurePosixPath(source_name).suffix
-        name += source_suffix if source_suffix in SCRIPT_SUFFIXES else ".js"
-    return name
 
 
 def command(k6: str, script: Path, out: Path, user_args: Sequence[str]) -> list[str]:

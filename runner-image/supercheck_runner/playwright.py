@@ -28,6 +28,7 @@ from typing import Any
 
 from supercheck_contract import FailureClass, TestSummary
 from supercheck_runner.outcome import EngineOutcome, error_summary, first_line, strip_ansi
+from supercheck_runner.project import Placed, copy_into
 
 RESULTS_JSON = "playwright-results.json"
 JUNIT_XML = "junit.xml"
@@ -77,6 +78,7 @@ class PlaywrightOptions:
     chromium_path: str | None = None  # None: bundled if present, else fallback_chromium
     fallback_chromium: str = "/usr/bin/chromium"
     no_sandbox: bool = False
+    test_match: str | None = None  # the script's path under test_dir; None: Playwright's default (every test file)
 
 
 def build_config(o: PlaywrightOptions) -> dict[str, Any]:
@@ -98,6 +100,7 @@ def build_config(o: PlaywrightOptions) -> dict[str, Any]:
             ["junit", {"outputFile": f"{out}/{JUNIT_XML}"}],
             ["html", {"outputFolder": f"{out}/{REPORT_DIR}", "open": "never"}],
         ],
+        **({"testMatch": o.test_match} if o.test_match else {}),
         "projects": [{"name": "chromium", "use": {"browserName": "chromium"}}],
         "use": {
             "headless": o.headless,
@@ -260,23 +263,20 @@ def classify(facts: ReportFacts | None, *, exit_code: int | None, timed_out: boo
 # --- the shell ----------------------------------------------------------------------------
 
 
-def prepare_workdir(work: Path, script: Path, node_modules: Path) -> Path:
-    """Copy the script under tests/ with a name Playwright collects, link node_modules. Returns the out dir."""
+def prepare_workdir(work: Path, files: Mapping[str, Path], entry: str | None, node_modules: Path) -> Placed:
+    """Copy the script and its files under tests/ at their paths (a script without a code suffix
+    gets .ts), link node_modules, make out/. The script runs by its path (``testMatch``), so its
+    name need not look like a test file's; a whole suite runs every test file."""
     tests = work / "tests"
+    shutil.rmtree(tests, ignore_errors=True)
     tests.mkdir(parents=True, exist_ok=True)
-    suffix = script.suffix if script.suffix in (".ts", ".js", ".mjs", ".mts", ".cjs", ".cts", ".tsx", ".jsx") else ".ts"
-    shutil.copyfile(script, tests / f"test.spec{suffix}")
+    placed = copy_into(files, entry, tests, ".ts")
     link = work / "node_modules"
     if link.is_symlink() or link.exists():
         link.unlink()
     link.symlink_to(node_modules, target_is_directory=True)
-    out = work / "out"
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def spec_path(work: Path) -> Path:
-    return next((work / "tests").glob("test.spec.*"))
+    (work / "out").mkdir(parents=True, exist_ok=True)
+    return placed
 
 
 def ffmpeg_shim(work: Path, node_modules: Path, environ: Mapping[str, str],

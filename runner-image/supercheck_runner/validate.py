@@ -1,13 +1,15 @@
 """Validation before executing: a script that cannot be right never starts a browser.
 
-Playwright (TypeScript or JavaScript):
-  * size limit;
+Both: the script and the files beside it (:mod:`supercheck_runner.project`) are within the size
+limit together, code is UTF-8 text, and no file brings its own ``node_modules``.
+
+Playwright (TypeScript or JavaScript), every code file of the suite:
   * it parses (TypeScript's parser, through ``runner-image/validate.mjs``);
-  * it imports only modules on the allow-list (``SUPERCHECK_ALLOWED_MODULES``);
+  * it imports only modules on the allow-list (``SUPERCHECK_ALLOWED_MODULES``), and files of the
+    suite by relative paths that stay in its folder and name a file that is there;
   * none of the constructs that get around the import check or write outside the work
     directory (eval, Function, process.binding, computed require()/import(), absolute paths).
 k6:
-  * size limit;
   * the files its ``handleSummary`` returns stay in the work directory (no absolute path, no
     ``..``): only what k6 writes there is uploaded (facts from ``validate.mjs``);
   * ``k6 inspect --execution-requirements`` accepts it: it parses, its init code runs, its
@@ -30,12 +32,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from supercheck_runner import k6_output
+from supercheck_runner.project import CODE_SUFFIXES, Project, list_files, resolve_import
 
 NODE_BUILTIN_PREFIX = "node:"
 
@@ -63,11 +66,13 @@ class Issue:
     line: int | None
     column: int | None
     message: str
+    file: str | None = None  # a file of the suite other than the script itself
 
     def __str__(self) -> str:
+        where = f"{self.file}: " if self.file else ""
         if self.line is None:
-            return self.message
-        return f"line {self.line}, column {self.column}: {self.message}"
+            return where + self.message
+        return f"{where}line {self.line}, column {self.column}: {self.message}"
 
 
 class ValidationError(Exception):
@@ -105,6 +110,27 @@ def size_issues(size_bytes: int, limit: int) -> list[Issue]:
     return []
 
 
+def project_issues(sizes: Mapping[str, int], entry: str | None, limit: int) -> list[Issue]:
+    """The suite as a whole: the script is there and not empty, all files together within the limit,
+    no ``node_modules`` of its own (it would shadow the runner's @playwright/test)."""
+    if entry is not None and entry not in sizes:
+        return [Issue(None, None, f"the script {entry!r} is not in its folder (it has: {', '.join(sizes)})")]
+    if not sizes:
+        return [Issue(None, None, "the suite's folder is empty")]
+    if entry is not None and len(sizes) == 1:
+        return size_issues(sizes[entry], limit)
+    issues = size_issues(sizes[entry], limit) if entry is not None and sizes[entry] == 0 else []
+    total = sum(sizes.values())
+    if total > limit:
+        issues.append(Issue(None, None, f"the script and its files are {total} bytes ({len(sizes)} files), "
+                                        f"over the limit of {limit} bytes"))
+    shadows = [p for p in sizes if "node_modules" in p.split("/")]
+    if shadows:
+        issues.append(Issue(None, None, f"{shadows[0]}: a suite may not bring node_modules (the runner "
+                                        "provides @playwright/test); import the suite's own files by relative paths"))
+    return issues
+
+
 def _module_key(specifier: str) -> str:
     """Compare builtins without their ``node:`` scheme: ``node:fs`` and ``fs`` are one module."""
     return specifier[len(NODE_BUILTIN_PREFIX):] if specifier.startswith(NODE_BUILTIN_PREFIX) else specifier
@@ -117,8 +143,8 @@ def _package_of(key: str) -> str:
 
 
 def module_allowed(specifier: str, allowed: Iterable[str]) -> bool:
-    """A module is allowed when it, or the package it is a subpath of, is on the list.
-    Relative and absolute paths are never allowed: the run has exactly one file."""
+    """A module is allowed when it, or the package it is a subpath of, is on the list. Paths are
+    not modules: a relative import is judged by where it leads (:func:`playwright_issues`)."""
     if specifier.startswith((".", "/")) or "://" in specifier and not specifier.startswith(NODE_BUILTIN_PREFIX):
         return False
     key = _module_key(specifier)
@@ -126,18 +152,25 @@ def module_allowed(specifier: str, allowed: Iterable[str]) -> bool:
     return key in allowed_keys or _package_of(key) in allowed_keys
 
 
-def playwright_issues(facts: Mapping[str, Any], allowed: Sequence[str]) -> list[Issue]:
-    """Decide on what ``validate.mjs`` reported. Syntax errors first: nothing else is reliable then."""
+def playwright_issues(facts: Mapping[str, Any], allowed: Sequence[str], importer: str = "",
+                      files: Collection[str] = ()) -> list[Issue]:
+    """Decide on what ``validate.mjs`` reported of ``importer``, a file of the suite ``files``.
+    Syntax errors first: nothing else is reliable then."""
     syntax = [Issue(e["line"], e["column"], f"syntax error: {e['message']}") for e in facts.get("syntaxErrors", [])]
     if syntax:
         return syntax
     issues: list[Issue] = []
     for imp in facts.get("imports", []):
         spec = imp["specifier"]
+        if spec.startswith("."):
+            found, why = resolve_import(importer, spec, files)
+            if found is None:
+                issues.append(Issue(imp["line"], imp["column"], f"import of '{spec}' {why}"))
+            continue
         if module_allowed(spec, allowed):
             continue
-        if spec.startswith((".", "/")):
-            why = "a test run has a single file, so local modules cannot be imported"
+        if spec.startswith("/"):
+            why = "an absolute path is outside the suite's folder; import its files by relative paths"
         else:
             hint = REFUSAL_HINTS.get(_module_key(spec)) or REFUSAL_HINTS.get(_package_of(_module_key(spec)))
             why = hint or "it is not on the allow-list"
@@ -152,6 +185,7 @@ def playwright_issues(facts: Mapping[str, Any], allowed: Sequence[str]) -> list[
 
 
 K6_LOCATION = re.compile(r"^(?:(?P<file>\S+) )?line (?P<line>\d+), column (?P<col>\d+): (?P<rest>.*)$")
+K6_MISSING_MODULE = re.compile(r'moduleSpecifier "([^"]+)" couldn\'t be found on local disk')
 
 
 def k6_issue(output: str, work: str | None = None, script_name: str | None = None) -> Issue:
@@ -160,6 +194,10 @@ def k6_issue(output: str, work: str | None = None, script_name: str | None = Non
     message = k6_output.first_sentence(output, work) or "k6 inspect failed without saying why"
     if "function 'default' not found in exports" in message:
         message += " (add `export default function () { ... }`, or give every scenario an `exec` function)"
+    missing = K6_MISSING_MODULE.search(message)
+    if missing:  # k6's own words go on about Docker volumes, which a TestRun has nothing to do with
+        message = (f"import of '{missing.group(1)}' names no file beside the script; add the file to "
+                   "spec.script.configMapRef.files, or fix the path")
     m = K6_LOCATION.match(message)
     if m and (m["file"] is None or script_name is None or m["file"] == script_name):
         return Issue(int(m["line"]), int(m["col"]), m["rest"])
@@ -197,22 +235,50 @@ def remote_modules(facts: Mapping[str, Any]) -> list[str]:
 # --- the shell: running the validators ------------------------------------------------------
 
 
-def read_script(path: Path, max_bytes: int) -> bytes:
-    data = path.read_bytes()
-    issues = size_issues(len(data), max_bytes)
+def read_project(project: Project, max_bytes: int) -> dict[str, Path]:
+    """The suite's files by their paths, once they pass :func:`project_issues` and their code is UTF-8."""
+    files = list_files(project.root)
+    sizes = {rel: path.stat().st_size for rel, path in files.items()}
+    issues = project_issues(sizes, project.entry, max_bytes)
     if issues:
         raise ValidationError(issues)
+    for rel, path in files.items():
+        if rel == project.entry or rel.endswith(CODE_SUFFIXES):
+            try:
+                path.read_bytes().decode("utf-8")
+            except UnicodeDecodeError as exc:
+                what = "the script" if rel == project.entry else rel
+                raise ValidationError([Issue(None, None, f"{what} is not UTF-8 text (byte {exc.start})")]) from exc
+    return files
+
+
+def validate_playwright(root: Path, files: Sequence[str], entry: str | None, *, node: str, validator: Path,
+                        node_modules: Path, allowed: Sequence[str], timeout: float) -> None:
+    """Every code file of the suite under ``root``; issues of the script first, then of its files
+    (those named by their paths)."""
+    code = sorted((f for f in files if f.endswith(CODE_SUFFIXES)), key=lambda f: (f != entry, f))
+    if not code:
+        return
     try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValidationError([Issue(None, None, f"the script is not UTF-8 text (byte {exc.start})")]) from exc
-    return data
-
-
-def validate_playwright(script: Path, *, node: str, validator: Path, node_modules: Path,
-                        allowed: Sequence[str], timeout: float) -> None:
-    facts = script_facts(script, node=node, validator=validator, node_modules=node_modules, timeout=timeout)
-    issues = playwright_issues(facts, allowed)
+        proc = subprocess.run(
+            [node, str(validator), *(str(root / f) for f in code)],
+            capture_output=True, text=True, timeout=timeout,
+            env={"NODE_PATH": str(node_modules), "PATH": "/usr/local/bin:/usr/bin:/bin"},
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ValidatorUnavailable(f"the script validator could not run: {exc}") from exc
+    if proc.returncode != 0:
+        raise ValidatorUnavailable(f"the script validator failed: {proc.stderr.strip()[-500:]}")
+    try:
+        reports = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    except json.JSONDecodeError as exc:
+        raise ValidatorUnavailable(f"the script validator printed no JSON: {proc.stdout[:200]!r}") from exc
+    if len(reports) != len(code):
+        raise ValidatorUnavailable(f"the script validator reported {len(reports)} of {len(code)} files")
+    issues: list[Issue] = []
+    for rel, facts in zip(code, reports, strict=True):
+        found = playwright_issues(facts, allowed, rel, files)
+        issues += found if rel == entry else [replace(i, file=rel) for i in found]
     if issues:
         raise ValidationError(issues)
 

@@ -212,6 +212,123 @@ def test_a_missing_configmap_waits_out_its_grace_then_errors_with_the_keys_it_ha
     run(go)
 
 
+SUITE = {"type": "playwright", "script": {"configMapRef": {
+    "name": "todo-suite", "key": "todo.spec.ts", "path": "tests/todo.spec.ts",
+    "files": [{"key": "fixtures.ts", "path": "fixtures/index.ts"}]}}}
+
+
+def configmap(name: str, data: dict[str, str], binary: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"kind": "ConfigMap", "metadata": {"name": name, "namespace": "ns"}, "data": data,
+            **({"binaryData": binary} if binary else {})}
+
+
+def test_a_missing_helper_key_is_an_error_before_any_pod_naming_the_keys_there_are():
+    async def go():
+        w = world()
+        w.kube.add(configmap("todo-suite", {"todo.spec.ts": "t", "fixture.ts": "typo"}))
+        w.kube.add_testrun("todo", SUITE)
+        assert 0 < await w.settle("todo") <= 1.0  # Pending within the grace period: it may come
+        assert w.status("todo")["reason"] == "KeyNotFound"
+        w.clock.advance(11)
+        assert await w.settle("todo") is None
+        st = w.status("todo")
+        assert (st["phase"], st["reason"], st["attempts"]) == ("Error", "KeyNotFound", 0)
+        assert st["message"] == ("ConfigMap 'todo-suite' referenced by spec.script.configMapRef.files[0] has no key "
+                                 "'fixtures.ts' (it has: fixture.ts, todo.spec.ts)")
+        assert w.pod_names() == [] and ("ConfigMap", "ns", "todo-script") not in w.kube.objects
+        assert not w.ledger.running
+    run(go)
+
+
+def test_a_script_with_its_files_is_snapshotted_whole_and_mounted_at_its_paths():
+    async def go():
+        w = world()
+        w.kube.add(configmap("todo-suite", {"todo.spec.ts": "spec", "fixtures.ts": "fix", "other.ts": "not asked"}))
+        w.kube.add_testrun("todo", SUITE)
+        assert await w.settle("todo") == WAIT
+        snapshot = w.kube.objects[("ConfigMap", "ns", "todo-script")]
+        assert snapshot["data"] == {"todo.spec.ts": "spec", "fixtures.ts": "fix"}
+        # a later edit of the source does not reach the run
+        w.kube.objects[("ConfigMap", "ns", "todo-suite")]["data"]["fixtures.ts"] = "edited"
+        pod = w.kube.pods()[0]
+        volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "script")["configMap"]
+        assert volume["items"] == [{"key": "todo.spec.ts", "path": "tests/todo.spec.ts"},
+                                   {"key": "fixtures.ts", "path": "fixtures/index.ts"}]
+        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+        assert env["SUPERCHECK_SCRIPT_PATH"] == "/supercheck/script/tests/todo.spec.ts"
+        assert env["SUPERCHECK_SCRIPT_NAME"] == "tests/todo.spec.ts"
+    run(go)
+
+
+WHOLE = {"type": "playwright", "script": {"configMapRef": {
+    "name": "todo-suite", "files": [{"key": "fixtures.ts", "path": "fixtures/index.ts"}]}}}
+
+
+def test_a_whole_configmap_is_the_suite_and_every_key_is_mounted():
+    async def go():
+        w = world(running_capacity=1, queued_capacity=5)
+        w.kube.add(configmap("todo-suite", {"a.spec.ts": "a", "fixtures.ts": "f"}, {"logo.png": "iVBORw0K"}))
+        w.kube.add_testrun("first", K6)
+        await w.settle("first")
+        w.kube.add_testrun("todo", WHOLE)
+        assert await w.settle("todo") == 30.0  # queued: the snapshot is taken now
+        w.kube.objects[("ConfigMap", "ns", "todo-suite")]["data"]["b.spec.ts"] = "added later"
+        w.kube.pod_terminated("first-a1", 0, result(FailureClass.NONE, ExitCode.PASSED), reason="Completed")
+        await w.settle("first")
+        assert await w.settle("todo") == WAIT
+        snapshot = w.kube.objects[("ConfigMap", "ns", "todo-script")]
+        assert snapshot["data"] == {"a.spec.ts": "a", "fixtures.ts": "f"}
+        assert snapshot["binaryData"] == {"logo.png": "iVBORw0K"}
+        pod = next(p for p in w.kube.pods() if p["metadata"]["name"] == "todo-a1")
+        volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "script")["configMap"]
+        assert volume["items"] == [{"key": "a.spec.ts", "path": "a.spec.ts"},
+                                   {"key": "fixtures.ts", "path": "fixtures/index.ts"},
+                                   {"key": "logo.png", "path": "logo.png"}]
+        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+        assert (env["SUPERCHECK_SCRIPT_PATH"], env["SUPERCHECK_SCRIPT_NAME"]) == ("/supercheck/script", "")
+    run(go)
+
+
+@pytest.mark.parametrize("data, reason, words", [
+    ({"fixtures.ts": "f", "README.md": "r"}, "KeyNotFound",
+     "ConfigMap 'todo-suite' referenced by spec.script.configMapRef has no test file"),
+    ({"fixtures.ts": "f", "a.spec.ts": "a", "fixtures": "a file where a folder must go"}, "InvalidSpec",
+     "ConfigMap 'todo-suite': 'fixtures' is a file, but 'fixtures/index.ts' needs it to be a folder"),
+])
+def test_a_whole_configmap_that_cannot_run_is_an_error_before_any_pod(data, reason, words):
+    async def go():
+        w = world()
+        w.kube.add(configmap("todo-suite", data))
+        w.kube.add_testrun("todo", WHOLE)
+        await w.settle("todo")
+        w.clock.advance(11)
+        assert await w.settle("todo") is None
+        st = w.status("todo")
+        assert (st["phase"], st["reason"]) == ("Error", reason)
+        assert words in st["message"]
+        assert w.pod_names() == []
+    run(go)
+
+
+def test_a_deleted_snapshot_of_a_whole_configmap_ends_the_run_before_its_pod():
+    async def go():
+        w = world(running_capacity=1, queued_capacity=5)
+        w.kube.add(configmap("todo-suite", {"a.spec.ts": "a", "fixtures.ts": "f"}))
+        w.kube.add_testrun("first", K6)
+        await w.settle("first")
+        w.kube.add_testrun("todo", WHOLE)
+        await w.settle("todo")
+        del w.kube.objects[("ConfigMap", "ns", "todo-script")]
+        w.kube.pod_terminated("first-a1", 0, result(FailureClass.NONE, ExitCode.PASSED), reason="Completed")
+        await w.settle("first")
+        assert await w.settle("todo") is None
+        st = w.status("todo")
+        assert (st["phase"], st["reason"]) == ("Error", "ConfigMapNotFound")
+        assert "script snapshot, ConfigMap 'todo-script', was deleted" in st["message"]
+        assert "todo-a1" not in w.pod_names() and not w.ledger.running
+    run(go)
+
+
 def test_an_invalid_spec_is_an_error_before_any_pod():
     async def go():
         w = world()

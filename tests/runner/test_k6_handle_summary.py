@@ -27,7 +27,7 @@ WITH_HANDLE_SUMMARY = documented_script()
 
 
 def test_handle_summary_files_are_uploaded_and_the_verdict_still_filled(run_runner, site, s3):
-    run = run_runner("k6", WITH_HANDLE_SUMMARY, env={"TARGET_URL": site.url}, scriptName="checkout.js")
+    run = run_runner("k6", WITH_HANDLE_SUMMARY, env={"TARGET_URL": site.url}, script_name="checkout.js")
     assert run.exit_code == ExitCode.PASSED, run.output
     k6 = run.result.k6
     assert k6 is not None and k6.iterations == 3 and k6.checksPassed == 3 and k6.thresholdsPassed is True
@@ -68,7 +68,7 @@ def test_without_a_script_name_the_script_is_script_js(run_runner, site, s3):
 ])
 def test_a_handle_summary_path_outside_the_work_directory_is_refused(run_runner, site, path, why):
     script = WITH_HANDLE_SUMMARY.replace("'summary.json'", f"'{path}'")
-    run = run_runner("k6", script, env={"TARGET_URL": site.url}, scriptName="checkout.js")
+    run = run_runner("k6", script, env={"TARGET_URL": site.url}, script_name="checkout.js")
     assert run.exit_code == ExitCode.VALIDATION, run.output
     assert run.result.failureClass == FailureClass.VALIDATION
     assert run.result.message == (

@@ -196,6 +196,6 @@ def test_a_missing_module_is_the_script_s_fault(run_runner, module_server):
      "k6 refused the run's arguments (k6Args): unknown flag: --no-such-flag"),
 ])
 def test_k6_exit_codes_read_as_sentences(run_runner, script, k6_args, exit_code, message):
-    run = run_runner("k6", script, k6Args=k6_args, scriptName="checkout.js")
+    run = run_runner("k6", script, k6Args=k6_args, script_name="checkout.js")
     assert run.exit_code == exit_code, run.output
     assert run.result.message == message

@@ -102,19 +102,6 @@ def test_timer_margin_and_budgets():
     assert graceful_budget_ms(0.5) == 1000
 
 
-@pytest.mark.parametrize("user_name, source, expected", [
-    ("", "/supercheck/script/script.js", "script.js"),  # no name given: the default
-    ("", "/supercheck/script/load.ts", "script.ts"),
-    ("checkout.js", "/supercheck/script/checkout.js", "checkout.js"),
-    ("load/smoke.ts", "/x/y", "smoke.ts"),  # the file name only
-    ("my test", "/x/y.mjs", "my-test.mjs"),  # made safe; the source's extension
-    ("..", "/x/y.js", "script.js"),
-    ("notes.txt", "/x/y", "notes.txt.js"),  # k6 needs a script extension
-])
-def test_the_script_runs_under_the_user_s_name(user_name, source, expected):
-    assert k6.script_file_name(user_name, Path(source).name) == expected
-
-
 def test_handle_summary_files_are_what_is_new_or_rewritten(tmp_path):
     work, out = tmp_path / "work", tmp_path / "work" / "out"
     out.mkdir(parents=True)
