@@ -62,6 +62,7 @@ OPERATOR_NEEDS = [
     ("create", "pods", ""),
     ("delete", "pods", ""),
     ("watch", "pods", ""),
+    ("get", "pods/log", ""),
     ("create", "configmaps", ""),
     ("get", "configmaps", ""),
     ("create", "secrets", ""),
@@ -85,9 +86,12 @@ def test_chart_rbac_grants_what_the_operator_does(helm, kubectl, namespace):
     try:
         sa = f"system:serviceaccount:{namespace}:{namespace}-operator"
         for verb, resource, group in OPERATOR_NEEDS:
+            # "pods/log" to kubectl would be the pod named "log": a subresource is asked for as such.
+            resource, _, subresource = resource.partition("/")
             target = f"{resource}.{group}" if group else resource
-            res = kubectl("auth", "can-i", verb, target, "--as", sa, "-n", "default")
-            assert res.stdout.strip() == "yes", f"the chart's ClusterRole does not allow {verb} {target}"
+            sub = [f"--subresource={subresource}"] if subresource else []
+            res = kubectl("auth", "can-i", verb, target, *sub, "--as", sa, "-n", "default")
+            assert res.stdout.strip() == "yes", f"the chart's ClusterRole does not allow {verb} {target} {sub}"
         # and nothing it does not need
         assert kubectl("auth", "can-i", "delete", "nodes", "--as", sa).stdout.strip() == "no"
     finally:

@@ -58,9 +58,14 @@ class Settings(BaseSettings):
     runner_max_cpu: str = Field("4", validation_alias=_env("RUNNER_MAX_CPU"))
     runner_max_memory: str = Field("8Gi", validation_alias=_env("RUNNER_MAX_MEMORY"))
     runner_max_ephemeral_storage: str = Field("20Gi", validation_alias=_env("RUNNER_MAX_EPHEMERAL_STORAGE"))
+    runner_upload_window_seconds: int = Field(
+        300, ge=0, validation_alias=_env("RUNNER_UPLOAD_WINDOW_SECONDS"),
+        description="How long a runner keeps retrying its uploads while S3 is unavailable (RunnerConfig)",
+    )
     runner_deadline_margin_seconds: int = Field(
-        30, ge=0, validation_alias=_env("RUNNER_DEADLINE_MARGIN_SECONDS"),
-        description="activeDeadlineSeconds = timeoutSeconds + this (the runner's own timer fires first)",
+        90, ge=0, validation_alias=_env("RUNNER_DEADLINE_MARGIN_SECONDS"),
+        description="activeDeadlineSeconds = timeoutSeconds + RUNNER_UPLOAD_WINDOW_SECONDS + this: the pod's "
+                    "start and the runner's last S3 requests (the runner's own timers end it first)",
     )
     runner_run_as_user: int = Field(1000, ge=1, validation_alias=_env("RUNNER_RUN_AS_USER"))
 
@@ -72,6 +77,10 @@ class Settings(BaseSettings):
     ledger_reconcile_seconds: float = Field(30.0, gt=0, validation_alias=_env("SUPERCHECK_LEDGER_RECONCILE_SECONDS"))
     script_ref_grace_seconds: float = Field(10.0, ge=0, validation_alias=_env("SUPERCHECK_SCRIPT_REF_GRACE_SECONDS"))
     service_retry_seconds: float = Field(2.0, gt=0, validation_alias=_env("SUPERCHECK_SERVICE_RETRY_SECONDS"))
+    progress_poll_seconds: float = Field(
+        10.0, ge=0, validation_alias=_env("SUPERCHECK_PROGRESS_POLL_SECONDS"),
+        description="How often the tail of a running runner's log is read for its progress (Uploading); 0: never",
+    )
     peering: str = Field(
         "supercheck", validation_alias=_env("SUPERCHECK_PEERING"),
         description="Name of the ClusterKopfPeering object, or 'standalone' to run without peering",

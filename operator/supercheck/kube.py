@@ -68,6 +68,7 @@ class Kube:
     def __init__(self) -> None:
         self.core = kubernetes.client.CoreV1Api()
         self.custom = kubernetes.client.CustomObjectsApi()
+        self._logs_forbidden_said = False
 
     async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Obj:
         return cast(Obj, await asyncio.to_thread(_call, fn, *args, **kwargs))
@@ -146,3 +147,28 @@ class Kube:
     async def list_pods(self, label_selector: str) -> list[Obj]:
         out = await self._run(self.core.list_pod_for_all_namespaces, label_selector=label_selector)
         return cast(list[Obj], out.get("items", []))
+
+    async def pod_log_tail(self, namespace: str, name: str, container: str, lines: int,
+                           limit_bytes: int) -> str | None:
+        return await asyncio.to_thread(self._pod_log_tail, namespace, name, container, lines, limit_bytes)
+
+    def _pod_log_tail(self, namespace: str, name: str, container: str, lines: int, limit_bytes: int) -> str | None:
+        try:
+            resp = self.core.read_namespaced_pod_log(name, namespace, container=container, tail_lines=lines,
+                                                     limit_bytes=limit_bytes, _preload_content=False)
+            return bytes(resp.data).decode("utf-8", "replace")
+        except ApiException as exc:
+            if exc.status in (400, 404):  # not started yet, or gone
+                return None
+            if exc.status == 403:
+                if not self._logs_forbidden_said:
+                    self._logs_forbidden_said = True
+                    log.warning("reading runner logs is forbidden (%s): the Uploading phase is not shown; grant "
+                                "the operator get on pods/log (the chart's ClusterRole does)", exc.reason)
+                return None
+            if exc.status in (0, 429) or exc.status >= 500:
+                raise ApiUnavailable(f"{exc.status} {exc.reason}") from exc
+            log.warning("runner log of %s/%s not read: %s %s", namespace, name, exc.status, exc.reason)
+            return None  # advisory: never a reason to stop driving the run
+        except (OSError, kubernetes.client.exceptions.OpenApiException) as exc:
+            raise ApiUnavailable(str(exc)) from exc

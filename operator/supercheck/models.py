@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -47,9 +48,131 @@ TERMINAL_PHASES = frozenset(
 )
 
 
+# A ConfigMap key, as Kubernetes allows it; and a relative path in the run's project folder: segments
+# of safe characters, none starting with a dot (so no `..`, no hidden files, never absolute).
+KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+PATH_PATTERN = r"^[A-Za-z0-9_@+-][A-Za-z0-9._@+-]*(/[A-Za-z0-9_@+-][A-Za-z0-9._@+-]*)*$"
+MAX_SCRIPT_FILES = 64
+MSG_PATH = ("must be a relative path such as fixtures/index.ts: letters, digits and . _ - @ + in each "
+            "segment, no segment starting with a dot (so no '..'), not starting with '/'")
+
+
+def _relative_path(description: str) -> Any:
+    """A path field; a CEL rule rather than a pattern, so a mistake is answered in words."""
+    return Field(default=None, min_length=1, max_length=253, description=description, json_schema_extra={
+        "x-kubernetes-validations": [{"rule": f"self.matches('{PATH_PATTERN}')", "message": MSG_PATH}]})
+
+
+def path_clash(paths: Iterable[str]) -> str | None:
+    """Why these files cannot share a folder: one path twice, or a file where another needs a folder."""
+    seen: set[str] = set()
+    for path in paths:
+        if path in seen:
+            return f"two files land at {path!r}"
+        seen.add(path)
+    for path in sorted(seen):
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            folder = "/".join(parts[:i])
+            if folder in seen:
+                return f"{folder!r} is a file, but {path!r} needs it to be a folder"
+    return None
+
+
+def _check_path(value: str | None, where: str) -> None:
+    if value is not None and not re.match(PATH_PATTERN, value):
+        raise ValueError(f"{where} {value!r} {MSG_PATH}")
+
+# The script's place and its files' places (CEL): a file's path is its `path`, else its key.
+_FILE_PATH = "(has({0}.path) ? {0}.path : {0}.key)"
+_REF = "spec.script.configMapRef"
+MSG_PATH_WITHOUT_KEY = (f"{_REF}.path places the script named by {_REF}.key: set key too (without key, every "
+                        f"key of the ConfigMap is a file of the suite; place one with {_REF}.files[].path)")
+MSG_FILES_LIST_THE_SCRIPT = (f"{_REF}.files lists the script's own key; list only the other files "
+                             f"(the script's place is {_REF}.path)")
+MSG_DUPLICATE_KEY = f"each key may be listed once in {_REF}.files"
+MSG_DUPLICATE_PATH = (f"two files of {_REF} land at the same path; give each its own path "
+                      "(files[].path, or path for the script)")
+MSG_ONE_SOURCE = ("set exactly one of spec.script.inline (the script itself) or "
+                  "spec.script.configMapRef (the ConfigMap holding it)")
+MSG_K6_NEEDS_KEY = (f"type k6 runs one script: set {_REF}.key to it (its modules go in {_REF}.files); "
+                    "a whole ConfigMap without key is a Playwright suite")
+
+
+class ScriptFile(_Model):
+    """A file beside the script: another key of the same ConfigMap, placed at its path in the run's folder."""
+
+    key: str = Field(min_length=1, max_length=253, pattern=KEY_PATTERN, description="Key of the ConfigMap")
+    path: str | None = _relative_path(
+        "Where the file goes, relative to the suite's folder, e.g. fixtures/index.ts (default: the key)")
+
+    @model_validator(mode="after")
+    def _relative(self) -> ScriptFile:
+        _check_path(self.path, f"{_REF}.files[].path")
+        return self
+
+    @property
+    def place(self) -> str:
+        return self.path or self.key
+
+
 class ConfigMapKeyRef(_Model):
+    """The script in a ConfigMap: one key (plus the files it imports), or the whole ConfigMap as a suite."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "has(self.key) || !has(self.path)", "message": MSG_PATH_WITHOUT_KEY},
+                {"rule": "!has(self.key) || !has(self.files) || self.files.all(f, f.key != self.key)",
+                 "message": MSG_FILES_LIST_THE_SCRIPT},
+                {"rule": "!has(self.files) || self.files.all(f, self.files.exists_one(g, g.key == f.key))",
+                 "message": MSG_DUPLICATE_KEY},
+                {"rule": "!has(self.files) || self.files.all(f, self.files.exists_one(g, "
+                         f"{_FILE_PATH.format('g')} == {_FILE_PATH.format('f')}))",
+                 "message": MSG_DUPLICATE_PATH},
+                {"rule": "!has(self.key) || !has(self.files) || self.files.all(f, "
+                         f"{_FILE_PATH.format('f')} != {_FILE_PATH.format('self')})",
+                 "message": MSG_DUPLICATE_PATH},
+            ]
+        }
+    )
+
     name: str = Field(min_length=1, max_length=253, description="ConfigMap in the TestRun's namespace")
-    key: str = Field(min_length=1, max_length=253, description="Key holding the script")
+    key: str | None = Field(
+        default=None, min_length=1, max_length=253, pattern=KEY_PATTERN,
+        description="Key holding the script (k6: the script k6 runs); without it, every key of the ConfigMap "
+        "is a file of a Playwright suite and every *.spec.* / *.test.* file runs",
+    )
+    path: str | None = _relative_path(
+        "Where the script goes in the suite's folder, e.g. tests/todo.spec.ts (default: the key)")
+    files: list[ScriptFile] = Field(
+        default_factory=list, max_length=MAX_SCRIPT_FILES,
+        description="Other keys of the ConfigMap the script imports, each placed at its path",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ConfigMapKeyRef:
+        """The CEL rules, for an API server that does not run them (and for the operator's own check)."""
+        _check_path(self.path, f"{_REF}.path")
+        if self.path and not self.key:
+            raise ValueError(MSG_PATH_WITHOUT_KEY)
+        keys = [f.key for f in self.files]
+        if self.key and self.key in keys:
+            raise ValueError(MSG_FILES_LIST_THE_SCRIPT)
+        if len(set(keys)) != len(keys):
+            raise ValueError(MSG_DUPLICATE_KEY)
+        places = ([self.place] if self.place else []) + [f.place for f in self.files]
+        if len(set(places)) != len(places):
+            raise ValueError(MSG_DUPLICATE_PATH)
+        clash = path_clash(places) if self.key else None  # a whole ConfigMap's keys are known at admission
+        if clash:
+            raise ValueError(f"{_REF}: {clash}; give it another path")
+        return self
+
+    @property
+    def place(self) -> str | None:
+        """The script's path in the suite's folder; None for a whole ConfigMap."""
+        return self.path or self.key
 
 
 class ScriptSource(_Model):
@@ -58,17 +181,19 @@ class ScriptSource(_Model):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                {
-                    "rule": "has(self.inline) != has(self.configMapRef)",
-                    "message": "set exactly one of spec.script.inline (the script itself) or "
-                    "spec.script.configMapRef (name and key of a ConfigMap holding it)",
-                }
+                {"rule": "has(self.inline) != has(self.configMapRef)", "message": MSG_ONE_SOURCE}
             ]
         }
     )
 
     inline: str | None = Field(default=None, min_length=1, max_length=1_000_000, description="The script itself")
     configMapRef: ConfigMapKeyRef | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ScriptSource:
+        if (self.inline is None) == (self.configMapRef is None):
+            raise ValueError(MSG_ONE_SOURCE)
+        return self
 
 
 class KeyRef(_Model):
@@ -212,6 +337,10 @@ class TestRunSpec(_Model):
                     "!has(self.timeoutSeconds) || self.playwright.testTimeoutSeconds <= self.timeoutSeconds",
                     "message": TEST_TIMEOUT_ABOVE_RUN,
                 },
+                {
+                    "rule": "self.type != 'k6' || !has(self.script.configMapRef) || has(self.script.configMapRef.key)",
+                    "message": MSG_K6_NEEDS_KEY,
+                },
             ]
         }
     )
@@ -236,6 +365,13 @@ class TestRunSpec(_Model):
         pw = self.playwright
         if pw and pw.testTimeoutSeconds and self.timeoutSeconds and pw.testTimeoutSeconds > self.timeoutSeconds:
             raise ValueError(TEST_TIMEOUT_ABOVE_RUN)
+        return self
+
+    @model_validator(mode="after")
+    def _k6_runs_one_script(self) -> TestRunSpec:
+        ref = self.script.configMapRef
+        if self.type == "k6" and ref is not None and ref.key is None:
+            raise ValueError(MSG_K6_NEEDS_KEY)
         return self
 
 

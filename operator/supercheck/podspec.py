@@ -1,9 +1,10 @@
 """The runner's Kubernetes objects, built by pure functions over plain data.
 
-One ConfigMap per TestRun holds the script (a snapshot taken at admission, owned by the
-TestRun); one Pod per attempt runs ``supercheck-runner`` with the contract's environment
-(:meth:`RunnerConfig.to_env`). Nothing here talks to the API server, so every field is
-unit-tested (the style of k6-operator's ``pkg/resources/jobs``).
+One ConfigMap per TestRun holds the script and its files (a snapshot taken at admission, owned
+by the TestRun; :mod:`supercheck.scriptfiles` says where each file goes); one Pod per attempt
+runs ``supercheck-runner`` with the contract's environment (:meth:`RunnerConfig.to_env`).
+Nothing here talks to the API server, so every field is unit-tested (the style of
+k6-operator's ``pkg/resources/jobs``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from supercheck.config import Settings
 from supercheck.models import API_VERSION, DEFAULT_TEST_TIMEOUT_SECONDS, TestRunSpec
 from supercheck.quantity import parse_quantity
+from supercheck.scriptfiles import Layout, layout, script_name
 from supercheck.vocabulary import (
     GROUP,
     LABEL_ATTEMPT,
@@ -32,7 +34,6 @@ from supercheck_contract import BUCKETS, TERMINATION_MESSAGE_PATH, RunnerConfig,
 CONTAINER_NAME = "runner"
 SCRIPT_DIR = "/supercheck/script"
 WORK_DIR = "/tmp/supercheck"
-SCRIPT_FILE = {"playwright": "test.spec.ts", "k6": "script.js"}
 S3_SECRET_NAME = "supercheck-runner-s3"
 MAX_NAME = 63
 
@@ -152,9 +153,12 @@ def run_labels(run: RunRef, spec: TestRunSpec, attempt: int | None = None) -> di
     return labels
 
 
-def script_configmap(run: RunRef, spec: TestRunSpec, script: str) -> dict[str, Any]:
-    """The script as it was when the run was admitted; later edits of a source ConfigMap do not leak in."""
-    return {
+def script_configmap(run: RunRef, spec: TestRunSpec, data: Mapping[str, str],
+                     binary_data: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The script and its files as they were when the run was admitted, under their source keys
+    (an inline script under its :func:`supercheck.scriptfiles.script_name`); later edits of a source
+    ConfigMap do not leak in."""
+    cm: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
@@ -163,8 +167,11 @@ def script_configmap(run: RunRef, spec: TestRunSpec, script: str) -> dict[str, A
             "labels": run_labels(run, spec),
             "ownerReferences": [owner_reference(run)],
         },
-        "data": {SCRIPT_FILE[spec.type]: script},
+        "data": dict(data),
     }
+    if binary_data:
+        cm["binaryData"] = dict(binary_data)
+    return cm
 
 
 def s3_secret(namespace: str, settings: Settings) -> dict[str, Any] | None:
@@ -187,11 +194,15 @@ def s3_secret(namespace: str, settings: Settings) -> dict[str, Any] | None:
     }
 
 
-def runner_config(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settings) -> RunnerConfig:
+def runner_config(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settings,
+                  files: Layout | None = None) -> RunnerConfig:
     pw = spec.playwright
+    files = files or layout(spec, run.name)
     return RunnerConfig(
         type=spec.type,
-        scriptPath=f"{SCRIPT_DIR}/{SCRIPT_FILE[spec.type]}",
+        # The script in the mounted folder, or the folder itself for a whole suite.
+        scriptPath=f"{SCRIPT_DIR}/{files.entry}" if files.entry else SCRIPT_DIR,
+        scriptName=script_name(spec, run.name),
         timeoutSeconds=timeout_seconds(spec, settings),
         runName=run.name,
         namespace=run.namespace,
@@ -207,6 +218,7 @@ def runner_config(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settin
         playwrightUse=pw.use() if pw else {},
         k6Args=list(spec.k6.args) if spec.k6 else [],
         workDir=WORK_DIR,
+        uploadWindowSeconds=settings.runner_upload_window_seconds,
     )
 
 
@@ -215,7 +227,7 @@ def _env_list(values: Mapping[str, str]) -> list[dict[str, Any]]:
 
 
 def container_env(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settings,
-                  s3_secret_name: str | None) -> list[dict[str, Any]]:
+                  s3_secret_name: str | None, files: Layout | None = None) -> list[dict[str, Any]]:
     """The user's env first; the contract's variables after it, so a user cannot shadow them."""
     env: list[dict[str, Any]] = [e.model_dump(exclude_none=True) for e in spec.env]
     env += _env_list({"HOME": WORK_DIR, **settings.runner_extra_env})
@@ -224,12 +236,24 @@ def container_env(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settin
     if s3_secret_name:
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
             env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": s3_secret_name, "key": key}}})
-    env += _env_list(runner_config(run, spec, attempt, settings).to_env())
+    env += _env_list(runner_config(run, spec, attempt, settings, files).to_env())
     return env
 
 
+def active_deadline_seconds(spec: TestRunSpec, settings: Settings) -> int:
+    """The pod's own deadline, a backstop behind the runner's timers: the test stops inside
+    ``timeoutSeconds``, uploads are retried for at most the upload window after that, and the
+    margin covers the pod's start and the runner's last S3 requests (docs/runner.md, "Timeout")."""
+    return timeout_seconds(spec, settings) + settings.runner_upload_window_seconds + \
+        settings.runner_deadline_margin_seconds
+
+
 def runner_pod(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settings,
-               resources: ResourceSet, s3_secret_name: str | None = S3_SECRET_NAME) -> dict[str, Any]:
+               resources: ResourceSet, s3_secret_name: str | None = S3_SECRET_NAME,
+               files: Layout | None = None) -> dict[str, Any]:
+    """``files``: where the script's files go; computed from the spec unless the run is a whole
+    ConfigMap, whose layout needs the snapshot's keys (:func:`supercheck.scriptfiles.layout`)."""
+    files = files or layout(spec, run.name)
     timeout = timeout_seconds(spec, settings)
     limits = resources.as_k8s()
     return {
@@ -244,7 +268,7 @@ def runner_pod(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settings,
         },
         "spec": {
             "restartPolicy": "Never",
-            "activeDeadlineSeconds": timeout + settings.runner_deadline_margin_seconds,
+            "activeDeadlineSeconds": active_deadline_seconds(spec, settings),
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
             "terminationGracePeriodSeconds": 10,
@@ -262,7 +286,7 @@ def runner_pod(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settings,
                     "imagePullPolicy": settings.runner_image_pull_policy,
                     "command": ["supercheck-runner"],
                     "workingDir": WORK_DIR,
-                    "env": container_env(run, spec, attempt, settings, s3_secret_name),
+                    "env": container_env(run, spec, attempt, settings, s3_secret_name, files),
                     "envFrom": [e.model_dump(exclude_none=True) for e in spec.envFrom],
                     "resources": {"limits": dict(limits), "requests": dict(limits)},
                     "terminationMessagePath": TERMINATION_MESSAGE_PATH,
@@ -282,7 +306,8 @@ def runner_pod(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settings,
                 }
             ],
             "volumes": [
-                {"name": "script", "configMap": {"name": configmap_name(run.name)}},
+                {"name": "script", "configMap": {"name": configmap_name(run.name), "items": [
+                    {"key": f.key, "path": f.path} for f in files.files]}},
                 {"name": "tmp", "emptyDir": {"sizeLimit": resources.ephemeral_storage}},
             ],
         },
@@ -298,6 +323,8 @@ def required_references(spec: TestRunSpec) -> list[tuple[str, str, str | None, s
     if spec.script.configMapRef:
         ref = spec.script.configMapRef
         refs.append(("ConfigMap", ref.name, ref.key, "spec.script.configMapRef"))
+        refs += [("ConfigMap", ref.name, f.key, f"spec.script.configMapRef.files[{i}]")
+                 for i, f in enumerate(ref.files)]
     for i, e in enumerate(spec.env):
         src = e.valueFrom
         if src and src.secretKeyRef and not src.secretKeyRef.optional:

@@ -11,7 +11,7 @@ from supercheck.models import AttemptRecord, Condition, Phase, TestRunStatus
 from supercheck.pods import AttemptOutcome, PodView
 from supercheck.retry import RETRY_LIMITS, Decision
 from supercheck.vocabulary import ConditionType, Reason, SlotState
-from supercheck_contract import FailureClass, RunnerResult
+from supercheck_contract import STORAGE_BACK, STORAGE_UNAVAILABLE, FailureClass, Progress, RunnerResult
 
 
 def set_condition(conditions: Sequence[Condition | Mapping[str, Any]], ctype: str, status: str, reason: str,
@@ -133,6 +133,28 @@ def running_patch(status: TestRunStatus, pod: PodView, now: datetime) -> dict[st
         "message": f"attempt {status.attempts}: runner pod {pod.name} is running (container started {started})",
         "attemptHistory": history,
     }
+
+
+# The runner's progress reasons (supercheck_contract) as the operator's; anything else is "Uploading".
+PROGRESS_REASONS = {STORAGE_UNAVAILABLE: Reason.STORAGE_UNAVAILABLE, STORAGE_BACK: Reason.STORAGE_BACK}
+LIVE_PHASES = (Phase.RUNNING, Phase.UPLOADING)  # the attempt's pod runs
+
+
+def progress_patch(status: TestRunStatus, progress: Progress | None) -> dict[str, Any] | None:
+    """What the running attempt's runner announced (its last progress line), as a status patch:
+    ``Uploading`` with the runner's reason and message. None when there is nothing to change:
+    no announcement, one the operator does not show, or the status says it already."""
+    if progress is None or progress.phase != Phase.UPLOADING.value or status.phase not in LIVE_PHASES:
+        return None
+    reason = PROGRESS_REASONS.get(progress.reason, Reason.UPLOADING)
+    message = f"attempt {status.attempts}: {progress.message}"[:1024]
+    if status.phase == Phase.UPLOADING and status.reason == reason and status.message == message:
+        return None
+    history = [h.model_dump(mode="json", exclude_none=True) for h in status.attemptHistory]
+    for h in history:
+        if h["attempt"] == status.attempts:
+            h["phase"] = Phase.UPLOADING.value
+    return {"phase": Phase.UPLOADING.value, "reason": reason, "message": message, "attemptHistory": history}
 
 
 def _history_with_end(status: TestRunStatus, outcome: AttemptOutcome, phase: str,

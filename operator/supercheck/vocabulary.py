@@ -52,6 +52,10 @@ class Reason(enum.StrEnum):
     RUNNING = "Running"
     RETRYING = "Retrying"
     RETRY_BACKOFF = "RetryBackoff"
+    # Uploading: the test ended, its files are not in S3 yet (the runner's progress line says why)
+    STORAGE_UNAVAILABLE = "StorageUnavailable"  # S3 cannot be reached; the runner retries within its window
+    STORAGE_BACK = "StorageBack"  # S3 answers again; the remaining files are going up
+    UPLOADING = "Uploading"  # any other reason a (newer) runner gives
     # how a run ended (see supercheck.retry.TERMINAL_FOR)
     TESTS_PASSED = "TestsPassed"
     TESTS_FAILED = "TestsFailed"
@@ -81,6 +85,8 @@ class EventReason(enum.StrEnum):
     DISPATCHED = "Dispatched"
     RUNNING = "Running"
     RETRYING = "Retrying"
+    STORAGE_UNAVAILABLE = "StorageUnavailable"
+    STORAGE_BACK = "StorageBack"
     CANCELLED = "Cancelled"
     LEDGER_UNAVAILABLE = "LedgerUnavailable"
     DATABASE_UNAVAILABLE = "DatabaseUnavailable"

@@ -8,7 +8,10 @@ Both sides import this module and nothing else of each other:
   :class:`RunnerResult` as its termination message (at most 4 KiB, the limit
   Kubernetes enforces) and the full result as ``result.json`` in S3, last;
 * the operator reads the termination message back with :func:`decode_termination_message`
-  and maps ``(exit code, result)`` to a :class:`FailureClass` with :func:`classify_exit`.
+  and maps ``(exit code, result)`` to a :class:`FailureClass` with :func:`classify_exit`;
+* while it runs, the runner announces a phase the operator cannot see from the pod (it has
+  no API token to say so itself) as a :class:`Progress` line on stdout, and the operator reads
+  the last one back from the container's log with :func:`last_progress`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -174,8 +178,12 @@ class RunnerConfig(BaseModel):
     """Everything the runner needs, passed as environment variables of the runner container."""
 
     type: str  # "playwright" | "k6"
+    # The script in its mounted folder, beside the files it imports; the folder itself when the whole
+    # folder is the suite (a ConfigMap without key: every test file runs).
     scriptPath: str
-    scriptName: str = ""  # the file name the user gave (ConfigMap key, or <run name>.spec.ts); reports use it
+    # The script's path in that folder, the name the user gave (configMapRef path or key, or
+    # <run name>.spec.ts / <run name>.js for an inline script); reports use it. Empty for a whole suite.
+    scriptName: str = ""
     timeoutSeconds: int
     runName: str
     namespace: str
@@ -192,6 +200,9 @@ class RunnerConfig(BaseModel):
     playwrightUse: dict[str, Any] = Field(default_factory=dict)
     k6Args: list[str] = Field(default_factory=list)
     workDir: str = "/tmp/supercheck"
+    # How long the runner keeps retrying its uploads while S3 is unavailable, from the start of the
+    # upload (and never past timeoutSeconds + this after its start); the pod's deadline includes it.
+    uploadWindowSeconds: int = Field(default=300, ge=0)
 
     def to_env(self) -> dict[str, str]:
         env = {}
@@ -235,3 +246,39 @@ BUCKETS = {
     "k6": "k6-performance-artifacts",
     "monitor": "playwright-monitor-artifacts",
 }
+
+
+# ---------------------------------------------------------------- progress lines (runner -> operator)
+
+LOG_PREFIX = "[supercheck] "  # the runner's own lines on stdout; a test's line starting so is escaped
+UPLOADING = "Uploading"  # the only phase a runner announces: the test has ended, its files are not stored yet
+STORAGE_UNAVAILABLE = "StorageUnavailable"  # reason: S3 cannot be reached; the runner retries
+STORAGE_BACK = "StorageBack"  # reason: S3 answers again; the remaining files are going up
+PROGRESS_MESSAGE_LIMIT = 512
+_PROGRESS = re.compile(r"^" + re.escape(LOG_PREFIX) + r"phase=(?P<phase>[A-Za-z]+) reason=(?P<reason>[A-Za-z]+): "
+                       r"(?P<message>.*)$")
+
+
+class Progress(BaseModel):
+    """A phase the runner is in, printed as one stdout line:
+    ``[supercheck] phase=Uploading reason=StorageUnavailable: S3 at http://...: connection refused; ...``."""
+
+    phase: str
+    reason: str
+    message: str
+
+    def line(self) -> str:
+        """The line without its trailing newline; the message is kept to one line and shortened."""
+        message = " ".join(self.message.split())
+        if len(message) > PROGRESS_MESSAGE_LIMIT:
+            message = message[: PROGRESS_MESSAGE_LIMIT - 1] + "…"
+        return f"{LOG_PREFIX}phase={self.phase} reason={self.reason}: {message}"
+
+
+def last_progress(log_tail: str) -> Progress | None:
+    """The newest progress line of a log's tail, or None when the tail has none."""
+    for raw in reversed(log_tail.split("\n")):  # not splitlines(): a "\r" must not start a line here
+        m = _PROGRESS.match(raw.rstrip())
+        if m:
+            return Progress(phase=m["phase"], reason=m["reason"], message=m["message"][:PROGRESS_MESSAGE_LIMIT])
+    return None

@@ -13,7 +13,8 @@ Modules, one concern each:
 * :mod:`.validate`   checks before executing (size, syntax, imports, k6 inspect)
 * :mod:`.playwright` config generation, execution, JSON report -> TestSummary and failure class
 * :mod:`.k6`         command line, execution, summary export -> K6Summary and failure class
-* :mod:`.artifacts`  S3: content types, key layout, parallel uploads with retries and multipart
+* :mod:`.artifacts`  S3: content types, key layout, parallel uploads retried through outages, multipart
+* :mod:`.storage`    what an S3 error means: an outage to wait out, or a misconfiguration to report
 * :mod:`.outcome`    what an engine hands back, and the termination message
 * :mod:`.__main__`   the imperative shell tying them together
 """

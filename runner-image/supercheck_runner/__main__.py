@@ -3,6 +3,11 @@
     config (env) -> S3 preflight -> validate -> run under the deadline -> upload out/ ->
     result.json (last) -> termination message -> exit code
 
+S3 unavailable (refused, timed out, 5xx) does not end the attempt: before the test, the test
+runs anyway; while uploading, the runner retries until the upload window ends, printing a
+progress line (``phase=Uploading``) the operator shows in the TestRun's status. A
+misconfigured S3 (no such bucket, access denied) fails the attempt before the test runs.
+
 This module is the imperative shell: every decision it acts on is made by a pure function
 in a sibling module (validation policy, config generation, report parsing, classification,
 key layout). What each exit code means: :class:`supercheck_contract.ExitCode`.
@@ -17,20 +22,37 @@ import sys
 import threading
 import time
 import traceback
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
 from supercheck_contract import (
+    LOG_PREFIX,
+    RESULT_JSON_NAME,
+    STORAGE_BACK,
+    STORAGE_UNAVAILABLE,
+    UPLOADING,
     ArtifactLocation,
     FailureClass,
+    Progress,
     RunnerConfig,
     RunnerResult,
 )
-from supercheck_runner import artifacts, k6, playwright, progress, validate
+from supercheck_runner import artifacts, k6, k6_summary, playwright, progress, project, validate
 from supercheck_runner.outcome import EngineOutcome, build_result, write_termination_message
 from supercheck_runner.process import become_subreaper, reap_orphans, run_supervised
 from supercheck_runner.settings import SYSTEM_CHROMIUM, SYSTEM_FFMPEG, RunnerSettings, child_env
-from supercheck_runner.timer import Deadline, default_margin, execution_budget, interrupt_grace
+from supercheck_runner.storage import where
+from supercheck_runner.timer import (
+    SMALL_CONNECT_TIMEOUT_SECONDS,
+    SMALL_READ_TIMEOUT_SECONDS,
+    SMALL_SDK_ATTEMPTS,
+    Deadline,
+    default_margin,
+    execution_budget,
+    interrupt_grace,
+    upload_give_up_at,
+)
 from supercheck_runner.use_options import use_options
 
 VALIDATION_TIMEOUT_SECONDS = 60.0
@@ -43,7 +65,14 @@ class RunLog:
         self.path = path
 
     def __call__(self, message: str) -> None:
-        line = f"[supercheck] {message}\n"
+        self.line(f"{LOG_PREFIX}{message}")
+
+    def progress(self, phase: str, reason: str, message: str) -> None:
+        """A line the operator reads back from the container's log (``supercheck_contract.Progress``)."""
+        self.line(Progress(phase=phase, reason=reason, message=message).line())
+
+    def line(self, text: str) -> None:
+        line = f"{text}\n"
         sys.stdout.write(line)
         sys.stdout.flush()
         try:
@@ -65,15 +94,15 @@ def _tail(path: Path, size: int = 8192) -> str:
 
 def run_playwright(config: RunnerConfig, settings: RunnerSettings, work: Path, out: Path,
                    deadline: Deadline, stop: threading.Event, say: RunLog) -> EngineOutcome:
-    script = Path(config.scriptPath)
-    validate.read_script(script, settings.max_script_bytes)
-    playwright.prepare_workdir(work, script, settings.node_modules_dir)
-    spec = playwright.spec_path(work)
+    suite = project.locate(Path(config.scriptPath), config.scriptName)
+    files = validate.read_project(suite, settings.max_script_bytes)
+    placed = playwright.prepare_workdir(work, files, suite.entry, settings.node_modules_dir)
     validate.validate_playwright(
-        spec, node=settings.node, validator=settings.validate_script, node_modules=settings.node_modules_dir,
-        allowed=settings.allowed_modules, timeout=min(VALIDATION_TIMEOUT_SECONDS, max(1.0, deadline.remaining())),
+        work / "tests", placed.files, placed.entry, node=settings.node, validator=settings.validate_script,
+        node_modules=settings.node_modules_dir, allowed=settings.allowed_modules,
+        timeout=min(VALIDATION_TIMEOUT_SECONDS, max(1.0, deadline.remaining())),
     )
-    say("validation passed")
+    say(f"validation passed: {placed}")
 
     video_env, video = playwright.ffmpeg_shim(work, settings.node_modules_dir, os.environ,
                                               settings.ffmpeg_path or SYSTEM_FFMPEG)
@@ -97,6 +126,7 @@ def run_playwright(config: RunnerConfig, settings: RunnerSettings, work: Path, o
         use=use,
         progress_reporter=str(settings.progress_reporter),
         progress_file=str(progress_file),
+        test_match=placed.entry,
     )
     if config.playwrightTrace not in playwright.TRACE_MODES:
         say(f"unknown trace mode '{config.playwrightTrace}', using retain-on-failure")
@@ -137,25 +167,41 @@ def run_playwright(config: RunnerConfig, settings: RunnerSettings, work: Path, o
 
 def run_k6(config: RunnerConfig, settings: RunnerSettings, work: Path, out: Path,
            deadline: Deadline, stop: threading.Event, say: RunLog) -> EngineOutcome:
-    source = Path(config.scriptPath)
-    validate.read_script(source, settings.max_script_bytes)
-    work.mkdir(parents=True, exist_ok=True)
-    # k6 reads TypeScript too (k6 >= 1.0); keep the extension, default to .js.
-    script = work / ("script" + (source.suffix if source.suffix in (".js", ".mjs", ".ts") else ".js"))
-    shutil.copyfile(source, script)
+    suite = project.locate(Path(config.scriptPath), config.scriptName)
+    if suite.entry is None:
+        raise validate.ValidationError([validate.Issue(None, None, "k6 runs one script: name it (configMapRef.key)")])
+    files = validate.read_project(suite, settings.max_script_bytes)
+    # The script and its modules at their paths (k6 resolves relative imports from the script's
+    # folder); k6 reads TypeScript too (k6 >= 1.0); a script without a code suffix gets .js.
+    suite_dir = work / "tests"
+    shutil.rmtree(suite_dir, ignore_errors=True)
+    placed = project.copy_into(files, suite.entry, suite_dir, ".js")
+    assert placed.entry is not None
+    # k6 runs in the suite's folder: its banner and errors name the script as the user did, and
+    # handleSummary's relative files land there.
+    script = Path(placed.entry)
     env = child_env(os.environ, {**playwright.writable_home(os.environ, work), "K6_NO_USAGE_REPORT": "true"})
-    validate.validate_k6(script, k6=settings.k6, env=env, cwd=work,
-                         timeout=min(VALIDATION_TIMEOUT_SECONDS, max(1.0, deadline.remaining())))
+    validate.validate_k6(suite_dir / script, k6=settings.k6, env=env, cwd=suite_dir,
+                         timeout=min(VALIDATION_TIMEOUT_SECONDS, max(1.0, deadline.remaining())),
+                         node=settings.node, validator=settings.validate_script, node_modules=settings.node_modules_dir)
     say("validation passed")
     (out / "report").mkdir(parents=True, exist_ok=True)
     cmd = k6.command(settings.k6, script, out, config.k6Args)
-    say("running k6" + (f" with {' '.join(config.k6Args)}" if config.k6Args else ""))
-    proc = run_supervised(cmd, env={**env, **k6.dashboard_env(out, env)}, cwd=work, log_path=out / k6.CONSOLE_LOG,
-                          deadline_at=deadline.at, stop_requested=stop)
+    say(f"running k6 on {script}" + (f" with {' '.join(config.k6Args)}" if config.k6Args else ""))
+    # handleSummary writes its files in k6's working directory: what is new there afterwards is its.
+    skip = {p.relative_to(suite_dir).parts[0] for p in (out, Path(env.get("HOME", "/"))) if p.is_relative_to(suite_dir)}
+    before = k6_summary.snapshot(suite_dir, skip)
+    proc = run_supervised(cmd, env={**env, **k6.dashboard_env(out, env)}, cwd=suite_dir,
+                          log_path=out / k6.CONSOLE_LOG, deadline_at=deadline.at, stop_requested=stop)
     say(f"k6 ended: exit code {proc.exit_code}, {proc.duration_seconds:.1f} s, "
         f"peak memory {proc.peak_rss_bytes / 2**20:.0f} MiB" + (f", stopped ({proc.stopped})" if proc.stopped else ""))
+    moved = k6_summary.collect(suite_dir, out, k6_summary.written(before, k6_summary.snapshot(suite_dir, skip)))
+    if moved:
+        say("handleSummary wrote " + ", ".join(f"{rel} (uploaded as {dest})" if rel != dest else rel
+                                               for rel, dest in moved))
     outcome = k6.classify(k6.load_summary(out / k6.SUMMARY_JSON), exit_code=proc.exit_code,
-                          timed_out=proc.timed_out, console_tail=_tail(out / k6.CONSOLE_LOG))
+                          timed_out=proc.timed_out, console_tail=_tail(out / k6.CONSOLE_LOG, 65536),
+                          work=str(suite_dir))
     if proc.stopped == "signal":
         outcome = _stopped_by_signal(outcome)
     if (out / k6.REPORT_INDEX).is_file():
@@ -181,6 +227,8 @@ def execute(config: RunnerConfig, settings: RunnerSettings, work: Path, out: Pat
         return engine(config, settings, work, out, deadline, stop, say)
     except validate.ValidationError as exc:
         return EngineOutcome(FailureClass.VALIDATION, f"invalid script: {exc}")
+    except validate.NetworkUnavailable as exc:
+        return EngineOutcome(FailureClass.NETWORK, str(exc))
     except validate.ValidatorUnavailable as exc:
         if deadline.expired():
             return EngineOutcome(FailureClass.TIMEOUT, f"timed out during validation: {exc}")
@@ -192,23 +240,84 @@ def execute(config: RunnerConfig, settings: RunnerSettings, work: Path, out: Pat
         return EngineOutcome(FailureClass.INFRASTRUCTURE, f"runner error: {type(exc).__name__}: {exc}")
 
 
-def upload(client: artifacts.S3Client, config: RunnerConfig, settings: RunnerSettings, out: Path,
-           outcome: EngineOutcome, say: RunLog) -> tuple[ArtifactLocation, str | None]:
-    """Upload out/; returns the location and, when some files failed, a note for the message."""
-    uploader = artifacts.Uploader(client, config.bucket, concurrency=settings.upload_concurrency)
+def _wall(monotonic_at: float) -> str:
+    """A ``time.monotonic()`` instant as UTC wall-clock time, for people."""
+    return (datetime.now(UTC) + timedelta(seconds=monotonic_at - time.monotonic())).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def uploader_for(client: artifacts.S3Client, config: RunnerConfig, settings: RunnerSettings, give_up_at: float,
+                 stop: threading.Event, say: RunLog) -> artifacts.Uploader:
+    """An uploader retrying until ``give_up_at`` (or SIGTERM), announcing each wait as an ``Uploading``
+    progress line."""
+    at = where(settings.s3_endpoint_url)
+
+    def waiting(w: artifacts.Waiting) -> None:
+        say.progress(UPLOADING, STORAGE_UNAVAILABLE,
+                     f"{w.problem.text}; {w.what} not uploaded yet, retrying until {_wall(w.give_up_at)}")
+
+    def back(left: int, total: int) -> None:
+        say.progress(UPLOADING, STORAGE_BACK, f"{at} answers again; uploading the other {left} of {total} files")
+
+    return artifacts.Uploader(
+        client, config.bucket, endpoint=settings.s3_endpoint_url, concurrency=settings.upload_concurrency,
+        give_up_at=give_up_at, backoff=artifacts.Backoff(settings.upload_backoff_seconds,
+                                                         settings.upload_backoff_max_seconds),
+        on_wait=waiting, on_back=back, stopped=stop.is_set, sleep=stop.wait,
+    )
+
+
+def _named(names: list[str], shown: int = 8) -> str:
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
+def upload(uploader: artifacts.Uploader, config: RunnerConfig, out: Path, outcome: EngineOutcome,
+           say: RunLog) -> tuple[ArtifactLocation, str | None, list[str]]:
+    """Upload out/; returns the location, a note for the message when files were lost, and the
+    lost files (paths relative to the prefix, as ``RunnerResult.notUploaded``)."""
     items = artifacts.plan(out, config.prefix)
     report = uploader.upload_all(items)
     outcome.uploaded, outcome.not_uploaded = artifacts.listing(config.prefix, items, report)
     say(f"uploaded {len(report.uploaded)} files, {report.bytes / 2**20:.1f} MiB in {report.seconds:.2f} s "
-        f"to s3://{config.bucket}/{config.prefix}/")
+        f"to s3://{config.bucket}/{config.prefix}/"
+        + (f" (waited {report.waited:.1f} s for S3)" if report.waited else ""))
     report_key = artifacts.object_key(config.prefix, outcome.report) if outcome.report else None
+    start = len(artifacts.object_key(config.prefix, ""))
+    lost = [item.key[start:] for item in items if item.key in report.failed]
     note = None
-    if report.failed:
-        first_key, first_error = next(iter(report.failed.items()))
-        note = f"{len(report.failed)} of {len(items)} artifacts not uploaded ({first_key}: {first_error})"
+    if lost:
+        cause = report.problem.text if report.problem else next(iter(report.failed.values()))
+        window = (", gave up: the runner was stopped by a signal" if report.stopped else
+                  f", gave up after the {config.uploadWindowSeconds} s upload window" if report.waited else "")
+        note = f"{len(lost)} of {len(items)} artifacts not uploaded ({cause}{window}): {_named(lost)}"
+        say(f"not uploaded: {', '.join(lost)}")
         if report_key in report.failed:
             report_key = None
-    return ArtifactLocation(bucket=config.bucket, prefix=config.prefix, report=report_key), note
+    return ArtifactLocation(bucket=config.bucket, prefix=config.prefix, report=report_key), note, lost
+
+
+def store_results(clients: tuple[artifacts.S3Client, artifacts.S3Client], config: RunnerConfig,
+                  settings: RunnerSettings, out: Path, outcome: EngineOutcome, started: float,
+                  stop: threading.Event, say: RunLog) -> RunnerResult:
+    """Upload out/, then result.json (last), retrying both through an S3 outage within the upload
+    window; the result says what could not be stored."""
+    client, small_client = clients
+    give_up_at = upload_give_up_at(time.monotonic(), started, config.timeoutSeconds, config.uploadWindowSeconds)
+    location, note, lost = upload(uploader_for(client, config, settings, give_up_at, stop, say), config, out,
+                                  outcome, say)
+    if note:
+        outcome.message = f"{outcome.message} [{note}]"
+    result = build_result(outcome, location, int((time.monotonic() - started) * 1000))
+    result.notUploaded = lost
+    # A small body: the client with short timeouts, so a last try after the window stays short.
+    uploader = uploader_for(small_client, config, settings, give_up_at, stop, say)
+    try:
+        uploader.put_result(config.prefix, result.model_dump_json(exclude_none=True))
+    except Exception as exc:  # noqa: BLE001 - the termination message still carries the verdict
+        say(f"{RESULT_JSON_NAME} not uploaded: {uploader.classify(exc).text}")
+        result.notUploaded = [*lost, RESULT_JSON_NAME]
+        result.message = f"{result.message} [{RESULT_JSON_NAME} not uploaded]"
+    return result
 
 
 def finish(result: RunnerResult, settings: RunnerSettings, say: RunLog) -> int:
@@ -252,29 +361,26 @@ def main(argv: list[str] | None = None) -> int:
     say(f"{config.type} run {config.namespace}/{config.runName}, attempt {config.attempt}: "
         f"timeout {config.timeoutSeconds} s, the test is stopped after {deadline.at - started:.0f} s")
 
-    client = artifacts.make_client(settings.s3_endpoint_url, settings.s3_region,
-                                   pool=max(10, settings.upload_concurrency * 2))
+    endpoint = settings.s3_endpoint_url
     try:
-        artifacts.preflight(artifacts.make_client(settings.s3_endpoint_url, settings.s3_region, connect_timeout=3,
-                                                  read_timeout=10, attempts=2), config.bucket)
-    except artifacts.S3Unavailable as exc:
-        outcome = EngineOutcome(FailureClass.INFRASTRUCTURE, f"before running: {exc}")
+        clients = (artifacts.make_client(endpoint, settings.s3_region, pool=max(10, settings.upload_concurrency * 2)),
+                   artifacts.make_client(endpoint, settings.s3_region, connect_timeout=SMALL_CONNECT_TIMEOUT_SECONDS,
+                                         read_timeout=SMALL_READ_TIMEOUT_SECONDS, attempts=SMALL_SDK_ATTEMPTS))
+        outage = artifacts.preflight(clients[1], config.bucket, endpoint)
+    except (ValueError, artifacts.S3Unavailable) as exc:
+        fix = "" if isinstance(exc, artifacts.S3Unavailable) else ": fix the operator's S3_ENDPOINT_URL"
+        outcome = EngineOutcome(FailureClass.INFRASTRUCTURE, f"before running: {exc}{fix}")
         return finish(build_result(outcome, None, int((time.monotonic() - started) * 1000)), settings, say)
+    if outage is not None:
+        say(f"{outage.text}: S3 looks down rather than misconfigured, so the test runs anyway and its files "
+            f"are uploaded when S3 is back (retrying for up to {config.uploadWindowSeconds} s once the test ends)")
 
     try:
         outcome = execute(config, settings, work, out, deadline, stop, say)
     finally:
         reap_orphans()
 
-    location, note = upload(client, config, settings, out, outcome, say)
-    if note:
-        outcome.message = f"{outcome.message} [{note}]"
-    result = build_result(outcome, location, int((time.monotonic() - started) * 1000))
-    try:
-        artifacts.Uploader(client, config.bucket).put_result(config.prefix, result.model_dump_json(exclude_none=True))
-    except Exception as exc:  # noqa: BLE001 - the termination message still carries the verdict
-        say(f"result.json not uploaded: {exc}")
-    return finish(result, settings, say)
+    return finish(store_results(clients, config, settings, out, outcome, started, stop, say), settings, say)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,13 @@ the uid and the attempt make it unique, so a later run never overwrites an earli
 it can trust the rest is there.
 
 Uploads run in parallel (a thread pool over files; boto3's transfer manager splits large
-files into multipart uploads); each file is retried with backoff on errors the SDK's own
-retries did not absorb. Every object gets its Content-Type, so the HTML report (and the
-trace viewer inside it) is browsable straight from the bucket.
+files into multipart uploads). When S3 is unavailable the uploader does not give up after a
+few tries: it waits with backoff and tries again until a give-up time (the upload window,
+:func:`supercheck_runner.timer.upload_give_up_at`), one small file first (a probe) and the rest
+once S3 answers, telling the caller each time it waits (the runner prints it as a progress line
+the operator shows as the ``Uploading`` phase). What an error means: :mod:`.storage`.
+Every object gets its Content-Type, so the HTML report (and the trace viewer inside it) is
+browsable straight from the bucket.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol, TypeVar
+from typing import IO, Any, Protocol
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -29,11 +33,14 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from supercheck_contract import RESULT_JSON_NAME, ArtifactFile
+from supercheck_runner.storage import Kind, StorageProblem, classify
+from supercheck_runner.timer import (
+    UPLOAD_CONNECT_TIMEOUT_SECONDS,
+    UPLOAD_READ_TIMEOUT_SECONDS,
+    UPLOAD_SDK_ATTEMPTS,
+)
 
 MiB = 1024 * 1024
-
-_T = TypeVar("_T")
-
 
 class S3Client(Protocol):
     """The calls the runner makes on a boto3 S3 client (boto3 itself has no type information)."""
@@ -182,6 +189,9 @@ class UploadReport:
     failed: dict[str, str] = field(default_factory=dict)  # key -> error
     bytes: int = 0
     seconds: float = 0.0
+    waited: float = 0.0  # seconds spent waiting for S3 to come back
+    problem: StorageProblem | None = None  # the last S3 problem met, if any
+    stopped: bool = False  # gave up before the window's end: the runner was asked to stop
 
     @property
     def ok(self) -> bool:
@@ -189,11 +199,38 @@ class UploadReport:
 
 
 class S3Unavailable(Exception):
-    """S3 cannot be reached or the bucket is missing: an infrastructure error of ours."""
+    """S3 cannot be used for this run: what the preflight found (see :attr:`problem`)."""
+
+    def __init__(self, problem: StorageProblem):
+        super().__init__(problem.text)
+        self.problem = problem
 
 
-def make_client(endpoint_url: str | None, region: str, *, pool: int = 32, connect_timeout: float = 5,
-                read_timeout: float = 60, attempts: int = 3) -> S3Client:
+@dataclass(frozen=True)
+class Backoff:
+    """Waits between upload rounds while S3 is unavailable: ``first``, doubling, at most ``maximum``."""
+
+    first: float = 1.0
+    maximum: float = 15.0
+
+    def delay(self, retry: int) -> float:
+        return max(0.0, min(self.maximum, self.first * 2.0 ** min(retry, 30)))
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """What the uploader says each time it waits for S3."""
+
+    problem: StorageProblem
+    what: str  # what is waiting: "3 of 12 files", "result.json"
+    give_up_at: float  # time.monotonic()
+    retry_in: float
+
+
+def make_client(endpoint_url: str | None, region: str, *, pool: int = 32,
+                connect_timeout: float = UPLOAD_CONNECT_TIMEOUT_SECONDS,
+                read_timeout: float = UPLOAD_READ_TIMEOUT_SECONDS, attempts: int = UPLOAD_SDK_ATTEMPTS) -> S3Client:
+    """A boto3 S3 client. Raises ValueError for an endpoint that is not a URL."""
     client: S3Client = boto3.client(
         "s3",
         endpoint_url=endpoint_url,
@@ -209,28 +246,45 @@ def make_client(endpoint_url: str | None, region: str, *, pool: int = 32, connec
     return client
 
 
-def preflight(client: S3Client, bucket: str) -> None:
-    """Fail fast, before the test runs, when the bucket cannot be reached: running a test whose
-    results cannot be kept wastes the attempt."""
+def preflight(client: S3Client, bucket: str, endpoint: str | None = None) -> StorageProblem | None:
+    """Before the test runs: None when the bucket answers, else what is wrong with it.
+
+    Raises :class:`S3Unavailable` for a misconfiguration (no such bucket, access denied...):
+    running a test whose results can never be kept wastes the attempt. An outage (refused,
+    timed out, 5xx) is *returned*: the caller runs the test anyway and uploads within the window."""
     try:
         client.head_bucket(Bucket=bucket)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        raise S3Unavailable(f"S3 bucket '{bucket}' is not usable ({code or exc})") from exc
-    except BotoCoreError as exc:
-        raise S3Unavailable(f"S3 is unreachable: {exc}") from exc
+        return None
+    except Exception as exc:  # every error is classified; a bug of ours still shows in the text
+        problem = classify(exc, bucket=bucket, endpoint=endpoint)
+        if problem.kind != Kind.OUTAGE:
+            raise S3Unavailable(problem) from exc
+        return problem
 
 
 class Uploader:
-    def __init__(self, client: S3Client, bucket: str, *, concurrency: int = 16, attempts: int = 4,
-                 backoff_seconds: float = 0.5, multipart_threshold: int = 8 * MiB,
-                 multipart_chunksize: int = 8 * MiB, sleep: Callable[[float], None] = time.sleep):
+    """Uploads planned files, and ``result.json``, retrying through S3 outages until ``give_up_at``
+    (``time.monotonic()``; None: one round, no waiting) or until ``stopped()`` says to stop (SIGTERM:
+    the pod is going away; ``sleep`` should then return early too)."""
+
+    def __init__(self, client: S3Client, bucket: str, *, endpoint: str | None = None, concurrency: int = 16,
+                 give_up_at: float | None = None, backoff: Backoff | None = None,
+                 multipart_threshold: int = 8 * MiB, multipart_chunksize: int = 8 * MiB,
+                 on_wait: Callable[[Waiting], None] | None = None,
+                 on_back: Callable[[int, int], None] | None = None,
+                 stopped: Callable[[], bool] = lambda: False,
+                 sleep: Callable[[float], object] = time.sleep, clock: Callable[[], float] = time.monotonic):
         self.client = client
         self.bucket = bucket
+        self.endpoint = endpoint
         self.concurrency = max(1, concurrency)
-        self.attempts = max(1, attempts)
-        self.backoff_seconds = backoff_seconds
+        self.give_up_at = give_up_at
+        self.backoff = backoff or Backoff()
+        self.on_wait = on_wait or (lambda waiting: None)
+        self.on_back = on_back or (lambda left, total: None)
+        self.stopped = stopped
         self.sleep = sleep
+        self.clock = clock
         self.transfer = TransferConfig(
             multipart_threshold=multipart_threshold,
             multipart_chunksize=multipart_chunksize,
@@ -238,54 +292,97 @@ class Uploader:
             use_threads=True,
         )
 
-    def _retried(self, action: Callable[[], _T], errors: tuple[type[Exception], ...]) -> _T:
-        """``action()``, tried up to ``attempts`` times with backoff on ``errors``; the last error is raised."""
-        for attempt in range(self.attempts):
-            try:
-                return action()
-            except errors:
-                if attempt + 1 >= self.attempts:
-                    raise
-                self.sleep(self.backoff_seconds * (2 ** attempt))
-        raise AssertionError("unreachable: attempts is at least 1")
+    def classify(self, exc: BaseException) -> StorageProblem:
+        return classify(exc, bucket=self.bucket, endpoint=self.endpoint)
+
+    def _wait(self, problem: StorageProblem, what: str, retry: int) -> float | None:
+        """Wait before the next try; None when the window is over (give up)."""
+        now = self.clock()
+        if self.give_up_at is None or now >= self.give_up_at or self.stopped():
+            return None
+        delay = min(self.backoff.delay(retry), self.give_up_at - now)
+        self.on_wait(Waiting(problem, what, self.give_up_at, delay))
+        self.sleep(delay)
+        return None if self.stopped() else self.clock() - now
 
     def upload_file(self, item: PlannedUpload) -> None:
-        def once() -> None:
-            if item.size < self.transfer.multipart_threshold:
-                # One request; the transfer manager's thread pool would cost more than the upload.
-                with open(item.path, "rb") as body:
-                    self.client.put_object(Bucket=self.bucket, Key=item.key, Body=body, ContentType=item.content_type)
-            else:
-                self.client.upload_file(
-                    str(item.path), self.bucket, item.key,
-                    ExtraArgs={"ContentType": item.content_type}, Config=self.transfer,
-                )
+        """One try (botocore's own quick retries included)."""
+        if item.size < self.transfer.multipart_threshold:
+            # One request; the transfer manager's thread pool would cost more than the upload.
+            with open(item.path, "rb") as body:
+                self.client.put_object(Bucket=self.bucket, Key=item.key, Body=body, ContentType=item.content_type)
+        else:
+            self.client.upload_file(
+                str(item.path), self.bucket, item.key,
+                ExtraArgs={"ContentType": item.content_type}, Config=self.transfer,
+            )
 
-        self._retried(once, (BotoCoreError, ClientError, OSError))
+    def _round(self, items: list[PlannedUpload], report: UploadReport) -> dict[PlannedUpload, BaseException]:
+        """Every item once, in parallel; the failures."""
+        failures: dict[PlannedUpload, BaseException] = {}
+        if not items:
+            return failures
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
+            futures = {pool.submit(self.upload_file, item): item for item in items}
+            for future in as_completed(futures):
+                item = futures[future]
+                try:
+                    future.result()
+                    report.uploaded.append(item.key)
+                    report.bytes += item.size
+                except Exception as exc:  # noqa: BLE001 - classified, retried or reported per file
+                    failures[item] = exc
+        return failures
 
     def upload_all(self, items: list[PlannedUpload]) -> UploadReport:
+        """Everything once; then, while files are left and the window is open: wait, try the
+        smallest one, and once it lands the rest. Unreadable files are not retried."""
         report = UploadReport()
         started = time.monotonic()
-        if items:
-            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
-                futures = {pool.submit(self.upload_file, item): item for item in items}
-                for future in as_completed(futures):
-                    item = futures[future]
-                    try:
-                        future.result()
-                        report.uploaded.append(item.key)
-                        report.bytes += item.size
-                    except Exception as exc:  # noqa: BLE001 - recorded per file, reported as a whole
-                        report.failed[item.key] = str(exc)
+        failures = latest = self._round(items, report)
+        retry = 0
+        while failures:
+            problems = {item: self.classify(exc) for item, exc in failures.items()}
+            for item, problem in problems.items():
+                if problem.kind == Kind.LOCAL:
+                    report.failed[item.key] = problem.text
+            pending = [item for item in items if item in failures and problems[item].kind != Kind.LOCAL]
+            if not pending:
+                break
+            # What S3 said last (the probe's error once rounds are probes), for the progress line.
+            report.problem = next((problems[i] for i in latest if problems[i].kind != Kind.LOCAL), problems[pending[0]])
+            waited = self._wait(report.problem, f"{len(pending)} of {len(items)} files", retry)
+            if waited is None:
+                report.stopped = self.stopped()
+                for item in pending:
+                    report.failed[item.key] = problems[item].text
+                break
+            report.waited += waited
+            retry += 1
+            probe = min(pending, key=lambda u: (u.size, u.key))
+            latest = self._round([probe], report)
+            if latest:
+                failures = {item: failures[item] for item in pending} | latest
+                continue
+            rest = [item for item in pending if item is not probe]
+            if rest:
+                self.on_back(len(rest), len(items))
+            failures = latest = self._round(rest, report)
         report.seconds = time.monotonic() - started
         return report
 
     def put_result(self, prefix: str, body: str) -> str:
-        """``result.json``, after everything else. Retried like any file."""
+        """``result.json``, after everything else: tried once, then again while the window is open.
+        Raises the last error when it could not be put."""
         key = object_key(prefix, RESULT_JSON_NAME)
         data = body.encode()
-        self._retried(
-            lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/json"),
-            (BotoCoreError, ClientError),
-        )
-        return key
+        retry = 0
+        while True:
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/json")
+                return key
+            except (BotoCoreError, ClientError) as exc:
+                if self._wait(self.classify(exc), RESULT_JSON_NAME, retry) is None:
+                    raise
+                retry += 1
+

@@ -15,12 +15,14 @@ change k6's exit code, but a check is an assertion, so any failed check fails th
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from supercheck_contract import FailureClass, K6Summary
-from supercheck_runner.outcome import EngineOutcome, first_line
+from supercheck_runner import k6_output
+from supercheck_runner.outcome import EngineOutcome
 
 SUMMARY_JSON = "k6-summary.json"
 METRICS_JSON = "k6-metrics.json.gz"
@@ -28,12 +30,12 @@ REPORT_INDEX = "report/index.html"
 CONSOLE_LOG = "console.log"
 TREND_STATS = "avg,min,med,max,p(90),p(95),p(99)"
 
-# k6's documented exit codes (go.k6.io/k6/errext/exitcodes).
+# k6's documented exit codes (go.k6.io/k6/errext/exitcodes); 97 and 98 are k6 Cloud's.
 THRESHOLDS_FAILED = 99
 SETUP_TIMEOUT = 100
 TEARDOWN_TIMEOUT = 101
 GENERIC_TIMEOUT = 102
-GENERIC_ENGINE = 103
+STOPPED_FROM_REST_API = 103
 INVALID_CONFIG = 104
 EXTERNAL_ABORT = 105
 CANNOT_START_REST_API = 106
@@ -41,11 +43,27 @@ SCRIPT_EXCEPTION = 107
 SCRIPT_ABORTED = 108
 GO_PANIC = 109
 MARKED_AS_FAILED = 110
+GENERIC_ERROR = 255  # any other error, e.g. a command-line flag k6 does not know
 
-# The script ran and the system under test (or the script's own logic) made it fail.
-TEST_FAILURE_CODES = {
-    THRESHOLDS_FAILED, SETUP_TIMEOUT, TEARDOWN_TIMEOUT, SCRIPT_EXCEPTION, SCRIPT_ABORTED, MARKED_AS_FAILED,
+# What a k6 exit code means for the run. The script ran and the system under test (or the
+# script's own logic) made it fail: test_failure. k6 refused the options: validation.
+EXIT_MEANINGS: dict[int, tuple[FailureClass, str]] = {
+    SETUP_TIMEOUT: (FailureClass.TEST_FAILURE, "setup() ran past its time limit"),
+    TEARDOWN_TIMEOUT: (FailureClass.TEST_FAILURE, "teardown() ran past its time limit"),
+    GENERIC_TIMEOUT: (FailureClass.INFRASTRUCTURE, "k6 timed out"),
+    STOPPED_FROM_REST_API: (FailureClass.INFRASTRUCTURE, "k6 was stopped through its REST API"),
+    INVALID_CONFIG: (FailureClass.VALIDATION, "k6 refused the test's options"),
+    EXTERNAL_ABORT: (FailureClass.INFRASTRUCTURE, "k6 was stopped by a signal from outside the runner"),
+    CANNOT_START_REST_API: (FailureClass.INFRASTRUCTURE, "k6 could not start its REST API"),
+    SCRIPT_EXCEPTION: (FailureClass.TEST_FAILURE, "the script threw an exception"),
+    SCRIPT_ABORTED: (FailureClass.TEST_FAILURE, "the script aborted the test"),
+    GO_PANIC: (FailureClass.INFRASTRUCTURE, "k6 crashed (a Go panic)"),
+    MARKED_AS_FAILED: (FailureClass.TEST_FAILURE, "the script marked the test as failed"),
 }
+TEST_FAILURE_CODES = {THRESHOLDS_FAILED} | {c for c, (cls, _) in EXIT_MEANINGS.items()
+                                            if cls == FailureClass.TEST_FAILURE}
+FIXES = {INVALID_CONFIG: "fix the script's options or the run's k6Args"}
+FLAG_ERROR = re.compile(r"^(unknown (shorthand )?flag|invalid argument .* flag|flag needs an argument|bad flag syntax)")
 
 
 def command(k6: str, script: Path, out: Path, user_args: Sequence[str]) -> list[str]:
@@ -112,24 +130,45 @@ def _all_checks(group: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
 
 
 def classify(export: Mapping[str, Any] | None, *, exit_code: int | None, timed_out: bool,
-             console_tail: str = "") -> EngineOutcome:
+             console_tail: str = "", work: str | None = None) -> EngineOutcome:
+    """The verdict, then any handleSummary trouble as a note (the reports it wrote are not the verdict)."""
+    outcome = _verdict(export, exit_code=exit_code, timed_out=timed_out, console_tail=console_tail, work=work)
+    problems = k6_output.summary_problems(console_tail, work)
+    if problems:
+        outcome.message += f"; handleSummary: {problems[0]}"
+    return outcome
+
+
+def _verdict(export: Mapping[str, Any] | None, *, exit_code: int | None, timed_out: bool,
+             console_tail: str, work: str | None) -> EngineOutcome:
     summary = crossed = failed_checks = None
     if export is not None:
         summary, crossed, failed_checks = summarize(export)
+
+    def said() -> str:
+        return k6_output.first_sentence(console_tail, work) or "k6 said nothing about it"
+
     if timed_out:
         return EngineOutcome(FailureClass.TIMEOUT, "timed out: k6 was stopped at the deadline" +
                              (" (partial summary kept)" if summary else ""), k6=summary)
-    if exit_code == INVALID_CONFIG:
-        return EngineOutcome(FailureClass.VALIDATION, "k6 refused the options: " + _k6_error(console_tail), k6=summary)
+    if exit_code not in (0, None, THRESHOLDS_FAILED):
+        fetch = k6_output.module_fetch_failure(console_tail)
+        if fetch is not None:  # at start-up: validation fetched it, the run could not
+            failure = FailureClass.NETWORK if fetch.network else FailureClass.VALIDATION
+            return EngineOutcome(failure, k6_output.fetch_message(fetch), k6=summary)
     if exit_code == THRESHOLDS_FAILED or crossed:
-        detail = ", ".join(crossed or []) or _k6_error(console_tail)
+        detail = ", ".join(crossed or []) or said()
         return EngineOutcome(FailureClass.TEST_FAILURE, f"thresholds crossed: {detail}", k6=summary)
-    if exit_code in TEST_FAILURE_CODES:
-        return EngineOutcome(FailureClass.TEST_FAILURE, f"k6 exit code {exit_code}: {_k6_error(console_tail)}",
-                             k6=summary)
+    if exit_code is not None and exit_code in EXIT_MEANINGS:
+        failure, meaning = EXIT_MEANINGS[exit_code]
+        fix = f"; {FIXES[exit_code]}" if exit_code in FIXES else ""
+        return EngineOutcome(failure, f"{meaning} (k6 exit code {exit_code}): {said()}{fix}", k6=summary)
+    if exit_code == GENERIC_ERROR and FLAG_ERROR.match(said()):
+        return EngineOutcome(FailureClass.VALIDATION, f"k6 refused the run's arguments (k6Args): {said()}", k6=summary)
+    if exit_code is None:
+        return EngineOutcome(FailureClass.INFRASTRUCTURE, f"k6 could not be started: {said()}", k6=summary)
     if exit_code != 0:
-        return EngineOutcome(FailureClass.INFRASTRUCTURE,
-                             f"k6 failed (exit code {exit_code}): {_k6_error(console_tail)}", k6=summary)
+        return EngineOutcome(FailureClass.INFRASTRUCTURE, f"k6 failed (exit code {exit_code}): {said()}", k6=summary)
     if summary is None:
         return EngineOutcome(FailureClass.INFRASTRUCTURE, "k6 ended without writing its summary")
     if summary.checksFailed:
@@ -142,11 +181,6 @@ def classify(export: Mapping[str, Any] | None, *, exit_code: int | None, timed_o
         f"thresholds passed; {summary.checksPassed} checks passed; {summary.iterations} iterations{p95}",
         k6=summary,
     )
-
-
-def _k6_error(console_tail: str) -> str:
-    errors = [ln for ln in console_tail.splitlines() if "level=error" in ln]
-    return first_line(errors[-1] if errors else console_tail[-500:], limit=300) or "no output"
 
 
 def load_summary(path: Path) -> Mapping[str, Any] | None:

@@ -29,6 +29,7 @@ from typing import Any
 from supercheck_contract import FailureClass, TestSummary
 from supercheck_runner.outcome import EngineOutcome, error_summary, first_line, strip_ansi
 from supercheck_runner.progress import CutOff, Progress
+from supercheck_runner.project import Placed, copy_into
 from supercheck_runner.use_options import USE_OPTIONS
 
 RESULTS_JSON = "playwright-results.json"
@@ -83,6 +84,7 @@ class PlaywrightOptions:
     use: Mapping[str, Any] = field(default_factory=dict)  # the run's `use` options (use_options.use_options)
     progress_reporter: str | None = None  # runner-image/progress-reporter.mjs
     progress_file: str | None = None
+    test_match: str | None = None  # the script's path under test_dir; None: Playwright's default (every test file)
 
 
 def build_config(o: PlaywrightOptions) -> dict[str, Any]:
@@ -111,6 +113,7 @@ def build_config(o: PlaywrightOptions) -> dict[str, Any]:
         "timeout": max(1000, o.test_timeout_ms),
         "reportSlowTests": None,
         "reporter": reporters,
+        **({"testMatch": o.test_match} if o.test_match else {}),
         "projects": [{"name": "chromium", "use": {"browserName": "chromium"}}],
         "use": {
             **{k: v for k, v in o.use.items() if k in USE_OPTIONS},
@@ -310,23 +313,20 @@ def classify(facts: ReportFacts | None, *, exit_code: int | None, timed_out: boo
 # --- the shell ----------------------------------------------------------------------------
 
 
-def prepare_workdir(work: Path, script: Path, node_modules: Path) -> Path:
-    """Copy the script under tests/ with a name Playwright collects, link node_modules. Returns the out dir."""
+def prepare_workdir(work: Path, files: Mapping[str, Path], entry: str | None, node_modules: Path) -> Placed:
+    """Copy the script and its files under tests/ at their paths (a script without a code suffix
+    gets .ts), link node_modules, make out/. The script runs by its path (``testMatch``), so its
+    name need not look like a test file's; a whole suite runs every test file."""
     tests = work / "tests"
+    shutil.rmtree(tests, ignore_errors=True)
     tests.mkdir(parents=True, exist_ok=True)
-    suffix = script.suffix if script.suffix in (".ts", ".js", ".mjs", ".mts", ".cjs", ".cts", ".tsx", ".jsx") else ".ts"
-    shutil.copyfile(script, tests / f"test.spec{suffix}")
+    placed = copy_into(files, entry, tests, ".ts")
     link = work / "node_modules"
     if link.is_symlink() or link.exists():
         link.unlink()
     link.symlink_to(node_modules, target_is_directory=True)
-    out = work / "out"
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def spec_path(work: Path) -> Path:
-    return next((work / "tests").glob("test.spec.*"))
+    (work / "out").mkdir(parents=True, exist_ok=True)
+    return placed
 
 
 def ffmpeg_shim(work: Path, node_modules: Path, environ: Mapping[str, str],

@@ -27,8 +27,11 @@ from typing import IO
 
 import psutil
 
+from supercheck_contract import LOG_PREFIX
+
 PR_SET_CHILD_SUBREAPER = 36
 POLL_SECONDS = 0.2
+RUNNER_LINE = LOG_PREFIX.encode()
 
 
 def become_subreaper() -> bool:
@@ -204,6 +207,9 @@ def _pump(stream: IO[bytes], log: IO[bytes], echo: Callable[[bytes], None]) -> N
 
 
 def _echo_stdout(line: bytes) -> None:
+    if line.startswith(RUNNER_LINE):
+        # Only the runner speaks as "[supercheck] " on stdout: the operator reads its progress lines there.
+        line = b"[test] " + line
     try:
         sys.stdout.buffer.write(line)
         sys.stdout.buffer.flush()

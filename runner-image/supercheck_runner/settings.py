@@ -37,6 +37,8 @@ DEFAULT_ALLOWED_MODULES = (
 )
 DEFAULT_MAX_SCRIPT_BYTES = 1_000_000  # the CRD's limit for spec.script.inline
 DEFAULT_UPLOAD_CONCURRENCY = 16
+DEFAULT_UPLOAD_BACKOFF_SECONDS = 1.0  # first wait while S3 is unavailable; doubles...
+DEFAULT_UPLOAD_BACKOFF_MAX_SECONDS = 15.0  # ...up to this (the upload window itself: RunnerConfig)
 DEFAULT_S3_REGION = "us-east-1"
 SYSTEM_CHROMIUM = "/usr/bin/chromium"
 SYSTEM_FFMPEG = "/usr/bin/ffmpeg"
@@ -82,6 +84,8 @@ class RunnerSettings:
     max_script_bytes: int = DEFAULT_MAX_SCRIPT_BYTES
     timeout_margin_seconds: float | None = None  # None: see timer.default_margin
     upload_concurrency: int = DEFAULT_UPLOAD_CONCURRENCY
+    upload_backoff_seconds: float = DEFAULT_UPLOAD_BACKOFF_SECONDS
+    upload_backoff_max_seconds: float = DEFAULT_UPLOAD_BACKOFF_MAX_SECONDS
     s3_endpoint_url: str | None = None
     s3_region: str = DEFAULT_S3_REGION
 
@@ -113,6 +117,8 @@ class RunnerSettings:
         runner_home = opt("SUPERCHECK_RUNNER_HOME")
         node_modules = opt("SUPERCHECK_NODE_MODULES")
         max_script_bytes = num("SUPERCHECK_MAX_SCRIPT_BYTES", int)
+        backoff = num("SUPERCHECK_UPLOAD_BACKOFF_SECONDS", float)
+        backoff_max = num("SUPERCHECK_UPLOAD_BACKOFF_MAX_SECONDS", float)
         return cls(
             termination_message_path=Path(opt("SUPERCHECK_TERMINATION_MESSAGE_PATH") or TERMINATION_MESSAGE_PATH),
             runner_home=Path(runner_home) if runner_home else _default_runner_home(),
@@ -126,6 +132,9 @@ class RunnerSettings:
             timeout_margin_seconds=num("SUPERCHECK_TIMEOUT_MARGIN_SECONDS", float),
             # 0 means the default too: no upload at all is not a setting.
             upload_concurrency=num("SUPERCHECK_UPLOAD_CONCURRENCY", int) or DEFAULT_UPLOAD_CONCURRENCY,
+            upload_backoff_seconds=DEFAULT_UPLOAD_BACKOFF_SECONDS if backoff is None else max(0.0, backoff),
+            upload_backoff_max_seconds=(DEFAULT_UPLOAD_BACKOFF_MAX_SECONDS if backoff_max is None
+                                        else max(0.0, backoff_max)),
             s3_endpoint_url=opt("S3_ENDPOINT_URL"),
             s3_region=opt("AWS_REGION") or opt("AWS_DEFAULT_REGION") or DEFAULT_S3_REGION,
         )

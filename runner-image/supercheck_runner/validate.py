@@ -1,16 +1,22 @@
 """Validation before executing: a script that cannot be right never starts a browser.
 
-Playwright (TypeScript or JavaScript):
-  * size limit;
+Both: the script and the files beside it (:mod:`supercheck_runner.project`) are within the size
+limit together, code is UTF-8 text, and no file brings its own ``node_modules``.
+
+Playwright (TypeScript or JavaScript), every code file of the suite:
   * it parses (TypeScript's parser, through ``runner-image/validate.mjs``);
-  * it imports only modules on the allow-list (``SUPERCHECK_ALLOWED_MODULES``);
+  * it imports only modules on the allow-list (``SUPERCHECK_ALLOWED_MODULES``), and files of the
+    suite by relative paths that stay in its folder and name a file that is there;
   * none of the constructs that get around the import check or write outside the work
     directory (eval, Function, process.binding, computed require()/import(), absolute paths).
 k6:
-  * size limit;
+  * the files its ``handleSummary`` returns stay in the work directory (no absolute path, no
+    ``..``): only what k6 writes there is uploaded (facts from ``validate.mjs``);
   * ``k6 inspect --execution-requirements`` accepts it: it parses, its init code runs, its
     options are valid, and every scenario's function exists (so a script without a default
-    export, and no scenario naming another function, is refused).
+    export, and no scenario naming another function, is refused). A remote module that cannot
+    be fetched (DNS, refused, timed out) is the network's fault, not the script's:
+    :class:`NetworkUnavailable`, which the operator retries.
 
 The policy (:func:`playwright_issues`) is a pure function over the facts the node script
 reports, so it is unit-tested without node. Every issue names its line.
@@ -26,12 +32,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from supercheck_runner.outcome import strip_ansi
+from supercheck_runner import k6_output
+from supercheck_runner.project import CODE_SUFFIXES, Project, list_files, resolve_import
 
 NODE_BUILTIN_PREFIX = "node:"
 
@@ -71,11 +78,13 @@ class Issue:
     line: int | None
     column: int | None
     message: str
+    file: str | None = None  # a file of the suite other than the script itself
 
     def __str__(self) -> str:
+        where = f"{self.file}: " if self.file else ""
         if self.line is None:
-            return self.message
-        return f"line {self.line}, column {self.column}: {self.message}"
+            return where + self.message
+        return f"{where}line {self.line}, column {self.column}: {self.message}"
 
 
 class ValidationError(Exception):
@@ -88,6 +97,11 @@ class ValidationError(Exception):
 
 class ValidatorUnavailable(Exception):
     """The validator itself could not run (node or k6 missing, crashed): our problem, not the script's."""
+
+
+class NetworkUnavailable(Exception):
+    """Something the script needs could not be reached (a remote module: DNS, refused, timed out).
+    The message says what, and how to do without it."""
 
 
 def format_issues(issues: Sequence[Issue], limit: int = 5) -> str:
@@ -108,6 +122,27 @@ def size_issues(size_bytes: int, limit: int) -> list[Issue]:
     return []
 
 
+def project_issues(sizes: Mapping[str, int], entry: str | None, limit: int) -> list[Issue]:
+    """The suite as a whole: the script is there and not empty, all files together within the limit,
+    no ``node_modules`` of its own (it would shadow the runner's @playwright/test)."""
+    if entry is not None and entry not in sizes:
+        return [Issue(None, None, f"the script {entry!r} is not in its folder (it has: {', '.join(sizes)})")]
+    if not sizes:
+        return [Issue(None, None, "the suite's folder is empty")]
+    if entry is not None and len(sizes) == 1:
+        return size_issues(sizes[entry], limit)
+    issues = size_issues(sizes[entry], limit) if entry is not None and sizes[entry] == 0 else []
+    total = sum(sizes.values())
+    if total > limit:
+        issues.append(Issue(None, None, f"the script and its files are {total} bytes ({len(sizes)} files), "
+                                        f"over the limit of {limit} bytes"))
+    shadows = [p for p in sizes if "node_modules" in p.split("/")]
+    if shadows:
+        issues.append(Issue(None, None, f"{shadows[0]}: a suite may not bring node_modules (the runner "
+                                        "provides @playwright/test); import the suite's own files by relative paths"))
+    return issues
+
+
 def _module_key(specifier: str) -> str:
     """Compare builtins without their ``node:`` scheme: ``node:fs`` and ``fs`` are one module."""
     return specifier[len(NODE_BUILTIN_PREFIX):] if specifier.startswith(NODE_BUILTIN_PREFIX) else specifier
@@ -120,8 +155,8 @@ def _package_of(key: str) -> str:
 
 
 def module_allowed(specifier: str, allowed: Iterable[str]) -> bool:
-    """A module is allowed when it, or the package it is a subpath of, is on the list.
-    Relative and absolute paths are never allowed: the run has exactly one file."""
+    """A module is allowed when it, or the package it is a subpath of, is on the list. Paths are
+    not modules: a relative import is judged by where it leads (:func:`playwright_issues`)."""
     if specifier.startswith((".", "/")) or "://" in specifier and not specifier.startswith(NODE_BUILTIN_PREFIX):
         return False
     key = _module_key(specifier)
@@ -148,18 +183,25 @@ def refusal_hint(specifier: str, uses: Sequence[Mapping[str, Any]] = ()) -> str 
     return REFUSAL_HINTS.get(key) or REFUSAL_HINTS.get(_package_of(key))
 
 
-def playwright_issues(facts: Mapping[str, Any], allowed: Sequence[str]) -> list[Issue]:
-    """Decide on what ``validate.mjs`` reported. Syntax errors first: nothing else is reliable then."""
+def playwright_issues(facts: Mapping[str, Any], allowed: Sequence[str], importer: str = "",
+                      files: Collection[str] = ()) -> list[Issue]:
+    """Decide on what ``validate.mjs`` reported of ``importer``, a file of the suite ``files``.
+    Syntax errors first: nothing else is reliable then."""
     syntax = [Issue(e["line"], e["column"], f"syntax error: {e['message']}") for e in facts.get("syntaxErrors", [])]
     if syntax:
         return syntax
     issues: list[Issue] = []
     for imp in facts.get("imports", []):
         spec = imp["specifier"]
+        if spec.startswith("."):
+            found, why = resolve_import(importer, spec, files)
+            if found is None:
+                issues.append(Issue(imp["line"], imp["column"], f"import of '{spec}' {why}"))
+            continue
         if module_allowed(spec, allowed):
             continue
-        if spec.startswith((".", "/")):
-            why = "a test run has a single file, so local modules cannot be imported"
+        if spec.startswith("/"):
+            why = "an absolute path is outside the suite's folder; import its files by relative paths"
         else:
             why = refusal_hint(spec, imp.get("uses") or ()) or "it is not on the allow-list"
         issues.append(
@@ -172,41 +214,107 @@ def playwright_issues(facts: Mapping[str, Any], allowed: Sequence[str]) -> list[
     return issues
 
 
-K6_LOCATION = re.compile(r"(?:Line |:)(\d+):(\d+)")
+K6_LOCATION = re.compile(r"^(?:(?P<file>\S+) )?line (?P<line>\d+), column (?P<col>\d+): (?P<rest>.*)$")
+K6_MISSING_MODULE = re.compile(r'moduleSpecifier "([^"]+)" couldn\'t be found on local disk')
 
 
-def k6_issue(output: str) -> Issue:
-    """Turn k6's complaint into an issue, with the line when k6 gave one (``Line 3:11`` or ``(3:11)``)."""
-    text = strip_ansi(output)
-    messages = re.findall(r'msg="((?:[^"\\]|\\.)*)"', text)
-    message = messages[-1] if messages else (text.strip().splitlines() or ["k6 inspect failed"])[-1]
-    message = message.replace("\\n", " ").replace("\\t", " ").replace('\\"', '"').strip()
-    message = re.sub(r"\s+", " ", message)
+def k6_issue(output: str, work: str | None = None, script_name: str | None = None) -> Issue:
+    """k6's complaint as an issue: a syntax error's ``Line 3:11`` in the script becomes the issue's line;
+    an exception keeps its place in the message (``(checkout.js line 1, column 11)``)."""
+    message = k6_output.first_sentence(output, work) or "k6 inspect failed without saying why"
     if "function 'default' not found in exports" in message:
         message += " (add `export default function () { ... }`, or give every scenario an `exec` function)"
-    m = K6_LOCATION.search(message)
-    if m:
-        return Issue(int(m.group(1)), int(m.group(2)), message)
+    missing = K6_MISSING_MODULE.search(message)
+    if missing:  # k6's own words go on about Docker volumes, which a TestRun has nothing to do with
+        message = (f"import of '{missing.group(1)}' names no file beside the script; add the file to "
+                   "spec.script.configMapRef.files, or fix the path")
+    m = K6_LOCATION.match(message)
+    if m and (m["file"] is None or script_name is None or m["file"] == script_name):
+        return Issue(int(m["line"]), int(m["col"]), m["rest"])
     return Issue(None, None, message)
+
+
+def summary_path_issues(facts: Mapping[str, Any]) -> list[Issue]:
+    """handleSummary's files must land in k6's working directory, the only place they are collected from."""
+    issues = []
+    for p in facts.get("summaryPaths", []):
+        path: str = p["path"]
+        if path in ("stdout", "stderr") and not p.get("prefix"):
+            continue
+        if path.startswith("/"):
+            why = "an absolute path"
+        elif path.startswith("~"):
+            why = "a path in a home directory"
+        elif ".." in re.split(r"[\\/]", path):
+            why = "a path that climbs out with '..'"
+        else:
+            continue
+        shown = path + ("…" if p.get("prefix") else "")
+        issues.append(Issue(p["line"], p["column"],
+                            f"handleSummary writes '{shown}', {why}, outside the work directory: only files "
+                            "written in k6's working directory are uploaded; use a relative name such as "
+                            "'summary.json'"))
+    issues.sort(key=lambda i: (i.line or 0, i.column or 0))
+    return issues
+
+
+def remote_modules(facts: Mapping[str, Any]) -> list[str]:
+    return [i["specifier"] for i in facts.get("imports", []) if "://" in i["specifier"]]
 
 
 # --- the shell: running the validators ------------------------------------------------------
 
 
-def read_script(path: Path, max_bytes: int) -> bytes:
-    data = path.read_bytes()
-    issues = size_issues(len(data), max_bytes)
+def read_project(project: Project, max_bytes: int) -> dict[str, Path]:
+    """The suite's files by their paths, once they pass :func:`project_issues` and their code is UTF-8."""
+    files = list_files(project.root)
+    sizes = {rel: path.stat().st_size for rel, path in files.items()}
+    issues = project_issues(sizes, project.entry, max_bytes)
     if issues:
         raise ValidationError(issues)
+    for rel, path in files.items():
+        if rel == project.entry or rel.endswith(CODE_SUFFIXES):
+            try:
+                path.read_bytes().decode("utf-8")
+            except UnicodeDecodeError as exc:
+                what = "the script" if rel == project.entry else rel
+                raise ValidationError([Issue(None, None, f"{what} is not UTF-8 text (byte {exc.start})")]) from exc
+    return files
+
+
+def validate_playwright(root: Path, files: Sequence[str], entry: str | None, *, node: str, validator: Path,
+                        node_modules: Path, allowed: Sequence[str], timeout: float) -> None:
+    """Every code file of the suite under ``root``; issues of the script first, then of its files
+    (those named by their paths)."""
+    code = sorted((f for f in files if f.endswith(CODE_SUFFIXES)), key=lambda f: (f != entry, f))
+    if not code:
+        return
     try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValidationError([Issue(None, None, f"the script is not UTF-8 text (byte {exc.start})")]) from exc
-    return data
+        proc = subprocess.run(
+            [node, str(validator), *(str(root / f) for f in code)],
+            capture_output=True, text=True, timeout=timeout,
+            env={"NODE_PATH": str(node_modules), "PATH": "/usr/local/bin:/usr/bin:/bin"},
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ValidatorUnavailable(f"the script validator could not run: {exc}") from exc
+    if proc.returncode != 0:
+        raise ValidatorUnavailable(f"the script validator failed: {proc.stderr.strip()[-500:]}")
+    try:
+        reports = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    except json.JSONDecodeError as exc:
+        raise ValidatorUnavailable(f"the script validator printed no JSON: {proc.stdout[:200]!r}") from exc
+    if len(reports) != len(code):
+        raise ValidatorUnavailable(f"the script validator reported {len(reports)} of {len(code)} files")
+    issues: list[Issue] = []
+    for rel, facts in zip(code, reports, strict=True):
+        found = playwright_issues(facts, allowed, rel, files)
+        issues += found if rel == entry else [replace(i, file=rel) for i in found]
+    if issues:
+        raise ValidationError(issues)
 
 
-def validate_playwright(script: Path, *, node: str, validator: Path, node_modules: Path,
-                        allowed: Sequence[str], timeout: float) -> None:
+def script_facts(script: Path, *, node: str, validator: Path, node_modules: Path, timeout: float) -> dict[str, Any]:
+    """What ``validate.mjs`` sees in the script (imports, findings, handleSummary's files...)."""
     try:
         proc = subprocess.run(
             [node, str(validator), str(script)],
@@ -218,15 +326,18 @@ def validate_playwright(script: Path, *, node: str, validator: Path, node_module
     if proc.returncode != 0:
         raise ValidatorUnavailable(f"the script validator failed: {proc.stderr.strip()[-500:]}")
     try:
-        facts = json.loads(proc.stdout)
+        facts: dict[str, Any] = json.loads(proc.stdout)
     except json.JSONDecodeError as exc:
         raise ValidatorUnavailable(f"the script validator printed no JSON: {proc.stdout[:200]!r}") from exc
-    issues = playwright_issues(facts, allowed)
+    return facts
+
+
+def validate_k6(script: Path, *, k6: str, env: Mapping[str, str], cwd: Path, timeout: float,
+                node: str, validator: Path, node_modules: Path) -> None:
+    facts = script_facts(script, node=node, validator=validator, node_modules=node_modules, timeout=timeout)
+    issues = summary_path_issues(facts)
     if issues:
         raise ValidationError(issues)
-
-
-def validate_k6(script: Path, *, k6: str, env: Mapping[str, str], cwd: Path, timeout: float) -> None:
     try:
         proc = subprocess.run(
             [k6, "inspect", "--execution-requirements", str(script)],
@@ -235,8 +346,23 @@ def validate_k6(script: Path, *, k6: str, env: Mapping[str, str], cwd: Path, tim
     except FileNotFoundError as exc:
         raise ValidatorUnavailable(f"k6 is not installed: {exc}") from exc
     except subprocess.TimeoutExpired as exc:
+        remote = remote_modules(facts)
+        if remote:
+            # k6 waits up to a minute per module; a dropped connection (egress blocked) looks like this.
+            raise NetworkUnavailable(
+                f"k6 inspect did not finish within {timeout:.0f} s while the script imports remote modules "
+                f"({', '.join(remote[:3])}): they did not answer. A network failure is retried with backoff; "
+                "if it persists, vendor the modules (paste their code into the script, or ship them beside "
+                "the script and import them by a relative path) or allow the runner pod egress to their hosts"
+            ) from exc
         # Init code that never ends is the script's fault: say so.
         raise ValidationError([Issue(None, None, f"k6 inspect did not finish within {timeout:.0f} s "
                                                  "(does the script's init code loop or wait?)")]) from exc
     if proc.returncode != 0:
-        raise ValidationError([k6_issue(proc.stderr + proc.stdout)])
+        output = proc.stderr + proc.stdout
+        fetch = k6_output.module_fetch_failure(output)
+        if fetch is not None and fetch.network:
+            raise NetworkUnavailable(k6_output.fetch_message(fetch))
+        if fetch is not None:
+            raise ValidationError([Issue(None, None, k6_output.fetch_message(fetch))])
+        raise ValidationError([k6_issue(output, str(script.parent), script.name)])

@@ -79,6 +79,8 @@ class FakeKube:
         self.down = False  # every call raises ApiUnavailable
         self.refuse_pods: Exception | None = None  # create(Pod) raises this
         self.calls: list[str] = []
+        self.logs: dict[tuple[str, str], str] = {}  # (namespace, pod) -> the runner container's output
+        self.logs_error: Exception | None = None  # pod_log_tail raises this (the kubelet unreachable...)
 
     # --- helpers for tests
     def _check(self, call: str) -> None:
@@ -136,6 +138,11 @@ class FakeKube:
 
     def remove_pod(self, name: str, namespace: str = "ns") -> None:
         self.objects.pop(("Pod", namespace, name), None)
+        self.logs.pop((namespace, name), None)
+
+    def pod_prints(self, name: str, *lines: str, namespace: str = "ns") -> None:
+        """The runner in pod ``name`` writes these lines to its stdout."""
+        self.logs[(namespace, name)] = self.logs.get((namespace, name), "") + "".join(f"{ln}\n" for ln in lines)
 
     # --- the port
     async def get_testrun(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -194,6 +201,21 @@ class FakeKube:
     async def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None) -> None:
         self._check("delete Pod")
         self.objects.pop(("Pod", namespace, name), None)
+
+    async def pod_log_tail(self, namespace: str, name: str, container: str, lines: int,
+                           limit_bytes: int) -> str | None:
+        """As the kubelet: the last ``lines`` lines, then at most ``limit_bytes`` of them; None for a
+        pod that is not there or whose container never started."""
+        self._check("pod_log_tail")
+        if self.logs_error is not None:
+            raise self.logs_error
+        pod = self.objects.get(("Pod", namespace, name))
+        statuses = ((pod or {}).get("status") or {}).get("containerStatuses") or []
+        if pod is None or container != "runner" or not any("waiting" not in (c.get("state") or {})
+                                                            for c in statuses):
+            return None
+        text = "".join(self.logs.get((namespace, name), "").splitlines(keepends=True)[-lines:])
+        return text.encode()[:limit_bytes].decode("utf-8", "replace")
 
     async def list_pods(self, label_selector: str) -> list[dict[str, Any]]:
         self._check("list_pods")

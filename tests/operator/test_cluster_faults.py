@@ -1,7 +1,9 @@
-"""Crash safety and leak repair: the operator SIGKILLed, Redis wiped, PostgreSQL stopped — mid-burst."""
+"""Crash safety and leak repair: the operator SIGKILLed, Redis wiped, PostgreSQL stopped — mid-burst;
+and S3 stopped while a run uploads, or before it starts."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import urllib.request
@@ -13,6 +15,8 @@ from operator_kit import (
     TERMINAL,
     Sampler,
     create,
+    events_for,
+    get_run,
     list_runs,
     make_run,
     phase,
@@ -124,3 +128,75 @@ def test_postgres_stopped_for_a_while_loses_no_row(operator_ctl, services, names
     assert all(r[2] == "Passed" and r[3] for r in got)
     wait_for(lambda: all(not waiting_on_db(r) for r in list_runs(custom_objects, namespace)), 60,
              what="ResultsRecorded=True again")
+
+
+# ---------------------------------------------------------------- S3 away: the runner waits, the run says so
+
+# A short upload window and quick retries, so the outage fits a test; every 1 s the operator reads the log.
+STORAGE_BLIP_CONFIG = dict(
+    RUNNER_UPLOAD_WINDOW_SECONDS="120",
+    SUPERCHECK_PROGRESS_POLL_SECONDS="1",
+    RUNNER_EXTRA_ENV=json.dumps({"SUPERCHECK_UPLOAD_BACKOFF_SECONDS": "0.5",
+                                 "SUPERCHECK_UPLOAD_BACKOFF_MAX_SECONDS": "2"}),
+)
+
+
+def _uploading(custom_objects, namespace: str, name: str) -> dict:
+    def shown():
+        run = get_run(custom_objects, namespace, name)
+        return run if phase(run) == "Uploading" else None
+    run = wait_for(shown, 90, 0.25, f"{name} Uploading")
+    status = run["status"]
+    assert status["reason"] == "StorageUnavailable", status
+    assert status["message"].startswith("attempt 1: S3 at http://127.0.0.1:"), status["message"]
+    assert "connection refused" in status["message"] and "retrying until" in status["message"]
+    return run
+
+
+def _every_artifact_in_s3(custom_objects, s3_client, namespace: str, name: str) -> None:
+    run = wait_for(lambda: (r := get_run(custom_objects, namespace, name)) and phase(r) in TERMINAL and r, 180,
+                   what=f"{name} terminal")
+    status = run["status"]
+    assert (status["phase"], status["attempts"]) == ("Passed", 1), status
+    assert "not uploaded" not in status["message"], status["message"]
+    bucket, prefix = status["artifacts"]["bucket"], status["artifacts"]["prefix"]
+    listed = s3_client.list_objects_v2(Bucket=bucket, Prefix=prefix + "/").get("Contents", [])
+    names = {o["Key"][len(prefix) + 1:] for o in listed}
+    assert {"console.log", "k6-summary.json", "k6-metrics.json.gz", "result.json"} <= names, names
+    result = json.loads(s3_client.get_object(Bucket=bucket, Key=f"{prefix}/result.json")["Body"].read())
+    assert result["notUploaded"] == [] and result["exitCode"] == 0
+
+
+def test_s3_stopped_while_a_run_uploads_shows_uploading_and_loses_nothing(operator_ctl, services, namespace,
+                                                                        core_v1, custom_objects, s3_client):
+    operator_ctl.start(**STORAGE_BLIP_CONFIG)
+    create(custom_objects, namespace, make_run("blip", SLEEPY_K6, env=[{"name": "SLEEP", "value": "6"}]))
+
+    def k6_started():  # the runner's preflight found S3 and k6 runs
+        try:
+            return "running k6" in core_v1.read_namespaced_pod_log("blip-a1", namespace, container="runner")
+        except Exception:  # noqa: BLE001 - the pod or its log is not there yet
+            return False
+    wait_for(k6_started, 90, 0.25, "k6 running in blip-a1")
+    services.s3_stop()
+    try:
+        _uploading(custom_objects, namespace, "blip")
+        time.sleep(5)
+        assert phase(get_run(custom_objects, namespace, "blip")) == "Uploading"  # still waiting, still saying so
+        wait_for(lambda: any(reason == "StorageUnavailable" for reason, _ in events_for(core_v1, namespace, "blip")),
+                 30, what="a StorageUnavailable Event")
+    finally:
+        services.s3_start()  # empty, as the local S3 (moto) comes back; its buckets are created again
+    _every_artifact_in_s3(custom_objects, s3_client, namespace, "blip")
+
+
+def test_s3_down_before_a_run_starts_the_test_runs_anyway_and_uploads_later(operator_ctl, services, namespace,
+                                                                           custom_objects, s3_client):
+    operator_ctl.start(**STORAGE_BLIP_CONFIG)
+    services.s3_stop()
+    try:
+        create(custom_objects, namespace, make_run("early", SLEEPY_K6, env=[{"name": "SLEEP", "value": "1"}]))
+        _uploading(custom_objects, namespace, "early")  # it ran: only a finished test uploads
+    finally:
+        services.s3_start()
+    _every_artifact_in_s3(custom_objects, s3_client, namespace, "early")

@@ -21,7 +21,18 @@ from supercheck.engine.testrun import StillStopping, cancel, step
 from supercheck.metrics import Metrics
 from supercheck.pods import pod_view
 from supercheck.ports import ApiUnavailable, StoreUnavailable
-from supercheck_contract import ExitCode, FailureClass, K6Summary, RunnerResult, TestSummary, encode_termination_message
+from supercheck_contract import (
+    STORAGE_BACK,
+    STORAGE_UNAVAILABLE,
+    UPLOADING,
+    ExitCode,
+    FailureClass,
+    K6Summary,
+    Progress,
+    RunnerResult,
+    TestSummary,
+    encode_termination_message,
+)
 
 K6 = {"type": "k6", "script": {"inline": "export default function () {}"}}
 PLAYWRIGHT = {"type": "playwright", "script": {"inline": "import { test } from '@playwright/test';"}}
@@ -201,6 +212,123 @@ def test_a_missing_configmap_waits_out_its_grace_then_errors_with_the_keys_it_ha
     run(go)
 
 
+SUITE = {"type": "playwright", "script": {"configMapRef": {
+    "name": "todo-suite", "key": "todo.spec.ts", "path": "tests/todo.spec.ts",
+    "files": [{"key": "fixtures.ts", "path": "fixtures/index.ts"}]}}}
+
+
+def configmap(name: str, data: dict[str, str], binary: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"kind": "ConfigMap", "metadata": {"name": name, "namespace": "ns"}, "data": data,
+            **({"binaryData": binary} if binary else {})}
+
+
+def test_a_missing_helper_key_is_an_error_before_any_pod_naming_the_keys_there_are():
+    async def go():
+        w = world()
+        w.kube.add(configmap("todo-suite", {"todo.spec.ts": "t", "fixture.ts": "typo"}))
+        w.kube.add_testrun("todo", SUITE)
+        assert 0 < await w.settle("todo") <= 1.0  # Pending within the grace period: it may come
+        assert w.status("todo")["reason"] == "KeyNotFound"
+        w.clock.advance(11)
+        assert await w.settle("todo") is None
+        st = w.status("todo")
+        assert (st["phase"], st["reason"], st["attempts"]) == ("Error", "KeyNotFound", 0)
+        assert st["message"] == ("ConfigMap 'todo-suite' referenced by spec.script.configMapRef.files[0] has no key "
+                                 "'fixtures.ts' (it has: fixture.ts, todo.spec.ts)")
+        assert w.pod_names() == [] and ("ConfigMap", "ns", "todo-script") not in w.kube.objects
+        assert not w.ledger.running
+    run(go)
+
+
+def test_a_script_with_its_files_is_snapshotted_whole_and_mounted_at_its_paths():
+    async def go():
+        w = world()
+        w.kube.add(configmap("todo-suite", {"todo.spec.ts": "spec", "fixtures.ts": "fix", "other.ts": "not asked"}))
+        w.kube.add_testrun("todo", SUITE)
+        assert await w.settle("todo") == WAIT
+        snapshot = w.kube.objects[("ConfigMap", "ns", "todo-script")]
+        assert snapshot["data"] == {"todo.spec.ts": "spec", "fixtures.ts": "fix"}
+        # a later edit of the source does not reach the run
+        w.kube.objects[("ConfigMap", "ns", "todo-suite")]["data"]["fixtures.ts"] = "edited"
+        pod = w.kube.pods()[0]
+        volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "script")["configMap"]
+        assert volume["items"] == [{"key": "todo.spec.ts", "path": "tests/todo.spec.ts"},
+                                   {"key": "fixtures.ts", "path": "fixtures/index.ts"}]
+        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+        assert env["SUPERCHECK_SCRIPT_PATH"] == "/supercheck/script/tests/todo.spec.ts"
+        assert env["SUPERCHECK_SCRIPT_NAME"] == "tests/todo.spec.ts"
+    run(go)
+
+
+WHOLE = {"type": "playwright", "script": {"configMapRef": {
+    "name": "todo-suite", "files": [{"key": "fixtures.ts", "path": "fixtures/index.ts"}]}}}
+
+
+def test_a_whole_configmap_is_the_suite_and_every_key_is_mounted():
+    async def go():
+        w = world(running_capacity=1, queued_capacity=5)
+        w.kube.add(configmap("todo-suite", {"a.spec.ts": "a", "fixtures.ts": "f"}, {"logo.png": "iVBORw0K"}))
+        w.kube.add_testrun("first", K6)
+        await w.settle("first")
+        w.kube.add_testrun("todo", WHOLE)
+        assert await w.settle("todo") == 30.0  # queued: the snapshot is taken now
+        w.kube.objects[("ConfigMap", "ns", "todo-suite")]["data"]["b.spec.ts"] = "added later"
+        w.kube.pod_terminated("first-a1", 0, result(FailureClass.NONE, ExitCode.PASSED), reason="Completed")
+        await w.settle("first")
+        assert await w.settle("todo") == WAIT
+        snapshot = w.kube.objects[("ConfigMap", "ns", "todo-script")]
+        assert snapshot["data"] == {"a.spec.ts": "a", "fixtures.ts": "f"}
+        assert snapshot["binaryData"] == {"logo.png": "iVBORw0K"}
+        pod = next(p for p in w.kube.pods() if p["metadata"]["name"] == "todo-a1")
+        volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "script")["configMap"]
+        assert volume["items"] == [{"key": "a.spec.ts", "path": "a.spec.ts"},
+                                   {"key": "fixtures.ts", "path": "fixtures/index.ts"},
+                                   {"key": "logo.png", "path": "logo.png"}]
+        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+        assert (env["SUPERCHECK_SCRIPT_PATH"], env["SUPERCHECK_SCRIPT_NAME"]) == ("/supercheck/script", "")
+    run(go)
+
+
+@pytest.mark.parametrize("data, reason, words", [
+    ({"fixtures.ts": "f", "README.md": "r"}, "KeyNotFound",
+     "ConfigMap 'todo-suite' referenced by spec.script.configMapRef has no test file"),
+    ({"fixtures.ts": "f", "a.spec.ts": "a", "fixtures": "a file where a folder must go"}, "InvalidSpec",
+     "ConfigMap 'todo-suite': 'fixtures' is a file, but 'fixtures/index.ts' needs it to be a folder"),
+])
+def test_a_whole_configmap_that_cannot_run_is_an_error_before_any_pod(data, reason, words):
+    async def go():
+        w = world()
+        w.kube.add(configmap("todo-suite", data))
+        w.kube.add_testrun("todo", WHOLE)
+        await w.settle("todo")
+        w.clock.advance(11)
+        assert await w.settle("todo") is None
+        st = w.status("todo")
+        assert (st["phase"], st["reason"]) == ("Error", reason)
+        assert words in st["message"]
+        assert w.pod_names() == []
+    run(go)
+
+
+def test_a_deleted_snapshot_of_a_whole_configmap_ends_the_run_before_its_pod():
+    async def go():
+        w = world(running_capacity=1, queued_capacity=5)
+        w.kube.add(configmap("todo-suite", {"a.spec.ts": "a", "fixtures.ts": "f"}))
+        w.kube.add_testrun("first", K6)
+        await w.settle("first")
+        w.kube.add_testrun("todo", WHOLE)
+        await w.settle("todo")
+        del w.kube.objects[("ConfigMap", "ns", "todo-script")]
+        w.kube.pod_terminated("first-a1", 0, result(FailureClass.NONE, ExitCode.PASSED), reason="Completed")
+        await w.settle("first")
+        assert await w.settle("todo") is None
+        st = w.status("todo")
+        assert (st["phase"], st["reason"]) == ("Error", "ConfigMapNotFound")
+        assert "script snapshot, ConfigMap 'todo-script', was deleted" in st["message"]
+        assert "todo-a1" not in w.pod_names() and not w.ledger.running
+    run(go)
+
+
 def test_an_invalid_spec_is_an_error_before_any_pod():
     async def go():
         w = world()
@@ -293,7 +421,7 @@ async def _running(w: World, name: str = "a", spec: dict[str, Any] = K6) -> None
     w.kube.add_testrun(name, spec)
     await w.settle(name)
     w.kube.pod_running(f"{name}-a1")
-    assert await w.settle(name) == 60.0
+    assert await w.settle(name) == 10.0  # the runner's log is read again in SUPERCHECK_PROGRESS_POLL_SECONDS
 
 
 def test_running_pod_marks_the_run_running_with_a_provisional_row():
@@ -354,6 +482,105 @@ def test_k6_verdict_lands_in_status():
         assert st["phase"] == "Failed" and st["k6"]["checksFailed"] == 1 and st["k6"]["httpReqDurationP95Ms"] == 12.5
         assert st["result"] == "thresholds failed, 9/10 checks"
     run(go)
+
+
+# ---------------------------------------------------------------- progress: the runner waits for S3
+
+WAITING = Progress(phase=UPLOADING, reason=STORAGE_UNAVAILABLE,
+                   message="S3 at http://s3: connection refused; 4 of 4 files not uploaded yet, "
+                           "retrying until 2030-01-01T12:05:10Z").line()
+BACK = Progress(phase=UPLOADING, reason=STORAGE_BACK, message="S3 at http://s3 answers again; uploading the "
+                                                              "other 3 of 4 files").line()
+
+
+def test_a_runner_waiting_for_s3_shows_uploading_then_the_pods_end_replaces_it():
+    async def go():
+        w = world()
+        await _running(w, "a", PLAYWRIGHT)
+        w.kube.pod_prints("a-a1", "Running 2 tests using 2 workers", "[supercheck] Playwright ended: exit code 0",
+                          WAITING)
+        reads = w.kube.calls.count("pod_log_tail")
+        assert await w.settle("a") == 10.0
+        assert w.status("a")["phase"] == "Running"  # read 0 s ago: not due, and nothing was read
+        assert w.kube.calls.count("pod_log_tail") == reads
+        w.clock.advance(10)
+        assert await w.settle("a") == 10.0
+        st = w.status("a")
+        assert (st["phase"], st["reason"]) == ("Uploading", "StorageUnavailable")
+        assert st["message"] == ("attempt 1: S3 at http://s3: connection refused; 4 of 4 files not uploaded yet, "
+                                 "retrying until 2030-01-01T12:05:10Z")
+        assert st["attemptHistory"][0]["phase"] == "Uploading"
+        assert ("Warning", "StorageUnavailable", st["message"]) in w.events.posted
+        # The runner says it again at every retry: no new write, no new Event.
+        version = w.kube.testrun("a")["metadata"]["resourceVersion"]
+        w.kube.pod_prints("a-a1", WAITING, WAITING)
+        w.clock.advance(10)
+        assert await w.settle("a") == 10.0
+        assert w.kube.testrun("a")["metadata"]["resourceVersion"] == version
+        assert w.events.reasons().count("StorageUnavailable") == 1
+        w.kube.pod_prints("a-a1", BACK)
+        w.clock.advance(10)
+        await w.settle("a")
+        st = w.status("a")
+        assert (st["phase"], st["reason"]) == ("Uploading", "StorageBack") and "answers again" in st["message"]
+        # The upload ends, and so does the pod: its outcome replaces Uploading as usual.
+        w.kube.pod_terminated("a-a1", 0, result(FailureClass.NONE, ExitCode.PASSED, "2 passed"), reason="Completed")
+        assert await w.settle("a") is None
+        st = w.status("a")
+        assert (st["phase"], st["reason"], st["message"]) == ("Passed", "TestsPassed", "2 passed")
+        assert st["attemptHistory"][0]["phase"] == "Passed" and not w.ledger.running
+    run(go)
+
+
+def test_uploading_then_a_failed_attempt_is_retried_and_the_next_attempt_shows_running():
+    async def go():
+        w = world()
+        await _running(w)
+        w.kube.pod_prints("a-a1", WAITING)
+        w.clock.advance(10)
+        await w.settle("a")
+        assert w.status("a")["phase"] == "Uploading"
+        w.kube.pod_terminated("a-a1", 14, result(FailureClass.INFRASTRUCTURE, ExitCode.INFRASTRUCTURE, "signal"))
+        delay = await w.settle("a")
+        st = w.status("a")
+        assert (st["phase"], st["reason"], st["attemptHistory"][0]["phase"]) == ("Pending", "RetryBackoff", "Error")
+        w.clock.advance(delay)
+        await w.settle("a")
+        w.kube.pod_running("a-a2")
+        assert await w.settle("a") == 10.0 - delay  # every 10 s per run: the backoff's 2 s count
+        st = w.status("a")
+        assert (st["phase"], st["podName"]) == ("Running", "a-a2")  # a fresh log: nothing announced yet
+    run(go)
+
+
+def test_a_log_that_cannot_be_read_changes_nothing_and_following_can_be_turned_off():
+    async def go():
+        w = world()
+        await _running(w)
+        w.kube.pod_prints("a-a1", WAITING)
+        w.kube.logs_error = ApiUnavailable("the kubelet does not answer")
+        w.clock.advance(10)
+        assert await w.settle("a") == 10.0  # tried again at the next interval, not sooner
+        assert w.status("a")["phase"] == "Running"
+        w.kube.logs_error = None
+        w.clock.advance(10)
+        await w.settle("a")
+        assert w.status("a")["phase"] == "Uploading"
+
+        off = world(progress_poll_seconds=0)
+        await _running_without_progress(off)
+        off.kube.pod_prints("a-a1", WAITING)
+        off.clock.advance(60)
+        assert await off.settle("a") == 60.0  # only the backstop re-check
+        assert off.status("a")["phase"] == "Running" and "pod_log_tail" not in off.kube.calls
+    run(go)
+
+
+async def _running_without_progress(w: World) -> None:
+    w.kube.add_testrun("a", K6)
+    await w.settle("a")
+    w.kube.pod_running("a-a1")
+    assert await w.settle("a") == 60.0
 
 
 async def _fail_attempt(w: World, name: str, attempt: int, how: str) -> float | None:

@@ -83,11 +83,15 @@ def test_resources_override_within_bounds_and_refusal_beyond():
         podspec.resolve_resources(spec(resources={"cpu": "3"}), settings(RUNNER_MAX_CPU="2"))
 
 
-def test_deadline_is_timeout_plus_margin():
-    assert pod(spec(timeoutSeconds=5))["spec"]["activeDeadlineSeconds"] == 35
-    assert pod(spec())["spec"]["activeDeadlineSeconds"] == 120 + 30  # TEST_EXECUTION_TIMEOUT_MS default
-    assert pod(spec(), cfg=settings(TEST_EXECUTION_TIMEOUT_MS="60000",
-                                    RUNNER_DEADLINE_MARGIN_SECONDS="5"))["spec"]["activeDeadlineSeconds"] == 65
+def test_deadline_is_timeout_plus_upload_window_plus_margin():
+    assert pod(spec(timeoutSeconds=5))["spec"]["activeDeadlineSeconds"] == 5 + 300 + 90
+    assert pod(spec())["spec"]["activeDeadlineSeconds"] == 120 + 300 + 90  # TEST_EXECUTION_TIMEOUT_MS default
+    p = pod(spec(), cfg=settings(TEST_EXECUTION_TIMEOUT_MS="60000", RUNNER_UPLOAD_WINDOW_SECONDS="30",
+                                 RUNNER_DEADLINE_MARGIN_SECONDS="5"))
+    assert p["spec"]["activeDeadlineSeconds"] == 60 + 30 + 5
+    # the runner is told the same window the deadline was sized for
+    env = {e["name"]: e.get("value") for e in p["spec"]["containers"][0]["env"]}
+    assert env["SUPERCHECK_UPLOAD_WINDOW_SECONDS"] == "30"
 
 
 def test_runner_environment_round_trips_through_the_contract():
@@ -98,7 +102,8 @@ def test_runner_environment_round_trips_through_the_contract():
     assert cfg.playwrightTrace == "on" and cfg.playwrightRetries == 1 and cfg.playwrightHeadless is True
     assert cfg.bucket == "playwright-test-artifacts"
     assert cfg.prefix == f"team-a/checkout/{RUN.uid}/attempt-3"
-    assert cfg.scriptPath == "/supercheck/script/test.spec.ts"
+    assert cfg.scriptPath == "/supercheck/script/checkout.spec.ts"  # an inline script is named after its run
+    assert cfg.scriptName == "checkout.spec.ts"
     assert cfg.timeoutSeconds == 120
 
 
@@ -160,13 +165,14 @@ def test_extra_runner_env_from_settings():
 
 def test_script_configmap_and_mounts():
     s = spec()
-    cm = podspec.script_configmap(RUN, s, "export default function () {}")
+    cm = podspec.script_configmap(RUN, s, {"checkout.js": "export default function () {}"})
     assert cm["metadata"]["name"] == "checkout-script"
-    assert cm["data"] == {"script.js": "export default function () {}"}
+    assert cm["data"] == {"checkout.js": "export default function () {}"} and "binaryData" not in cm
     assert cm["metadata"]["ownerReferences"][0]["uid"] == RUN.uid
     p = pod(s)
     vols = {v["name"]: v for v in p["spec"]["volumes"]}
-    assert vols["script"]["configMap"]["name"] == "checkout-script"
+    assert vols["script"]["configMap"] == {"name": "checkout-script",
+                                           "items": [{"key": "checkout.js", "path": "checkout.js"}]}
     assert vols["tmp"]["emptyDir"]["sizeLimit"] == "10Gi"
     mounts = {m["name"]: m for m in p["spec"]["containers"][0]["volumeMounts"]}
     assert mounts["script"]["readOnly"] is True

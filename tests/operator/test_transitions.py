@@ -11,9 +11,12 @@ from supercheck import rows as result_rows
 from supercheck import transitions as tr
 from supercheck.models import Phase, TestRunStatus
 from supercheck_contract import (
+    STORAGE_UNAVAILABLE,
+    UPLOADING,
     ArtifactLocation,
     FailureClass,
     K6Summary,
+    Progress,
     RunnerResult,
     TestSummary,
     encode_termination_message,
@@ -207,3 +210,27 @@ def test_conditions_keep_transition_time_when_unchanged():
 def test_human_duration():
     assert clock.human_duration(4.24) == "4.2s" and clock.human_duration(72) == "1m12s"
     assert clock.human_duration(3725) == "1h2m5s"
+
+
+def test_the_runner_announcing_uploading_while_its_pod_runs():
+    running = TestRunStatus.model_validate({"phase": "Running", "attempts": 2, "reason": "Running", "attemptHistory": [
+        {"attempt": 1, "podName": "r-a1", "phase": "Error"}, {"attempt": 2, "podName": "r-a2", "phase": "Running"}]})
+    waiting = Progress(phase=UPLOADING, reason=STORAGE_UNAVAILABLE, message="S3 at http://s3: connection refused")
+    patch = tr.progress_patch(running, waiting)
+    assert patch is not None
+    assert (patch["phase"], patch["reason"]) == ("Uploading", "StorageUnavailable")
+    assert patch["message"] == "attempt 2: S3 at http://s3: connection refused"
+    assert [h["phase"] for h in patch["attemptHistory"]] == ["Error", "Uploading"]  # the current attempt only
+    uploading = running.model_copy(update={"phase": Phase.UPLOADING, "reason": patch["reason"],
+                                           "message": patch["message"]})
+    assert tr.progress_patch(uploading, waiting) is None  # said already: no write
+    back = tr.progress_patch(uploading, Progress(phase=UPLOADING, reason="StorageBack", message="answers again"))
+    assert back is not None and back["reason"] == "StorageBack"
+    newer = tr.progress_patch(running, Progress(phase=UPLOADING, reason="SomethingNew", message="m"))
+    assert newer is not None and newer["reason"] == "Uploading"  # a newer runner's reason
+    # Nothing to show: no announcement, a phase the operator does not take from a log, or the
+    # attempt no longer runs (its end, or a retry, was decided from the pod already).
+    assert tr.progress_patch(running, None) is None
+    assert tr.progress_patch(running, Progress(phase="Passed", reason="TestsPassed", message="m")) is None
+    for phase in ("Pending", "Passed", "Error"):
+        assert tr.progress_patch(running.model_copy(update={"phase": Phase(phase)}), waiting) is None

@@ -221,25 +221,45 @@ class RunOutcome:
         return [o["Key"] for o in listed.get("Contents", [])]
 
 
+def configmap_volume(folder: Path, files: dict[str, str]) -> None:
+    """Files as the kubelet lays out a ConfigMap volume with items: the data in a timestamped
+    folder, ``..data`` linking to it, and each top-level entry a link through ``..data``; read-only."""
+    data = folder / "..2030_01_01_12_00_00.000000001"
+    for rel, text in files.items():
+        target = data / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        target.chmod(0o444)
+    (folder / "..data").symlink_to(data.name)
+    for top in sorted({rel.split("/")[0] for rel in files}):
+        (folder / top).symlink_to(f"..data/{top}")
+
+
 @pytest.fixture
 def run_runner(tmp_path, s3_endpoint):
-    """Run supercheck-runner as a pod would: RunnerConfig.to_env() + S3 variables + the user's env."""
+    """Run supercheck-runner as a pod would: RunnerConfig.to_env() + S3 variables + the user's env,
+    the script (and its files) in a ConfigMap volume's layout."""
     return make_runner(tmp_path, s3_endpoint)
 
 
 def make_runner(tmp_path: Path, s3_endpoint: str):
     """``run(kind, script, ...)`` with its files under ``tmp_path`` (for fixtures of a wider scope)."""
 
-    def run(kind: str, script: str, *, timeout_seconds: int = 60, env: dict | None = None,
+    def run(kind: str, script: str | None, *, timeout_seconds: int = 60, env: dict | None = None,
             suffix: str | None = None, settings_env: dict | None = None, s3_endpoint_url: str | None = None,
-            wall_timeout: float = 240, sigterm_after: float | None = None, **config_fields) -> RunOutcome:
+            wall_timeout: float = 240, sigterm_after: float | None = None, files: dict[str, str] | None = None,
+            script_name: str | None = None, **config_fields) -> RunOutcome:
+        """``script_name``: the script's path in the folder, passed as scriptName (as the operator does);
+        ``files``: the other files, by path; ``script=None``: the whole folder is the suite."""
         uid = uuid.uuid4().hex[:12]
         name = f"{kind}-{uid[:6]}"
         script_dir = tmp_path / f"script-{uid}"
         script_dir.mkdir()
-        script_path = script_dir / (suffix or ("test.spec.ts" if kind == "playwright" else "script.js"))
-        script_path.write_text(script)
-        script_path.chmod(0o444)  # mounted from a ConfigMap: read-only
+        entry = script_name or suffix or ("test.spec.ts" if kind == "playwright" else "script.js")
+        configmap_volume(script_dir, {**(files or {}), **({entry: script} if script is not None else {})})
+        script_path = script_dir / entry if script is not None else script_dir
+        if script_name is not None:
+            config_fields.setdefault("scriptName", script_name)
         config = RunnerConfig(
             type=kind,
             scriptPath=str(script_path),

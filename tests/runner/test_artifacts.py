@@ -1,6 +1,6 @@
-"""Uploads to a real S3 server: key layout, content types, multipart, retries, result.json last;
-and the runner's verdict when S3 cannot be reached. Content types and the key plan are pure;
-the rest runs moto's S3 server or the runner itself (marked ``integration``)."""
+"""Uploads to a real S3 server: key layout, content types, multipart, waiting for S3 to come back,
+result.json last; the preflight's verdict. Content types and the key plan are pure; the rest runs
+moto's S3 server (marked ``integration``). The runner through S3 outages: test_storage_outage.py."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import time
 
 import pytest
 
-from supercheck_contract import BUCKETS, ExitCode, FailureClass, artifact_prefix
+from supercheck_contract import BUCKETS, artifact_prefix
 from supercheck_runner import artifacts
-from supercheck_runner.artifacts import MiB, Uploader, content_type, make_client, plan
+from supercheck_runner.artifacts import Backoff, MiB, Uploader, content_type, make_client, plan
+from supercheck_runner.storage import Kind
 
 from .conftest import S3_CREDENTIALS, free_port, s3_client, start_moto, stop, wait_for_port
 
@@ -112,8 +113,9 @@ def test_large_files_go_multipart(tmp_path, s3_endpoint, s3):
 
 
 @pytest.mark.integration
-def test_uploads_retry_until_s3_comes_back(tmp_path):
-    """The S3 server is down when the upload starts and up two seconds later."""
+def test_uploads_wait_for_s3_to_come_back_and_say_so(tmp_path):
+    """The S3 server is down when the upload starts and up two seconds later: the uploader waits
+    (announcing each wait), tries the smallest file first, then the rest."""
     make_tree(tmp_path)
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
@@ -127,16 +129,25 @@ def test_uploads_retry_until_s3_comes_back(tmp_path):
 
     starter = threading.Thread(target=start_late)
     starter.start()
+    waits: list[artifacts.Waiting] = []
+    backs: list[tuple[int, int]] = []
     try:
         client = make_client(endpoint, "us-east-1", connect_timeout=1, attempts=1)
-        uploader = Uploader(client, BUCKET, concurrency=4, attempts=6, backoff_seconds=0.5)
         started = time.monotonic()
-        report = uploader.upload_all(plan(tmp_path, "late/start/uid/attempt-1"))
+        uploader = Uploader(client, BUCKET, endpoint=endpoint, concurrency=4, give_up_at=started + 30,
+                            backoff=Backoff(0.25, 1.0), on_wait=waits.append,
+                            on_back=lambda left, total: backs.append((left, total)))
+        items = plan(tmp_path, "late/start/uid/attempt-1")
+        report = uploader.upload_all(items)
         starter.join()
         assert report.ok, report.failed
-        assert time.monotonic() - started > 2  # it really waited for the server
+        assert time.monotonic() - started > 2 and report.waited > 1.5  # it really waited for the server
         listed = s3_client(endpoint).list_objects_v2(Bucket=BUCKET, Prefix="late/")["KeyCount"]
-        assert listed == len(report.uploaded)
+        assert listed == len(report.uploaded) == len(items)
+        assert waits and all(w.problem.text == f"S3 at {endpoint}: connection refused" for w in waits[:1])
+        assert waits[0].what == f"{len(items)} of {len(items)} files"
+        assert [w.retry_in for w in waits[:4]] == [0.25, 0.5, 1.0, 1.0]
+        assert backs[-1] == (len(items) - 1, len(items))  # the probe landed; the rest followed
     finally:
         starter.join()
         if "proc" in server:
@@ -144,20 +155,45 @@ def test_uploads_retry_until_s3_comes_back(tmp_path):
 
 
 @pytest.mark.integration
-def test_preflight_says_why(s3_endpoint):
-    artifacts.preflight(make_client(s3_endpoint, "us-east-1"), BUCKET)
-    with pytest.raises(artifacts.S3Unavailable, match="no-such-bucket"):
-        artifacts.preflight(make_client(s3_endpoint, "us-east-1"), "no-such-bucket")
+def test_result_json_is_retried_within_the_window_and_not_after(tmp_path):
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    client = make_client(endpoint, "us-east-1", connect_timeout=1, attempts=1)
+    # The window is over: one try, and the error says what happened.
+    over = Uploader(client, BUCKET, endpoint=endpoint, give_up_at=time.monotonic())
+    with pytest.raises(Exception, match="Could not connect"):
+        over.put_result("p/attempt-1", "{}")
+    proc = None
+
+    def start_soon():
+        nonlocal proc
+        time.sleep(1.5)
+        proc = start_moto(port)
+        wait_for_port(port)
+        s3_client(endpoint).create_bucket(Bucket=BUCKET)
+
+    starter = threading.Thread(target=start_soon)
+    starter.start()
+    try:
+        waits: list[artifacts.Waiting] = []
+        uploader = Uploader(client, BUCKET, endpoint=endpoint, give_up_at=time.monotonic() + 30,
+                            backoff=Backoff(0.25, 0.5), on_wait=waits.append)
+        key = uploader.put_result("p/attempt-1", '{"exitCode": 0}')
+        starter.join()
+        assert key == "p/attempt-1/result.json" and {w.what for w in waits} == {"result.json"}
+        assert s3_client(endpoint).get_object(Bucket=BUCKET, Key=key)["Body"].read() == b'{"exitCode": 0}'
+    finally:
+        starter.join()
+        if proc is not None:
+            stop(proc)
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:{closed}", "http://s3.does-not-exist.invalid:9000"],
-                         ids=["refused", "dns"])
-def test_unreachable_s3_is_an_infrastructure_error(run_runner, endpoint):
-    endpoint = endpoint.format(closed=free_port())
-    run = run_runner("k6", "export default function () {}\n", s3_endpoint_url=endpoint)
-    assert run.exit_code == ExitCode.INFRASTRUCTURE, run.output
-    assert run.result.failureClass == FailureClass.INFRASTRUCTURE
-    assert "S3" in run.result.message
-    assert "running k6" not in run.output  # found out before running the test
-    assert run.seconds < 30
+def test_preflight_tells_an_outage_from_a_misconfiguration(s3_endpoint):
+    assert artifacts.preflight(make_client(s3_endpoint, "us-east-1"), BUCKET, s3_endpoint) is None
+    with pytest.raises(artifacts.S3Unavailable, match="has no bucket 'no-such-bucket'") as missing:
+        artifacts.preflight(make_client(s3_endpoint, "us-east-1"), "no-such-bucket", s3_endpoint)
+    assert missing.value.problem.kind == Kind.MISCONFIGURED
+    closed = f"http://127.0.0.1:{free_port()}"
+    outage = artifacts.preflight(make_client(closed, "us-east-1", attempts=1), BUCKET, closed)
+    assert outage is not None and outage.kind == Kind.OUTAGE and outage.text == f"S3 at {closed}: connection refused"

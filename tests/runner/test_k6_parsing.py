@@ -1,13 +1,15 @@
-"""Pure parts of the k6 engine: the command line, summary export -> K6Summary, the failure class; and the timer."""
+"""Pure parts of the k6 engine: the command line, the script's name, summary export -> K6Summary, the failure
+class, handleSummary's files; and the timer."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from supercheck_contract import FailureClass, K6Summary
-from supercheck_runner import k6
+from supercheck_runner import k6, k6_summary
 from supercheck_runner.timer import default_margin, execution_budget, graceful_budget_ms
 
 # The shape of k6 1.1's --summary-export (trimmed): a threshold's value is true when crossed.
@@ -67,7 +69,7 @@ def test_clean_run_passes_and_says_p95():
     (k6.SETUP_TIMEOUT, FailureClass.TEST_FAILURE),
     (k6.INVALID_CONFIG, FailureClass.VALIDATION),
     (k6.GO_PANIC, FailureClass.INFRASTRUCTURE),
-    (k6.GENERIC_ENGINE, FailureClass.INFRASTRUCTURE),
+    (k6.STOPPED_FROM_REST_API, FailureClass.INFRASTRUCTURE),
 ])
 def test_exit_codes(code, failure):
     tail = 'time="t" level=error msg="something happened"\n'
@@ -98,3 +100,27 @@ def test_timer_margin_and_budgets():
     assert graceful_budget_ms(60) == 55_000  # 5 s before the hard deadline for the reports
     assert graceful_budget_ms(10) == 7_000  # short budgets keep most of their time
     assert graceful_budget_ms(0.5) == 1000
+
+
+def test_handle_summary_files_are_what_is_new_or_rewritten(tmp_path):
+    work, out = tmp_path / "work", tmp_path / "work" / "out"
+    out.mkdir(parents=True)
+    (work / "checkout.js").write_text("export default function () {}")
+    (out / "k6-summary.json").write_text("{}")
+    before = k6_summary.snapshot(work, {"out"})
+    assert list(before) == ["checkout.js"]
+    (work / "summary.json").write_text("{}")  # new
+    (work / "console.log").write_text("mine")  # the runner's own name
+    (out / "k6-metrics.json.gz").write_bytes(b"")  # under out/: already uploaded
+    (work / "link.json").symlink_to("/etc/hostname")  # not followed
+    files = k6_summary.written(before, k6_summary.snapshot(work, {"out"}))
+    assert files == ["console.log", "summary.json"]
+    assert k6_summary.collect(work, out, files) == [("console.log", "handleSummary/console.log"),
+                                                    ("summary.json", "summary.json")]
+    assert (out / "handleSummary" / "console.log").read_text() == "mine" and (out / "summary.json").is_file()
+    assert not (work / "summary.json").exists()
+    # A rewritten file counts too (same size, later mtime).
+    before = k6_summary.snapshot(work, {"out"})
+    (work / "checkout.js").write_text("export default function () {}")
+    os.utime(work / "checkout.js", ns=(0, before["checkout.js"][2] + 1))
+    assert k6_summary.written(before, k6_summary.snapshot(work, {"out"})) == ["checkout.js"]

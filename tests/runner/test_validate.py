@@ -74,14 +74,25 @@ def test_k6_messages_keep_their_line():
     assert "Unexpected token" in issue.message
 
 
+def test_a_k6_module_that_is_not_there_is_named_without_docker_advice():
+    out = ('level=error msg="GoError: The moduleSpecifier \\"./lib/site.js\\" couldn\'t be found on local disk. '
+           'Make sure that you\'ve specified the right path to the file. If you\'re running k6 using the Docker image '
+           'make sure you have mounted the local directory (-v /local/path/:/inside/docker/path)"')
+    issue = validate.k6_issue(out)
+    assert issue.message == ("import of './lib/site.js' names no file beside the script; add the file to "
+                             "spec.script.configMapRef.files, or fix the path")
+
+
 # --- validate.mjs, the real TypeScript parser -----------------------------------------------------
 
 
-def check(tmp_path, source: str, name: str = "test.spec.ts", allowed=DEFAULT_ALLOWED_MODULES):
-    path = tmp_path / name
-    path.write_text(source)
-    validate.validate_playwright(path, node="node", validator=VALIDATOR, node_modules=NODE_MODULES,
-                                 allowed=allowed, timeout=60)
+def check(tmp_path, source: str, name: str = "test.spec.ts", allowed=DEFAULT_ALLOWED_MODULES,
+          files: dict[str, str] | None = None):
+    for rel, text in {name: source, **(files or {})}.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    validate.validate_playwright(tmp_path, [name, *(files or {})], name, node="node", validator=VALIDATOR,
+                                 node_modules=NODE_MODULES, allowed=allowed, timeout=60)
 
 
 def refused(tmp_path, source: str, **kw) -> str:
@@ -135,7 +146,9 @@ def test_typescript_syntax_error_points_at_its_line(tmp_path):
     ("import { test } from '@playwright/test';\ntest('x', async ({ page }) => {\n"
      "  const d = await page.waitForEvent('download');\n  await d.saveAs('../../escape.bin');\n});",
      4, "outside the work directory"),
-    ("import helper from './helper';", 1, "single file"),
+    ("import helper from './helper';", 1, "import of './helper' names no file of the suite (looked for helper,"),
+    ("import x from '../up/x';", 1, "import of '../up/x' climbs out of the suite's folder"),
+    ("import x from '/etc/x';", 1, "an absolute path is outside the suite's folder"),
 ])
 def test_refused_constructs_name_their_line(tmp_path, source, line, words):
     message = refused(tmp_path, source)
@@ -147,6 +160,98 @@ def test_refused_constructs_name_their_line(tmp_path, source, line, words):
 def test_plain_javascript_specs_are_parsed_too(tmp_path):
     check(tmp_path, "const { test } = require('@playwright/test');\ntest('x', async () => {});\n", name="test.spec.js")
     assert "'child_process'" in refused(tmp_path, "const cp = require('child_process');\n", name="test.spec.js")
+
+
+# --- k6: handleSummary's files stay in the work directory ------------------------------------------
+
+
+def summary_facts(*paths):
+    return {"summaryPaths": [{"path": p, "prefix": False, "line": i + 1, "column": 3}
+                             for i, p in enumerate(paths)]}
+
+
+def test_handle_summary_paths_inside_the_work_directory_pass():
+    assert validate.summary_path_issues(summary_facts("summary.json", "stdout", "stderr", "reports/x.html",
+                                                      "./junit.xml", "")) == []
+
+
+@pytest.mark.parametrize("path, why", [
+    ("/tmp/results/summary.json", "an absolute path"),
+    ("../summary.json", "climbs out with '..'"),
+    ("reports/../../x.json", "climbs out with '..'"),
+    ("~/summary.json", "home directory"),
+])
+def test_handle_summary_paths_outside_are_refused_with_the_fix(path, why):
+    (issue,) = validate.summary_path_issues(summary_facts("summary.json", path))
+    text = str(issue)
+    assert text.startswith("line 2, column 3: handleSummary writes") and f"'{path}'" in text
+    assert why in text and "use a relative name such as 'summary.json'" in text
+
+
+K6_SUMMARY_SCRIPT = """\
+import http from 'k6/http';
+export default function () {}
+function report(data) {
+  const out = { stdout: 'text', 'summary.json': JSON.stringify(data) };
+  out['/results/raw.json'] = JSON.stringify(data);
+  out[`${__ENV.DIR}/x.json`] = '';
+  return out;
+}
+export { report as handleSummary };
+export const other = () => ({ '/not/a/summary': 1 });
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("source, expected", [
+    (K6_SUMMARY_SCRIPT, [("/results/raw.json", False, 5), ("", True, 6), ("stdout", False, 4),
+                         ("summary.json", False, 4)]),
+    ("export const handleSummary = (data) => ({ '../up.json': '', [`/abs/${data.x}.txt`]: 'x', stdout: 'y' });\n",
+     [("../up.json", False, 1), ("/abs/", True, 1), ("stdout", False, 1)]),
+    ("export function handleSummary(data) {\n  return { 'summary.json': JSON.stringify(data) };\n}\n",
+     [("summary.json", False, 2)]),
+    ("export default function () {}\n", []),
+])
+def test_validate_mjs_finds_the_files_handle_summary_returns(tmp_path, source, expected):
+    script = tmp_path / "script.ts"
+    script.write_text(source)
+    facts = validate.script_facts(script, node="node", validator=VALIDATOR, node_modules=NODE_MODULES, timeout=60)
+    assert [(p["path"], p["prefix"], p["line"]) for p in facts["summaryPaths"]] == expected
+
+
+FIXTURES = (
+    "import { test as base } from '@playwright/test';\n"
+    "export { expect } from '@playwright/test';\n"
+    "export const test = base.extend({});\n"
+)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name, import_from", [("todo.spec.ts", "./fixtures"),
+                                               ("tests/todo.spec.ts", "../fixtures")])
+def test_a_spec_importing_its_fixtures_passes(tmp_path, name, import_from):
+    check(tmp_path, f"import {{ test, expect }} from '{import_from}';\ntest('x', async () => {{}});\n", name=name,
+          files={"fixtures.ts": FIXTURES})
+
+
+@pytest.mark.integration
+def test_every_file_of_the_suite_is_checked_and_named(tmp_path):
+    message = refused(tmp_path, "import { test } from './fixtures';\n", files={
+        "fixtures.ts": "import { test } from '@playwright/test';\nimport { exec } from 'child_process';\n"
+                       "export { test };\n",
+        "helpers/util.ts": "const a: = 1;\n"})
+    assert message.startswith("fixtures.ts: line 2, column 1: import of 'child_process' is not allowed"), message
+    assert "helpers/util.ts: line 1, column 10: syntax error" in message
+
+
+@pytest.mark.integration
+def test_an_import_of_a_missing_or_outside_file_is_refused_naming_it(tmp_path):
+    message = refused(tmp_path, "import { test } from '../fixtures';\n", name="tests/todo.spec.ts",
+                      files={"fixtures/other.ts": "export {};\n"})
+    assert message.startswith("line 1, column 1: import of '../fixtures' names no file of the suite"), message
+    message = refused(tmp_path / "b", "import { test } from './fixtures';\n",
+                      files={"fixtures.ts": "import x from '../../outside/x';\nexport const test = x;\n"})
+    assert message.startswith("fixtures.ts: line 1, column 1: import of '../../outside/x' climbs out"), message
 
 
 FS_FOR_A_DOWNLOAD = """

@@ -3,7 +3,7 @@ queues it, or rejects it with a retry-after; a queued run waits for its promotio
 
 from __future__ import annotations
 
-from supercheck import podspec
+from supercheck import podspec, scriptfiles
 from supercheck import transitions as tr
 from supercheck.clock import parse_iso
 from supercheck.engine import Step
@@ -19,19 +19,34 @@ from supercheck.vocabulary import AdmitState, ConditionType, EventReason, Reason
 QUEUE_BACKSTOP_SECONDS = 30.0
 
 
+def _keys(obj: Body) -> list[str]:
+    return sorted({**(obj.get("data") or {}), **(obj.get("binaryData") or {})})
+
+
 async def missing_reference(run: RunHandle, spec: TestRunSpec) -> tuple[Reason, str] | None:
-    """The first ConfigMap, Secret or key the run refers to that does not exist, said in words."""
+    """The first ConfigMap, Secret or key the run refers to that does not exist, said in words;
+    for a whole ConfigMap as the suite, also a suite that cannot be laid out or has no test file."""
     kube = run.eng.kube
     for kind, name, key, where in podspec.required_references(spec):
         obj = await (kube.get_configmap if kind == "ConfigMap" else kube.get_secret)(run.namespace, name)
         if obj is None:
             return not_found_reason(kind), (f"{kind} {name!r} referenced by {where} was not found in namespace "
                                             f"{run.namespace!r}; create it or fix the reference")
-        if key is not None:
-            data = {**(obj.get("data") or {}), **(obj.get("binaryData") or {})}
-            if key not in data:
-                return Reason.KEY_NOT_FOUND, (f"{kind} {name!r} referenced by {where} has no key {key!r} "
-                                              f"(it has: {', '.join(sorted(data)) or 'no keys'})")
+        if key is not None and key not in _keys(obj):
+            return Reason.KEY_NOT_FOUND, (f"{kind} {name!r} referenced by {where} has no key {key!r} "
+                                          f"(it has: {', '.join(_keys(obj)) or 'no keys'})")
+    ref = spec.script.configMapRef
+    if ref is not None and scriptfiles.whole_configmap(spec):
+        keys = _keys(await kube.get_configmap(run.namespace, ref.name) or {})
+        try:
+            suite = scriptfiles.layout(spec, run.name, keys)
+        except scriptfiles.LayoutError as exc:
+            return Reason.INVALID_SPEC, str(exc)
+        if not scriptfiles.runnable_tests(suite):
+            return Reason.KEY_NOT_FOUND, (
+                f"ConfigMap {ref.name!r} referenced by spec.script.configMapRef has no test file: without "
+                f"configMapRef.key every key is a file of the suite and those named *.spec.ts, *.test.js (and "
+                f"the like) run (it has: {', '.join(keys) or 'no keys'}); add one, or name the script with key")
     return None
 
 

@@ -12,13 +12,13 @@ import asyncio
 from datetime import datetime
 
 from supercheck import pods as pod_state
-from supercheck import podspec
+from supercheck import podspec, scriptfiles
 from supercheck import transitions as tr
 from supercheck.clock import iso, parse_iso
-from supercheck.engine import WAIT, Step
+from supercheck.engine import WAIT, Step, progress
 from supercheck.engine import results as res
 from supercheck.engine.run import Body, RunHandle
-from supercheck.models import Phase, TestRunSpec, TestRunStatus
+from supercheck.models import TestRunSpec, TestRunStatus
 from supercheck.pods import AttemptOutcome
 from supercheck.ports import AlreadyExists
 from supercheck.retry import decide
@@ -29,24 +29,30 @@ OBSERVE_BACKSTOP_SECONDS = 60.0
 
 
 class ScriptGone(Exception):
-    """The script's ConfigMap (or key) disappeared between admission and launch."""
+    """The script's ConfigMap (or one of its keys) disappeared between admission and launch."""
 
 
-async def script_text(run: RunHandle, spec: TestRunSpec) -> str:
+async def script_files(run: RunHandle, spec: TestRunSpec) -> tuple[dict[str, str], dict[str, str]]:
+    """The script's files, key -> content (``data``, and ``binaryData`` for files that are not text)."""
     if spec.script.inline is not None:
-        return spec.script.inline
+        return {scriptfiles.inline_name(run.name, spec.type): spec.script.inline}, {}
     ref = spec.script.configMapRef
     assert ref is not None  # the schema allows exactly one source
     cm = await run.eng.kube.get_configmap(run.namespace, ref.name)
-    data = (cm or {}).get("data") or {}
-    if ref.key not in data:
-        raise ScriptGone(f"ConfigMap {ref.name!r} or its key {ref.key!r} disappeared before the run started")
-    return str(data[ref.key])
+    if cm is None:
+        raise ScriptGone(f"ConfigMap {ref.name!r} disappeared before the run started")
+    data, binary = cm.get("data") or {}, cm.get("binaryData") or {}
+    wanted = scriptfiles.source_keys(spec) or sorted({**data, **binary})
+    missing = [k for k in wanted if k not in data and k not in binary]
+    if missing:
+        raise ScriptGone(f"ConfigMap {ref.name!r} lost its key(s) {', '.join(missing)} before the run started")
+    return ({k: str(data[k]) for k in wanted if k in data},
+            {k: str(binary[k]) for k in wanted if k in binary})
 
 
 async def ensure_script(run: RunHandle, body: Body, spec: TestRunSpec) -> None:
-    """The run's own snapshot of its script, in a ConfigMap it owns (taken once, at admission)."""
-    cm = podspec.script_configmap(podspec.RunRef.from_body(body), spec, await script_text(run, spec))
+    """The run's own snapshot of its script and files, in a ConfigMap it owns (taken once, at admission)."""
+    cm = podspec.script_configmap(podspec.RunRef.from_body(body), spec, *await script_files(run, spec))
     try:
         await run.eng.kube.create(cm)
     except AlreadyExists:
@@ -84,11 +90,31 @@ async def launch(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRunS
     return await create_pod(run, body, spec, attempt, granted or now)
 
 
+async def suite_layout(run: RunHandle, spec: TestRunSpec) -> scriptfiles.Layout | tuple[Reason, str]:
+    """A whole ConfigMap's files are those of the run's snapshot; why not, when it cannot be used."""
+    name = podspec.configmap_name(run.name)
+    snapshot = await run.eng.kube.get_configmap(run.namespace, name)
+    if snapshot is None:
+        return Reason.CONFIGMAP_NOT_FOUND, (f"the run's script snapshot, ConfigMap {name!r}, was deleted; "
+                                            "create the TestRun again")
+    try:
+        return scriptfiles.layout(spec, run.name, {**(snapshot.get("data") or {}),
+                                                   **(snapshot.get("binaryData") or {})})
+    except scriptfiles.LayoutError as exc:
+        return Reason.INVALID_SPEC, str(exc)
+
+
 async def create_pod(run: RunHandle, body: Body, spec: TestRunSpec, attempt: int, since: datetime) -> Step:
     eng = run.eng
+    files = None
+    if scriptfiles.whole_configmap(spec):
+        found = await suite_layout(run, spec)
+        if isinstance(found, tuple):
+            return await res.refuse(run, body, TestRunStatus.model_validate(body.get("status") or {}), *found)
+        files = found
     secret = await eng.ensure_s3_secret(run.namespace)
     resources = podspec.resolve_resources(spec, eng.settings)
-    pod = podspec.runner_pod(podspec.RunRef.from_body(body), spec, attempt, eng.settings, resources, secret)
+    pod = podspec.runner_pod(podspec.RunRef.from_body(body), spec, attempt, eng.settings, resources, secret, files)
     try:
         await eng.kube.create(pod)
     except AlreadyExists:
@@ -145,13 +171,15 @@ async def observe(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRun
         return OBSERVE_BACKSTOP_SECONDS
     if state.kind == PodStateKind.RUNNING:
         assert pod is not None
-        if status.phase != Phase.RUNNING or not seen_running:
+        if status.phase not in tr.LIVE_PHASES or not seen_running:
             body = await run.patch(body, tr.running_patch(status, pod, now))
             status = TestRunStatus.model_validate(body["status"])
             run.event(body, "Normal", EventReason.RUNNING,
                       f"attempt {status.attempts}: runner pod {pod.name} is running")
             await res.record_start(run, body, status)
-        return OBSERVE_BACKSTOP_SECONDS
+        # Running or Uploading: what the runner announces in its log (engine.progress).
+        next_read = await progress.follow(run, body, status, pod)
+        return OBSERVE_BACKSTOP_SECONDS if next_read is None else min(next_read, OBSERVE_BACKSTOP_SECONDS)
     if pod is not None and pod.live:
         # Ended while its container never ran (a configuration or image error): remove it so
         # it holds no node resources and never starts late.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from supercheck.engine.context import Engine
@@ -46,6 +47,7 @@ class RunHandle:
         self.name: str = meta["name"]
         self.uid: str = meta["uid"]
         self.recorded_start: set[int] = set()
+        self.progress_read_at: datetime | None = None  # when the runner's log tail was last read
 
     def body(self) -> Body:
         live = dict(self.live)
