@@ -4,7 +4,9 @@
 // Usage: node validate.mjs <file>...
 // Prints one JSON object per file, one per line, in the order given:
 //   { "syntaxErrors": [{line, column, message}],
-//     "imports":      [{specifier, line, column, kind}],   kind: import | export-from | import-equals | require | dynamic-import
+//     "imports":      [{specifier, line, column, kind, uses}],   kind: import | export-from | import-equals | require | dynamic-import
+//                     uses: [{member, expression, line, column}]: what the script does with the module
+//                     (fs.readFileSync(...) -> member readFileSync, expression fs.readFileSync)
 //     "findings":     [{line, column, rule, message}],      constructs that are refused whatever the allow-list
 //     "hasDefaultExport": bool,
 //     "summaryPaths": [{path, prefix, line, column}] }       k6: the files handleSummary returns, as spelled
@@ -52,6 +54,40 @@ function facts(file) {
 
   const imports = [];
   const findings = [];
+  // Local names bound to an import: name -> { entry (in imports), member: null for the module itself
+  // (import fs, import * as fs, const fs = require(...)), or the imported name (import { readFileSync }) }.
+  const bindings = new Map();
+
+  function addImport(specifier, node, kind, bindingsOf) {
+    const entry = { specifier, ...position(node), kind, uses: [] };
+    imports.push(entry);
+    for (const [local, member] of bindingsOf) bindings.set(local, { entry, member });
+  }
+
+  function importClauseBindings(clause) {
+    const out = [];
+    if (!clause) return out;
+    if (clause.name) out.push([clause.name.text, null]);
+    const named = clause.namedBindings;
+    if (named && ts.isNamespaceImport(named)) out.push([named.name.text, null]);
+    if (named && ts.isNamedImports(named)) {
+      for (const el of named.elements) out.push([el.name.text, (el.propertyName || el.name).text]);
+    }
+    return out;
+  }
+
+  function requireBindings(call) {
+    // const fs = require('fs') / const { readFileSync: read } = require('fs')
+    const decl = call.parent;
+    if (!decl || !ts.isVariableDeclaration(decl) || decl.initializer !== call) return [];
+    if (ts.isIdentifier(decl.name)) return [[decl.name.text, null]];
+    if (ts.isObjectBindingPattern(decl.name)) {
+      return decl.name.elements
+        .filter((el) => ts.isIdentifier(el.name))
+        .map((el) => [el.name.text, el.propertyName && ts.isIdentifier(el.propertyName) ? el.propertyName.text : el.name.text]);
+    }
+    return [];
+  }
 
   function finding(node, rule, message) {
     findings.push({ ...position(node), rule, message });
@@ -76,24 +112,24 @@ function facts(file) {
     if (ts.isImportDeclaration(node)) {
       const typeOnly = node.importClause && node.importClause.isTypeOnly;
       const spec = literalText(node.moduleSpecifier);
-      if (!typeOnly && spec !== null) imports.push({ specifier: spec, ...position(node), kind: 'import' });
+      if (!typeOnly && spec !== null) addImport(spec, node, 'import', importClauseBindings(node.importClause));
     } else if (ts.isExportDeclaration(node) && node.moduleSpecifier) {
       const spec = literalText(node.moduleSpecifier);
-      if (!node.isTypeOnly && spec !== null) imports.push({ specifier: spec, ...position(node), kind: 'export-from' });
+      if (!node.isTypeOnly && spec !== null) addImport(spec, node, 'export-from', []);
     } else if (ts.isImportEqualsDeclaration(node) && ts.isExternalModuleReference(node.moduleReference)) {
       const spec = literalText(node.moduleReference.expression);
-      if (spec !== null) imports.push({ specifier: spec, ...position(node), kind: 'import-equals' });
+      if (spec !== null) addImport(spec, node, 'import-equals', [[node.name.text, null]]);
     } else if (ts.isCallExpression(node)) {
       const callee = node.expression;
       const arg = node.arguments[0];
       if (callee.kind === ts.SyntaxKind.ImportKeyword) {
         const spec = literalText(arg);
         if (spec === null) finding(node, 'dynamic-import', 'import() with a computed module name cannot be checked; use a string literal');
-        else imports.push({ specifier: spec, ...position(node), kind: 'dynamic-import' });
+        else addImport(spec, node, 'dynamic-import', []);
       } else if (ts.isIdentifier(callee) && callee.text === 'require') {
         const spec = literalText(arg);
         if (spec === null) finding(node, 'dynamic-require', 'require() with a computed module name cannot be checked; use a string literal');
-        else imports.push({ specifier: spec, ...position(node), kind: 'require' });
+        else addImport(spec, node, 'require', requireBindings(node));
       } else if (ts.isIdentifier(callee) && callee.text === 'eval') {
         finding(node, 'eval', 'eval() runs code that cannot be checked before the run');
       } else if (ts.isIdentifier(callee) && callee.text === 'Function') {
@@ -132,6 +168,23 @@ function facts(file) {
   }
 
   visit(source);
+
+  // What the script does with each imported module: fs.readFileSync(...) or a named readFileSync(...).
+  function visitUses(node) {
+    if (ts.isPropertyAccessExpression(node) && ts.isIdentifier(node.expression)) {
+      const bound = bindings.get(node.expression.text);
+      if (bound && bound.member === null) {
+        bound.entry.uses.push({ member: node.name.text, expression: `${node.expression.text}.${node.name.text}`, ...position(node) });
+      }
+    } else if (ts.isCallExpression(node) && ts.isIdentifier(node.expression)) {
+      const bound = bindings.get(node.expression.text);
+      if (bound && bound.member !== null) {
+        bound.entry.uses.push({ member: bound.member, expression: node.expression.text, ...position(node) });
+      }
+    }
+    ts.forEachChild(node, visitUses);
+  }
+  visitUses(source);
 
   // A default export, for k6 (Playwright specs don't need one): export default ..., or export { x as default }.
   const hasDefaultExport = source.statements.some((s) =>

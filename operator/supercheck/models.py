@@ -9,9 +9,9 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from supercheck.vocabulary import GROUP, ConditionType, SlotState
 from supercheck_contract import ArtifactLocation, FailureClass, K6Summary, TestSummary
@@ -234,17 +234,89 @@ class Resources(_Model):
     ephemeralStorage: str | None = Field(default=None, max_length=32, pattern=QUANTITY_PATTERN, description="e.g. 10Gi")
 
 
+# The run's budget is spec.timeoutSeconds; this is each test's, as Playwright's own `timeout`.
+DEFAULT_TEST_TIMEOUT_SECONDS = 30
+MAX_TEST_TIMEOUT_SECONDS = 3600
+# RFC 9110 field-name token; values without line breaks (they would end the header).
+HEADER_NAME_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
+HEADER_VALUE_PATTERN = r"^[^\r\n]*$"
+
+
+HeaderValue = Annotated[str, Field(max_length=4096, pattern=HEADER_VALUE_PATTERN)]
+
+
+class Viewport(_Model):
+    width: int = Field(ge=1, le=7680, description="Page width in CSS pixels")
+    height: int = Field(ge=1, le=4320, description="Page height in CSS pixels")
+
+
 class PlaywrightOptions(_Model):
+    """Runner settings, and the common `use` options of the generated Playwright config."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.extraHTTPHeaders) || "
+                    f"self.extraHTTPHeaders.all(k, k.matches(\"{HEADER_NAME_PATTERN}\"))",
+                    "message": "spec.playwright.extraHTTPHeaders: a header name is letters, digits and "
+                    "!#$%&'*+.^_`|~- only (e.g. X-Test-Run)",
+                },
+            ]
+        }
+    )
+
     retries: int | None = Field(default=None, ge=0, le=10, description="Default PLAYWRIGHT_RETRIES")
     trace: Literal["off", "on", "retain-on-failure", "on-first-retry"] | None = Field(
         default=None, description="Default PLAYWRIGHT_TRACE"
     )
     headless: bool | None = Field(default=None, description="Default PLAYWRIGHT_HEADLESS")
     workers: int | None = Field(default=None, ge=1, le=16, description="Default MAX_CONCURRENT_EXECUTIONS")
+    testTimeoutSeconds: int | None = Field(
+        default=None, ge=1, le=MAX_TEST_TIMEOUT_SECONDS,
+        description=f"Each test's timeout (Playwright's `timeout`); default {DEFAULT_TEST_TIMEOUT_SECONDS}",
+    )
+    baseURL: str | None = Field(
+        default=None, max_length=2048, pattern=r"^https?://[^\s/?#]+([/?#]\S*)?$",
+        description="use.baseURL: page.goto('/path') resolves against it; an http(s) URL",
+    )
+    viewport: Viewport | None = Field(default=None, description="use.viewport; default 1280x720")
+    locale: str | None = Field(
+        default=None, max_length=35, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$",
+        description="use.locale, a BCP 47 tag: navigator.language, Accept-Language, number and date formats",
+    )
+    timezoneId: str | None = Field(
+        default=None, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$",
+        description="use.timezoneId, an IANA time zone such as Europe/Berlin",
+    )
+    extraHTTPHeaders: dict[str, HeaderValue] | None = Field(
+        default=None, max_length=32,
+        description="use.extraHTTPHeaders: sent with every request of the page (visible in the TestRun: "
+        "no secrets)",
+    )
+
+    @field_validator("extraHTTPHeaders")
+    @classmethod
+    def _header_names(cls, headers: dict[str, str] | None) -> dict[str, str] | None:
+        # The CRD says the same with a CEL rule: a structural schema cannot constrain map keys.
+        for name in headers or {}:
+            if not re.match(HEADER_NAME_PATTERN, name):
+                raise ValueError(f"header name {name!r}: letters, digits and !#$%&'*+.^_`|~- only")
+        return headers
+
+    def use(self) -> dict[str, Any]:
+        """The `use` options that are set, as the runner contract carries them."""
+        return self.model_dump(include={"baseURL", "viewport", "locale", "timezoneId", "extraHTTPHeaders"},
+                               exclude_none=True)
 
 
 class K6Options(_Model):
     args: list[str] = Field(default_factory=list, max_length=64, description="Extra `k6 run` arguments")
+
+
+TEST_TIMEOUT_ABOVE_RUN = (
+    "spec.playwright.testTimeoutSeconds (one test) must not exceed spec.timeoutSeconds (the whole run)"
+)
 
 
 class TestRunSpec(_Model):
@@ -259,6 +331,11 @@ class TestRunSpec(_Model):
                 {
                     "rule": "self.type == 'playwright' || !has(self.playwright)",
                     "message": "spec.playwright applies only to type playwright; use spec.k6 for type k6",
+                },
+                {
+                    "rule": "!has(self.playwright) || !has(self.playwright.testTimeoutSeconds) || "
+                    "!has(self.timeoutSeconds) || self.playwright.testTimeoutSeconds <= self.timeoutSeconds",
+                    "message": TEST_TIMEOUT_ABOVE_RUN,
                 },
                 {
                     "rule": "self.type != 'k6' || !has(self.script.configMapRef) || has(self.script.configMapRef.key)",
@@ -282,6 +359,13 @@ class TestRunSpec(_Model):
     ttlSecondsAfterFinished: int | None = Field(
         default=None, ge=0, le=31_536_000, description="Delete the TestRun this long after it ends"
     )
+
+    @model_validator(mode="after")
+    def _test_timeout_within_run(self) -> TestRunSpec:
+        pw = self.playwright
+        if pw and pw.testTimeoutSeconds and self.timeoutSeconds and pw.testTimeoutSeconds > self.timeoutSeconds:
+            raise ValueError(TEST_TIMEOUT_ABOVE_RUN)
+        return self
 
     @model_validator(mode="after")
     def _k6_runs_one_script(self) -> TestRunSpec:

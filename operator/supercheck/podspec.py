@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from supercheck.config import Settings
-from supercheck.models import API_VERSION, TestRunSpec
+from supercheck.models import API_VERSION, DEFAULT_TEST_TIMEOUT_SECONDS, TestRunSpec
 from supercheck.quantity import parse_quantity
 from supercheck.scriptfiles import Layout, layout, script_name
 from supercheck.vocabulary import (
@@ -213,6 +213,9 @@ def runner_config(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settin
         playwrightTrace=pw.trace if pw and pw.trace is not None else settings.playwright_trace,
         playwrightHeadless=pw.headless if pw and pw.headless is not None else settings.playwright_headless,
         playwrightWorkers=pw.workers if pw and pw.workers is not None else settings.max_concurrent_executions,
+        playwrightTestTimeoutSeconds=(pw.testTimeoutSeconds if pw and pw.testTimeoutSeconds
+                                      else DEFAULT_TEST_TIMEOUT_SECONDS),
+        playwrightUse=pw.use() if pw else {},
         k6Args=list(spec.k6.args) if spec.k6 else [],
         workDir=WORK_DIR,
         uploadWindowSeconds=settings.runner_upload_window_seconds,

@@ -38,7 +38,7 @@ from supercheck_contract import (
     RunnerConfig,
     RunnerResult,
 )
-from supercheck_runner import artifacts, k6, k6_summary, playwright, project, validate
+from supercheck_runner import artifacts, k6, k6_summary, playwright, progress, project, validate
 from supercheck_runner.outcome import EngineOutcome, build_result, write_termination_message
 from supercheck_runner.process import become_subreaper, reap_orphans, run_supervised
 from supercheck_runner.settings import SYSTEM_CHROMIUM, SYSTEM_FFMPEG, RunnerSettings, child_env
@@ -50,9 +50,10 @@ from supercheck_runner.timer import (
     Deadline,
     default_margin,
     execution_budget,
-    graceful_budget_ms,
+    interrupt_grace,
     upload_give_up_at,
 )
+from supercheck_runner.use_options import use_options
 
 VALIDATION_TIMEOUT_SECONDS = 60.0
 
@@ -107,7 +108,10 @@ def run_playwright(config: RunnerConfig, settings: RunnerSettings, work: Path, o
                                               settings.ffmpeg_path or SYSTEM_FFMPEG)
     if not video:
         say("no ffmpeg for Playwright: videos are off for this run")
-    global_ms = graceful_budget_ms(deadline.remaining())
+    use, notes = use_options(config.playwrightUse)
+    for note in notes:
+        say(note)
+    progress_file = work / progress.PROGRESS_FILE
     options = playwright.PlaywrightOptions(
         out_dir=str(out),
         test_dir=str(work / "tests"),
@@ -115,11 +119,13 @@ def run_playwright(config: RunnerConfig, settings: RunnerSettings, work: Path, o
         trace=config.playwrightTrace,
         headless=config.playwrightHeadless,
         workers=config.playwrightWorkers,
-        test_timeout_ms=settings.playwright_test_timeout_ms or global_ms,
-        global_timeout_ms=global_ms,
+        test_timeout_ms=config.playwrightTestTimeoutSeconds * 1000,
         video=video,
         chromium_path=settings.chromium_path,
         no_sandbox=hasattr(os, "geteuid") and os.geteuid() == 0,  # Chromium's sandbox refuses root
+        use=use,
+        progress_reporter=str(settings.progress_reporter),
+        progress_file=str(progress_file),
         test_match=placed.entry,
     )
     if config.playwrightTrace not in playwright.TRACE_MODES:
@@ -133,18 +139,25 @@ def run_playwright(config: RunnerConfig, settings: RunnerSettings, work: Path, o
         "FORCE_COLOR": "0",
         "PLAYWRIGHT_HTML_OPEN": "never",
     })
+    # `grace` before the deadline Playwright is interrupted (SIGINT, as Ctrl-C): the running tests
+    # end as interrupted with their traces and the reports are written. At the deadline it is killed.
+    grace = interrupt_grace(deadline.remaining())
     say(f"running Playwright: {config.playwrightWorkers} workers, {config.playwrightRetries} retries, "
-        f"trace {options.trace}, global timeout {global_ms / 1000:.1f} s")
+        f"trace {options.trace}, {config.playwrightTestTimeoutSeconds} s per test, "
+        f"interrupted after {max(0.0, deadline.remaining() - grace):.1f} s"
+        + (f", use {', '.join(sorted(use))}" if use else ""))
     proc = run_supervised(
         playwright.command(settings.node, settings.node_modules_dir, config_path),
-        env=env, cwd=work, log_path=out / playwright.CONSOLE_LOG, deadline_at=deadline.at, stop_requested=stop,
+        env=env, cwd=work, log_path=out / playwright.CONSOLE_LOG, deadline_at=deadline.at - grace,
+        stop_requested=stop, kill_grace_seconds=grace,
     )
     say(f"Playwright ended: exit code {proc.exit_code}, {proc.duration_seconds:.1f} s, "
         f"peak memory {proc.peak_rss_bytes / 2**20:.0f} MiB" + (f", stopped ({proc.stopped})" if proc.stopped else ""))
     report = playwright.load_report(out / playwright.RESULTS_JSON)
     facts = playwright.summarize(report) if report is not None else None
     outcome = playwright.classify(facts, exit_code=proc.exit_code, timed_out=proc.timed_out,
-                                  console_tail=_tail(out / playwright.CONSOLE_LOG))
+                                  console_tail=_tail(out / playwright.CONSOLE_LOG),
+                                  progress=progress.load(progress_file, stopped_ms=int(time.time() * 1000)))
     if proc.stopped == "signal":
         outcome = _stopped_by_signal(outcome)
     if (out / playwright.REPORT_INDEX).is_file():
@@ -264,6 +277,7 @@ def upload(uploader: artifacts.Uploader, config: RunnerConfig, out: Path, outcom
     lost files (paths relative to the prefix, as ``RunnerResult.notUploaded``)."""
     items = artifacts.plan(out, config.prefix)
     report = uploader.upload_all(items)
+    outcome.uploaded, outcome.not_uploaded = artifacts.listing(config.prefix, items, report)
     say(f"uploaded {len(report.uploaded)} files, {report.bytes / 2**20:.1f} MiB in {report.seconds:.2f} s "
         f"to s3://{config.bucket}/{config.prefix}/"
         + (f" (waited {report.waited:.1f} s for S3)" if report.waited else ""))

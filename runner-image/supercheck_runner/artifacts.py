@@ -18,6 +18,7 @@ browsable straight from the bucket.
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
 import time
 from collections.abc import Callable, Mapping
@@ -31,7 +32,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from supercheck_contract import RESULT_JSON_NAME
+from supercheck_contract import RESULT_JSON_NAME, ArtifactFile
 from supercheck_runner.storage import Kind, StorageProblem, classify
 from supercheck_runner.timer import (
     UPLOAD_CONNECT_TIMEOUT_SECONDS,
@@ -105,19 +106,81 @@ class PlannedUpload:
     content_type: str
 
 
+# Playwright's bookkeeping under its output directory: trace chunks, videos being recorded
+# (.playwright-artifacts-<worker>/, removed when a worker ends well, left behind when it is
+# stopped) and the list of failed tests for --last-failed (.last-run.json). Never uploaded.
+TEMPORARY_PREFIXES = (".playwright-artifacts-", ".playwright-tmp")
+TEMPORARY_NAMES = frozenset({".last-run.json"})
+# Playwright's HTML report copies every attachment that is a file into report/data/ under the
+# SHA-1 of its content (plus the file's extension), and links only those copies.
+REPORT_DATA_DIR = "report/data"
+TEST_RESULTS_DIR = "test-results"
+
+
+def is_temporary(relative: str) -> bool:
+    parts = relative.split("/")
+    return parts[-1] in TEMPORARY_NAMES or any(p.startswith(TEMPORARY_PREFIXES) for p in parts)
+
+
+def _sha1(path: Path) -> str:
+    digest = hashlib.sha1(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(MiB), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def report_copies(files: list[tuple[Path, str, int]]) -> set[str]:
+    """Files under test-results/ whose content the HTML report holds in report/data/: the report
+    links its copy, so uploading the original would store it twice. Only files of a size and
+    extension some report copy has are hashed."""
+    copies = {(rel.rsplit("/", 1)[-1], size) for _, rel, size in files if rel.startswith(REPORT_DATA_DIR + "/")}
+    if not copies:
+        return set()
+    sizes = {(Path(name).suffix, size) for name, size in copies}
+    names = {name for name, _ in copies}
+    duplicates = set()
+    for path, rel, size in files:
+        if not rel.startswith(TEST_RESULTS_DIR + "/") or (path.suffix, size) not in sizes:
+            continue
+        if f"{_sha1(path)}{path.suffix}" in names:
+            duplicates.add(rel)
+    return duplicates
+
+
 def plan(out_dir: Path, prefix: str) -> list[PlannedUpload]:
-    """Every regular file under ``out_dir`` (symlinks are not followed: they could point anywhere),
-    largest first so the long multipart uploads start early; ``result.json`` is never part of it."""
-    items = []
+    """Every regular file under ``out_dir`` once (symlinks are not followed: they could point
+    anywhere), largest first so the long multipart uploads start early. Left out: ``result.json``
+    (written last, separately), Playwright's temporary files, and test-results/ files the HTML
+    report holds a copy of."""
+    files = []
     for path in out_dir.rglob("*"):
         if path.is_symlink() or not path.is_file():
             continue
         rel = path.relative_to(out_dir).as_posix()
-        if rel == RESULT_JSON_NAME:
+        if rel == RESULT_JSON_NAME or is_temporary(rel):
             continue
-        items.append(PlannedUpload(path, object_key(prefix, rel), path.stat().st_size, content_type(rel)))
+        files.append((path, rel, path.stat().st_size))
+    duplicates = report_copies(files)
+    items = [PlannedUpload(path, object_key(prefix, rel), size, content_type(rel))
+             for path, rel, size in files if rel not in duplicates]
     items.sort(key=lambda u: (-u.size, u.key))
     return items
+
+
+def relative_key(prefix: str, key: str) -> str:
+    """A key as result.json lists it: relative to the attempt's prefix."""
+    head = prefix.strip("/") + "/"
+    return key[len(head):] if key.startswith(head) else key
+
+
+def listing(prefix: str, items: list[PlannedUpload], report: UploadReport) -> tuple[list[ArtifactFile], list[str]]:
+    """What result.json says was uploaded (key relative to the prefix, bytes), and what was not."""
+    done = set(report.uploaded)
+    uploaded = sorted((ArtifactFile(key=relative_key(prefix, i.key), bytes=i.size) for i in items if i.key in done),
+                      key=lambda f: f.key)
+    failed = sorted(relative_key(prefix, i.key) for i in items if i.key not in done)
+    return uploaded, failed
 
 
 @dataclass

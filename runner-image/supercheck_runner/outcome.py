@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from supercheck_contract import (
+    ArtifactFile,
     ArtifactLocation,
     FailureClass,
     K6Summary,
@@ -48,6 +49,8 @@ class EngineOutcome:
     summary: TestSummary | None = None
     k6: K6Summary | None = None
     report: str | None = None  # path of the HTML report, relative to the artifact folder
+    uploaded: list[ArtifactFile] = field(default_factory=list)  # set by the upload step, for result.json
+    not_uploaded: list[str] = field(default_factory=list)
 
 
 def build_result(outcome: EngineOutcome, artifacts: ArtifactLocation | None, duration_ms: int) -> RunnerResult:
@@ -59,6 +62,8 @@ def build_result(outcome: EngineOutcome, artifacts: ArtifactLocation | None, dur
         k6=outcome.k6,
         artifacts=artifacts,
         durationMs=duration_ms,
+        uploaded=outcome.uploaded,
+        notUploaded=outcome.not_uploaded,
     )
 
 

@@ -21,14 +21,16 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from supercheck_contract import FailureClass, TestSummary
 from supercheck_runner.outcome import EngineOutcome, error_summary, first_line, strip_ansi
+from supercheck_runner.progress import CutOff, Progress
 from supercheck_runner.project import Placed, copy_into
+from supercheck_runner.use_options import USE_OPTIONS
 
 RESULTS_JSON = "playwright-results.json"
 JUNIT_XML = "junit.xml"
@@ -61,6 +63,8 @@ CRASH_PATTERNS = (
 )
 # The browser binary is missing: the image is broken, which no retry of the test will fix soon.
 MISSING_BROWSER = re.compile(r"Executable doesn't exist", re.I)
+# A `use` option Chromium refuses when it creates the context: every test fails the same way.
+INVALID_TIMEZONE = re.compile(r"Invalid timezone ID: (\S+)")
 GLOBAL_TIMEOUT = re.compile(r"Timed out waiting .* for the (?:test suite|entire test run) to run", re.I)
 
 
@@ -72,37 +76,47 @@ class PlaywrightOptions:
     trace: str = "retain-on-failure"
     headless: bool = True
     workers: int = 2
-    test_timeout_ms: int = 30_000
-    global_timeout_ms: int = 0
+    test_timeout_ms: int = 30_000  # each test's; the run's deadline is the runner's (SIGINT, see __main__)
     video: bool = True
     chromium_path: str | None = None  # None: bundled if present, else fallback_chromium
     fallback_chromium: str = "/usr/bin/chromium"
     no_sandbox: bool = False
+    use: Mapping[str, Any] = field(default_factory=dict)  # the run's `use` options (use_options.use_options)
+    progress_reporter: str | None = None  # runner-image/progress-reporter.mjs
+    progress_file: str | None = None
     test_match: str | None = None  # the script's path under test_dir; None: Playwright's default (every test file)
 
 
 def build_config(o: PlaywrightOptions) -> dict[str, Any]:
-    """The Playwright config as plain data (it becomes ``export default`` in the config module)."""
+    """The Playwright config as plain data (it becomes ``export default`` in the config module).
+
+    No ``globalTimeout``: at the run's deadline the runner interrupts Playwright (SIGINT), which
+    ends the running tests as ``interrupted`` with their traces and screenshots saved. Playwright's
+    own global timeout reports them as skipped, without attachments, and leaves their trace
+    chunks behind."""
     trace = o.trace if o.trace in TRACE_MODES else "retain-on-failure"
     out = o.out_dir.rstrip("/")
     args = list(CHROMIUM_ARGS) + (["--no-sandbox"] if o.no_sandbox else [])
+    reporters: list[list[Any]] = [
+        ["list"],
+        ["json", {"outputFile": f"{out}/{RESULTS_JSON}"}],
+        ["junit", {"outputFile": f"{out}/{JUNIT_XML}"}],
+        ["html", {"outputFolder": f"{out}/{REPORT_DIR}", "open": "never"}],
+    ]
+    if o.progress_reporter and o.progress_file:
+        reporters.append([o.progress_reporter, {"outputFile": o.progress_file}])
     return {
         "testDir": o.test_dir,
         "outputDir": f"{out}/{TEST_RESULTS_DIR}",
         "retries": max(0, o.retries),
         "workers": max(1, o.workers),
-        "timeout": o.test_timeout_ms,
-        "globalTimeout": o.global_timeout_ms,
+        "timeout": max(1000, o.test_timeout_ms),
         "reportSlowTests": None,
-        "reporter": [
-            ["list"],
-            ["json", {"outputFile": f"{out}/{RESULTS_JSON}"}],
-            ["junit", {"outputFile": f"{out}/{JUNIT_XML}"}],
-            ["html", {"outputFolder": f"{out}/{REPORT_DIR}", "open": "never"}],
-        ],
+        "reporter": reporters,
         **({"testMatch": o.test_match} if o.test_match else {}),
         "projects": [{"name": "chromium", "use": {"browserName": "chromium"}}],
         "use": {
+            **{k: v for k, v in o.use.items() if k in USE_OPTIONS},
             "headless": o.headless,
             "trace": trace,
             "screenshot": "only-on-failure",
@@ -150,7 +164,8 @@ class ReportFacts:
     summary: TestSummary
     failures: list[Failure] = field(default_factory=list)  # final outcome "unexpected"
     errors: list[str] = field(default_factory=list)  # errors outside any test (load errors, global timeout)
-    interrupted: int = 0  # tests that did not finish (global timeout, SIGINT)
+    cut_off: list[CutOff] = field(default_factory=list)  # running when the run was stopped
+    not_started: int = 0  # never began before the run was stopped
 
 
 def _walk_specs(suites: Iterable[Mapping[str, Any]],
@@ -172,15 +187,23 @@ def summarize(report: Mapping[str, Any]) -> ReportFacts:
     """
     s = TestSummary()
     failures: list[Failure] = []
-    interrupted = 0
+    cut_off: list[CutOff] = []
+    not_started = 0
     for titles, spec in _walk_specs(report.get("suites", [])):
         for test in spec.get("tests", []):
             s.total += 1
             status = test.get("status")
             results = test.get("results", [])
             last = results[-1] if results else {}
+            title = " › ".join([*titles[1:], spec.get("title", "")])
             if last.get("status") == "interrupted" or (status == "skipped" and not _explicitly_skipped(test)):
-                interrupted += 1
+                if results:
+                    duration = last.get("duration")
+                    where = f"{spec['file']}:{spec.get('line', '')}".rstrip(":") if spec.get("file") else ""
+                    cut_off.append(CutOff(title, where,
+                                          duration / 1000 if isinstance(duration, (int, float)) else None))
+                else:
+                    not_started += 1
             if status == "expected":
                 s.passed += 1
             elif status == "flaky":
@@ -192,10 +215,9 @@ def summarize(report: Mapping[str, Any]) -> ReportFacts:
                 error = (last.get("error") or {}).get("message") or ""
                 if not error and last.get("errors"):
                     error = last["errors"][0].get("message", "")
-                title = " › ".join([*titles[1:], spec.get("title", "")])
                 failures.append(Failure(title=title, error=strip_ansi(error), status=last.get("status", "")))
     errors = [strip_ansi(e.get("message", "")) for e in report.get("errors", [])]
-    return ReportFacts(summary=s, failures=failures, errors=errors, interrupted=interrupted)
+    return ReportFacts(summary=s, failures=failures, errors=errors, cut_off=cut_off, not_started=not_started)
 
 
 def _explicitly_skipped(test: Mapping[str, Any]) -> bool:
@@ -212,14 +234,37 @@ def is_crash(error: str) -> bool:
     return any(p.search(error) for p in CRASH_PATTERNS)
 
 
+def _counts(s: TestSummary) -> str:
+    return f"{s.passed} passed, {s.failed} failed, {s.flaky} flaky, {s.skipped} skipped of {s.total}"
+
+
+def timeout_message(counts: str, cut_off: Sequence[CutOff], not_started: int, *, shown: int = 5) -> str:
+    """Which tests ran out of time: those running when the run was stopped, by name."""
+    text = f"timed out: {counts}"
+    if cut_off:
+        names = ", ".join(str(c) for c in cut_off[:shown])
+        more = f" and {len(cut_off) - shown} more" if len(cut_off) > shown else ""
+        text += f"; still running at the deadline: {names}{more}"
+    if not_started:
+        text += f"; {not_started} not started"
+    return text
+
+
 def classify(facts: ReportFacts | None, *, exit_code: int | None, timed_out: bool,
-             console_tail: str = "") -> EngineOutcome:
+             console_tail: str = "", progress: Progress | None = None) -> EngineOutcome:
     """The failure class of a Playwright run, from its report and how the process ended.
 
+    ``progress`` (the progress reporter's events) names the tests still running at a timeout
+    and counts what finished when Playwright was killed before writing its report.
     Order matters: a timeout explains everything after it; a crash outranks assertion failures
     (the retry may well pass); a script that does not load is invalid, not failing.
     """
     if facts is None:
+        if timed_out and progress is not None and progress.total is not None:
+            s = progress.summary()
+            message = timeout_message(_counts(s), progress.running(), progress.not_started())
+            return EngineOutcome(FailureClass.TIMEOUT, message.replace(
+                "timed out:", "timed out (Playwright was killed before writing its report):", 1), summary=s)
         if timed_out:
             return EngineOutcome(FailureClass.TIMEOUT, "timed out before Playwright wrote its report")
         if MISSING_BROWSER.search(console_tail):
@@ -229,10 +274,10 @@ def classify(facts: ReportFacts | None, *, exit_code: int | None, timed_out: boo
             f"Playwright ended (exit code {exit_code}) without a report: {first_line(console_tail[-2000:])}",
         )
     s = facts.summary
-    counts = f"{s.passed} passed, {s.failed} failed, {s.flaky} flaky, {s.skipped} skipped of {s.total}"
+    counts = _counts(s)
     if timed_out or any(GLOBAL_TIMEOUT.search(e) for e in facts.errors):
-        unfinished = f", {facts.interrupted} did not finish" if facts.interrupted else ""
-        return EngineOutcome(FailureClass.TIMEOUT, f"timed out: {counts}{unfinished}", summary=s)
+        cut_off = facts.cut_off or (progress.running() if progress is not None else [])
+        return EngineOutcome(FailureClass.TIMEOUT, timeout_message(counts, cut_off, facts.not_started), summary=s)
     crashes = [f for f in facts.failures if is_crash(f.error) and f.status != "timedOut"]
     missing = [f for f in facts.failures if MISSING_BROWSER.search(f.error)]
     if missing:
@@ -250,6 +295,11 @@ def classify(facts: ReportFacts | None, *, exit_code: int | None, timed_out: boo
     if facts.errors and s.failed == 0 and s.passed + s.flaky == 0:
         return EngineOutcome(FailureClass.VALIDATION, f"the script failed to load: {first_line(facts.errors[0])}",
                              summary=s)
+    timezone = next((m for f in facts.failures if (m := INVALID_TIMEZONE.search(f.error))), None)
+    if timezone and s.passed + s.flaky == 0:
+        message = (f"spec.playwright.timezoneId: Chromium does not know the time zone '{timezone.group(1)}'; "
+                   f"use an IANA name such as Europe/Berlin ({counts})")
+        return EngineOutcome(FailureClass.VALIDATION, message, summary=s)
     if s.failed:
         shown = "; ".join(f"'{f.title}': {error_summary(f.error)}" for f in facts.failures[:3])
         more = f"; and {len(facts.failures) - 3} more" if len(facts.failures) > 3 else ""

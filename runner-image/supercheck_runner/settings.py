@@ -83,7 +83,6 @@ class RunnerSettings:
     allowed_modules: tuple[str, ...] = DEFAULT_ALLOWED_MODULES
     max_script_bytes: int = DEFAULT_MAX_SCRIPT_BYTES
     timeout_margin_seconds: float | None = None  # None: see timer.default_margin
-    playwright_test_timeout_ms: int | None = None  # None: the run's whole budget
     upload_concurrency: int = DEFAULT_UPLOAD_CONCURRENCY
     upload_backoff_seconds: float = DEFAULT_UPLOAD_BACKOFF_SECONDS
     upload_backoff_max_seconds: float = DEFAULT_UPLOAD_BACKOFF_MAX_SECONDS
@@ -97,6 +96,10 @@ class RunnerSettings:
     @property
     def validate_script(self) -> Path:
         return self.runner_home / "validate.mjs"
+
+    @property
+    def progress_reporter(self) -> Path:
+        return self.runner_home / "progress-reporter.mjs"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RunnerSettings:
@@ -127,7 +130,6 @@ class RunnerSettings:
             allowed_modules=_split_list(env.get("SUPERCHECK_ALLOWED_MODULES"), DEFAULT_ALLOWED_MODULES),
             max_script_bytes=DEFAULT_MAX_SCRIPT_BYTES if max_script_bytes is None else max_script_bytes,
             timeout_margin_seconds=num("SUPERCHECK_TIMEOUT_MARGIN_SECONDS", float),
-            playwright_test_timeout_ms=num("SUPERCHECK_PLAYWRIGHT_TEST_TIMEOUT_MS", int),
             # 0 means the default too: no upload at all is not a setting.
             upload_concurrency=num("SUPERCHECK_UPLOAD_CONCURRENCY", int) or DEFAULT_UPLOAD_CONCURRENCY,
             upload_backoff_seconds=DEFAULT_UPLOAD_BACKOFF_SECONDS if backoff is None else max(0.0, backoff),

@@ -49,6 +49,13 @@ def execution_budget(timeout_seconds: float, margin: float | None = None) -> flo
     return max(1.0, timeout_seconds - margin)
 
 
+def interrupt_grace(remaining_seconds: float, grace_seconds: float = 5.0) -> float:
+    """How long before the hard deadline a tool is interrupted (SIGINT) so that it stops itself
+    and writes its reports before it is killed. Shrinks for short budgets so the tool still gets
+    most of the time."""
+    return max(0.0, min(grace_seconds, remaining_seconds * 0.3))
+
+
 def upload_give_up_at(upload_started: float, runner_started: float, timeout_seconds: float,
                       window_seconds: float) -> float:
     """When the runner stops retrying uploads (``time.monotonic()``): ``window_seconds`` after the
@@ -58,12 +65,9 @@ def upload_give_up_at(upload_started: float, runner_started: float, timeout_seco
 
 
 def graceful_budget_ms(remaining_seconds: float, grace_seconds: float = 5.0) -> int:
-    """A limit for a tool's *own* graceful timeout (Playwright's globalTimeout), set before the
-    hard deadline so the tool stops itself and writes its reports before it is signalled.
-
-    The grace shrinks for short budgets so the tool still gets most of the time."""
-    grace = min(grace_seconds, remaining_seconds * 0.3)
-    return max(1000, int((remaining_seconds - grace) * 1000))
+    """A limit for a tool's *own* graceful timeout, set :func:`interrupt_grace` before the hard
+    deadline so the tool stops itself and writes its reports before it is signalled."""
+    return max(1000, int((remaining_seconds - interrupt_grace(remaining_seconds, grace_seconds)) * 1000))
 
 
 @dataclass

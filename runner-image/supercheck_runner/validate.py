@@ -51,14 +51,26 @@ REFUSAL_HINTS = {
     "dgram": "raw sockets are not allowed",
     "tls": "raw sockets are not allowed; use page.request or fetch",
     "http2": "raw sessions are not allowed; use page.request or fetch",
-    "fs": "file access is not allowed; use testInfo.outputPath() and Playwright's own path options",
-    "fs/promises": "file access is not allowed; use testInfo.outputPath() and Playwright's own path options",
+    "fs": "file access is not allowed",
     "vm": "running code that was not checked is not allowed",
     "module": "loading modules past the import check is not allowed",
     "process": "process internals are not allowed",
     "v8": "engine internals are not allowed",
     "inspector": "engine internals are not allowed",
 }
+
+
+# Playwright's own API for what scripts use `fs` for, by what the script calls.
+FS_READS = frozenset({"readFileSync", "readFile", "createReadStream", "existsSync", "exists", "statSync", "stat",
+                      "lstatSync", "lstat", "readdirSync", "readdir", "openSync", "open", "accessSync", "access"})
+FS_WRITES = frozenset({"writeFileSync", "writeFile", "appendFileSync", "appendFile", "createWriteStream",
+                       "mkdirSync", "mkdir", "copyFileSync", "copyFile", "renameSync", "rename", "rmSync", "rm",
+                       "unlinkSync", "unlink", "mkdtempSync", "mkdtemp"})
+FS_READ_HINT = ("read a download with `await download.createReadStream()` (all of it: "
+                "`Buffer.concat(await (await download.createReadStream()).toArray())`), and upload a file from "
+                "memory with `page.setInputFiles(selector, { name, mimeType, buffer })`")
+FS_WRITE_HINT = ("keep data with the report with `await testInfo.attach(name, { body })`, and let Playwright write "
+                 "files to `testInfo.outputPath(name)` (`page.screenshot({ path })`, `download.saveAs(path)`)")
 
 
 @dataclass(frozen=True)
@@ -152,6 +164,25 @@ def module_allowed(specifier: str, allowed: Iterable[str]) -> bool:
     return key in allowed_keys or _package_of(key) in allowed_keys
 
 
+def fs_hint(uses: Sequence[Mapping[str, Any]]) -> str:
+    """Why `fs` is refused, and the Playwright API that does what the script uses it for."""
+    members = [u for u in uses if u.get("member")]
+    reads = any(u["member"] in FS_READS for u in members)
+    writes = any(u["member"] in FS_WRITES for u in members)
+    hints = [h for h, wanted in ((FS_READ_HINT, reads), (FS_WRITE_HINT, writes)) if wanted] or [FS_READ_HINT,
+                                                                                               FS_WRITE_HINT]
+    seen = "".join(f"; line {u['line']} calls {u.get('expression') or u['member']}()" for u in members[:3])
+    return f"{REFUSAL_HINTS['fs']}{seen}; instead, " + "; ".join(hints)
+
+
+def refusal_hint(specifier: str, uses: Sequence[Mapping[str, Any]] = ()) -> str | None:
+    """Why a well-known module is refused (None for the rest)."""
+    key = _module_key(specifier)
+    if _package_of(key) == "fs":
+        return fs_hint(uses)
+    return REFUSAL_HINTS.get(key) or REFUSAL_HINTS.get(_package_of(key))
+
+
 def playwright_issues(facts: Mapping[str, Any], allowed: Sequence[str], importer: str = "",
                       files: Collection[str] = ()) -> list[Issue]:
     """Decide on what ``validate.mjs`` reported of ``importer``, a file of the suite ``files``.
@@ -172,8 +203,7 @@ def playwright_issues(facts: Mapping[str, Any], allowed: Sequence[str], importer
         if spec.startswith("/"):
             why = "an absolute path is outside the suite's folder; import its files by relative paths"
         else:
-            hint = REFUSAL_HINTS.get(_module_key(spec)) or REFUSAL_HINTS.get(_package_of(_module_key(spec)))
-            why = hint or "it is not on the allow-list"
+            why = refusal_hint(spec, imp.get("uses") or ()) or "it is not on the allow-list"
         issues.append(
             Issue(imp["line"], imp["column"],
                   f"import of '{spec}' is not allowed ({why}); allowed modules: {', '.join(allowed)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 import yaml
@@ -98,3 +99,48 @@ def test_example_manifests_validate_against_the_models():
                         found += 1
     if not found:
         pytest.skip("no example TestRuns yet")
+
+
+def _playwright(**options):
+    return TestRunSpec.model_validate({"type": "playwright", "script": {"inline": "x"}, "playwright": options})
+
+
+@pytest.mark.parametrize("options, complaint", [
+    ({"baseURL": "shop.test"}, "baseURL"),
+    ({"baseURL": "ftp://shop.test/"}, "baseURL"),
+    ({"baseURL": "http://shop test/"}, "baseURL"),
+    ({"viewport": {"width": 0, "height": 600}}, "viewport.width"),
+    ({"viewport": {"width": 800, "height": 99999}}, "viewport.height"),
+    ({"viewport": {"width": 800}}, "viewport.height"),
+    ({"locale": "german"}, "locale"),
+    ({"timezoneId": "../../etc/passwd"}, "timezoneId"),
+    ({"extraHTTPHeaders": {"X Bad": "1"}}, "header name 'X Bad'"),
+    ({"extraHTTPHeaders": {"X-Ok": "one\r\nX-Injected: two"}}, "extraHTTPHeaders.X-Ok"),
+    ({"testTimeoutSeconds": 0}, "testTimeoutSeconds"),
+    ({"testTimeoutSeconds": 3601}, "testTimeoutSeconds"),
+])
+def test_playwright_use_options_are_validated(options, complaint):
+    with pytest.raises(ValueError, match=re.escape(complaint)):
+        _playwright(**options)
+
+
+def test_valid_use_options_are_kept_as_written():
+    pw = _playwright(baseURL="http://127.0.0.1:8080/app/", viewport={"width": 390, "height": 844},
+                     locale="zh-Hant-TW", timezoneId="America/Argentina/Buenos_Aires",
+                     extraHTTPHeaders={"X-Test-Run": "a b c", "Accept-Language": "de"}).playwright
+    assert pw.use()["baseURL"] == "http://127.0.0.1:8080/app/"  # not normalised: the trailing slash matters
+    assert pw.use()["viewport"] == {"width": 390, "height": 844}
+
+
+def test_a_test_timeout_above_the_run_timeout_is_refused_by_the_model_and_the_crd(default_settings):
+    with pytest.raises(ValueError, match="must not exceed spec.timeoutSeconds"):
+        TestRunSpec.model_validate({"type": "playwright", "script": {"inline": "x"}, "timeoutSeconds": 20,
+                                    "playwright": {"testTimeoutSeconds": 30}})
+    root = crdgen.testrun_crd(default_settings)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    spec = root["properties"]["spec"]
+    assert any("self.playwright.testTimeoutSeconds <= self.timeoutSeconds" in r["rule"]
+               for r in spec["x-kubernetes-validations"])
+    headers_rule = _walk(spec, ["playwright"])["x-kubernetes-validations"][0]["rule"]
+    assert "extraHTTPHeaders.all(k, k.matches(" in headers_rule
+    values = _walk(spec, ["playwright", "extraHTTPHeaders"])["additionalProperties"]
+    assert values["pattern"] == "^[^\\r\\n]*$" and values["maxLength"] == 4096

@@ -107,6 +107,28 @@ def test_runner_environment_round_trips_through_the_contract():
     assert cfg.timeoutSeconds == 120
 
 
+def test_test_timeout_and_use_options_reach_the_runner_config():
+    use = {"baseURL": "http://shop.test:8080/app/", "viewport": {"width": 390, "height": 844}, "locale": "de-DE",
+           "timezoneId": "Europe/Berlin", "extraHTTPHeaders": {"X-Test-Run": "nightly"}}
+    p = pod(spec(type="playwright", timeoutSeconds=300, playwright={"testTimeoutSeconds": 45, "retries": 0, **use}))
+    env = {k: v["value"] for k, v in env_of(p).items() if "value" in v}
+    assert env["SUPERCHECK_PLAYWRIGHT_TEST_TIMEOUT_SECONDS"] == "45"
+    cfg = RunnerConfig.from_env(env)
+    assert cfg.playwrightTestTimeoutSeconds == 45 and cfg.timeoutSeconds == 300
+    assert cfg.playwrightUse == use  # only the `use` options: retries is a runner setting of its own
+
+
+def test_without_playwright_options_the_test_timeout_is_playwrights_default_and_use_is_empty():
+    for s in (spec(type="playwright"), spec(type="playwright", playwright={"workers": 2})):
+        cfg = RunnerConfig.from_env({k: v["value"] for k, v in env_of(pod(s)).items() if "value" in v})
+        assert cfg.playwrightTestTimeoutSeconds == 30 and cfg.playwrightUse == {}
+
+
+def test_only_the_use_options_that_are_set_are_passed():
+    cfg = podspec.runner_config(RUN, spec(type="playwright", playwright={"locale": "fr-FR"}), 1, settings())
+    assert cfg.playwrightUse == {"locale": "fr-FR"}
+
+
 def test_workers_default_to_max_concurrent_executions():
     p = pod(spec(type="playwright"), cfg=settings(MAX_CONCURRENT_EXECUTIONS="3"))
     assert env_of(p)["SUPERCHECK_PLAYWRIGHT_WORKERS"]["value"] == "3"

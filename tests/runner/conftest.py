@@ -116,7 +116,15 @@ PAGES = {
         "<p id='status'></p><a href='/about'>About us</a></body></html>"
     ),
     "/about": "<!doctype html><html><head><title>About</title></head><body><h1>About us</h1></body></html>",
+    "/files": (
+        "<!doctype html><html><head><title>Files</title></head><body>"
+        "<a href='/orders.csv'>Export orders</a>"
+        "<input type='file' id='upload' onchange=\"this.files[0].text().then(t => "
+        "document.getElementById('uploaded').textContent = this.files[0].name + ': ' + t)\">"
+        "<p id='uploaded'></p></body></html>"
+    ),
 }
+ORDERS_CSV = b"id,total\n1,9.99\n2,19.50\n"
 
 
 class Site:
@@ -148,6 +156,21 @@ class Site:
                     self.wfile.write(b"<!doctype html><html><body><p>loading")
                     self.wfile.flush()
                     site.release.wait(300)
+                elif path == "/orders.csv":  # a download
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/csv")
+                    self.send_header("Content-Disposition", "attachment; filename=orders.csv")
+                    self.send_header("Content-Length", str(len(ORDERS_CSV)))
+                    self.end_headers()
+                    self.wfile.write(ORDERS_CSV)
+                elif path == "/echo":
+                    # The request's headers as JSON (names in lower case), to see what the browser sent.
+                    body = json.dumps({k.lower(): v for k, v in self.headers.items()}).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
                 elif path == "/slow":
                     time.sleep(0.25)
                     self.send_response(200)
@@ -216,6 +239,11 @@ def configmap_volume(folder: Path, files: dict[str, str]) -> None:
 def run_runner(tmp_path, s3_endpoint):
     """Run supercheck-runner as a pod would: RunnerConfig.to_env() + S3 variables + the user's env,
     the script (and its files) in a ConfigMap volume's layout."""
+    return make_runner(tmp_path, s3_endpoint)
+
+
+def make_runner(tmp_path: Path, s3_endpoint: str):
+    """``run(kind, script, ...)`` with its files under ``tmp_path`` (for fixtures of a wider scope)."""
 
     def run(kind: str, script: str | None, *, timeout_seconds: int = 60, env: dict | None = None,
             suffix: str | None = None, settings_env: dict | None = None, s3_endpoint_url: str | None = None,

@@ -9,7 +9,9 @@ import pytest
 
 from supercheck_contract import FailureClass, TestSummary
 from supercheck_runner import playwright as pw
+from supercheck_runner import progress
 from supercheck_runner.playwright import PlaywrightOptions, build_config, classify, render_config_module, summarize
+from supercheck_runner.timer import interrupt_grace
 
 from .conftest import NODE_MODULES
 
@@ -54,7 +56,7 @@ def test_counts_follow_the_final_status_of_each_test():
     assert facts.summary == TestSummary(total=5, passed=2, failed=1, flaky=1, skipped=1)
     assert [f.title for f in facts.failures] == ["fails"]
     assert facts.failures[0].error.startswith("Error: expect(locator)")  # ANSI colours stripped
-    assert facts.interrupted == 0
+    assert facts.cut_off == [] and facts.not_started == 0
 
 
 def test_failed_run_names_the_failing_test():
@@ -79,10 +81,52 @@ def test_global_timeout_is_timeout_and_counts_what_did_not_finish():
         errors=["\x1b[31mTimed out waiting 14.2s for the test suite to run\x1b[39m"],
     )
     facts = summarize(cut)
-    assert facts.interrupted == 2
+    assert [c.title for c in facts.cut_off] == ["hangs"] and facts.not_started == 1
     outcome = classify(facts, exit_code=1, timed_out=False)
+    assert outcome.failure == FailureClass.TIMEOUT and outcome.summary.passed == 1
+    assert "still running at the deadline: 'hangs'" in outcome.message and outcome.message.endswith("; 1 not started")
+
+
+def test_interrupted_at_the_deadline_names_the_running_tests_where_they_are_and_for_how_long():
+    interrupted = {**result("interrupted"), "duration": 41234}
+    cut = report(
+        {**spec("quick", "expected", [result("passed")]), "file": "test.spec.ts", "line": 3},
+        {**spec("waits for a hidden button", "skipped", [interrupted]), "file": "test.spec.ts", "line": 8},
+        nested=[{**spec("also waits", "skipped", [interrupted]), "file": "test.spec.ts", "line": 14},
+                spec("never ran", "skipped", [])],
+    )
+    outcome = classify(summarize(cut), exit_code=130, timed_out=True)
     assert outcome.failure == FailureClass.TIMEOUT
-    assert "2 did not finish" in outcome.message and outcome.summary.passed == 1
+    assert outcome.summary == TestSummary(total=4, passed=1, skipped=3)
+    assert outcome.message == (
+        "timed out: 1 passed, 0 failed, 0 flaky, 3 skipped of 4; still running at the deadline: "
+        "'waits for a hidden button' (test.spec.ts:8, ran 41.2 s), 'checkout › also waits' "
+        "(test.spec.ts:14, ran 41.2 s); 1 not started")
+
+
+def test_an_explicit_skip_is_not_cut_off():
+    facts = summarize(report(spec("skipped", "skipped", [result("skipped")], annotations=[{"type": "skip"}],
+                                  expected="skipped"),
+                             spec("fixme", "skipped", [], annotations=[{"type": "fixme"}], expected="skipped")))
+    assert facts.cut_off == [] and facts.not_started == 0
+
+
+def test_without_a_report_the_progress_names_and_counts():
+    lines = [
+        '{"event":"begin","total":3,"time":1000}',
+        '{"event":"testBegin","id":"a","title":"quick","location":"test.spec.ts:3","retry":0,"time":1100}',
+        '{"event":"testEnd","id":"a","title":"quick","location":"test.spec.ts:3","retry":0,"status":"passed",'
+        '"outcome":"expected","annotations":[],"duration":500,"time":1600}',
+        '{"event":"testBegin","id":"b","title":"spins","location":"test.spec.ts:8","retry":0,"time":1700}',
+    ]
+    prog = progress.parse(lines)
+    prog.stopped_ms = 11_700
+    outcome = classify(None, exit_code=-9, timed_out=True, progress=prog)
+    assert outcome.failure == FailureClass.TIMEOUT
+    assert outcome.summary == TestSummary(total=3, passed=1, skipped=2)
+    assert outcome.message == (
+        "timed out (Playwright was killed before writing its report): 1 passed, 0 failed, 0 flaky, 2 skipped "
+        "of 3; still running at the deadline: 'spins' (test.spec.ts:8, ran 10.0 s); 1 not started")
 
 
 def test_our_own_timer_is_timeout_even_without_a_report():
@@ -128,8 +172,10 @@ def options(**kw):
 
 def test_config_carries_the_run_settings():
     cfg = build_config(options(retries=2, trace="on-first-retry", headless=False, workers=3,
-                               test_timeout_ms=5000, global_timeout_ms=9000, no_sandbox=True))
-    assert (cfg["retries"], cfg["workers"], cfg["timeout"], cfg["globalTimeout"]) == (2, 3, 5000, 9000)
+                               test_timeout_ms=5000, no_sandbox=True))
+    assert (cfg["retries"], cfg["workers"], cfg["timeout"]) == (2, 3, 5000)
+    # The run's deadline is the runner's (SIGINT): Playwright's global timeout would drop the traces.
+    assert "globalTimeout" not in cfg
     assert cfg["use"]["trace"] == "on-first-retry" and cfg["use"]["headless"] is False
     assert cfg["use"]["screenshot"] == "only-on-failure" and cfg["use"]["video"] == "retain-on-failure"
     args = cfg["use"]["launchOptions"]["args"]
@@ -183,3 +229,9 @@ def test_ffmpeg_shim_only_when_playwrights_own_is_missing(tmp_path):
     (registry / own).mkdir(parents=True)
     (registry / own / "ffmpeg-linux").write_text("")
     assert pw.ffmpeg_shim(tmp_path / "w3", NODE_MODULES, browsers_path, None) == ({}, True)
+
+
+def test_playwright_is_interrupted_a_few_seconds_before_the_deadline():
+    assert interrupt_grace(60) == 5.0  # time to save the running tests' traces and write the reports
+    assert interrupt_grace(10) == 3.0  # short budgets keep most of their time
+    assert interrupt_grace(0) == 0.0

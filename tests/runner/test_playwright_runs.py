@@ -87,10 +87,11 @@ def test_one_failing_is_failed_with_screenshot_and_trace(run_runner, site, s3):
     assert "checkout button exists" in run.result.message
     assert "Locator: getByRole('button', { name: 'Checkout' })" in run.result.message
     keys = run.keys(s3)
-    failed_dir = [k for k in keys if "/test-results/" in k and "checkout-button-exists" in k]
-    assert any(k.endswith(".png") for k in failed_dir), keys
-    assert any(k.endswith("trace.zip") for k in failed_dir), keys
-    png = next(k for k in failed_dir if k.endswith(".png"))
+    # The failed test's files are where the HTML report links them (report/data/, named by content).
+    report_data = [k for k in keys if "/report/data/" in k]
+    assert any(k.endswith(".png") for k in report_data), keys
+    assert any(k.endswith(".zip") for k in report_data), keys
+    png = next(k for k in report_data if k.endswith(".png"))
     assert s3.head_object(Bucket=run.config.bucket, Key=png)["ContentType"] == "image/png"
     report = s3.head_object(Bucket=run.config.bucket, Key=run.result.artifacts.report)
     assert report["ContentType"].startswith("text/html")

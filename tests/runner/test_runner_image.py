@@ -130,7 +130,9 @@ def test_commands_and_paths_it_names_exist():
     assert "SUPERCHECK_RUNNER_HOME=/opt/supercheck/runner-image" in DOCKERFILE
     assert f"SUPERCHECK_NODE_MODULES={settings.IMAGE_RUNNER_HOME}/node_modules" in DOCKERFILE
     copied_helpers = [s for s in copies_from_context() if s.startswith("runner-image/") and s.endswith(".mjs")]
-    assert copied_helpers == ["runner-image/validate.mjs"]
+    assert sorted(copied_helpers) == ["runner-image/progress-reporter.mjs", "runner-image/validate.mjs"]
+    here = settings.RunnerSettings(runner_home=IMAGE)
+    assert {here.validate_script.name, here.progress_reporter.name} == {h.rsplit("/", 1)[-1] for h in copied_helpers}
     assert settings.REPO_RUNNER_HOME == IMAGE
 
 

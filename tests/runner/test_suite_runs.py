@@ -92,8 +92,22 @@ def test_a_spec_in_a_folder_imports_its_fixtures_from_the_parent(run_runner, sit
     assert run.result.summary.total == 2 and run.result.summary.passed == 2, run.result
     assert junit_files(s3, run) == ["tests/todo.spec.ts"]
     assert report_files(s3, run) == ["tests/todo.spec.ts"]
-    traces = [k for k in run.keys(s3) if k.endswith("trace.zip")]
-    assert len(traces) == 2 and all("/test-results/tests-todo-Shop-" in k for k in traces), traces
+    # Trace folders are named after the user's file; S3 holds each trace once, as the HTML report's
+    # copy (report/data/<sha1>.zip), which the JSON report's attachment paths lead to.
+    report = read_json(s3, run.config.bucket, f"{run.config.prefix}/playwright-results.json")
+    traces = [a["path"] for a in attachments(report["suites"]) if a["name"] == "trace"]
+    assert len(traces) == 2 and all("/test-results/tests-todo-Shop-" in p for p in traces), traces
+    copies = [k for k in run.keys(s3) if k.startswith(f"{run.config.prefix}/report/data/") and k.endswith(".zip")]
+    assert len(copies) == 2, copies
+
+
+def attachments(suites):
+    for suite in suites:
+        for spec in suite.get("specs", []):
+            for test in spec["tests"]:
+                for result in test["results"]:
+                    yield from result["attachments"]
+        yield from attachments(suite.get("suites", []))
 
 
 INLINE = """

@@ -252,3 +252,77 @@ def test_an_import_of_a_missing_or_outside_file_is_refused_naming_it(tmp_path):
     message = refused(tmp_path / "b", "import { test } from './fixtures';\n",
                       files={"fixtures.ts": "import x from '../../outside/x';\nexport const test = x;\n"})
     assert message.startswith("fixtures.ts: line 1, column 1: import of '../../outside/x' climbs out"), message
+
+
+FS_FOR_A_DOWNLOAD = """
+import { test, expect } from '@playwright/test';
+import * as fs from 'node:fs';
+
+test('export', async ({ page }) => {
+  const downloading = page.waitForEvent('download');
+  await page.getByText('Export orders').click();
+  const download = await downloading;
+  const csv = fs.readFileSync(await download.path(), 'utf8');
+  expect(csv).toContain('9.99');
+});
+"""
+
+
+@pytest.mark.integration
+def test_fs_is_refused_with_the_playwright_api_that_replaces_what_the_script_does(tmp_path):
+    message = refused(tmp_path, FS_FOR_A_DOWNLOAD)
+    assert message.startswith("line 3, column 1: import of 'node:fs' is not allowed (file access is not allowed; "
+                              "line 9 calls fs.readFileSync(); instead, read a download with "
+                              "`await download.createReadStream()`"), message
+    assert "page.setInputFiles(selector, { name, mimeType, buffer })" in message
+    assert "testInfo.attach" not in message  # the script reads; writing hints would be noise
+
+
+@pytest.mark.parametrize("uses, present, absent", [
+    ([{"member": "writeFileSync", "expression": "fs.writeFileSync", "line": 5}],
+     ["line 5 calls fs.writeFileSync()", "testInfo.attach(name, { body })", "testInfo.outputPath(name)"],
+     ["download.createReadStream"]),
+    ([{"member": "readFile", "expression": "readFile", "line": 7}],
+     ["line 7 calls readFile()", "download.createReadStream()"], ["testInfo.attach"]),
+    ([], ["download.createReadStream()", "testInfo.attach(name, { body })"], ["calls"]),  # imported, never used
+])
+def test_the_fs_hint_follows_what_the_script_does(uses, present, absent):
+    for specifier in ("fs", "node:fs", "fs/promises", "node:fs/promises"):
+        imports = [{"specifier": specifier, "line": 1, "column": 1, "kind": "import", "uses": uses}]
+        text = str(playwright_issues({"imports": imports}, DEFAULT_ALLOWED_MODULES)[0])
+        assert text.startswith(f"line 1, column 1: import of '{specifier}' is not allowed (file access is not allowed")
+        for words in present:
+            assert words in text, text
+        for words in absent:
+            assert words not in text, text
+
+
+WITHOUT_FS = """
+import { test, expect } from '@playwright/test';
+
+test('export and import orders', async ({ page }, testInfo) => {
+  await page.goto('/files');
+  // A download's content, without touching its file:
+  const downloading = page.waitForEvent('download');
+  await page.getByText('Export orders').click();
+  const download = await downloading;
+  const csv = Buffer.concat(await (await download.createReadStream()).toArray()).toString('utf8');
+  expect(csv).toContain('1,9.99');
+  // An upload from memory:
+  await page.locator('#upload').setInputFiles({ name: 'orders.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) });
+  await expect(page.locator('#uploaded')).toContainText('orders.csv: id,total');
+  // Data kept with the report (an attachment), or a file Playwright writes for the report:
+  await testInfo.attach('orders.csv', { body: csv, contentType: 'text/csv' });
+  await page.screenshot({ path: testInfo.outputPath('after-upload.png') });
+});
+"""  # as docs/runner.md shows it
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_the_api_the_fs_hint_points_at_passes_validation_and_works_in_chromium(run_runner, site):
+    run = run_runner("playwright", WITHOUT_FS, playwrightRetries=0, playwrightUse={"baseURL": site.url})
+    assert run.exit_code == 0, run.result.message if run.result else run.output
+    assert run.result.summary.passed == 1
+    doc = (REPO / "docs" / "runner.md").read_text()
+    assert WITHOUT_FS in doc  # the documented example is this one
