@@ -289,22 +289,8 @@ def validate_playwright(root: Path, files: Sequence[str], entry: str | None, *, 
     code = sorted((f for f in files if f.endswith(CODE_SUFFIXES)), key=lambda f: (f != entry, f))
     if not code:
         return
-    try:
-        proc = subprocess.run(
-            [node, str(validator), *(str(root / f) for f in code)],
-            capture_output=True, text=True, timeout=timeout,
-            env={"NODE_PATH": str(node_modules), "PATH": "/usr/local/bin:/usr/bin:/bin"},
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ValidatorUnavailable(f"the script validator could not run: {exc}") from exc
-    if proc.returncode != 0:
-        raise ValidatorUnavailable(f"the script validator failed: {proc.stderr.strip()[-500:]}")
-    try:
-        reports = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-    except json.JSONDecodeError as exc:
-        raise ValidatorUnavailable(f"the script validator printed no JSON: {proc.stdout[:200]!r}") from exc
-    if len(reports) != len(code):
-        raise ValidatorUnavailable(f"the script validator reported {len(reports)} of {len(code)} files")
+    reports = file_facts([root / f for f in code], node=node, validator=validator, node_modules=node_modules,
+                         timeout=timeout)
     issues: list[Issue] = []
     for rel, facts in zip(code, reports, strict=True):
         found = playwright_issues(facts, allowed, rel, files)
@@ -313,11 +299,13 @@ def validate_playwright(root: Path, files: Sequence[str], entry: str | None, *, 
         raise ValidationError(issues)
 
 
-def script_facts(script: Path, *, node: str, validator: Path, node_modules: Path, timeout: float) -> dict[str, Any]:
-    """What ``validate.mjs`` sees in the script (imports, findings, handleSummary's files...)."""
+def file_facts(paths: Sequence[Path], *, node: str, validator: Path, node_modules: Path,
+               timeout: float) -> list[dict[str, Any]]:
+    """What ``validate.mjs`` sees in each file (imports, findings, handleSummary's files...), in order,
+    from one node process."""
     try:
         proc = subprocess.run(
-            [node, str(validator), str(script)],
+            [node, str(validator), *(str(p) for p in paths)],
             capture_output=True, text=True, timeout=timeout,
             env={"NODE_PATH": str(node_modules), "PATH": "/usr/local/bin:/usr/bin:/bin"},
         )
@@ -326,10 +314,17 @@ def script_facts(script: Path, *, node: str, validator: Path, node_modules: Path
     if proc.returncode != 0:
         raise ValidatorUnavailable(f"the script validator failed: {proc.stderr.strip()[-500:]}")
     try:
-        facts: dict[str, Any] = json.loads(proc.stdout)
+        reports: list[dict[str, Any]] = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     except json.JSONDecodeError as exc:
         raise ValidatorUnavailable(f"the script validator printed no JSON: {proc.stdout[:200]!r}") from exc
-    return facts
+    if len(reports) != len(paths):
+        raise ValidatorUnavailable(f"the script validator reported {len(reports)} of {len(paths)} files")
+    return reports
+
+
+def script_facts(script: Path, *, node: str, validator: Path, node_modules: Path, timeout: float) -> dict[str, Any]:
+    """What ``validate.mjs`` sees in one script."""
+    return file_facts([script], node=node, validator=validator, node_modules=node_modules, timeout=timeout)[0]
 
 
 def validate_k6(script: Path, *, k6: str, env: Mapping[str, str], cwd: Path, timeout: float,
