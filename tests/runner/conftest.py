@@ -303,3 +303,19 @@ def make_runner(tmp_path: Path, s3_endpoint: str):
 
 def read_json(s3, bucket: str, key: str) -> dict:
     return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+# A spec with one passing and one failing test (the Checkout button is not on the demo site).
+FAILING = """
+import { test, expect } from '@playwright/test';
+
+test('home page has a title', async ({ page }) => {
+  await page.goto(process.env.TARGET_URL);
+  await expect(page).toHaveTitle(/Demo shop/);
+});
+
+test('checkout button exists', async ({ page }) => {
+  await page.goto(process.env.TARGET_URL);
+  await expect(page.getByRole('button', { name: 'Checkout' })).toBeVisible({ timeout: 1000 });
+});
+"""

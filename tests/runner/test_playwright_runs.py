@@ -12,7 +12,7 @@ import pytest
 
 from supercheck_contract import ExitCode, FailureClass
 
-from .conftest import NODE_MODULES, read_json
+from .conftest import FAILING, NODE_MODULES, read_json
 
 # Debian's binary itself (/usr/bin/chromium is a wrapper script).
 CHROMIUM = "/usr/lib/chromium/chromium" if os.path.exists("/usr/lib/chromium/chromium") else "chromium"
@@ -62,21 +62,6 @@ def test_all_passing_counts_and_artifacts(run_runner, site, s3):
     assert read_json(s3, run.config.bucket, f"{prefix}/result.json")["summary"] == run.result.summary.model_dump()
     junit = s3.get_object(Bucket=run.config.bucket, Key=f"{prefix}/junit.xml")["Body"].read().decode()
     assert 'tests="4"' in junit and 'failures="0"' in junit
-
-
-FAILING = """
-import { test, expect } from '@playwright/test';
-
-test('home page has a title', async ({ page }) => {
-  await page.goto(process.env.TARGET_URL);
-  await expect(page).toHaveTitle(/Demo shop/);
-});
-
-test('checkout button exists', async ({ page }) => {
-  await page.goto(process.env.TARGET_URL);
-  await expect(page.getByRole('button', { name: 'Checkout' })).toBeVisible({ timeout: 1000 });
-});
-"""
 
 
 def test_one_failing_is_failed_with_screenshot_and_trace(run_runner, site, s3):

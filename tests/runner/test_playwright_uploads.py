@@ -13,25 +13,11 @@ import pytest
 
 from supercheck_contract import ExitCode
 
-from .conftest import NODE_MODULES, make_runner, read_json
+from .conftest import FAILING, NODE_MODULES, make_runner, read_json
 
 CHROMIUM = "/usr/lib/chromium/chromium" if os.path.exists("/usr/lib/chromium/chromium") else "chromium"
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
-
-ONE_FAILURE = """
-import { test, expect } from '@playwright/test';
-
-test('home page has a title', async ({ page }) => {
-  await page.goto(process.env.TARGET_URL);
-  await expect(page).toHaveTitle(/Demo shop/);
-});
-
-test('checkout button exists', async ({ page }) => {
-  await page.goto(process.env.TARGET_URL);
-  await expect(page.getByRole('button', { name: 'Checkout' })).toBeVisible({ timeout: 1000 });
-});
-"""
 
 
 def listing(s3, bucket: str, prefix: str) -> dict[str, dict]:
@@ -42,7 +28,7 @@ def listing(s3, bucket: str, prefix: str) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def one_failure(tmp_path_factory, s3_endpoint, site):
     run = make_runner(tmp_path_factory.mktemp("uploads"), s3_endpoint)
-    return run("playwright", ONE_FAILURE, env={"TARGET_URL": site.url}, playwrightRetries=0)
+    return run("playwright", FAILING, env={"TARGET_URL": site.url}, playwrightRetries=0)
 
 
 def test_each_artifact_is_uploaded_once_and_nothing_temporary(one_failure, s3):
