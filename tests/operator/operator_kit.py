@@ -153,6 +153,23 @@ def events_for(core_v1, namespace: str, name: str) -> list[tuple[str, str]]:
     return [(e.reason, e.message) for e in evs]
 
 
+def event_reasons(core_v1, namespace: str, name: str, *expected: str, timeout: float = 15) -> list[str]:
+    """The reasons of the run's Events once each of ``expected`` is among them (Kopf posts Events in
+    the background, so they may land just after the status that announces them); on timeout, what is
+    there, for the caller's assertion to show."""
+    reasons: list[str] = []
+
+    def posted() -> bool:
+        reasons[:] = [r for r, _ in events_for(core_v1, namespace, name)]
+        return all(e in reasons for e in expected)
+
+    try:
+        wait_for(posted, timeout, 0.25, f"Events {expected} of {name}")
+    except AssertionError:
+        pass
+    return reasons
+
+
 @contextlib.contextmanager
 def throwaway_redis(directory: str) -> Iterator[str]:
     """A redis-server of its own on a free port (no persistence) for tests that need no cluster; its URL."""

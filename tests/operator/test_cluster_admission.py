@@ -6,7 +6,7 @@ import pytest
 from operator_kit import (
     SLEEPY_K6,
     create,
-    events_for,
+    event_reasons,
     get_run,
     make_run,
     phase,
@@ -33,7 +33,7 @@ def test_queue_full_rejects_with_retry_after(operator_ctl, namespace, core_v1, c
         st = run["status"]
         assert st["reason"] == "CapacityExceeded" and st["retryAfterSeconds"] >= 1
         assert "capacity exceeded" in st["message"] and "again in about" in st["message"]
-        assert "CapacityExceeded" in [r for r, _ in events_for(core_v1, namespace, name)]
+        assert "CapacityExceeded" in event_reasons(core_v1, namespace, name, "CapacityExceeded")
     assert phase(get_run(custom_objects, namespace, "q1")) == "Queued"
     runs = wait_all_terminal(custom_objects, namespace, 5, timeout=120)
     by = {r["metadata"]["name"]: r["status"] for r in runs}

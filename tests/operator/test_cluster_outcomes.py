@@ -9,7 +9,7 @@ from operator_kit import (
     QUICK_K6,
     SLEEPY_K6,
     create,
-    events_for,
+    event_reasons,
     get_run,
     ledger_counts,
     make_run,
@@ -49,7 +49,7 @@ def test_oom_is_retried_exactly_once(operator, namespace, core_v1, custom_object
     assert (st["phase"], st["reason"], st["failureClass"], st["attempts"]) == ("Error", "OOMKilled", "oom", 2), st
     assert [h["failureClass"] for h in st["attemptHistory"]] == ["oom", "oom"]
     assert [h["podName"] for h in st["attemptHistory"]] == ["hog-a1", "hog-a2"]
-    reasons = [r for r, _ in events_for(core_v1, namespace, "hog")]
+    reasons = event_reasons(core_v1, namespace, "hog", "Retrying", "OOMKilled")
     assert "Retrying" in reasons and "OOMKilled" in reasons
     rows = wait_for(lambda: len(r := rows_for(db_conn, namespace)) == 2 and r, 30, what="2 rows")
     assert [(r[1], r[2]) for r in rows] == [(1, "Error"), (2, "Error")]
