@@ -133,7 +133,7 @@ class ArtifactFile(BaseModel):
 
 
 class RunnerResult(BaseModel):
-    """What one runner attempt produced. ``uploaded`` and ``notUploaded`` are in result.json only,
+    """What one runner attempt produced. ``uploaded``, ``notUploaded`` and ``tests`` are in result.json only,
     never in the termination message (4 KiB)."""
 
     exitCode: int
@@ -145,6 +145,7 @@ class RunnerResult(BaseModel):
     durationMs: int | None = None
     uploaded: list[ArtifactFile] = Field(default_factory=list)
     notUploaded: list[str] = Field(default_factory=list)
+    tests: list[TestEnded] = Field(default_factory=list)  # a job's shard: every test file it ran
 
     @property
     def passed(self) -> bool:
@@ -153,7 +154,7 @@ class RunnerResult(BaseModel):
 
 def encode_termination_message(result: RunnerResult) -> str:
     """Compact JSON within Kubernetes' 4 KiB limit; the message is shortened first, never the counts."""
-    data = result.model_dump(mode="json", exclude_none=True, exclude={"uploaded", "notUploaded"})
+    data = result.model_dump(mode="json", exclude_none=True, exclude={"uploaded", "notUploaded", "tests"})
     text = json.dumps(data, separators=(",", ":"))
     while len(text.encode()) > TERMINATION_MESSAGE_LIMIT and data.get("message"):
         msg = data["message"]
@@ -203,6 +204,24 @@ class RunnerConfig(BaseModel):
     # How long the runner keeps retrying its uploads while S3 is unavailable, from the start of the
     # upload (and never past timeoutSeconds + this after its start); the pod's deadline includes it.
     uploadWindowSeconds: int = Field(default=300, ge=0)
+    # A JobRun's pod. ``shardCount`` 0: a TestRun. Otherwise this pod is shard ``shardIndex`` (1-based)
+    # of ``shardCount`` and runs :func:`shard_files` of the suite's test files: ``tests`` when the
+    # operator knows them (tests[] and ConfigMap sources), else those found by :func:`is_test_file`
+    # (a git source). Every file of the suite is validated before any test runs. Each test file
+    # that ends is announced as a :class:`TestEnded` line; Playwright also writes a blob report
+    # (``blob/`` in the artifacts) for the merge.
+    shardIndex: int = Field(default=0, ge=0)
+    shardCount: int = Field(default=0, ge=0)
+    tests: list[str] = Field(default_factory=list)
+    # "run" (a test or a shard) or "merge": merge the Playwright blob reports found under the S3
+    # prefixes ``mergeFrom`` (same bucket) into one HTML report and one JUnit XML under ``prefix``.
+    mode: str = "run"
+    mergeFrom: list[str] = Field(default_factory=list)
+    # A suite fetched in the pod: ``git clone`` of gitUrl at gitRevision, the suite is the folder
+    # gitPath of it. Credentials, when given, come as SUPERCHECK_GIT_USERNAME / SUPERCHECK_GIT_PASSWORD.
+    gitUrl: str = ""
+    gitRevision: str = ""
+    gitPath: str = ""
 
     def to_env(self) -> dict[str, str]:
         env = {}
@@ -238,8 +257,96 @@ def artifact_prefix(namespace: str, name: str, uid: str, attempt: int) -> str:
     return f"{namespace}/{name}/{uid}/attempt-{attempt}"
 
 
-# The artifact buckets. The operator picks one by test type ("playwright", "k6"); "playwright-job"
-# and "monitor" have no test type yet, but the local environment creates all four.
+def job_prefix(namespace: str, name: str, uid: str) -> str:
+    """A JobRun's folder: its merged report (``report/index.html``, ``junit.xml``) and its shards'."""
+    return f"{namespace}/{name}/{uid}"
+
+
+def shard_prefix(namespace: str, name: str, uid: str, shard: int, attempt: int) -> str:
+    return f"{job_prefix(namespace, name, uid)}/shard-{shard}/attempt-{attempt}"
+
+
+# ---------------------------------------------------------------- a job's tests
+
+# Playwright's default testMatch, **/*.@(spec|test).?(c|m)[jt]s?(x), on a file name; k6 test files
+# are named the same way, or *.k6.js / *.k6.ts (any other file of a suite is a helper it imports).
+_TEST_FILE = {"playwright": re.compile(r"\.(spec|test)\.[cm]?[jt]sx?$"),
+              "k6": re.compile(r"\.(spec|test|k6)\.[cm]?[jt]s$")}
+
+
+def is_test_file(path: str, test_type: str) -> bool:
+    """Whether a suite's file is a test (one test of a job) rather than a helper it imports."""
+    pattern = _TEST_FILE.get(test_type)
+    return bool(pattern and pattern.search(path.rsplit("/", 1)[-1]))
+
+
+def shard_files(files: list[str], index: int, count: int) -> list[str]:
+    """The test files shard ``index`` (1-based) of ``count`` runs: round robin over the sorted
+    files, so each shard gets the same files on every attempt, and the operator and the runner
+    agree without talking."""
+    if count <= 0:
+        return sorted(files)
+    return [f for i, f in enumerate(sorted(files)) if i % count == index - 1]
+
+
+class TestOutcome(str, enum.Enum):  # noqa: UP042 - see FailureClass
+    """How one test (a test file of a job) ended. A file's outcome is that of its worst test case:
+    failed over flaky over passed; skipped only when every case was skipped."""
+
+    __test__ = False
+
+    PASSED = "passed"
+    FAILED = "failed"
+    FLAKY = "flaky"
+    SKIPPED = "skipped"
+    NOT_RUN = "notRun"  # the job ended (timeout, cancel, error) before this test ran: never printed by a runner
+
+
+TEST_ENDED_TAG = "test-ended "
+TEST_FAILURE_LIMIT = 300
+
+
+class TestEnded(BaseModel):
+    """One test file of a job has ended, printed by the runner as it happens:
+    ``[supercheck] test-ended {"file":"login.spec.ts","outcome":"passed","durationMs":812,"retries":0}``.
+    ``cases`` is how many test cases the file has; ``failure``: the first failing case and its error."""
+
+    __test__ = False
+
+    file: str
+    outcome: TestOutcome
+    durationMs: int = 0
+    retries: int = 0
+    cases: int = 0
+    failure: str = ""
+
+    def line(self) -> str:
+        data = self.model_dump(mode="json")
+        data["failure"] = " ".join(self.failure.split())[:TEST_FAILURE_LIMIT]
+        return LOG_PREFIX + TEST_ENDED_TAG + json.dumps(data, separators=(",", ":"))
+
+
+def tests_ended(log: str) -> list[TestEnded]:
+    """Every test-ended line of a runner's log, in order (a file printed twice: the last wins)."""
+    found: dict[str, TestEnded] = {}
+    head = LOG_PREFIX + TEST_ENDED_TAG
+    for raw in log.split("\n"):
+        if not raw.startswith(head):
+            continue
+        try:
+            ended = TestEnded.model_validate_json(raw[len(head):].rstrip())
+        except ValueError:
+            continue
+        found.pop(ended.file, None)
+        found[ended.file] = ended
+    return list(found.values())
+
+
+RunnerResult.model_rebuild()
+
+
+# The artifact buckets. The operator picks one by test type ("playwright", "k6"); a Playwright JobRun
+# uses "playwright-job"; "monitor" has no user yet, but the local environment creates all four.
 BUCKETS = {
     "playwright": "playwright-test-artifacts",
     "playwright-job": "playwright-job-artifacts",
