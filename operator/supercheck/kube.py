@@ -18,10 +18,9 @@ from kubernetes.client import ApiException
 
 from supercheck.models import VERSION
 from supercheck.ports import AlreadyExists, ApiUnavailable, Conflict, Obj
-from supercheck.vocabulary import GROUP
+from supercheck.vocabulary import GROUP, JOBRUNS, TESTRUNS
 
 log = logging.getLogger(__name__)
-PLURAL = "testruns"
 
 __all__ = ["AlreadyExists", "ApiUnavailable", "Conflict", "Kube", "load_config"]
 
@@ -81,30 +80,40 @@ class Kube:
                 return None
             raise
 
-    # --- TestRuns
-    async def get_testrun(self, namespace: str, name: str) -> Obj | None:
-        return await self._maybe(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name)
+    # --- TestRuns and JobRuns (``plural``)
+    async def get_run(self, namespace: str, name: str, plural: str = TESTRUNS) -> Obj | None:
+        return await self._maybe(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name)
 
-    async def list_testruns(self) -> list[Obj]:
-        out = await self._run(self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL)
-        return cast(list[Obj], out.get("items", []))
+    async def list_runs(self) -> list[Obj]:
+        """Every TestRun and JobRun of the cluster (the ledger's truth)."""
+        items: list[Obj] = []
+        for plural in (TESTRUNS, JOBRUNS):
+            try:
+                out = await self._run(self.custom.list_cluster_custom_object, GROUP, VERSION, plural)
+            except ApiException as exc:
+                if exc.status == 404 and plural == JOBRUNS:  # the JobRun CRD is not installed (yet)
+                    continue
+                raise
+            items += cast(list[Obj], out.get("items", []))
+        return items
 
-    async def patch_status(self, namespace: str, name: str, status: Obj, resource_version: str | None) -> Obj:
+    async def patch_status(self, namespace: str, name: str, status: Obj, resource_version: str | None,
+                           plural: str = TESTRUNS) -> Obj:
         body: dict[str, Any] = {"status": status}
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
         try:
             return await self._run(self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace,
-                                   PLURAL, name, body)
+                                   plural, name, body)
         except ApiException as exc:
             if exc.status == 404:
-                raise Conflict("the TestRun is gone") from exc
+                raise Conflict("the run is gone") from exc
             raise
 
-    async def delete_testrun(self, namespace: str, name: str, uid: str) -> None:
+    async def delete_run(self, namespace: str, name: str, uid: str, plural: str = TESTRUNS) -> None:
         body = {"preconditions": {"uid": uid}, "propagationPolicy": "Background"}
         try:
-            await self._run(self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name,
+            await self._run(self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, plural, name,
                             body=body)
         except ApiException as exc:
             if exc.status not in (404, 409):

@@ -54,6 +54,7 @@ KEYS = [
     PREFIX + "released",
     PREFIX + "granted",
     PREFIX + "stats",
+    PREFIX + "weights",
 ]
 TOMBSTONE_TTL_MS = 24 * 3600 * 1000
 
@@ -107,16 +108,16 @@ class Ledger:
     def _where(self) -> str:
         return self.url.split("@")[-1]
 
-    async def admit(self, uid: str, ref: str, priority: int) -> AdmitResult:
-        out = await self._run("admit", uid, ref, priority, self.running_capacity, self.queued_capacity)
+    async def admit(self, uid: str, ref: str, priority: int, weight: int = 1) -> AdmitResult:
+        out = await self._run("admit", uid, ref, priority, self.running_capacity, self.queued_capacity, weight)
         if _s(out[0]) == "rebuild":
             raise NeedsRebuild("the capacity ledger is empty (Redis restarted?)")
         state = AdmitState(_s(out[0]))
-        a, b, running, queued = (int(_s(x)) for x in out[1:5])
-        promoted = _promotions(out[5:])
+        a, b, running, queued, w = (int(_s(x)) for x in out[1:6])
+        promoted = _promotions(out[6:])
         if state == AdmitState.RUNNING:
-            return AdmitResult(state, granted_ms=a, running=running, queued=queued, promoted=promoted)
-        return AdmitResult(state, seq=a, position=b, running=running, queued=queued, promoted=promoted)
+            return AdmitResult(state, granted_ms=a, running=running, queued=queued, promoted=promoted, weight=w)
+        return AdmitResult(state, seq=a, position=b, running=running, queued=queued, promoted=promoted, weight=w)
 
     async def release(self, uid: str, duration_ms: int | None = None) -> ReleaseResult:
         out = await self._run("release", uid, self.running_capacity, duration_ms or 0)
@@ -125,22 +126,24 @@ class Ledger:
             raise NeedsRebuild("the capacity ledger is empty (Redis restarted?)")
         return ReleaseResult(removed, _promotions(out[1:]))
 
-    async def ensure(self, uid: str, ref: str, kind: str, score: int = 0) -> tuple[str, tuple[Promotion, ...]]:
-        out = await self._run("ensure", uid, ref, kind, score, self.running_capacity)
+    async def ensure(self, uid: str, ref: str, kind: str, score: int = 0,
+                     weight: int = 1) -> tuple[str, tuple[Promotion, ...]]:
+        out = await self._run("ensure", uid, ref, kind, score, self.running_capacity, weight)
         state = _s(out[0])
         if state == "rebuild":
             raise NeedsRebuild("the capacity ledger is empty (Redis restarted?)")
         return state, _promotions(out[1:])
 
-    async def rebuild(self, running: Sequence[tuple[str, str]], queued: Sequence[tuple[str, str, int]],
+    async def rebuild(self, running: Sequence[tuple[str, str, int]], queued: Sequence[tuple[str, str, int, int]],
                       released: Sequence[str], seq_floor: int) -> tuple[bool, tuple[Promotion, ...]]:
-        """Install the cluster's truth; False when the ledger was valid already (someone else rebuilt)."""
+        """Install the cluster's truth; False when the ledger was valid already (someone else rebuilt).
+        ``running``: (uid, ref, weight); ``queued``: (uid, ref, score, weight)."""
         args: list[object] = [uuid.uuid4().hex, self.running_capacity, seq_floor, len(running)]
-        for uid, ref in running:
-            args += [uid, ref]
+        for uid, ref, weight in running:
+            args += [uid, ref, weight]
         args.append(len(queued))
-        for uid, ref, score in queued:
-            args += [uid, ref, score]
+        for uid, ref, score, weight in queued:
+            args += [uid, ref, score, weight]
         args.append(len(released))
         args += released
         out = await self._run("rebuild", *args)
@@ -156,7 +159,8 @@ class Ledger:
                 pipe.zrange(KEYS[3], 0, -1, withscores=True)
                 pipe.hgetall(KEYS[4])
                 pipe.zrange(KEYS[7], 0, -1)
-                epoch, running, queued, members, queue, refs, released = await pipe.execute()
+                pipe.hgetall(KEYS[10])
+                epoch, running, queued, members, queue, refs, released, weights = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise LedgerUnavailable(f"Redis at {self._where()} is unreachable: {exc}") from exc
         return Snapshot(
@@ -167,6 +171,7 @@ class Ledger:
             queue=[(_s(m), int(s)) for m, s in queue],
             refs={_s(k): _s(v) for k, v in refs.items()},
             released={_s(m) for m in released},
+            weights={_s(k): int(_s(v)) for k, v in weights.items()},
         )
 
     async def epoch(self) -> str | None:

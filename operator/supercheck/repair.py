@@ -1,8 +1,9 @@
-"""Leak repair: the ledger checked against the cluster's truth (TestRun status + runner pods).
+"""Leak repair: the ledger checked against the cluster's truth (TestRun and JobRun status + runner pods).
 
 The cluster is the truth. A run holds a running slot when its status says so (and it is not
 finished) or when a live runner pod of it exists; it holds a queue place when its status says
-``slot: queued``. Everything else in the ledger is stale.
+``slot: queued``. Everything else in the ledger is stale. A JobRun holds ``status.slots`` running
+slots at once (its parallelism), or as many as it has live pods if that is more.
 
 * On a wiped Redis (no epoch) the whole ledger is rebuilt from that truth, atomically, while
   every other ledger script refuses to run.
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Desired:
     running: dict[str, str] = field(default_factory=dict)  # uid -> ref
+    weights: dict[str, int] = field(default_factory=dict)  # uid -> running slots, when more than 1
     queued: dict[str, tuple[str, int]] = field(default_factory=dict)  # uid -> (ref, score)
     released: set[str] = field(default_factory=set)
     admitting: set[str] = field(default_factory=set)  # not finished, no slot in the status (yet)
@@ -44,15 +46,28 @@ class Desired:
 @dataclass
 class Plan:
     stale: list[str] = field(default_factory=list)
-    missing: list[tuple[str, str, str, int]] = field(default_factory=list)  # uid, ref, kind, score
+    missing: list[tuple[str, str, str, int, int]] = field(default_factory=list)  # uid, ref, kind, score, weight
     promoted_waiting: list[str] = field(default_factory=list)  # granted a slot, status still queued
 
 
 def status_of(tr: Mapping[str, Any]) -> TestRunStatus:
+    """What the repair reads of a run's status (TestRun or JobRun: the fields they share)."""
+    raw = tr.get("status") or {}
     try:
-        return TestRunStatus.model_validate(tr.get("status") or {})
+        return TestRunStatus.model_validate({k: raw[k] for k in _SHARED if k in raw})
     except ValidationError:
         return TestRunStatus()
+
+
+_SHARED = ("phase", "slot", "queueSeq", "completedAt", "startedAt")
+
+
+def slots_of(run: Mapping[str, Any]) -> int:
+    """Running slots a run takes at once: a JobRun's ``status.slots``; 1 for a TestRun."""
+    try:
+        return max(1, int((run.get("status") or {}).get("slots") or 1))
+    except (TypeError, ValueError):
+        return 1
 
 
 def desired_ledger(testruns: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]) -> Desired:
@@ -70,6 +85,9 @@ def desired_ledger(testruns: Iterable[Mapping[str, Any]], pods: Iterable[Mapping
         status = status_of(tr)
         max_seq = max(max_seq, status.queueSeq or 0)
         terminal = status.phase is not None and status.phase.terminal
+        weight = max(slots_of(tr), live_pods.get(uid, 0))
+        if weight > 1:
+            d.weights[uid] = weight
         if uid in live_pods or (not terminal and status.slot == SlotState.RUNNING):
             d.running[uid] = ref
         elif not terminal and status.slot == SlotState.QUEUED:
@@ -97,10 +115,10 @@ def repair_plan(snapshot: Snapshot, desired: Desired, statuses: Mapping[str, Tes
             plan.stale.append(uid)
     for uid, ref in desired.running.items():
         if uid not in held and uid not in snapshot.released:
-            plan.missing.append((uid, ref, SlotState.RUNNING, 0))
+            plan.missing.append((uid, ref, SlotState.RUNNING, 0, desired.weights.get(uid, 1)))
     for uid, (ref, score) in desired.queued.items():
         if uid not in held and uid not in snapshot.released:
-            plan.missing.append((uid, ref, SlotState.QUEUED, score))
+            plan.missing.append((uid, ref, SlotState.QUEUED, score, desired.weights.get(uid, 1)))
     for uid in snapshot.running:
         st = statuses.get(uid)
         if st is not None and st.slot == SlotState.QUEUED and st.phase == Phase.QUEUED:
@@ -108,9 +126,12 @@ def repair_plan(snapshot: Snapshot, desired: Desired, statuses: Mapping[str, Tes
     return plan
 
 
-def rebuild_args(desired: Desired) -> tuple[list[tuple[str, str]], list[tuple[str, str, int]], list[str], int]:
-    running = sorted(desired.running.items())
-    queued = sorted(((uid, ref, score) for uid, (ref, score) in desired.queued.items()), key=lambda x: x[2])
+def rebuild_args(desired: Desired) -> tuple[list[tuple[str, str, int]], list[tuple[str, str, int, int]],
+                                            list[str], int]:
+    w = desired.weights
+    running = [(uid, ref, w.get(uid, 1)) for uid, ref in sorted(desired.running.items())]
+    queued = sorted(((uid, ref, score, w.get(uid, 1)) for uid, (ref, score) in desired.queued.items()),
+                    key=lambda x: x[2])
     return running, queued, sorted(desired.released), desired.seq_floor
 
 

@@ -12,6 +12,11 @@ import enum
 
 GROUP = "supercheck.io"
 
+# The run kinds, and their plurals in the API.
+TESTRUN_KIND, TESTRUNS = "TestRun", "testruns"
+JOBRUN_KIND, JOBRUNS = "JobRun", "jobruns"
+PLURALS = {TESTRUN_KIND: TESTRUNS, JOBRUN_KIND: JOBRUNS}
+
 # ---------------------------------------------------------------- labels on the objects a run owns
 
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -19,6 +24,9 @@ MANAGER = "supercheck"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_TESTRUN = f"{GROUP}/testrun"
 LABEL_TESTRUN_UID = f"{GROUP}/testrun-uid"
+LABEL_JOBRUN = f"{GROUP}/jobrun"
+LABEL_JOBRUN_UID = f"{GROUP}/jobrun-uid"
+LABEL_SHARD = f"{GROUP}/shard"  # a JobRun's shard (1-based); "merge" for its report merge pod
 LABEL_ATTEMPT = f"{GROUP}/attempt"
 LABEL_TYPE = f"{GROUP}/type"
 RUNNER_SELECTOR = {LABEL_MANAGED_BY: MANAGER}

@@ -37,6 +37,9 @@ from supercheck.rows import Row
 from supercheck.vocabulary import AdmitState
 
 
+KINDS = {"testruns": "TestRun", "jobruns": "JobRun"}
+
+
 class FakeClock:
     def __init__(self, start: datetime | None = None) -> None:
         self.t = start or datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -145,19 +148,19 @@ class FakeKube:
         self.logs[(namespace, name)] = self.logs.get((namespace, name), "") + "".join(f"{ln}\n" for ln in lines)
 
     # --- the port
-    async def get_testrun(self, namespace: str, name: str) -> dict[str, Any] | None:
-        self._check("get_testrun")
-        obj = self.objects.get(("TestRun", namespace, name))
+    async def get_run(self, namespace: str, name: str, plural: str = "testruns") -> dict[str, Any] | None:
+        self._check("get_run")
+        obj = self.objects.get((KINDS[plural], namespace, name))
         return copy.deepcopy(obj) if obj else None
 
-    async def list_testruns(self) -> list[dict[str, Any]]:
-        self._check("list_testruns")
-        return [copy.deepcopy(o) for (k, _, _), o in self.objects.items() if k == "TestRun"]
+    async def list_runs(self) -> list[dict[str, Any]]:
+        self._check("list_runs")
+        return [copy.deepcopy(o) for (k, _, _), o in self.objects.items() if k in ("TestRun", "JobRun")]
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any],
-                           resource_version: str | None) -> dict[str, Any]:
+                           resource_version: str | None, plural: str = "testruns") -> dict[str, Any]:
         self._check("patch_status")
-        obj = self.objects.get(("TestRun", namespace, name))
+        obj = self.objects.get((KINDS[plural], namespace, name))
         if obj is None:
             raise Conflict("the TestRun is gone")
         if resource_version and resource_version != obj["metadata"]["resourceVersion"]:
@@ -165,9 +168,9 @@ class FakeKube:
         _merge(obj.setdefault("status", {}), status)
         return copy.deepcopy(self._stamp(obj))
 
-    async def delete_testrun(self, namespace: str, name: str, uid: str) -> None:
-        self._check("delete_testrun")
-        obj = self.objects.get(("TestRun", namespace, name))
+    async def delete_run(self, namespace: str, name: str, uid: str, plural: str = "testruns") -> None:
+        self._check("delete_run")
+        obj = self.objects.get((KINDS[plural], namespace, name))
         if obj is not None and obj["metadata"]["uid"] == uid:
             del self.objects[("TestRun", namespace, name)]
 
@@ -239,6 +242,10 @@ class FakeLedger:
         self.down = False
         self.wiped = False
         self.avg_ms: int | None = None
+        self.weights: dict[str, int] = {}  # uid -> running slots at once, when more than 1
+
+    def used(self) -> int:
+        return sum(self.weights.get(uid, 1) for uid in self.running)
 
     def _check(self) -> None:
         if self.down:
@@ -251,8 +258,12 @@ class FakeLedger:
 
     def _promote(self) -> tuple[Promotion, ...]:
         out = []
-        while len(self.running) < self.running_capacity and self.queue:
+        while self.used() < self.running_capacity and self.queue:
             uid = min(self.queue, key=lambda u: self.queue[u])
+            if self.weights.get(uid, 1) > self.running_capacity:
+                self.weights[uid] = self.running_capacity
+            if self.used() + self.weights.get(uid, 1) > self.running_capacity:
+                break  # strict order: the head waits for all its slots, nothing overtakes it
             del self.queue[uid]
             self.running[uid] = self._ms()
             out.append(Promotion(uid, self.refs.get(uid, "")))
@@ -261,9 +272,11 @@ class FakeLedger:
     def _position(self, uid: str) -> int:
         return sorted(self.queue.values()).index(self.queue[uid]) + 1
 
-    async def admit(self, uid: str, ref: str, priority: int) -> AdmitResult:
+    async def admit(self, uid: str, ref: str, priority: int, weight: int = 1) -> AdmitResult:
         self._check()
-        counts = lambda: dict(running=len(self.running), queued=len(self.queue))  # noqa: E731
+        weight = max(1, min(weight, self.running_capacity))
+        counts = lambda: dict(running=self.used(), queued=len(self.queue),  # noqa: E731
+                              weight=self.weights.get(uid, 1))
         if uid in self.released:
             return AdmitResult(AdmitState.RELEASED, **counts())
         promoted = self._promote()
@@ -273,7 +286,9 @@ class FakeLedger:
             return AdmitResult(AdmitState.QUEUED, seq=self.queue[uid] % 2**40, position=self._position(uid),
                                promoted=promoted, **counts())
         self.refs[uid] = ref
-        if len(self.running) < self.running_capacity and not self.queue:
+        if weight > 1:
+            self.weights[uid] = weight
+        if self.used() + weight <= self.running_capacity and not self.queue:
             self.running[uid] = self._ms()
             return AdmitResult(AdmitState.RUNNING, granted_ms=self.running[uid], promoted=promoted, **counts())
         if len(self.queue) < self.queued_capacity:
@@ -282,6 +297,7 @@ class FakeLedger:
             return AdmitResult(AdmitState.QUEUED, seq=self.seq, position=self._position(uid), promoted=promoted,
                                **counts())
         del self.refs[uid]
+        self.weights.pop(uid, None)
         return AdmitResult(AdmitState.REJECTED, promoted=promoted, **counts())
 
     async def release(self, uid: str, duration_ms: int | None = None) -> ReleaseResult:
@@ -295,29 +311,34 @@ class FakeLedger:
         elif self.queue.pop(uid, None) is not None:
             removed = "queued"
         self.refs.pop(uid, None)
+        self.weights.pop(uid, None)
         return ReleaseResult(removed, self._promote())
 
-    async def ensure(self, uid: str, ref: str, kind: str, score: int = 0) -> tuple[str, tuple[Promotion, ...]]:
+    async def ensure(self, uid: str, ref: str, kind: str, score: int = 0,
+                     weight: int = 1) -> tuple[str, tuple[Promotion, ...]]:
         self._check()
         if uid in self.released or uid in self.running or uid in self.queue:
             return "present", ()
         self.refs[uid] = ref
+        if weight > 1:
+            self.weights[uid] = weight
         if kind == "running":
             self.running[uid] = self._ms()
         else:
             self.queue[uid] = score
         return "added", self._promote()
 
-    async def rebuild(self, running: Sequence[tuple[str, str]], queued: Sequence[tuple[str, str, int]],
+    async def rebuild(self, running: Sequence[tuple[str, str, int]], queued: Sequence[tuple[str, str, int, int]],
                       released: Sequence[str], seq_floor: int) -> tuple[bool, tuple[Promotion, ...]]:
         if self.down:
             raise LedgerUnavailable("down")
         if not self.wiped:
             return False, ()
         self.wiped = False
-        self.running = {uid: self._ms() for uid, _ in running}
-        self.queue = {uid: score for uid, _, score in queued}
-        self.refs = {uid: ref for uid, ref in running} | {uid: ref for uid, ref, _ in queued}
+        self.running = {uid: self._ms() for uid, _, _ in running}
+        self.queue = {uid: score for uid, _, score, _ in queued}
+        self.refs = {uid: ref for uid, ref, _ in running} | {uid: ref for uid, ref, _, _ in queued}
+        self.weights = {uid: w for uid, _, w in running if w > 1} | {uid: w for uid, _, _, w in queued if w > 1}
         self.released = set(released)
         self.seq = max(self.seq, seq_floor)
         return True, self._promote()
@@ -325,8 +346,9 @@ class FakeLedger:
     async def snapshot(self) -> Snapshot:
         if self.down:
             raise LedgerUnavailable("down")
-        return Snapshot(None if self.wiped else "epoch", len(self.running), len(self.queue), set(self.running),
-                        sorted(self.queue.items(), key=lambda kv: kv[1]), dict(self.refs), set(self.released))
+        return Snapshot(None if self.wiped else "epoch", self.used(), len(self.queue), set(self.running),
+                        sorted(self.queue.items(), key=lambda kv: kv[1]), dict(self.refs), set(self.released),
+                        dict(self.weights))
 
     async def epoch(self) -> str | None:
         if self.down:

@@ -177,8 +177,8 @@ def test_rebuild_installs_the_truth_once_and_promotes_into_free_slots(redis_url,
     async def go():
         ledger = Ledger(redis_url, 2, 5)
         ok, promoted = await ledger.rebuild(
-            running=[("r1", "ns/r1")],
-            queued=[("q1", "ns/q1", queue_score(0, 7)), ("q2", "ns/q2", queue_score(9, 8))],
+            running=[("r1", "ns/r1", 1)],
+            queued=[("q1", "ns/q1", queue_score(0, 7), 1), ("q2", "ns/q2", queue_score(9, 8), 1)],
             released=["done"],
             seq_floor=8,
         )
@@ -221,3 +221,57 @@ def test_raised_capacity_drains_the_queue_on_next_admission(redis_url, raw):
     c = run(go())
     assert [p.uid for p in c.promoted] == ["b"] and c.state == "running"
     assert counters(raw) == (3, 0)
+
+
+# ---------------------------------------------------------------- weights: a JobRun takes N slots at once
+
+
+def test_a_job_takes_its_slots_all_at_once_or_waits_at_the_head(redis_url, raw):
+    async def go():
+        ledger = await _fresh(redis_url, running=4, queued=10)
+        a = await ledger.admit("t1", "ns/t1", 0)  # 1 of 4
+        job = await ledger.admit("job", "ns/job", 0, weight=2)  # 3 of 4
+        big = await ledger.admit("big", "ns/big", 0, weight=3)  # needs 3, 1 free: waits at the head
+        small = await ledger.admit("t2", "ns/t2", 0)  # fits in the free slot, but may not overtake
+        held = counters(raw)
+        r1 = await ledger.release("t1")  # 2 free: still not 3
+        r2 = await ledger.release("job")  # 4 free: big runs (3), then t2 (1)
+        snap = await ledger.snapshot()
+        await ledger.close()
+        return a, job, big, small, held, r1, r2, snap
+    a, job, big, small, held, r1, r2, snap = run(go())
+    assert a.state == "running" and job.state == "running" and job.weight == 2
+    assert big.state == "queued" and big.weight == 3 and small.state == "queued" and small.position == 2
+    assert held == (3, 2)
+    assert r1.promoted == ()
+    assert [p.uid for p in r2.promoted] == ["big", "t2"]
+    assert snap.running == {"big", "t2"} and snap.weights == {"big": 3}
+    assert counters(raw) == (4, 0)
+
+
+def test_a_weight_above_capacity_is_clamped_to_the_capacity(redis_url, raw):
+    async def go():
+        ledger = await _fresh(redis_url, running=2, queued=5)
+        r = await ledger.admit("huge", "ns/huge", 0, weight=9)
+        await ledger.release("huge")
+        await ledger.close()
+        return r
+    r = run(go())
+    assert r.state == "running" and r.weight == 2
+    assert counters(raw) == (0, 0)
+
+
+def test_rebuild_and_ensure_restore_weights(redis_url, raw):
+    async def go():
+        ledger = Ledger(redis_url, 6, 5)
+        await ledger.rebuild(running=[("job", "ns/job", 3), ("t", "ns/t", 1)], queued=[], released=[], seq_floor=0)
+        after_rebuild = counters(raw)
+        added = await ledger.ensure("lost-job", "ns/lost-job", "running", 0, 2)
+        after_ensure = counters(raw)
+        await ledger.release("job")
+        await ledger.release("lost-job")
+        await ledger.close()
+        return after_rebuild, added, after_ensure
+    after_rebuild, added, after_ensure = run(go())
+    assert after_rebuild == (4, 0) and added[0] == "added" and after_ensure == (6, 0)
+    assert counters(raw) == (1, 0)

@@ -47,7 +47,7 @@ def test_plan_removes_only_what_is_certainly_stale_and_restores_what_is_missing(
                     queue=[("q", queue_score(0, 1))], refs={}, released={"old"})
     plan = repair.repair_plan(snap, d, {})
     assert plan.stale == ["done", "gone"]
-    assert plan.missing == [("lost", "ns/lost", "running", 0)]
+    assert plan.missing == [("lost", "ns/lost", "running", 0, 1)]
 
 
 def test_a_run_being_admitted_is_not_stale():
@@ -88,3 +88,11 @@ def test_cleanup_removes_only_finished_pods_of_runs_ended_an_interval_ago():
     now = 1893457800.0  # 2030-01-01T00:30:00Z
     assert repair.finished_pods_to_clean([old, recent, live], [{**p, "metadata": {**p["metadata"], "namespace": "ns"}}
                                                                for p in pods], now, 1800) == [("ns", "old-a1")]
+
+
+def test_a_job_holds_its_slots_in_the_rebuilt_ledger():
+    job = tr("job", "Running", "running")
+    job["status"]["slots"] = 3
+    d = repair.desired_ledger([job, tr("t", "Running", "running")], [])
+    running, _, _, _ = repair.rebuild_args(d)
+    assert sorted(running) == [("job", "ns/job", 3), ("t", "ns/t", 1)]

@@ -20,7 +20,7 @@ async def rebuild_ledger(eng: Engine) -> None:
         if await eng.ledger.epoch() is not None:
             return
         async with eng.gate.exclusive():
-            testruns = await eng.kube.list_testruns()
+            testruns = await eng.kube.list_runs()
             pods = await eng.kube.list_pods(RUNNER_PODS)
             running, queued, released, seq_floor = repair.rebuild_args(repair.desired_ledger(testruns, pods))
             rebuilt, promoted = await eng.ledger.rebuild(running, queued, released, seq_floor)
@@ -40,7 +40,7 @@ async def reconcile_ledger(eng: Engine) -> None:
         if snapshot.epoch is None:
             await rebuild_ledger(eng)
             return
-        testruns = await eng.kube.list_testruns()
+        testruns = await eng.kube.list_runs()
         pods = await eng.kube.list_pods(RUNNER_PODS)
     except (LedgerUnavailable, NeedsRebuild) as exc:
         log.info("ledger reconcile skipped: %s", exc)
@@ -55,9 +55,9 @@ async def reconcile_ledger(eng: Engine) -> None:
             log.warning("repaired a leaked %s slot of run %s", result.removed, uid)
             eng.metrics.slots_repaired.labels(f"stale_{result.removed}").inc()
         eng.wake_promoted(result.promoted)
-    for uid, ref, kind, score in plan.missing:
+    for uid, ref, kind, score, weight in plan.missing:
         async with eng.gate.shared():
-            state, promoted = await eng.ledger.ensure(uid, ref, kind, score)
+            state, promoted = await eng.ledger.ensure(uid, ref, kind, score, weight)
         if state == "added":
             log.warning("restored a missing %s entry of run %s (%s)", kind, uid, ref)
             eng.metrics.slots_repaired.labels(f"missing_{kind}").inc()
@@ -70,7 +70,7 @@ async def reconcile_ledger(eng: Engine) -> None:
 async def clean_finished_pods(eng: Engine, now_ts: float) -> None:
     """Remove runner pods of runs that ended more than one CLEANUP_INTERVAL_MS ago."""
     interval = eng.settings.cleanup_interval_ms / 1000
-    testruns = await eng.kube.list_testruns()
+    testruns = await eng.kube.list_runs()
     pods = await eng.kube.list_pods(RUNNER_PODS)
     for namespace, name in repair.finished_pods_to_clean(testruns, pods, now_ts, interval):
         await eng.kube.delete_pod(namespace, name)

@@ -98,5 +98,5 @@ async def finished(run: RunHandle, body: Body, status: TestRunStatus, spec: Test
         if left > 0:
             return left
         run.log.info("ttlSecondsAfterFinished=%d passed; deleting the TestRun", ttl)
-        await eng.kube.delete_testrun(run.namespace, run.name, run.uid)
+        await eng.kube.delete_run(run.namespace, run.name, run.uid, run.plural)
     return None

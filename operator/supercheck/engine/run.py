@@ -11,6 +11,7 @@ from typing import Any
 from supercheck.engine.context import Engine
 from supercheck.pods import PodView
 from supercheck.ports import Conflict
+from supercheck.vocabulary import PLURALS, TESTRUN_KIND
 
 Body = dict[str, Any]
 
@@ -46,6 +47,8 @@ class RunHandle:
         self.namespace: str = meta["namespace"]
         self.name: str = meta["name"]
         self.uid: str = meta["uid"]
+        self.kind: str = str(body.get("kind") or TESTRUN_KIND)
+        self.plural: str = PLURALS.get(self.kind, PLURALS[TESTRUN_KIND])
         self.recorded_start: set[int] = set()
         self.progress_read_at: datetime | None = None  # when the runner's log tail was last read
 
@@ -56,7 +59,7 @@ class RunHandle:
         return live
 
     async def refresh(self) -> Body | None:
-        fresh = await self.eng.kube.get_testrun(self.namespace, self.name)
+        fresh = await self.eng.kube.get_run(self.namespace, self.name, self.plural)
         if fresh is not None and fresh["metadata"]["uid"] == self.uid:
             self.latest = fresh
             return fresh
@@ -71,13 +74,13 @@ class RunHandle:
         kube = self.eng.kube
         rv = body["metadata"].get("resourceVersion")
         try:
-            updated = await kube.patch_status(self.namespace, self.name, status_patch, rv)
+            updated = await kube.patch_status(self.namespace, self.name, status_patch, rv, self.plural)
         except Conflict:
             fresh = await self.refresh()
             if fresh is None or fresh.get("status") != body.get("status") or fresh.get("spec") != body.get("spec"):
                 raise
             updated = await kube.patch_status(self.namespace, self.name, status_patch,
-                                              fresh["metadata"].get("resourceVersion"))
+                                              fresh["metadata"].get("resourceVersion"), self.plural)
         self.latest = updated
         return updated
 

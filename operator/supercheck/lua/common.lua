@@ -10,7 +10,10 @@
 --   KEYS[8] supercheck:ledger:released    sorted set: uid -> release time (ms); a released run never comes back
 --   KEYS[9] supercheck:ledger:granted     hash: uid -> time (ms) its running slot was granted
 --   KEYS[10] supercheck:ledger:stats      hash: avg_run_ms (for retry-after estimates)
--- The counters always equal the sizes of the sets, because only these scripts touch them.
+--   KEYS[11] supercheck:ledger:weights    hash: uid -> running slots the run takes at once (absent: 1);
+--            a JobRun with parallelism N takes N, all at once or none
+-- The running counter always equals the sum of the weights of the running set, the queued counter the
+-- size of the queue, because only these scripts touch them.
 
 local function count(key)
   return tonumber(redis.call('GET', key) or '0')
@@ -21,16 +24,30 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+local function weight(uid)
+  return tonumber(redis.call('HGET', KEYS[11], uid) or '1')
+end
+
 -- Move the best queued runs into free running slots; returns {uid1, ref1, uid2, ref2, ...}.
+-- Strict order: a head that needs more slots than are free waits for them, and nothing behind it
+-- overtakes it (a job's slots are granted all at once, never a part of them).
 local function promote(capacity)
   local out = {}
   while count(KEYS[1]) < capacity do
-    local top = redis.call('ZPOPMIN', KEYS[4])
+    local top = redis.call('ZRANGE', KEYS[4], 0, 0)
     if #top == 0 then break end
     local uid = top[1]
+    local w = weight(uid)
+    if w > capacity then
+      -- Asked for more than the whole capacity (it was lowered since): it gets all of it.
+      w = capacity
+      redis.call('HSET', KEYS[11], uid, w)
+    end
+    if count(KEYS[1]) + w > capacity then break end
+    redis.call('ZREM', KEYS[4], uid)
     redis.call('DECR', KEYS[2])
     redis.call('SADD', KEYS[3], uid)
-    redis.call('INCR', KEYS[1])
+    redis.call('INCRBY', KEYS[1], w)
     redis.call('HSET', KEYS[9], uid, now_ms())
     -- Every replica listens: the promoted run's daemon wakes up at once, wherever it lives.
     redis.call('PUBLISH', PROMOTIONS_CHANNEL, uid)

@@ -1,10 +1,10 @@
--- rebuild(epoch, running_capacity, seq_floor, n_running, [uid, ref]..., n_queued, [uid, ref, score]...,
---         n_released, [uid]...)
+-- rebuild(epoch, running_capacity, seq_floor, n_running, [uid, ref, weight]..., n_queued,
+--         [uid, ref, score, weight]..., n_released, [uid]...)
 -- Replaces the ledger with the cluster's truth, only while no epoch exists (after a Redis wipe,
 -- or on a first start). Another replica's rebuild wins a race: returns {'exists'} then.
 if redis.call('EXISTS', KEYS[7]) == 1 then return {'exists'} end
 local epoch, running_cap, seq_floor = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-for i = 1, 10 do
+for i = 1, 11 do
   if i ~= 7 and i ~= 10 then redis.call('DEL', KEYS[i]) end
 end
 redis.call('SET', KEYS[1], 0)
@@ -13,14 +13,16 @@ local i = 4
 local n = tonumber(ARGV[i]); i = i + 1
 local t = now_ms()
 for _ = 1, n do
-  local uid, ref = ARGV[i], ARGV[i + 1]; i = i + 2
-  if redis.call('SADD', KEYS[3], uid) == 1 then redis.call('INCR', KEYS[1]) end
+  local uid, ref, w = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]); i = i + 3
+  if w > 1 then redis.call('HSET', KEYS[11], uid, w) end
+  if redis.call('SADD', KEYS[3], uid) == 1 then redis.call('INCRBY', KEYS[1], w) end
   redis.call('HSET', KEYS[5], uid, ref)
   redis.call('HSET', KEYS[9], uid, t)
 end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
-  local uid, ref, score = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]); i = i + 3
+  local uid, ref, score, w = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]); i = i + 4
+  if w > 1 then redis.call('HSET', KEYS[11], uid, w) end
   if redis.call('SISMEMBER', KEYS[3], uid) == 0 and redis.call('ZADD', KEYS[4], score, uid) == 1 then
     redis.call('INCR', KEYS[2])
   end

@@ -10,7 +10,7 @@ if redis.call('EXISTS', KEYS[7]) == 0 then return {'rebuild'} end
 redis.call('ZADD', KEYS[8], now_ms(), uid)
 local removed = 'none'
 if redis.call('SREM', KEYS[3], uid) == 1 then
-  redis.call('DECR', KEYS[1])
+  redis.call('DECRBY', KEYS[1], weight(uid))
   removed = 'running'
   if duration and duration > 0 then
     local avg = tonumber(redis.call('HGET', KEYS[10], 'avg_run_ms') or duration)
@@ -22,4 +22,5 @@ elseif redis.call('ZREM', KEYS[4], uid) == 1 then
 end
 redis.call('HDEL', KEYS[5], uid)
 redis.call('HDEL', KEYS[9], uid)
+redis.call('HDEL', KEYS[11], uid)
 return append({removed}, promote(running_cap))
