@@ -1,4 +1,4 @@
-"""Generate the TestRun CRD (and Kopf's peering CRDs) from the pydantic models.
+"""Generate the TestRun and JobRun CRDs (and Kopf's peering CRDs) from the pydantic models.
 
     python -m supercheck.crdgen            # writes crds/*.yaml
     python -m supercheck.crdgen --check    # exits 1 when a committed file differs
@@ -21,11 +21,13 @@ from typing import Any
 import yaml
 
 from supercheck.config import Settings
+from supercheck.jobmodels import JobRunSpec, JobRunStatus
 from supercheck.models import VERSION, TestRunSpec, TestRunStatus
 from supercheck.vocabulary import GROUP
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
 TESTRUN_FILE = "testruns.supercheck.io.yaml"
+JOBRUN_FILE = "jobruns.supercheck.io.yaml"
 PEERING_FILE = "kopf-peering.yaml"
 
 _DROP = {"title", "$defs", "additionalProperties", "discriminator"}
@@ -99,8 +101,8 @@ def _quantity_rule(field: str, maximum: str, setting: str) -> dict[str, Any]:
     }
 
 
-def spec_schema(settings: Settings) -> dict[str, Any]:
-    schema = structural(TestRunSpec.model_json_schema(mode="validation"))
+def spec_schema(settings: Settings, model: type[TestRunSpec] | type[JobRunSpec] = TestRunSpec) -> dict[str, Any]:
+    schema = structural(model.model_json_schema(mode="validation"))
     res = schema["properties"]["resources"]
     res["x-kubernetes-validations"] = [
         _quantity_rule("cpu", settings.runner_max_cpu, "RUNNER_MAX_CPU"),
@@ -110,8 +112,8 @@ def spec_schema(settings: Settings) -> dict[str, Any]:
     return schema
 
 
-def status_schema() -> dict[str, Any]:
-    schema = structural(TestRunStatus.model_json_schema(mode="serialization"), keep_defaults=False)
+def status_schema(model: type[TestRunStatus] | type[JobRunStatus] = TestRunStatus) -> dict[str, Any]:
+    schema = structural(model.model_json_schema(mode="serialization"), keep_defaults=False)
     conditions = schema["properties"]["conditions"]
     conditions["x-kubernetes-list-type"] = "map"
     conditions["x-kubernetes-list-map-keys"] = ["type"]
@@ -129,6 +131,80 @@ PRINTER_COLUMNS = [
     {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
     {"name": "Pod", "type": "string", "jsonPath": ".status.podName", "priority": 1},
 ]
+
+
+JOBRUN_PRINTER_COLUMNS = [
+    {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Progress", "type": "string", "jsonPath": ".status.progressText"},
+    {"name": "Result", "type": "string", "jsonPath": ".status.result"},
+    {"name": "Duration", "type": "string", "jsonPath": ".status.duration"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {"name": "Parallelism", "type": "integer", "jsonPath": ".spec.parallelism", "priority": 1},
+    {"name": "Priority", "type": "integer", "jsonPath": ".spec.priority", "priority": 1},
+    {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
+]
+
+
+def jobrun_crd(settings: Settings | None = None) -> dict[str, Any]:
+    settings = settings or Settings()
+    spec = spec_schema(settings, JobRunSpec)
+    default = settings.job_execution_timeout_ms // 1000
+    # Unique test names, said by the API server itself ("Duplicate value"), at no CEL cost.
+    spec["properties"]["tests"]["x-kubernetes-list-type"] = "map"
+    spec["properties"]["tests"]["x-kubernetes-list-map-keys"] = ["name"]
+    spec["properties"]["timeoutSeconds"]["description"] = (
+        f"The whole job's budget; default JOB_EXECUTION_TIMEOUT_MS / 1000 ({default} s here)")
+    return _run_crd("JobRun", "jobruns", "jr", JOBRUN_PRINTER_COLUMNS,
+                    "A suite of Playwright or k6 tests run as one job, in shards of runner pods.",
+                    spec, status_schema(JobRunStatus))
+
+
+def _run_crd(kind: str, plural: str, short: str, columns: list[dict[str, Any]], description: str,
+             spec: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{plural}.{GROUP}",
+            "annotations": {"supercheck.io/generated-by": "python -m supercheck.crdgen"},
+        },
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": [short],
+                "categories": ["supercheck"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": description,
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec,
+                                "status": status,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
 
 
 def testrun_crd(settings: Settings | None = None) -> dict[str, Any]:
@@ -222,6 +298,7 @@ def render(docs: list[dict[str, Any]]) -> str:
 def files(settings: Settings | None = None) -> dict[str, str]:
     return {
         TESTRUN_FILE: render([testrun_crd(settings)]),
+        JOBRUN_FILE: render([jobrun_crd(settings)]),
         PEERING_FILE: render(peering_crds()),
     }
 

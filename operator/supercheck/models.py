@@ -314,6 +314,33 @@ class K6Options(_Model):
     args: list[str] = Field(default_factory=list, max_length=64, description="Extra `k6 run` arguments")
 
 
+TerminalPhase = Literal["Passed", "Failed", "Error", "TimedOut", "Cancelled", "Rejected"]
+
+
+class UrlFrom(_Model):
+    secretKeyRef: KeyRef
+
+
+class NotifyTarget(_Model):
+    """A webhook POSTed a JSON summary when the run ends."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "has(self.url) != has(self.urlFrom)",
+         "message": "set exactly one of notify[].url or notify[].urlFrom.secretKeyRef (for a URL carrying a token)"}]})
+
+    url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://[^\s]+$",
+                            description="http(s) URL (visible to every reader: a URL with a token goes in urlFrom)")
+    urlFrom: UrlFrom | None = None
+    on: list[TerminalPhase] = Field(default_factory=list, max_length=6,
+                                    description="The terminal phases to notify; default all of them")
+
+    @model_validator(mode="after")
+    def _one_url(self) -> NotifyTarget:
+        if (self.url is None) == (self.urlFrom is None):
+            raise ValueError("set exactly one of notify[].url or notify[].urlFrom.secretKeyRef")
+        return self
+
+
 TEST_TIMEOUT_ABOVE_RUN = (
     "spec.playwright.testTimeoutSeconds (one test) must not exceed spec.timeoutSeconds (the whole run)"
 )
@@ -359,6 +386,8 @@ class TestRunSpec(_Model):
     ttlSecondsAfterFinished: int | None = Field(
         default=None, ge=0, le=31_536_000, description="Delete the TestRun this long after it ends"
     )
+    notify: list[NotifyTarget] = Field(default_factory=list, max_length=10,
+                                       description="Webhooks POSTed a JSON summary when the run ends")
 
     @model_validator(mode="after")
     def _test_timeout_within_run(self) -> TestRunSpec:
@@ -396,6 +425,15 @@ class AttemptRecord(_Model):
     completedAt: str | None = None
 
 
+class Notification(_Model):
+    """How delivering one webhook went (``spec.notify``)."""
+
+    target: str = Field(description="The webhook, without its query or credentials")
+    ok: bool
+    tries: int = 0
+    message: str | None = None
+
+
 class TestRunStatus(_Model):
     __test__ = False
 
@@ -423,5 +461,6 @@ class TestRunStatus(_Model):
     recorded: list[int] = Field(
         default_factory=list, description="Attempts whose final row is in PostgreSQL"
     )
+    notifications: list[Notification] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)
     observedGeneration: int | None = None

@@ -10,7 +10,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from supercheck.vocabulary import LABEL_ATTEMPT, LABEL_TESTRUN_UID, PodStateKind
+from supercheck.vocabulary import (
+    JOBRUN_KIND,
+    LABEL_ATTEMPT,
+    LABEL_JOBRUN_UID,
+    LABEL_SHARD,
+    LABEL_TESTRUN_UID,
+    TESTRUN_KIND,
+    PodStateKind,
+)
 from supercheck_contract import FailureClass, RunnerResult, classify_exit, decode_termination_message
 
 # Container waiting reasons that will not fix themselves in the attempt's lifetime.
@@ -43,6 +51,7 @@ class PodView:
     message: str | None = None
     container: ContainerView | None = None
     created_at: str | None = None
+    shard: str | None = None  # a JobRun's pod: its shard ("1".."N") or "merge"
 
     @property
     def terminated(self) -> bool:
@@ -59,7 +68,7 @@ class PodView:
 def pod_view(pod: Mapping[str, Any]) -> PodView:
     meta = pod.get("metadata") or {}
     status = pod.get("status") or {}
-    owners = [o for o in meta.get("ownerReferences") or [] if o.get("kind") == "TestRun"]
+    owners = [o for o in meta.get("ownerReferences") or [] if o.get("kind") in (TESTRUN_KIND, JOBRUN_KIND)]
     labels = meta.get("labels") or {}
     container = None
     for cs in status.get("containerStatuses") or []:
@@ -82,7 +91,8 @@ def pod_view(pod: Mapping[str, Any]) -> PodView:
         name=meta.get("name", ""),
         uid=meta.get("uid", ""),
         phase=status.get("phase") or "Pending",
-        owner_uid=owners[0].get("uid") if owners else labels.get(LABEL_TESTRUN_UID),
+        owner_uid=owners[0].get("uid") if owners else (labels.get(LABEL_TESTRUN_UID) or labels.get(LABEL_JOBRUN_UID)),
+        shard=labels.get(LABEL_SHARD),
         attempt=int(attempt) if attempt and attempt.isdigit() else None,
         deleting=bool(meta.get("deletionTimestamp")),
         reason=status.get("reason"),

@@ -21,13 +21,18 @@ from supercheck.quantity import parse_quantity
 from supercheck.scriptfiles import Layout, layout, script_name
 from supercheck.vocabulary import (
     GROUP,
+    JOBRUN_KIND,
     LABEL_ATTEMPT,
     LABEL_COMPONENT,
+    LABEL_JOBRUN,
+    LABEL_JOBRUN_UID,
     LABEL_MANAGED_BY,
+    LABEL_SHARD,
     LABEL_TESTRUN,
     LABEL_TESTRUN_UID,
     LABEL_TYPE,
     MANAGER,
+    TESTRUN_KIND,
 )
 from supercheck_contract import BUCKETS, TERMINATION_MESSAGE_PATH, RunnerConfig, artifact_prefix
 
@@ -40,17 +45,19 @@ MAX_NAME = 63
 
 @dataclass(frozen=True)
 class RunRef:
-    """The identity of a TestRun, as the objects it owns need it."""
+    """The identity of a TestRun (or a JobRun), as the objects it owns need it."""
 
     namespace: str
     name: str
     uid: str
     labels: Mapping[str, str]
+    kind: str = TESTRUN_KIND
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> RunRef:
         meta = body["metadata"]
-        return cls(meta["namespace"], meta["name"], meta["uid"], dict(meta.get("labels") or {}))
+        return cls(meta["namespace"], meta["name"], meta["uid"], dict(meta.get("labels") or {}),
+                   str(body.get("kind") or TESTRUN_KIND))
 
 
 @dataclass(frozen=True)
@@ -120,7 +127,7 @@ def timeout_seconds(spec: TestRunSpec, settings: Settings) -> int:
 def owner_reference(run: RunRef) -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION,
-        "kind": "TestRun",
+        "kind": run.kind,
         "name": run.name,
         "uid": run.uid,
         "controller": True,
@@ -136,20 +143,26 @@ def _label_value(value: str) -> str:
     return value if _LABEL_VALUE.match(value) else hashlib.sha256(value.encode()).hexdigest()[:16]
 
 
-def run_labels(run: RunRef, spec: TestRunSpec, attempt: int | None = None) -> dict[str, str]:
-    """The TestRun's own labels, then ours (ours win: selectors and the ledger repair rely on them)."""
+def run_labels(run: RunRef, spec: TestRunSpec, attempt: int | None = None,
+               shard: str | None = None) -> dict[str, str]:
+    """The run's own labels, then ours (ours win: selectors and the ledger repair rely on them).
+    A JobRun's objects carry ``supercheck.io/jobrun`` (and its pods their shard) instead of ``testrun``."""
     labels = {k: v for k, v in run.labels.items() if not k.startswith(f"{GROUP}/") and k != LABEL_MANAGED_BY}
+    name_label, uid_label = (LABEL_JOBRUN, LABEL_JOBRUN_UID) if run.kind == JOBRUN_KIND else \
+        (LABEL_TESTRUN, LABEL_TESTRUN_UID)
     labels.update(
         {
             LABEL_MANAGED_BY: MANAGER,
             LABEL_COMPONENT: "runner",
-            LABEL_TESTRUN: _label_value(run.name),
-            LABEL_TESTRUN_UID: run.uid,
+            name_label: _label_value(run.name),
+            uid_label: run.uid,
             LABEL_TYPE: spec.type,
         }
     )
     if attempt is not None:
         labels[LABEL_ATTEMPT] = str(attempt)
+    if shard is not None:
+        labels[LABEL_SHARD] = shard
     return labels
 
 
@@ -230,13 +243,19 @@ def container_env(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settin
                   s3_secret_name: str | None, files: Layout | None = None) -> list[dict[str, Any]]:
     """The user's env first; the contract's variables after it, so a user cannot shadow them."""
     env: list[dict[str, Any]] = [e.model_dump(exclude_none=True) for e in spec.env]
-    env += _env_list({"HOME": WORK_DIR, **settings.runner_extra_env})
+    env += _base_env(settings, s3_secret_name)
+    env += _env_list(runner_config(run, spec, attempt, settings, files).to_env())
+    return env
+
+
+def _base_env(settings: Settings, s3_secret_name: str | None) -> list[dict[str, Any]]:
+    """HOME, the runner's extra env and S3's location and credentials."""
+    env = _env_list({"HOME": WORK_DIR, **settings.runner_extra_env})
     if settings.s3_endpoint_url:
         env += _env_list({"S3_ENDPOINT_URL": settings.s3_endpoint_url, "AWS_REGION": settings.aws_region})
     if s3_secret_name:
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
             env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": s3_secret_name, "key": key}}})
-    env += _env_list(runner_config(run, spec, attempt, settings, files).to_env())
     return env
 
 
@@ -248,27 +267,53 @@ def active_deadline_seconds(spec: TestRunSpec, settings: Settings) -> int:
         settings.runner_deadline_margin_seconds
 
 
+@dataclass(frozen=True)
+class PodShape:
+    """What a JobRun's pod sets differently from a TestRun's attempt pod (supercheck.jobpods)."""
+
+    name: str
+    shard: str  # the shard label: "1".."N", or "merge"
+    config: RunnerConfig
+    deadline_seconds: int
+    extra_env: tuple[Mapping[str, Any], ...] = ()  # after the contract's variables (git credentials)
+    script_volume: bool = True  # False: the suite comes from git, no ConfigMap is mounted
+    user_env: bool = True  # False: the merge pod runs no user code and gets no user env
+
+
 def runner_pod(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settings,
                resources: ResourceSet, s3_secret_name: str | None = S3_SECRET_NAME,
-               files: Layout | None = None) -> dict[str, Any]:
+               files: Layout | None = None, shape: PodShape | None = None) -> dict[str, Any]:
     """``files``: where the script's files go; computed from the spec unless the run is a whole
-    ConfigMap, whose layout needs the snapshot's keys (:func:`supercheck.scriptfiles.layout`)."""
+    ConfigMap, whose layout needs the snapshot's keys (:func:`supercheck.scriptfiles.layout`).
+    ``shape``: a JobRun's shard or merge pod (its name, runner config, deadline)."""
     files = files or layout(spec, run.name)
-    timeout = timeout_seconds(spec, settings)
+    timeout = shape.config.timeoutSeconds if shape else timeout_seconds(spec, settings)
     limits = resources.as_k8s()
+    if shape is None:
+        env = container_env(run, spec, attempt, settings, s3_secret_name, files)
+    else:
+        env = ([e.model_dump(exclude_none=True) for e in spec.env] if shape.user_env else []) + \
+            _base_env(settings, s3_secret_name) + _env_list(shape.config.to_env()) + \
+            [dict(e) for e in shape.extra_env]
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": resources.ephemeral_storage}}]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+    if shape is None or shape.script_volume:
+        volumes.insert(0, {"name": "script", "configMap": {"name": configmap_name(run.name), "items": [
+            {"key": f.key, "path": f.path} for f in files.files]}})
+        mounts.insert(0, {"name": "script", "mountPath": SCRIPT_DIR, "readOnly": True})
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": pod_name(run.name, attempt),
+            "name": shape.name if shape else pod_name(run.name, attempt),
             "namespace": run.namespace,
-            "labels": run_labels(run, spec, attempt),
+            "labels": run_labels(run, spec, attempt, shape.shard if shape else None),
             "annotations": {f"{GROUP}/timeout-seconds": str(timeout)},
             "ownerReferences": [owner_reference(run)],
         },
         "spec": {
             "restartPolicy": "Never",
-            "activeDeadlineSeconds": active_deadline_seconds(spec, settings),
+            "activeDeadlineSeconds": shape.deadline_seconds if shape else active_deadline_seconds(spec, settings),
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
             "terminationGracePeriodSeconds": 10,
@@ -286,8 +331,9 @@ def runner_pod(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settings,
                     "imagePullPolicy": settings.runner_image_pull_policy,
                     "command": ["supercheck-runner"],
                     "workingDir": WORK_DIR,
-                    "env": container_env(run, spec, attempt, settings, s3_secret_name, files),
-                    "envFrom": [e.model_dump(exclude_none=True) for e in spec.envFrom],
+                    "env": env,
+                    "envFrom": [e.model_dump(exclude_none=True) for e in spec.envFrom]
+                    if shape is None or shape.user_env else [],
                     "resources": {"limits": dict(limits), "requests": dict(limits)},
                     "terminationMessagePath": TERMINATION_MESSAGE_PATH,
                     "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -299,17 +345,10 @@ def runner_pod(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settings,
                         "capabilities": {"drop": ["ALL"]},
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
-                    "volumeMounts": [
-                        {"name": "script", "mountPath": SCRIPT_DIR, "readOnly": True},
-                        {"name": "tmp", "mountPath": "/tmp"},
-                    ],
+                    "volumeMounts": mounts,
                 }
             ],
-            "volumes": [
-                {"name": "script", "configMap": {"name": configmap_name(run.name), "items": [
-                    {"key": f.key, "path": f.path} for f in files.files]}},
-                {"name": "tmp", "emptyDir": {"sizeLimit": resources.ephemeral_storage}},
-            ],
+            "volumes": volumes,
         },
     }
 
