@@ -81,6 +81,10 @@ class Settings(BaseSettings):
         10.0, ge=0, validation_alias=_env("SUPERCHECK_PROGRESS_POLL_SECONDS"),
         description="How often the tail of a running runner's log is read for its progress (Uploading); 0: never",
     )
+    job_progress_poll_seconds: float = Field(
+        3.0, gt=0, validation_alias=_env("SUPERCHECK_JOB_PROGRESS_POLL_SECONDS"),
+        description="How often a JobRun's running shards' logs are read for the tests that ended",
+    )
     peering: str = Field(
         "supercheck", validation_alias=_env("SUPERCHECK_PEERING"),
         description="Name of the ClusterKopfPeering object, or 'standalone' to run without peering",

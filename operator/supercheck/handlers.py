@@ -22,6 +22,7 @@ from typing import Any, cast
 import kopf
 
 from supercheck.config import Settings
+from supercheck.engine import jobrun
 from supercheck.engine.context import Engine
 from supercheck.engine.ledger_repair import clean_finished_pods, rebuild_ledger, reconcile_ledger
 from supercheck.engine.run import RunHandle
@@ -189,12 +190,32 @@ def testrun_changed(uid: str, memo: Any, **_: Any) -> None:
         eng.wake(uid)
 
 
+@kopf.on.event(GROUP, VERSION, "jobruns")
+def jobrun_changed(uid: str, memo: Any, **_: Any) -> None:
+    eng = memo.get("engine")
+    if isinstance(eng, Engine):
+        eng.wake(uid)
+
+
 # ---------------------------------------------------------------- the run
 
 
 @kopf.daemon(GROUP, VERSION, "testruns", cancellation_timeout=30.0, backoff=2.0)
 async def drive(body: kopf.Body, uid: str, stopped: kopf.DaemonStopped, logger: Logger, memo: Any,
                 runner_pods: kopf.Index[str, PodView] | None = None, **_: Any) -> None:
+    await _drive(step, body, uid, stopped, logger, memo, runner_pods)
+
+
+@kopf.daemon(GROUP, VERSION, "jobruns", cancellation_timeout=30.0, backoff=2.0)
+async def drive_job(body: kopf.Body, uid: str, stopped: kopf.DaemonStopped, logger: Logger, memo: Any,
+                    runner_pods: kopf.Index[str, PodView] | None = None, **_: Any) -> None:
+    await _drive(jobrun.step, body, uid, stopped, logger, memo, runner_pods)
+
+
+async def _drive(stepper: Callable[[RunHandle], Coroutine[Any, Any, float | None]], body: kopf.Body, uid: str,
+                 stopped: kopf.DaemonStopped, logger: Logger, memo: Any,
+                 runner_pods: kopf.Index[str, PodView] | None) -> None:
+    """One daemon per run: step it under its lock, then wait for an event or the step's delay."""
     eng = engine_of(memo)
     run = RunHandle(eng, body, pods_of(runner_pods, uid), logger)
     wake = eng.wake_event(uid)
@@ -204,7 +225,7 @@ async def drive(body: kopf.Body, uid: str, stopped: kopf.DaemonStopped, logger: 
             if stopped or uid in eng.cancelling:
                 return
             try:
-                delay = await step(run)
+                delay = await stepper(run)
             except StoreUnavailable as exc:
                 logger.warning("%s", exc)
                 delay = eng.settings.service_retry_seconds
@@ -230,11 +251,22 @@ async def _wait(wake: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) 
 @kopf.on.delete(GROUP, VERSION, "testruns")
 async def cancelled(body: kopf.Body, uid: str, logger: Logger, memo: Any,
                     runner_pods: kopf.Index[str, PodView] | None = None, **_: Any) -> None:
+    await _cancel(cancel, body, uid, logger, memo, runner_pods)
+
+
+@kopf.on.delete(GROUP, VERSION, "jobruns")
+async def job_cancelled(body: kopf.Body, uid: str, logger: Logger, memo: Any,
+                        runner_pods: kopf.Index[str, PodView] | None = None, **_: Any) -> None:
+    await _cancel(jobrun.cancel, body, uid, logger, memo, runner_pods)
+
+
+async def _cancel(canceller: Callable[[RunHandle], Coroutine[Any, Any, None]], body: kopf.Body, uid: str,
+                  logger: Logger, memo: Any, runner_pods: kopf.Index[str, PodView] | None) -> None:
     eng = engine_of(memo)
     retry = eng.settings.service_retry_seconds
     async with eng.lock(uid):
         try:
-            await cancel(RunHandle(eng, body, pods_of(runner_pods, uid), logger))
+            await canceller(RunHandle(eng, body, pods_of(runner_pods, uid), logger))
         except StillStopping as exc:
             raise kopf.TemporaryError(str(exc), delay=1) from exc
         except StoreUnavailable as exc:
@@ -245,5 +277,5 @@ async def cancelled(body: kopf.Body, uid: str, logger: Logger, memo: Any,
             await rebuild_ledger(eng)
             raise kopf.TemporaryError("the ledger was rebuilt; retrying", delay=0.1) from exc
         except Conflict as exc:
-            raise kopf.TemporaryError("the TestRun changed; retrying", delay=0.1) from exc
+            raise kopf.TemporaryError("the run changed; retrying", delay=0.1) from exc
     eng.forget(uid)

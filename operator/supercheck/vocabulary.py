@@ -39,6 +39,7 @@ class ConditionType(enum.StrEnum):
     ADMITTED = "Admitted"
     REFERENCES_RESOLVED = "ReferencesResolved"
     RESULTS_RECORDED = "ResultsRecorded"
+    NOTIFIED = "Notified"  # spec.notify: every webhook told of the end (False: one could not be)
 
 
 class Reason(enum.StrEnum):
@@ -78,6 +79,9 @@ class Reason(enum.StrEnum):
     # results
     RECORDED = "Recorded"
     DATABASE_UNAVAILABLE = "DatabaseUnavailable"
+    # notifications
+    NOTIFIED = "Notified"
+    NOTIFICATION_FAILED = "NotificationFailed"
 
 
 def not_found_reason(kind: str) -> Reason:
@@ -98,6 +102,8 @@ class EventReason(enum.StrEnum):
     CANCELLED = "Cancelled"
     LEDGER_UNAVAILABLE = "LedgerUnavailable"
     DATABASE_UNAVAILABLE = "DatabaseUnavailable"
+    NOTIFIED = "Notified"
+    NOTIFICATION_FAILED = "NotificationFailed"
 
 
 class SlotState(enum.StrEnum):

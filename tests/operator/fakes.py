@@ -108,6 +108,15 @@ class FakeKube:
                          "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
                          "spec": spec})
 
+    def add_jobrun(self, name: str, spec: dict[str, Any], namespace: str = "ns",
+                   labels: dict[str, str] | None = None) -> dict[str, Any]:
+        return self.add({"apiVersion": "supercheck.io/v1alpha1", "kind": "JobRun",
+                         "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
+                         "spec": spec})
+
+    def jobrun(self, name: str, namespace: str = "ns") -> dict[str, Any]:
+        return copy.deepcopy(self.objects[("JobRun", namespace, name)])
+
     def testrun(self, name: str, namespace: str = "ns") -> dict[str, Any]:
         return copy.deepcopy(self.objects[("TestRun", namespace, name)])
 

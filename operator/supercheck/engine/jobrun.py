@@ -1,0 +1,612 @@
+"""A JobRun's step and its cancellation: admission of all its slots at once, its shards' attempts,
+their tests as they end, the report merge, and its end.
+
+Like a TestRun, all state is in the CR status (``shards[]``, ``tests[]``, ``merge``), every write
+is idempotent (deterministic pod names, per-uid ledger scripts, resourceVersion-checked
+patches) and a restarted operator resumes where it stopped. A shard is driven like a TestRun's
+attempts: the attempt is claimed in the status before its pod is created, and retried by the
+same failure classes (:func:`supercheck.retry.decide`). The runner announces each test that ends
+on its log (:class:`supercheck_contract.TestEnded`), which the operator reads every
+``SUPERCHECK_JOB_PROGRESS_POLL_SECONDS`` while the shard runs, and once more when it ends.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from supercheck import jobpods, jobstate, podspec
+from supercheck import pods as pod_state
+from supercheck import transitions as tr
+from supercheck.clock import iso, parse_iso
+from supercheck.engine import WAIT, Step
+from supercheck.engine.ledger_repair import rebuild_ledger
+from supercheck.engine.run import Body, RunHandle, body_ref
+from supercheck.jobmodels import JobRunSpec, JobRunStatus, MergeStatus, ShardStatus, TestStatus
+from supercheck.jobpods import Suite
+from supercheck.models import Phase
+from supercheck.ports import AlreadyExists, ApiUnavailable, Conflict, LedgerUnavailable, NeedsRebuild
+from supercheck.retry import TERMINAL_FOR, decide, retry_after_seconds
+from supercheck.vocabulary import AdmitState, ConditionType, EventReason, PodStateKind, Reason, SlotState
+from supercheck_contract import FailureClass, TestEnded, tests_ended
+
+QUEUE_BACKSTOP_SECONDS = 30.0
+LOG_LINES = 20_000
+LOG_LIMIT_BYTES = 4 * 1024 * 1024
+MERGE_TRIES = 2
+
+
+def _status(body: Body) -> JobRunStatus:
+    return JobRunStatus.model_validate(body.get("status") or {})
+
+
+async def step(run: RunHandle) -> Step:
+    """Advance the job; seconds until the next step, WAIT, or None when there is nothing left to do."""
+    eng = run.eng
+    body = run.body()
+    if body["metadata"].get("deletionTimestamp") or run.uid in eng.cancelling:
+        return None
+    status = _status(body)
+    try:
+        spec = JobRunSpec.model_validate(body.get("spec") or {})
+    except ValidationError as exc:
+        if status.phase is not None and status.phase.terminal:
+            return await finished(run, body, status, None)
+        return await refuse(run, body, status, Reason.INVALID_SPEC, f"the spec is invalid: {exc}")
+    try:
+        if status.phase is not None and status.phase.terminal:
+            return await finished(run, body, status, spec)
+        if status.slot is None:
+            return await admit(run, body, spec, status)
+        if status.slot == SlotState.QUEUED:
+            return await wait_in_queue(run, body, spec, status)
+        return await drive(run, body, spec, status)
+    except Conflict:
+        await run.refresh()
+        return 0.0
+    except NeedsRebuild:
+        await rebuild_ledger(eng)
+        return 0.0
+    except LedgerUnavailable as exc:
+        eng.metrics.service_errors.labels("redis").inc()
+        run.log.warning("%s", exc)
+        return eng.settings.service_retry_seconds
+    except ApiUnavailable as exc:
+        eng.metrics.service_errors.labels("kubernetes").inc()
+        run.log.warning("API server unavailable: %s", exc)
+        return eng.settings.service_retry_seconds
+
+
+# ---------------------------------------------------------------- admission
+
+
+def _keys(obj: Body) -> list[str]:
+    return sorted({**(obj.get("data") or {}), **(obj.get("binaryData") or {})})
+
+
+async def _missing(run: RunHandle, spec: JobRunSpec) -> tuple[Reason, str] | None:
+    kube = run.eng.kube
+    for kind, name, key, where in jobpods.env_references(spec):
+        obj = await (kube.get_configmap if kind == "ConfigMap" else kube.get_secret)(run.namespace, name)
+        if obj is None:
+            return (Reason.CONFIGMAP_NOT_FOUND if kind == "ConfigMap" else Reason.SECRET_NOT_FOUND,
+                    f"{kind} {name!r} referenced by {where} was not found in namespace {run.namespace!r}; "
+                    "create it or fix the reference")
+        if key is not None and key not in _keys(obj):
+            return Reason.KEY_NOT_FOUND, (f"{kind} {name!r} referenced by {where} has no key {key!r} "
+                                          f"(it has: {', '.join(_keys(obj)) or 'no keys'})")
+    return None
+
+
+async def suite_of(run: RunHandle, spec: JobRunSpec) -> Suite | tuple[Reason, str] | None:
+    """The job's files and tests from its source; None for a git suite (the runner fetches it)."""
+    src = spec.testsFrom
+    if src is not None and src.git is not None:
+        return None
+    if src is not None and src.configMapRef is not None:
+        name = src.configMapRef.name
+        keys = _keys(await run.eng.kube.get_configmap(run.namespace, name) or {})
+        suite = jobpods.suite_from_keys(spec, keys)
+        if not suite.tests:
+            return Reason.KEY_NOT_FOUND, (
+                f"ConfigMap {name!r} referenced by spec.testsFrom.configMapRef has no test file: each key named "
+                f"*.spec.ts, *.test.js (k6 also *.k6.js) and the like is one test (it has: "
+                f"{', '.join(keys) or 'no keys'})")
+    else:
+        suite = jobpods.suite_from_tests(spec)
+    if len(suite.tests) > 500:
+        return Reason.INVALID_SPEC, f"the job has {len(suite.tests)} tests; at most 500 run as one job"
+    return suite
+
+
+class SuiteGone(Exception):
+    """A ConfigMap of the suite (or one of its keys) disappeared between admission and the snapshot."""
+
+
+async def snapshot_files(run: RunHandle, spec: JobRunSpec) -> tuple[dict[str, str], dict[str, str]]:
+    """Every file of the suite, key -> content, as it is now (the job's own snapshot is taken from it)."""
+    kube = run.eng.kube
+    data: dict[str, str] = {}
+    binary: dict[str, str] = {}
+    src = spec.testsFrom
+    if src is not None and src.configMapRef is not None:
+        cm = await kube.get_configmap(run.namespace, src.configMapRef.name)
+        if cm is None:
+            raise SuiteGone(f"ConfigMap {src.configMapRef.name!r} disappeared before the job started")
+        return dict(cm.get("data") or {}), dict(cm.get("binaryData") or {})
+    cache: dict[str, Body | None] = {}
+    for t in spec.tests or []:
+        file = jobpods.test_file(t.name, spec.type)
+        if t.script.inline is not None:
+            data[file] = t.script.inline
+            continue
+        ref = t.script.configMapRef
+        assert ref is not None
+        if ref.name not in cache:
+            cache[ref.name] = await kube.get_configmap(run.namespace, ref.name)
+        cm = cache[ref.name] or {}
+        if ref.key in (cm.get("data") or {}):
+            data[file] = cm["data"][ref.key]
+        elif ref.key in (cm.get("binaryData") or {}):
+            binary[file] = cm["binaryData"][ref.key]
+        else:
+            raise SuiteGone(f"ConfigMap {ref.name!r} lost its key {ref.key!r} before the job started")
+    return data, binary
+
+
+async def ensure_snapshot(run: RunHandle, body: Body, spec: JobRunSpec) -> None:
+    if spec.testsFrom is not None and spec.testsFrom.git is not None:
+        return
+    ref = podspec.RunRef.from_body(body)
+    try:
+        await run.eng.kube.create(jobpods.snapshot_configmap(ref, spec, *await snapshot_files(run, spec)))
+    except AlreadyExists:
+        pass
+
+
+async def admit(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStatus) -> Step:
+    eng = run.eng
+    s = eng.settings
+    now = eng.clock.now()
+    ref = podspec.RunRef.from_body(body)
+    try:
+        jobpods.resources(spec, ref, s)
+    except podspec.ResourceBoundsError as exc:
+        return await refuse(run, body, status, Reason.RESOURCES_OUT_OF_BOUNDS, str(exc))
+    missing = await _missing(run, spec)
+    suite = None
+    if missing is None:
+        found = await suite_of(run, spec)
+        if isinstance(found, tuple):
+            missing = found
+        else:
+            suite = found
+    if missing:
+        created = parse_iso(body["metadata"].get("creationTimestamp")) or now
+        waited = (now - created).total_seconds()
+        reason, message = missing
+        if waited < s.script_ref_grace_seconds and reason != Reason.INVALID_SPEC:
+            if status.reason != reason:
+                await run.patch(body, {"phase": Phase.PENDING.value, "reason": reason, "message": message,
+                                       "conditions": tr.set_condition(status.conditions,
+                                                                      ConditionType.REFERENCES_RESOLVED, "False",
+                                                                      reason, message, now)})
+            return min(1.0, s.script_ref_grace_seconds - waited + 0.05)
+        return await refuse(run, body, status, reason, message)
+
+    shards = jobpods.shard_count(spec, s.running_capacity, len(suite.tests) if suite else None)
+    async with eng.gate.shared():
+        result = await eng.ledger.admit(run.uid, body_ref(body), spec.priority, shards)
+        eng.wake_promoted(result.promoted)
+        if result.state == AdmitState.REJECTED:
+            retry_after = retry_after_seconds(s.running_capacity, await eng.ledger.avg_run_seconds())
+            message = (f"capacity exceeded: {result.running}/{s.running_capacity} running and "
+                       f"{result.queued}/{s.queued_capacity} queued; apply the JobRun again in about {retry_after}s")
+            body = await run.patch(body, {
+                "phase": Phase.REJECTED.value, "slot": None, "reason": Reason.CAPACITY_EXCEEDED,
+                "message": message, "retryAfterSeconds": retry_after, "completedAt": iso(now), "result": "rejected",
+                "conditions": tr.set_condition(status.conditions, ConditionType.ADMITTED, "False",
+                                               Reason.CAPACITY_EXCEEDED, message, now)})
+            eng.metrics.rejections.labels(spec.type, Reason.CAPACITY_EXCEEDED, *run.extra_labels(body)).inc()
+            announce_end(run, body, spec, _status(body))
+            run.event(body, "Warning", EventReason.CAPACITY_EXCEEDED, message)
+            return await finished(run, body, _status(body), spec)
+        if result.state == AdmitState.RELEASED:
+            return 0.0 if await run.refresh() is not None else None
+        tests = jobstate.initial_tests(suite.tests, result.weight) if suite else []
+        listing = jobstate.progress_fields(tests) if suite else {}
+        if result.state == AdmitState.QUEUED:
+            try:
+                await ensure_snapshot(run, body, spec)
+            except SuiteGone as exc:
+                return await refuse(run, body, status, Reason.CONFIGMAP_NOT_FOUND, str(exc))
+            body = await run.patch(body, {
+                "phase": Phase.QUEUED.value, "slot": SlotState.QUEUED, "slots": result.weight,
+                "queueSeq": result.seq, "queuedAt": status.queuedAt or iso(now), "reason": Reason.QUEUED,
+                "message": (f"waiting for {result.weight} running slot(s) at once; position {result.position} "
+                            "in the queue"),
+                **listing,
+                "conditions": tr.set_condition(status.conditions, ConditionType.ADMITTED, "True", Reason.QUEUED,
+                                               "admitted to the queue", now)})
+            run.event(body, "Normal", EventReason.QUEUED,
+                      f"{result.weight} running slot(s) are not free at once; queued at position {result.position}")
+            return QUEUE_BACKSTOP_SECONDS
+        return await start(run, body, spec, _status(body), result.weight, result.granted_ms, tests)
+
+
+async def wait_in_queue(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStatus) -> Step:
+    eng = run.eng
+    async with eng.gate.shared():
+        result = await eng.ledger.admit(run.uid, body_ref(body), spec.priority, status.slots or 1)
+        eng.wake_promoted(result.promoted)
+        if result.state == AdmitState.RUNNING:
+            suite = await suite_of(run, spec)
+            tests = jobstate.initial_tests(suite.tests, result.weight) if isinstance(suite, Suite) else []
+            return await start(run, body, spec, status, result.weight, result.granted_ms, tests)
+        if result.state == AdmitState.RELEASED:
+            return 0.0 if await run.refresh() is not None else None
+        if result.state == AdmitState.REJECTED:
+            return await refuse(run, body, status, Reason.CAPACITY_EXCEEDED,
+                                "the job's queue place was lost and the queue is full")
+    return QUEUE_BACKSTOP_SECONDS
+
+
+async def start(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStatus, shards: int, granted_ms: int,
+                tests: list[TestStatus]) -> Step:
+    """The slots are granted: the job's snapshot, then its shards in the status (their pods come next)."""
+    eng = run.eng
+    now = eng.clock.now()
+    granted = datetime.fromtimestamp(granted_ms / 1000, now.tzinfo) if granted_ms else now
+    try:
+        await ensure_snapshot(run, body, spec)
+    except SuiteGone as exc:
+        return await refuse(run, body, status, Reason.CONFIGMAP_NOT_FOUND, str(exc))
+    if not tests and status.tests:
+        tests = list(status.tests)
+    if tests and len({t.shard for t in tests}) > shards:  # the queue granted fewer slots than it listed for
+        tests = jobstate.initial_tests([jobpods.Test(t.name, t.file) for t in tests], shards)
+    body = await run.patch(body, {
+        "phase": Phase.RUNNING.value, "slot": SlotState.RUNNING, "slots": shards, "reason": Reason.STARTING,
+        "message": f"{shards} shard(s) starting", "startedAt": status.startedAt or iso(granted),
+        **jobstate.progress_fields(tests),
+        "shards": jobstate.dump_shards(jobstate.initial_shards(tests, shards) if tests else
+                                       [ShardStatus(index=i) for i in range(1, shards + 1)]),
+        "artifacts": {"bucket": jobpods.bucket(spec),
+                      "prefix": f"{run.namespace}/{run.name}/{run.uid}"},
+        "conditions": tr.set_condition(status.conditions, ConditionType.ADMITTED, "True", Reason.SLOT_GRANTED,
+                                       f"{shards} running slot(s) granted", now)})
+    created = parse_iso(body["metadata"].get("creationTimestamp"))
+    if created:
+        eng.metrics.queue_wait.labels(spec.type, *run.extra_labels(body)).observe(
+            max(0.0, (granted - created).total_seconds()))
+    return 0.0
+
+
+# ---------------------------------------------------------------- the shards
+
+
+def _deadline(spec: JobRunSpec, status: JobRunStatus, run: RunHandle) -> datetime:
+    started = parse_iso(status.startedAt) or run.eng.clock.now()
+    return started + timedelta(seconds=jobpods.job_timeout_seconds(spec, run.eng.settings))
+
+
+async def _read_log(run: RunHandle, pod: str) -> list[TestEnded] | None:
+    try:
+        text = await run.eng.kube.pod_log_tail(run.namespace, pod, podspec.CONTAINER_NAME, LOG_LINES, LOG_LIMIT_BYTES)
+    except ApiUnavailable as exc:
+        run.log.debug("runner log of %s not read: %s", pod, exc)
+        return None
+    return tests_ended(text) if text else None
+
+
+async def _create(run: RunHandle, pod: Body) -> bool:
+    """Create a pod; False when one of that name from another JobRun of this name is still there."""
+    try:
+        await run.eng.kube.create(pod)
+    except AlreadyExists:
+        existing = await run.eng.kube.get_pod(run.namespace, pod["metadata"]["name"])
+        view = pod_state.pod_view(existing) if existing else None
+        return view is None or view.owner_uid == run.uid
+    run.event(run.body(), "Normal", EventReason.DISPATCHED, f"created runner pod {pod['metadata']['name']}")
+    return True
+
+
+async def _stop_all(run: RunHandle) -> bool:
+    """Delete every live pod of the job; True while one is still there."""
+    live = run.live_pods()
+    for v in live:
+        if not v.deleting:
+            await run.eng.kube.delete_pod(run.namespace, v.name, grace_seconds=0)
+    return bool(live)
+
+
+async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStatus) -> Step:
+    """A job holding its slots: its shards' pods launched, followed and retried; then the merge, the end."""
+    eng = run.eng
+    s = eng.settings
+    now = eng.clock.now()
+    ref = podspec.RunRef.from_body(body)
+    tests = list(status.tests)
+    shards = [sh.model_copy(deep=True) for sh in status.shards]
+    if not shards:  # claimed before the shards were written (an older step): start them now
+        return await start(run, body, spec, status, status.slots or 1, 0, tests)
+
+    # The end is decided: the job timed out or a shard failed for good. Stop every pod first.
+    deadline = _deadline(spec, status, run)
+    failed = next((sh for sh in shards if sh.state == "Error"), None)
+    if now >= deadline or failed is not None:
+        if await _stop_all(run):
+            return 1.0
+        if now >= deadline:
+            budget = jobpods.job_timeout_seconds(spec, s)
+            return await end(run, body, spec, status, tests, Phase.TIMED_OUT, Reason.DEADLINE_EXCEEDED,
+                             f"the job exceeded its timeout of {budget}s; the tests that ended keep their "
+                             "results, the others are listed as not run", FailureClass.TIMEOUT)
+        assert failed is not None
+        cls = failed.failureClass or FailureClass.INFRASTRUCTURE
+        phase, reason = TERMINAL_FOR[cls]
+        return await end(run, body, spec, status, tests, phase, reason,
+                         f"shard {failed.index}: {failed.message or cls.value}", cls)
+
+    suite = None
+    if spec.testsFrom is None or spec.testsFrom.git is None:
+        found = await suite_of(run, spec) if not tests else None
+        suite = found if isinstance(found, Suite) else Suite(
+            jobpods.suite_from_keys(spec, []).layout, tuple(jobpods.Test(t.name, t.file) for t in tests))
+        snapshot = await eng.kube.get_configmap(run.namespace, podspec.configmap_name(run.name))
+        if snapshot is None:
+            return await end(run, body, spec, status, tests, Phase.ERROR, Reason.CONFIGMAP_NOT_FOUND,
+                             f"the job's snapshot, ConfigMap {podspec.configmap_name(run.name)!r}, was deleted",
+                             FailureClass.VALIDATION)
+        suite = Suite(jobpods.suite_from_keys(spec, _keys(snapshot)).layout, suite.tests)
+    limits = jobpods.resources(spec, ref, s)
+    secret = await eng.ensure_s3_secret(run.namespace)
+    remaining = max(1, int((deadline - now).total_seconds()))
+    next_step: float = QUEUE_BACKSTOP_SECONDS
+    read_due = run.progress_read_at is None or (now - run.progress_read_at).total_seconds() >= \
+        s.job_progress_poll_seconds
+    if read_due:
+        run.progress_read_at = now
+    events: list[tuple[str, str, str]] = []
+
+    for i, sh in enumerate(shards):
+        if sh.state in jobstate.DONE_STATES:
+            continue
+        if sh.state == "Retrying":
+            due = parse_iso(sh.nextAttemptAt)
+            if due and due > now:
+                next_step = min(next_step, (due - now).total_seconds())
+                continue
+            if any(v.live and v.shard == str(sh.index) for v in run.pods()):
+                next_step = min(next_step, 1.0)
+                continue  # never two pods of one shard: the next attempt waits for the last to go
+        if sh.attempts == 0 or sh.state == "Retrying":
+            name = jobpods.shard_pod_name(run.name, sh.index, sh.attempts + 1)
+            shards[i] = sh = jobstate.claim_shard(sh, name)
+            if sh.attempts > 1:
+                tests = jobstate.reset_shard(tests, sh.index)
+            continue  # the claim is written first; the pod is created in the next step
+        pod = run.pod(sh.podName)
+        if pod is None and sh.podName:
+            fetched = await eng.kube.get_pod(run.namespace, sh.podName)
+            pod = pod_state.pod_view(fetched) if fetched else None
+        state = pod_state.observe(pod, seen_running=jobstate.shard_seen_running(sh))
+        if state.kind == PodStateKind.ABSENT:
+            manifest = jobpods.shard_pod(ref, spec, suite, sh.index, len(shards), sh.attempts, remaining, s,
+                                         limits, secret)
+            if await _create(run, manifest):
+                eng.metrics.dispatch_latency.observe(0.0)
+            next_step = min(next_step, 1.0)
+            continue
+        if state.kind == PodStateKind.PENDING:
+            continue
+        if state.kind == PodStateKind.RUNNING:
+            if sh.state != "Running":
+                shards[i] = sh = jobstate.shard_running(sh, now)
+                events.append(("Normal", EventReason.RUNNING, f"shard {sh.index}: runner pod {sh.podName} is running"))
+            if read_due and sh.podName:
+                ended = await _read_log(run, sh.podName)
+                if ended:
+                    tests = jobstate.apply_ended(tests, sh.index, ended)
+            next_step = min(next_step, s.job_progress_poll_seconds)
+            continue
+        # The attempt ended: its tests from the log (once more, complete), then the shard's fate.
+        if pod is not None and pod.live:
+            await eng.kube.delete_pod(run.namespace, pod.name, grace_seconds=0)
+        assert state.outcome is not None
+        outcome = state.outcome
+        ended = await _read_log(run, sh.podName) if sh.podName else None
+        if ended is None and outcome.result is not None:
+            ended = outcome.result.tests or None
+        if ended:
+            tests = jobstate.apply_ended(tests, sh.index, ended)
+        decision = decide(outcome.failure, jobstate.previous_failures(sh), sh.attempts,
+                          s.retry_backoff_base_seconds, s.retry_backoff_max_seconds)
+        shards[i] = sh = jobstate.shard_ended(sh, outcome, decision, now)
+        if sh.state == "Retrying":
+            eng.metrics.retries.labels(spec.type, outcome.failure.value, *run.extra_labels(body)).inc()
+            events.append(("Warning", EventReason.RETRYING, f"shard {sh.index}: {sh.message}"))
+            next_step = min(next_step, decision.delay_seconds)
+        elif sh.state == "Error":
+            next_step = 0.0
+
+    all_done = all(sh.state in ("Done",) for sh in shards)
+    patch: dict[str, Any] = {"shards": jobstate.dump_shards(shards), **jobstate.progress_fields(tests)}
+    running = sum(1 for sh in shards if sh.state == "Running")
+    if not all_done:
+        patch["message"] = f"{running} of {len(shards)} shard(s) running; {patch['progressText']} tests ended"
+        if running and status.reason != Reason.RUNNING:
+            patch["reason"] = Reason.RUNNING
+    if patch_changes(status, patch):
+        body = await run.patch(body, patch)
+    for kind, reason, message in events:
+        run.event(body, kind, reason, message)
+    if not all_done:
+        claimed = any(sh.state == "Pending" and sh.attempts and not run.pod(sh.podName) for sh in shards)
+        return 0.0 if claimed and patch_changes(status, patch) else max(0.0, min(next_step, (deadline - now)
+                                                                              .total_seconds() + 0.05))
+    status = _status(body)
+    if spec.type == "playwright":
+        return await merge(run, body, spec, status, shards, limits, secret)
+    phase, reason = jobstate.verdict(status.tests)
+    return await end(run, body, spec, status, list(status.tests), phase, reason, _summary(status.tests))
+
+
+def patch_changes(status: JobRunStatus, patch: dict[str, Any]) -> bool:
+    current = status.model_dump(mode="json", exclude_none=True)
+    return any(current.get(k) != v for k, v in patch.items())
+
+
+def _summary(tests: list[TestStatus]) -> str:
+    failed = jobstate.failed_tests(tests)
+    p = jobstate.tally(tests)
+    if failed:
+        shown = ", ".join(failed[:10]) + (f" and {len(failed) - 10} more" if len(failed) > 10 else "")
+        return f"{p.failed} of {p.total} tests failed: {shown}"
+    return f"all {p.total} tests passed" if p.total else "no tests ran"
+
+
+# ---------------------------------------------------------------- the merged report
+
+
+async def merge(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStatus, shards: list[ShardStatus],
+                limits: podspec.ResourceSet, secret: str | None) -> Step:
+    """One HTML report and one JUnit XML over every shard's blob report, by a merge pod."""
+    eng = run.eng
+    m = status.merge or MergeStatus()
+    phase, reason = jobstate.verdict(status.tests)
+    if m.state in ("Done", "Error"):
+        note = "" if m.state == "Done" else f" (no merged report: {m.message})"
+        return await end(run, body, spec, status, list(status.tests), phase, reason, _summary(status.tests) + note)
+    if m.attempts == 0:
+        name = jobpods.merge_pod_name(run.name, 1)
+        await run.patch(body, {"merge": {"attempts": 1, "podName": name, "state": "Pending"},
+                               "phase": Phase.UPLOADING.value, "reason": Reason.UPLOADING,
+                               "message": "every shard ended; merging their reports"})
+        return 0.0
+    pod = run.pod(m.podName)
+    if pod is None and m.podName:
+        fetched = await eng.kube.get_pod(run.namespace, m.podName)
+        pod = pod_state.pod_view(fetched) if fetched else None
+    state = pod_state.observe(pod, seen_running=m.state == "Running")
+    ref = podspec.RunRef.from_body(body)
+    if state.kind == PodStateKind.ABSENT:
+        prefixes = [f"{run.namespace}/{run.name}/{run.uid}/shard-{sh.index}/attempt-{sh.attempts}" for sh in shards]
+        await _create(run, jobpods.merge_pod(ref, spec, prefixes, m.attempts, eng.settings, limits, secret))
+        return WAIT
+    if state.kind == PodStateKind.PENDING:
+        return QUEUE_BACKSTOP_SECONDS
+    if state.kind == PodStateKind.RUNNING:
+        if m.state != "Running":
+            await run.patch(body, {"merge": {**m.model_dump(mode="json", exclude_none=True), "state": "Running"}})
+        return QUEUE_BACKSTOP_SECONDS
+    assert state.outcome is not None
+    out = state.outcome
+    if out.failure == FailureClass.NONE:
+        artifacts = out.result.artifacts if out.result else None
+        patch: dict[str, Any] = {"merge": {**m.model_dump(mode="json", exclude_none=True), "state": "Done",
+                                           "message": (out.message or "")[:1024]}}
+        if artifacts is not None:
+            patch["artifacts"] = {"bucket": artifacts.bucket, "prefix": artifacts.prefix,
+                                  **({"report": artifacts.report} if artifacts.report else {}),
+                                  "junit": f"{artifacts.prefix}/junit.xml"}
+        await run.patch(body, patch)
+        return 0.0
+    if m.attempts < MERGE_TRIES and out.failure != FailureClass.VALIDATION:
+        name = jobpods.merge_pod_name(run.name, m.attempts + 1)
+        if pod is not None and pod.live:
+            await eng.kube.delete_pod(run.namespace, pod.name, grace_seconds=0)
+        await run.patch(body, {"merge": {"attempts": m.attempts + 1, "podName": name, "state": "Pending",
+                                         "message": f"merge attempt {m.attempts} failed: {out.message}"[:1024]}})
+        return eng.settings.retry_backoff_base_seconds
+    await run.patch(body, {"merge": {**m.model_dump(mode="json", exclude_none=True), "state": "Error",
+                                     "message": (out.message or out.failure.value)[:1024]}})
+    return 0.0
+
+
+# ---------------------------------------------------------------- the end
+
+
+async def end(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStatus, tests: list[TestStatus],
+              phase: Phase, reason: str, message: str, failure: FailureClass | None = None) -> Step:
+    eng = run.eng
+    async with eng.gate.shared():
+        body = await run.patch(body, jobstate.terminal_patch(status, tests, phase, reason, message,
+                                                             eng.clock.now(), failure))
+        final = _status(body)
+        await release(run, final)
+    announce_end(run, body, spec, final)
+    return await finished(run, body, final, spec)
+
+
+async def release(run: RunHandle, status: JobRunStatus) -> None:
+    started, ended = parse_iso(status.startedAt), parse_iso(status.completedAt)
+    duration_ms = int((ended - started).total_seconds() * 1000) if started and ended else None
+    result = await run.eng.ledger.release(run.uid, duration_ms)
+    run.eng.wake_promoted(result.promoted)
+
+
+def announce_end(run: RunHandle, body: Body, spec: JobRunSpec | None, status: JobRunStatus) -> None:
+    phase = status.phase or Phase.ERROR
+    kind = "Normal" if phase == Phase.PASSED else "Warning"
+    text = f"{phase.value}: {status.result or ''}; {status.message or ''}".strip("; ")
+    run.event(body, kind, status.reason or phase.value, text)
+    run.eng.metrics.job_ended(spec.type if spec else (body.get("spec") or {}).get("type", ""), phase.value, status,
+                              run.extra_labels(body))
+
+
+async def refuse(run: RunHandle, body: Body, status: JobRunStatus, reason: str, message: str) -> Step:
+    """The job will not run: Error before any pod, no retry."""
+    eng = run.eng
+    async with eng.gate.shared():
+        body = await run.patch(body, jobstate.terminal_patch(status, status.tests, Phase.ERROR, reason, message,
+                                                             eng.clock.now(), FailureClass.VALIDATION))
+        final = _status(body)
+        await release(run, final)
+    try:
+        spec: JobRunSpec | None = JobRunSpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        spec = None
+    eng.metrics.rejections.labels((body.get("spec") or {}).get("type", ""), reason, *run.extra_labels(body)).inc()
+    announce_end(run, body, spec, final)
+    return await finished(run, body, final, spec)
+
+
+async def finished(run: RunHandle, body: Body, status: JobRunStatus, spec: JobRunSpec | None) -> Step:
+    """After the terminal phase: the rows owed to PostgreSQL, the webhooks, then the TTL."""
+    from supercheck.engine import jobresults
+
+    return await jobresults.finished(run, body, status, spec)
+
+
+# ---------------------------------------------------------------- cancellation
+
+
+async def cancel(run: RunHandle) -> None:
+    """The JobRun is being deleted: stop every shard, record it Cancelled, release its slots.
+
+    Raises :class:`supercheck.engine.testrun.StillStopping` while a pod is still there."""
+    from supercheck.engine import jobresults
+    from supercheck.engine.testrun import StillStopping
+
+    eng = run.eng
+    eng.cancelling.add(run.uid)
+    fresh = await run.refresh() or dict(run.live)
+    status = _status(fresh)
+    if status.phase is None or not status.phase.terminal:
+        if await _stop_all(run):
+            raise StillStopping(f"waiting for runner pod(s) {', '.join(v.name for v in run.live_pods())} to stop")
+        was = status.phase.value if status.phase else "Pending"
+        async with eng.gate.shared():
+            fresh = await run.patch(fresh, jobstate.terminal_patch(
+                status, status.tests, Phase.CANCELLED, Reason.CANCELLED, f"the JobRun was deleted while {was}",
+                eng.clock.now()))
+            status = _status(fresh)
+            await release(run, status)
+        announce_end(run, fresh, None, status)
+        run.event(fresh, "Normal", EventReason.CANCELLED, status.message or "cancelled")
+    else:
+        await release(run, status)
+    await jobresults.record(run, fresh, status, raise_errors=True)
