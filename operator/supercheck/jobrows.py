@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from supercheck.clock import parse_iso
+
 # A test's outcome, as ``job_tests.outcome`` holds it (and the ``outcome`` label of the job metrics).
 PASSED, FAILED, FLAKY, SKIPPED, NOT_RUN = "passed", "failed", "flaky", "skipped", "notRun"
 TEST_OUTCOMES: tuple[str, ...] = (PASSED, FAILED, FLAKY, SKIPPED, NOT_RUN)
@@ -83,3 +85,11 @@ def check_tests(tests: Iterable[JobTestRow]) -> None:
         if t.name in seen:
             raise ValueError(f"test {t.name!r} is listed twice (a job's test names are unique)")
         seen.add(t.name)
+
+
+def duration_ms(job: JobRow) -> int | None:
+    """The job's ``duration_ms``, or else the time from its start to its end (None while unknown)."""
+    if job.duration_ms is not None:
+        return job.duration_ms
+    started, completed = parse_iso(job.started_at), parse_iso(job.completed_at)
+    return int((completed - started).total_seconds() * 1000) if started and completed else None

@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 
 from supercheck.clock import parse_iso
-from supercheck.jobrows import JobRow, JobTestRow, check_tests
+from supercheck.jobrows import JobRow, JobTestRow, check_tests, duration_ms
 from supercheck.ports import StoreUnavailable
 from supercheck.rows import Row
 
@@ -150,19 +150,14 @@ def _text(value: str | None, limit: int | None = None) -> str | None:
 
 
 def job_params(job: JobRow) -> dict[str, Any]:
-    started, completed = parse_iso(job.started_at), parse_iso(job.completed_at)
-    duration = job.duration_ms
-    if duration is None and started and completed:
-        duration = int((completed - started).total_seconds() * 1000)
-    d = asdict(job)
     return {
-        **d,
+        **asdict(job),
         "reason": _text(job.reason),
         "message": _text(job.message),
         "queued_at": parse_iso(job.queued_at),
-        "started_at": started,
-        "completed_at": completed,
-        "duration_ms": duration,
+        "started_at": parse_iso(job.started_at),
+        "completed_at": parse_iso(job.completed_at),
+        "duration_ms": duration_ms(job),
         "labels": json.dumps(job.labels or {}),
     }
 
