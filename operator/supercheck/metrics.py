@@ -89,6 +89,15 @@ class Metrics:
                                      "TestRuns whose rows wait for PostgreSQL", registry=r)
         self.service_errors = Counter("supercheck_service_errors_total", "Calls to a backing service that failed",
                                       ["service"], registry=r)
+        # JobRuns (suites run as one job): the same extra labels as the run metrics
+        self.jobs = Counter("supercheck_jobs_total", "JobRuns that reached a terminal phase",
+                            ["type", "phase", *extra], registry=r)
+        self.job_duration = Histogram("supercheck_job_duration_seconds", "JobRun from start to terminal phase",
+                                      ["type", "phase", *extra], buckets=DURATION_BUCKETS, registry=r)
+        self.job_tests = Counter("supercheck_job_tests_total", "Tests of ended JobRuns, by outcome",
+                                 ["type", "outcome", *extra], registry=r)
+        self.notifications = Counter("supercheck_notifications_total", "Webhook notifications, by result",
+                                     ["result", *extra], registry=r)
         self._pending: set[str] = set()
         self._pending_lock = threading.Lock()
         self._gauges: LedgerGauges | None = None

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from supercheck.jobrows import JobRow, JobTestRow
 from supercheck.rows import Row
 from supercheck.vocabulary import AdmitState
 
@@ -134,6 +135,11 @@ class Store(Protocol):
     @property
     def enabled(self) -> bool: ...
     async def upsert(self, rows: list[Row]) -> None: ...
+    async def upsert_job(self, job: JobRow, tests: list[JobTestRow]) -> None:
+        """A JobRun's row and its tests' rows, in one transaction, idempotent; a final job row is never
+        overwritten by a provisional one. Raises StoreUnavailable (PostgreSQL away), ValueError (a test
+        outcome unknown or a test name twice: the caller's bug)."""
+        ...
     async def ready(self) -> bool: ...
     async def close(self) -> None: ...
 

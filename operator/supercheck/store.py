@@ -1,8 +1,9 @@
-"""PostgreSQL: versioned migrations at start-up, one idempotent upsert per (uid, attempt).
+"""PostgreSQL: versioned migrations at start-up, one idempotent upsert per (uid, attempt) of a
+TestRun (``runs``), one per JobRun with its tests (``jobs``, ``job_tests``).
 
 The CR status is the truth while PostgreSQL is away: the operator keeps ``status.recorded``
 (the attempts whose final row landed) and retries the rest until they land. A provisional
-row (an attempt that started) never overwrites a final one.
+row (an attempt that started, a job still running) never overwrites a final one.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from importlib import resources
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 import psycopg
 
 from supercheck.clock import parse_iso
+from supercheck.jobrows import JobRow, JobTestRow, check_tests, duration_ms
 from supercheck.ports import StoreUnavailable
 from supercheck.rows import Row
 
@@ -94,6 +97,79 @@ def row_params(row: Row) -> dict[str, Any]:
     }
 
 
+UPSERT_JOB = """
+INSERT INTO jobs (uid, namespace, name, type, phase, final, reason, message, priority, parallelism,
+                  total, completed, passed, failed, flaky, skipped, not_run, queued_at, started_at,
+                  completed_at, duration_ms, report_bucket, report_prefix, report_key, labels)
+VALUES (%(uid)s, %(namespace)s, %(name)s, %(type)s, %(phase)s, %(final)s, %(reason)s, %(message)s,
+        %(priority)s, %(parallelism)s, %(total)s, %(completed)s, %(passed)s, %(failed)s, %(flaky)s,
+        %(skipped)s, %(not_run)s, %(queued_at)s, %(started_at)s, %(completed_at)s, %(duration_ms)s,
+        %(report_bucket)s, %(report_prefix)s, %(report_key)s, %(labels)s)
+ON CONFLICT (uid) DO UPDATE SET
+    namespace = EXCLUDED.namespace, name = EXCLUDED.name, type = EXCLUDED.type, phase = EXCLUDED.phase,
+    final = EXCLUDED.final, reason = EXCLUDED.reason, message = EXCLUDED.message,
+    priority = EXCLUDED.priority, parallelism = EXCLUDED.parallelism, total = EXCLUDED.total,
+    completed = EXCLUDED.completed, passed = EXCLUDED.passed, failed = EXCLUDED.failed,
+    flaky = EXCLUDED.flaky, skipped = EXCLUDED.skipped, not_run = EXCLUDED.not_run,
+    queued_at = COALESCE(EXCLUDED.queued_at, jobs.queued_at),
+    started_at = COALESCE(EXCLUDED.started_at, jobs.started_at), completed_at = EXCLUDED.completed_at,
+    duration_ms = EXCLUDED.duration_ms, report_bucket = EXCLUDED.report_bucket,
+    report_prefix = EXCLUDED.report_prefix, report_key = EXCLUDED.report_key, labels = EXCLUDED.labels,
+    updated_at = now()
+WHERE NOT jobs.final OR EXCLUDED.final
+RETURNING uid
+"""
+
+# Every test of the job in one statement (one round trip however many tests): the rows travel as one
+# JSON array. A test's completed_at defaults to the job's.
+UPSERT_JOB_TESTS = """
+INSERT INTO job_tests (job_uid, name, file, outcome, duration_ms, retries, shard, failure, namespace, job_name,
+                       completed_at)
+SELECT %(uid)s, t.name, t.file, t.outcome, t.duration_ms, t.retries, t.shard, t.failure, %(namespace)s,
+       %(name)s, COALESCE(t.completed_at, %(completed_at)s)
+FROM jsonb_to_recordset(%(tests)s::jsonb) AS t(name text, file text, outcome text, duration_ms bigint,
+                                               retries integer, shard integer, failure text,
+                                               completed_at timestamptz)
+ON CONFLICT (job_uid, name) DO UPDATE SET
+    file = EXCLUDED.file, outcome = EXCLUDED.outcome, duration_ms = EXCLUDED.duration_ms,
+    retries = EXCLUDED.retries, shard = EXCLUDED.shard, failure = EXCLUDED.failure,
+    namespace = EXCLUDED.namespace, job_name = EXCLUDED.job_name, completed_at = EXCLUDED.completed_at
+"""
+
+FAILURE_MAX_CHARS = 8192  # a test's failure text beyond this is cut (the report in S3 has all of it)
+
+
+def _text(value: str | None, limit: int | None = None) -> str | None:
+    """Free text PostgreSQL accepts: no NUL character, no lone surrogate; at most ``limit`` characters."""
+    if value is None:
+        return None
+    value = value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    if limit is not None and len(value) > limit:
+        value = value[: limit - 1] + "…"
+    return value
+
+
+def job_params(job: JobRow) -> dict[str, Any]:
+    return {
+        **asdict(job),
+        "reason": _text(job.reason),
+        "message": _text(job.message),
+        "queued_at": parse_iso(job.queued_at),
+        "started_at": parse_iso(job.started_at),
+        "completed_at": parse_iso(job.completed_at),
+        "duration_ms": duration_ms(job),
+        "labels": json.dumps(job.labels or {}),
+    }
+
+
+def job_tests_params(job: JobRow, tests: list[JobTestRow]) -> dict[str, Any]:
+    rows = [{"name": t.name, "file": t.file, "outcome": t.outcome, "duration_ms": t.duration_ms,
+             "retries": t.retries, "shard": t.shard, "failure": _text(t.failure, FAILURE_MAX_CHARS),
+             "completed_at": t.completed_at} for t in tests]
+    return {"uid": job.uid, "namespace": job.namespace, "name": job.name,
+            "completed_at": parse_iso(job.completed_at), "tests": json.dumps(rows)}
+
+
 class Store:
     def __init__(self, url: str | None, *, connect_timeout: float = 3.0):
         self.url = url
@@ -124,13 +200,43 @@ class Store:
     async def upsert(self, rows: list[Row]) -> None:
         if not rows or not self.enabled:
             return
+
+        async def write(cur: psycopg.AsyncCursor[Any]) -> None:
+            for row in rows:
+                await cur.execute(UPSERT, row_params(row))
+
+        await self._transaction(write)
+
+    async def upsert_job(self, job: JobRow, tests: list[JobTestRow]) -> None:
+        """The job's row and its tests' rows, in one transaction; idempotent.
+
+        A provisional job (``final`` False) never overwrites a final one: then nothing is written,
+        its tests neither. Tests already stored and not in ``tests`` are left as they are (an empty
+        list writes the job's row alone). ValueError (before any write) for an unknown outcome or a
+        test name given twice; StoreUnavailable when PostgreSQL cannot be reached.
+        """
+        check_tests(tests)
+        if not self.enabled:
+            return
+        params = job_params(job)
+        tests_params = job_tests_params(job, tests) if tests else None
+
+        async def write(cur: psycopg.AsyncCursor[Any]) -> None:
+            await cur.execute(UPSERT_JOB, params)
+            if await cur.fetchone() is not None and tests_params is not None:  # None: a final row stays
+                await cur.execute(UPSERT_JOB_TESTS, tests_params)
+
+        await self._transaction(write)
+
+    async def _transaction(self, work: Callable[[psycopg.AsyncCursor[Any]], Awaitable[None]]) -> None:
+        """Run ``work`` in one transaction; any trouble with PostgreSQL is StoreUnavailable (the
+        connection is dropped and made again on the next call)."""
         async with self._lock:
             try:
                 conn = await asyncio.wait_for(self._connection(), self.connect_timeout + 2)
                 async with conn.transaction():
                     async with conn.cursor() as cur:
-                        for row in rows:
-                            await cur.execute(UPSERT, row_params(row))
+                        await work(cur)
             except (TimeoutError, psycopg.Error, OSError) as exc:
                 await self._drop()
                 raise StoreUnavailable(f"PostgreSQL at {self.where()} is unavailable: {exc}".strip()) from exc

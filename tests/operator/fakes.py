@@ -9,7 +9,8 @@ the same engine runs against the real API server, Redis and PostgreSQL in the cl
   ownerless objects, and a hand to play the kubelet (``pod_running``, ``pod_terminated``...).
 * FakeLedger: the Lua scripts' model — idempotent per uid, FIFO within a priority, promotion
   on release, released runs never come back, ``wiped`` answers NeedsRebuild.
-* FakeStore: an upsert that never lets a provisional row replace a final one.
+* FakeStore: an upsert that never lets a provisional row replace a final one (runs and jobs alike;
+  a job's tests are written with it or not at all).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from supercheck.jobrows import JobRow, JobTestRow, check_tests
 from supercheck.ports import (
     AdmitResult,
     AlreadyExists,
@@ -378,6 +380,8 @@ class FakeStore:
     def __init__(self, enabled: bool = True) -> None:
         self._enabled = enabled
         self.rows: dict[tuple[str, int], Row] = {}
+        self.jobs: dict[str, JobRow] = {}
+        self.job_tests: dict[str, dict[str, JobTestRow]] = {}  # job uid -> test name -> row
         self.down = False
 
     @property
@@ -391,6 +395,20 @@ class FakeStore:
             old = self.rows.get((row.uid, row.attempt))
             if old is None or not old.final or row.final:
                 self.rows[(row.uid, row.attempt)] = row
+
+    async def upsert_job(self, job: JobRow, tests: list[JobTestRow]) -> None:
+        check_tests(tests)
+        if not self._enabled:
+            return
+        if self.down:
+            raise StoreUnavailable("PostgreSQL at 127.0.0.1:0 is unavailable (the fake store is down)")
+        old = self.jobs.get(job.uid)
+        if old is not None and old.final and not job.final:
+            return
+        self.jobs[job.uid] = copy.deepcopy(job)
+        stored = self.job_tests.setdefault(job.uid, {})
+        for test in tests:
+            stored[test.name] = copy.deepcopy(test)
 
     async def ready(self) -> bool:
         return not self.down

@@ -1,14 +1,21 @@
-"""Helpers for the operator's cluster tests: TestRun manifests, waiting, sampling the cluster."""
+"""Helpers for the operator's tests: TestRun manifests, waiting, sampling the cluster; throwaway
+Redis and PostgreSQL servers, and free ports for what the tests start themselves."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import random
+import shutil
 import socket
 import subprocess
+import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import psycopg
 import redis
 from kubernetes.client.rest import ApiException
 
@@ -195,3 +202,56 @@ def _pings(client: redis.Redis) -> bool:
         return bool(client.ping())
     except redis.ConnectionError:
         return False
+
+
+TEST_PORTS = range(18700, 18800)  # servers the tests start (the local environment keeps its own ports)
+PG_BIN = "/usr/lib/postgresql/15/bin"
+
+
+def free_port() -> int:
+    """A port of TEST_PORTS nothing listens on now (tried in random order: tests run side by side)."""
+    for port in random.sample(TEST_PORTS, len(TEST_PORTS)):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {TEST_PORTS.start}-{TEST_PORTS.stop - 1}")
+
+
+def _as_postgres(*cmd: str) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else list(cmd)
+
+
+@contextlib.contextmanager
+def throwaway_postgres() -> Iterator[str]:
+    """A PostgreSQL server of its own (initdb in a temporary folder, fsync off) on a free port; its URL."""
+    root = tempfile.mkdtemp(prefix="sc-pg-")
+    os.chmod(root, 0o777)
+    data = os.path.join(root, "data")
+    port = free_port()
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+    subprocess.run(_as_postgres(f"{PG_BIN}/initdb", "-D", data, "-A", "trust", "-U", "postgres"),
+                   check=True, capture_output=True)
+    proc = subprocess.Popen(
+        _as_postgres(f"{PG_BIN}/postgres", "-D", data, "-p", str(port), "-k", root, "-c", "listen_addresses=127.0.0.1",
+                     "-c", "fsync=off"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    try:
+        for _ in range(100):
+            try:
+                psycopg.connect(url).close()
+                break
+            except psycopg.OperationalError:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"postgres on port {port} exited with {proc.returncode}") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        shutil.rmtree(root, ignore_errors=True)

@@ -29,6 +29,33 @@ def test_alerting_series_exist_with_configured_label_keys():
         assert needle in text
 
 
+def test_job_series_with_configured_label_keys():
+    m = Metrics(Settings(SUPERCHECK_METRICS_LABEL_KEYS="team,app.kubernetes.io/part-of"))
+    m.jobs.labels("playwright", "Failed", "qa", "shop").inc()
+    m.job_duration.labels("playwright", "Failed", "qa", "shop").observe(95)
+    m.job_tests.labels("playwright", "passed", "qa", "shop").inc(470)
+    m.job_tests.labels("playwright", "notRun", "qa", "shop").inc(3)
+    m.notifications.labels("delivered", "qa", "shop").inc()
+    m.notifications.labels("failed", "qa", "shop").inc()
+    text = generate_latest(m.registry).decode()
+    extra = 'label_app_kubernetes_io_part_of="shop",label_team="qa"'
+    for needle in (f'supercheck_jobs_total{{{extra},phase="Failed",type="playwright"}} 1.0',
+                   f'supercheck_job_duration_seconds_bucket{{{extra},le="120.0",phase="Failed",type="playwright"}} 1.0',
+                   f'supercheck_job_duration_seconds_bucket{{{extra},le="60.0",phase="Failed",type="playwright"}} 0.0',
+                   f'supercheck_job_duration_seconds_sum{{{extra},phase="Failed",type="playwright"}} 95.0',
+                   f'supercheck_job_tests_total{{{extra},outcome="passed",type="playwright"}} 470.0',
+                   f'supercheck_job_tests_total{{{extra},outcome="notRun",type="playwright"}} 3.0',
+                   f'supercheck_notifications_total{{{extra},result="delivered"}} 1.0',
+                   f'supercheck_notifications_total{{{extra},result="failed"}} 1.0'):
+        assert needle in text, needle
+    plain = Metrics(Settings())  # no label keys configured: the listed labels only
+    plain.notifications.labels("delivered").inc()
+    plain.jobs.labels("k6", "Passed").inc()
+    text = generate_latest(plain.registry).decode()
+    assert 'supercheck_notifications_total{result="delivered"} 1.0' in text
+    assert 'supercheck_jobs_total{phase="Passed",type="k6"} 1.0' in text
+
+
 @pytest.mark.integration
 def test_capacity_gauges_are_read_from_redis_at_scrape_time(tmp_path):
     with throwaway_redis(str(tmp_path)) as url:

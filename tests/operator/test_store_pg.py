@@ -3,59 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 
 import psycopg
 import pytest
+from operator_kit import free_port, throwaway_postgres
 
 from supercheck.rows import Row
 from supercheck.store import Store, StoreUnavailable, migrations
 
-PG_BIN = "/usr/lib/postgresql/15/bin"
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _as_postgres(*cmd: str) -> list[str]:
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else list(cmd)
 
 
 @pytest.fixture(scope="module")
 def pg_url():
-    root = tempfile.mkdtemp(prefix="sc-pg-")
-    os.chmod(root, 0o777)
-    data = os.path.join(root, "data")
-    port = _free_port()
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-    subprocess.run(_as_postgres(f"{PG_BIN}/initdb", "-D", data, "-A", "trust", "-U", "postgres"),
-                   check=True, capture_output=True)
-    proc = subprocess.Popen(
-        _as_postgres(f"{PG_BIN}/postgres", "-D", data, "-p", str(port), "-k", root, "-c", "listen_addresses=127.0.0.1",
-                     "-c", "fsync=off"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    for _ in range(100):
-        try:
-            psycopg.connect(url).close()
-            break
-        except psycopg.OperationalError:
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(20)
-    shutil.rmtree(root, ignore_errors=True)
+    with throwaway_postgres() as url:
+        yield url
 
 
 def row(**kw) -> Row:
@@ -89,12 +51,12 @@ def test_migrate_upsert_and_final_rows_win(pg_url):
         rows = conn.execute("SELECT phase, final, duration_ms, artifacts_prefix, labels->>'team' FROM runs").fetchall()
         versions = conn.execute("SELECT version FROM schema_migrations").fetchall()
     assert rows == [("Passed", True, 5500, None, "qa")]
-    assert versions == [("0001",)]
+    assert versions == [("0001",), ("0002",)]
 
 
 def test_unreachable_database_raises_store_unavailable():
     async def go():
-        store = Store(f"postgresql://postgres@127.0.0.1:{_free_port()}/x", connect_timeout=1)
+        store = Store(f"postgresql://postgres@127.0.0.1:{free_port()}/x", connect_timeout=1)
         with pytest.raises(StoreUnavailable, match="PostgreSQL at 127.0.0.1"):
             await store.upsert([row()])
         assert not await store.ready()
