@@ -93,11 +93,11 @@ def test_examples_run_end_to_end(kube_env, demo_site, namespace, kubectl, custom
 
 
 def test_examples_are_valid_manifests():
-    """Every example parses, and every TestRun in it names the demo site it is run against."""
+    """Every example parses, and every TestRun and JobRun in it names the demo site it is run against."""
     for path in sorted(EXAMPLES.glob("*.yaml")):
         docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
-        runs = [d for d in docs if d["kind"] == "TestRun"]
-        assert runs, f"{path.name} has no TestRun"
+        runs = [d for d in docs if d["kind"] in ("TestRun", "JobRun")]
+        assert runs, f"{path.name} has no TestRun or JobRun"
         for run in runs:
             env = {e["name"]: e.get("value") for e in run["spec"].get("env", [])}
             assert env.get("TARGET_URL") == "http://127.0.0.1:18090", path.name

@@ -133,7 +133,7 @@ PRINTER_COLUMNS = [
 ]
 
 
-JOBRUN_PRINTER_COLUMNS = [
+JOBRUN_PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Progress", "type": "string", "jsonPath": ".status.progressText"},

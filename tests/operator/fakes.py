@@ -38,7 +38,6 @@ from supercheck.ports import (
 from supercheck.rows import Row
 from supercheck.vocabulary import AdmitState
 
-
 KINDS = {"testruns": "TestRun", "jobruns": "JobRun"}
 
 

@@ -119,8 +119,8 @@ def test_progress_follows_the_runners_logs_and_the_merged_report_ends_the_job():
         assert st["artifacts"]["report"].endswith("report/index.html")
         assert "basket.spec.ts" in st["message"]
         assert w.ledger.used() == 0 and st["recorded"] is True
-        job, tests = w.store.jobs[uid]
-        assert job.phase == "Failed" and job.failed == 1 and len(tests) == 5
+        job, tests = w.store.jobs[uid], w.store.job_tests[uid]
+        assert job.phase == "Failed" and job.failed == 1 and len(tests) == 5 and tests["basket.spec.ts"].shard == 1
     run(go)
 
 

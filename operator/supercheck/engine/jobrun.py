@@ -337,6 +337,18 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
     deadline = _deadline(spec, status, run)
     failed = next((sh for sh in shards if sh.state == "Error"), None)
     if now >= deadline or failed is not None:
+        live = run.live_pods()
+        if live:
+            # What the running shards announced so far is kept: read their logs once more first.
+            for sh in shards:
+                if sh.podName and any(v.name == sh.podName and not v.deleting for v in live):
+                    ended = await _read_log(run, sh.podName)
+                    if ended:
+                        tests = jobstate.apply_ended(tests, sh.index, ended)
+            fields = jobstate.progress_fields(tests)
+            if patch_changes(status, fields):
+                body = await run.patch(body, fields)
+                status = _status(body)
         if await _stop_all(run):
             return 1.0
         if now >= deadline:
@@ -370,6 +382,7 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
     if read_due:
         run.progress_read_at = now
     events: list[tuple[str, str, str]] = []
+    claimed = False
 
     for i, sh in enumerate(shards):
         if sh.state in jobstate.DONE_STATES:
@@ -385,8 +398,7 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
         if sh.attempts == 0 or sh.state == "Retrying":
             name = jobpods.shard_pod_name(run.name, sh.index, sh.attempts + 1)
             shards[i] = sh = jobstate.claim_shard(sh, name)
-            if sh.attempts > 1:
-                tests = jobstate.reset_shard(tests, sh.index)
+            claimed = True
             continue  # the claim is written first; the pod is created in the next step
         pod = run.pod(sh.podName)
         if pod is None and sh.podName:
@@ -426,6 +438,9 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
                           s.retry_backoff_base_seconds, s.retry_backoff_max_seconds)
         shards[i] = sh = jobstate.shard_ended(sh, outcome, decision, now)
         if sh.state == "Retrying":
+            # The whole shard runs again (so the merged report has every test of it): what this
+            # attempt announced is replaced by what the next one does.
+            tests = jobstate.reset_shard(tests, sh.index)
             eng.metrics.retries.labels(spec.type, outcome.failure.value, *run.extra_labels(body)).inc()
             events.append(("Warning", EventReason.RETRYING, f"shard {sh.index}: {sh.message}"))
             next_step = min(next_step, decision.delay_seconds)
@@ -441,17 +456,17 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
             patch["reason"] = Reason.RUNNING
     if patch_changes(status, patch):
         body = await run.patch(body, patch)
-    for kind, reason, message in events:
-        run.event(body, kind, reason, message)
+    for event_type, event_reason, text in events:
+        run.event(body, event_type, event_reason, text)
     if not all_done:
-        claimed = any(sh.state == "Pending" and sh.attempts and not run.pod(sh.podName) for sh in shards)
-        return 0.0 if claimed and patch_changes(status, patch) else max(0.0, min(next_step, (deadline - now)
-                                                                              .total_seconds() + 0.05))
+        if claimed:
+            return 0.0  # the claims are written: create their pods now
+        return max(0.0, min(next_step, (deadline - now).total_seconds() + 0.05))
     status = _status(body)
     if spec.type == "playwright":
         return await merge(run, body, spec, status, shards, limits, secret)
-    phase, reason = jobstate.verdict(status.tests)
-    return await end(run, body, spec, status, list(status.tests), phase, reason, _summary(status.tests))
+    verdict, why = jobstate.verdict(status.tests)
+    return await end(run, body, spec, status, list(status.tests), verdict, why, _summary(status.tests))
 
 
 def patch_changes(status: JobRunStatus, patch: dict[str, Any]) -> bool:
@@ -553,8 +568,16 @@ def announce_end(run: RunHandle, body: Body, spec: JobRunSpec | None, status: Jo
     kind = "Normal" if phase == Phase.PASSED else "Warning"
     text = f"{phase.value}: {status.result or ''}; {status.message or ''}".strip("; ")
     run.event(body, kind, status.reason or phase.value, text)
-    run.eng.metrics.job_ended(spec.type if spec else (body.get("spec") or {}).get("type", ""), phase.value, status,
-                              run.extra_labels(body))
+    m = run.eng.metrics
+    test_type = spec.type if spec else str((body.get("spec") or {}).get("type", ""))
+    extra = run.extra_labels(body)
+    m.jobs.labels(test_type, phase.value, *extra).inc()
+    started, ended = parse_iso(status.startedAt), parse_iso(status.completedAt)
+    if started and ended:
+        m.job_duration.labels(test_type, phase.value, *extra).observe(max(0.0, (ended - started).total_seconds()))
+    for t in status.tests:
+        if t.outcome is not None:
+            m.job_tests.labels(test_type, t.outcome.value, *extra).inc()
 
 
 async def refuse(run: RunHandle, body: Body, status: JobRunStatus, reason: str, message: str) -> Step:

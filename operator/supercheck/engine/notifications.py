@@ -54,7 +54,7 @@ async def send(run: RunHandle, body: Body, phase: str, targets: Sequence[NotifyT
         results.append(Notification(target=notify.safe_url(url), ok=delivery.ok, tries=delivery.tries,
                                     message=(f"HTTP {delivery.status}" if delivery.ok else delivery.error or
                                              f"HTTP {delivery.status}")[:512]))
-        run.eng.metrics.notifications.labels("delivered" if delivery.ok else "failed").inc()
+        run.eng.metrics.notifications.labels("delivered" if delivery.ok else "failed", *run.extra_labels(body)).inc()
     failed = [n for n in results if not n.ok]
     now = run.eng.clock.now()
     if failed:
