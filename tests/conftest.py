@@ -147,13 +147,14 @@ def s3_client(kube_env):
 
 @pytest.fixture
 def clean_services(kube_env, redis_client, s3_client):
-    """Empty Redis, the `runs` table and every bucket: a test starts from nothing."""
+    """Empty Redis, the `runs`, `jobs` and `job_tests` tables and every bucket: a test starts from nothing."""
     import psycopg
 
     redis_client.flushdb()
     with psycopg.connect(kube_env.env["DATABASE_URL"], autocommit=True) as conn:
         conn.execute(
-            "DO $$ BEGIN IF to_regclass('public.runs') IS NOT NULL THEN TRUNCATE runs; END IF; END $$"
+            "DO $$ BEGIN IF to_regclass('public.runs') IS NOT NULL THEN TRUNCATE runs; END IF; "
+            "IF to_regclass('public.jobs') IS NOT NULL THEN TRUNCATE jobs CASCADE; END IF; END $$"
         )
     for bucket in s3_client.list_buckets().get("Buckets", []):
         paginator = s3_client.get_paginator("list_objects_v2")

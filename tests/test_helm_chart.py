@@ -49,7 +49,7 @@ def test_chart_objects_pass_server_side_validation(helm, kubectl, namespace):
 @pytest.mark.integration
 def test_chart_ships_the_crds_and_dashboard(helm):
     manifest = render(helm, "--include-crds")
-    assert "name: testruns.supercheck.io" in manifest
+    assert "name: testruns.supercheck.io" in manifest and "name: jobruns.supercheck.io" in manifest
     dashboard = render(helm, "--show-only", "templates/grafana-dashboard.yaml")
     assert "supercheck_capacity_running" in dashboard and "supercheck_capacity_queued" in dashboard
 
@@ -59,6 +59,10 @@ OPERATOR_NEEDS = [
     ("watch", "testruns", "supercheck.io"),
     ("patch", "testruns/status", "supercheck.io"),
     ("patch", "testruns", "supercheck.io"),
+    ("watch", "jobruns", "supercheck.io"),
+    ("patch", "jobruns/status", "supercheck.io"),
+    ("patch", "jobruns", "supercheck.io"),
+    ("delete", "jobruns", "supercheck.io"),
     ("create", "pods", ""),
     ("delete", "pods", ""),
     ("watch", "pods", ""),

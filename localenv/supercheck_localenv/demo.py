@@ -1,4 +1,4 @@
-"""`make demo`: run the example TestRuns on the local environment and print their results.
+"""`make demo`: run the example TestRuns and JobRuns on the local environment and print their results.
 
 Serves `examples/site/` on 127.0.0.1:18090 as the system under test (the examples need
 no internet), applies every manifest in `examples/` to the namespace `supercheck-demo`,
@@ -46,6 +46,8 @@ def _kubectl(*args: str, input: str | None = None) -> subprocess.CompletedProces
 
 
 def result_text(status: dict) -> str:
+    if status.get("progress"):  # a JobRun: its one-line result says it all
+        return status.get("result") or status.get("progressText") or ""
     if status.get("summary"):
         s = status["summary"]
         return (f"{s.get('passed', 0)}/{s.get('total', 0)} passed, {s.get('failed', 0)} failed, "
@@ -82,7 +84,9 @@ def print_table(runs: list[dict]) -> None:
         st = run.get("status") or {}
         rows.append(
             (
-                run["metadata"]["name"], run["spec"]["type"], st.get("phase", "-"), str(st.get("attempts", 0)),
+                run["metadata"]["name"], run["spec"]["type"], st.get("phase", "-"),
+                str(st.get("attempts", 0)) if run.get("kind") != "JobRun" else
+                f"{len(st.get('shards') or [])} shards",
                 result_text(st), duration_text(st), artifacts_text(st),
             )
         )
@@ -101,7 +105,7 @@ def main() -> int:
     api = client.CustomObjectsApi(config.new_client_from_config(config_file=str(layout.kubeconfig)))
     _kubectl("create", "namespace", NAMESPACE)
     # A demo is repeatable: earlier runs of the examples make way for new ones.
-    _kubectl("delete", "testruns", "--all", "-n", NAMESPACE, "--wait=true", "--timeout=60s")
+    _kubectl("delete", "testruns,jobruns", "--all", "-n", NAMESPACE, "--wait=true", "--timeout=60s")
     manifests = sorted((layout.root / "examples").glob("*.yaml"))
     for manifest in manifests:
         res = _kubectl("apply", "-n", NAMESPACE, "-f", str(manifest))
@@ -114,22 +118,25 @@ def main() -> int:
     deadline = time.monotonic() + TIMEOUT_S
     runs: list[dict] = []
     while time.monotonic() < deadline:
-        runs = api.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "testruns")["items"]
+        runs = [{**r, "kind": kind} for plural, kind in (("testruns", "TestRun"), ("jobruns", "JobRun"))
+                for r in api.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, plural)["items"]]
         for run in runs:
             st = run.get("status") or {}
-            state = (st.get("phase"), st.get("attempts"))
+            state = (st.get("phase"), st.get("attempts") or st.get("progressText"))
             if seen.get(run["metadata"]["name"]) != state:
                 seen[run["metadata"]["name"]] = state
                 detail = f" ({st['message']})" if st.get("message") and st.get("phase") != "Running" else ""
+                step = (f"attempt {st.get('attempts', 0)}" if run["kind"] == "TestRun" else
+                        f"tests {st.get('progressText', '-')}")
                 print(f"{time.strftime('%H:%M:%S')}  {run['metadata']['name']:22} "
-                      f"{st.get('phase', 'Pending'):10} attempt {st.get('attempts', 0)}{detail}")
+                      f"{st.get('phase', 'Pending'):10} {step}{detail}")
         if runs and all((r.get("status") or {}).get("phase") in {p.value for p in TERMINAL_PHASES} for r in runs):
             break
         time.sleep(1)
     server.shutdown()
     print()
     print_table(runs)
-    print(f"\nInspect: source .dev/env && kubectl get testruns -n {NAMESPACE}; "
+    print(f"\nInspect: source .dev/env && kubectl get testruns,jobruns -n {NAMESPACE}; "
           f"kubectl describe testrun <name> -n {NAMESPACE}")
     done = all((r.get("status") or {}).get("phase") in {p.value for p in TERMINAL_PHASES} for r in runs)
     return 0 if done and runs else 1
