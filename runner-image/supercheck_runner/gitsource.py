@@ -155,6 +155,7 @@ _AUTH = ("authentication failed", "could not read username", "could not read pas
 _NO_REPO = ("repository not found", "not found: did you run git update-server-info",
             "does not appear to be a git repository", "repository not exported", "returned error: 404",
             "no such repository", "not a git repository", "returned error: 410")
+_NO_REPO_RE = re.compile(r"repository '[^']*' not found")
 _NO_REVISION = ("couldn't find remote ref", "not our ref", "unadvertised object", "no such remote ref",
                 "invalid refspec", "is not a valid ref")
 _TLS = ("ssl certificate problem", "server certificate verification failed", "certificate verify failed",
@@ -176,7 +177,7 @@ def classify(stderr: str, request: Request) -> GitSourceError:
         return GitUserError(f"authentication failed for {request.url}: check the username and the password "
                             f"or token in the Secret of testsFrom.git, and that they may read the repository "
                             f"(git: {detail})")
-    if any(s in text for s in _NO_REPO):
+    if any(s in text for s in _NO_REPO) or _NO_REPO_RE.search(text):
         return GitUserError(f"repository {request.url} not found (or the credentials given may not read it): "
                             f"check testsFrom.git.url and its credentials (git: {detail})")
     if any(s in text for s in _NO_REVISION):
@@ -300,6 +301,7 @@ def fetch(url: str, revision: str, path: str, dest: Path, *, username: str = "",
     except GitUserError as exc:
         raise GitUserError(scrub(str(exc), secrets)) from None
     say = log or (lambda _message: None)
+    say(f"fetching {request.at()}" + (f", the suite's folder {request.path}" if request.path else ""))
     started = time.monotonic()
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
