@@ -16,7 +16,8 @@ variables of git's own environment, for the URL's host only. No system or global
 What went wrong is an exception of :class:`GitSourceError`, whose ``failure`` the runner reports:
 
 * :class:`GitNetworkError` (``network``, retried): the host cannot be resolved or reached, the
-  connection was refused, reset or cut, the server answered 5xx, or git took longer than its time;
+  connection was refused, reset or cut, TLS failed, the server answered 5xx or 429, or git took
+  longer than its time;
 * :class:`GitUserError` (``validation``): something the TestRun must fix, said so — the URL, the
   credentials, the repository, the revision or the path;
 * :class:`GitUnavailable` (``infrastructure``): no ``git`` in the image, or a failure not understood.
@@ -182,9 +183,9 @@ def classify(stderr: str, request: Request) -> GitSourceError:
                             f"check testsFrom.git.url and its credentials (git: {detail})")
     if any(s in text for s in _NO_REVISION):
         return GitUserError(_no_revision(request))
-    if any(s in text for s in _TLS):
-        return GitUserError(f"the TLS certificate of {request.host} does not verify: use a URL whose certificate "
-                            f"the runner trusts (git: {detail})")
+    if any(s in text for s in _TLS):  # network, as k6's TLS failures are (docs/runner.md, Network failures)
+        return GitNetworkError(f"the TLS certificate of {request.host} does not verify (git: {detail}): a network "
+                               "failure is retried; if it persists, use a URL whose certificate the runner trusts")
     if any(s in text for s in _NETWORK):
         return GitNetworkError(f"could not reach {request.url}: {detail}")
     return GitUnavailable(f"git could not fetch {request.at()}: {detail or 'no message'}")

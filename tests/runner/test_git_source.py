@@ -122,7 +122,7 @@ REQ = gitsource.check_request("https://git.example.com/team/r.git", "nope", "sui
     ("fatal: couldn't find remote ref nope", GitUserError,
      "revision 'nope' not found in https://git.example.com/team/r.git"),
     ("error: Server does not allow request for unadvertised object 0123abcd", GitUserError, "revision 'nope'"),
-    ("fatal: unable to access '...': SSL certificate problem: self-signed certificate", GitUserError,
+    ("fatal: unable to access '...': SSL certificate problem: self-signed certificate", GitNetworkError,
      "TLS certificate of git.example.com does not verify"),
     ("fatal: unable to access '...': Could not resolve host: git.example.com", GitNetworkError, "could not reach"),
     ("fatal: unable to access '...': Failed to connect to git.example.com port 443 after 2 ms: Connection refused",
