@@ -38,7 +38,7 @@ from supercheck_contract import (
     RunnerConfig,
     RunnerResult,
 )
-from supercheck_runner import artifacts, k6, k6_summary, playwright, progress, project, validate
+from supercheck_runner import artifacts, gitsource, k6, k6_summary, playwright, progress, project, validate
 from supercheck_runner.outcome import EngineOutcome, build_result, write_termination_message
 from supercheck_runner.process import become_subreaper, reap_orphans, run_supervised
 from supercheck_runner.settings import SYSTEM_CHROMIUM, SYSTEM_FFMPEG, RunnerSettings, child_env
@@ -56,6 +56,7 @@ from supercheck_runner.timer import (
 from supercheck_runner.use_options import use_options
 
 VALIDATION_TIMEOUT_SECONDS = 60.0
+GIT_FETCH_TIMEOUT_SECONDS = 300.0
 
 
 class RunLog:
@@ -217,6 +218,20 @@ def _stopped_by_signal(outcome: EngineOutcome) -> EngineOutcome:
                          summary=outcome.summary, k6=outcome.k6)
 
 
+def fetch_suite(config: RunnerConfig, work: Path, deadline: Deadline, say: RunLog) -> RunnerConfig:
+    """A suite from git (``gitUrl``): fetched into ``work/git``, and the config's ``scriptPath`` is then
+    its folder (or ``scriptName`` in it). Other sources: the config as it is."""
+    if not config.gitUrl:
+        return config
+    folder = gitsource.fetch(
+        config.gitUrl, config.gitRevision, config.gitPath, work / "git",
+        username=os.environ.get(gitsource.USERNAME_ENV, ""), password=os.environ.get(gitsource.PASSWORD_ENV, ""),
+        timeout_seconds=min(GIT_FETCH_TIMEOUT_SECONDS, max(1.0, deadline.remaining())), log=say,
+    )
+    name = config.scriptName.strip("/")
+    return config.model_copy(update={"scriptPath": str(folder / name if name else folder)})
+
+
 def execute(config: RunnerConfig, settings: RunnerSettings, work: Path, out: Path,
             deadline: Deadline, stop: threading.Event, say: RunLog) -> EngineOutcome:
     engines = {"playwright": run_playwright, "k6": run_k6}
@@ -224,7 +239,12 @@ def execute(config: RunnerConfig, settings: RunnerSettings, work: Path, out: Pat
     if engine is None:
         return EngineOutcome(FailureClass.VALIDATION, f"unknown test type '{config.type}' (playwright or k6)")
     try:
+        config = fetch_suite(config, work, deadline, say)
         return engine(config, settings, work, out, deadline, stop, say)
+    except gitsource.GitSourceError as exc:
+        if isinstance(exc, gitsource.GitNetworkError) and deadline.expired():
+            return EngineOutcome(FailureClass.TIMEOUT, f"timed out fetching the suite: {exc}")
+        return EngineOutcome(exc.failure, str(exc))
     except validate.ValidationError as exc:
         return EngineOutcome(FailureClass.VALIDATION, f"invalid script: {exc}")
     except validate.NetworkUnavailable as exc:
