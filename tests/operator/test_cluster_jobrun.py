@@ -168,7 +168,7 @@ class Receiver:
         answer = status
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 received.append(json.loads(body))
                 self.send_response(answer)
@@ -193,9 +193,11 @@ def receiver() -> Iterator[Receiver]:
     r.server.shutdown()
 
 
-K6_PASS = "import http from 'k6/http';\nexport const options = { vus: 1, iterations: 1 };\nexport default function () {}\n"
-K6_FAIL = ("import { check } from 'k6';\nexport const options = { vus: 1, iterations: 1, "
-           "thresholds: { checks: ['rate==1'] } };\nexport default function () { check(1, { 'one is two': (v) => v === 2 }); }\n")
+K6_PASS = QUICK_K6
+K6_FAIL = """import { check } from 'k6';
+export const options = { vus: 1, iterations: 1, thresholds: { checks: ['rate==1'] } };
+export default function () { check(1, { 'one is two': (v) => v === 2 }); }
+"""
 
 
 def test_a_k6_job_notifies_a_webhook_once_and_a_dead_one_never_changes_the_verdict(
