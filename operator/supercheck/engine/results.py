@@ -8,9 +8,11 @@ from pydantic import ValidationError
 from supercheck import rows as result_rows
 from supercheck import transitions as tr
 from supercheck.clock import parse_iso
-from supercheck.engine import Step
+from supercheck.engine import Step, notifications
 from supercheck.engine.run import Body, RunHandle
+from supercheck.jobrows import JobRow
 from supercheck.models import Phase, TestRunSpec, TestRunStatus
+from supercheck.notify import summary_payload
 from supercheck.ports import StoreUnavailable
 from supercheck.vocabulary import ConditionType, EventReason, Reason
 
@@ -66,6 +68,28 @@ async def record_start(run: RunHandle, body: Body, status: TestRunStatus) -> Non
         run.log.info("provisional row not written (the final one will be): %s", exc)
 
 
+def notify_row(body: Body, status: TestRunStatus) -> JobRow:
+    """A TestRun told as the webhook's summary: Playwright's counts, or one test for k6."""
+    meta = body["metadata"]
+    spec = body.get("spec") or {}
+    phase = status.phase or Phase.ERROR
+    art = status.artifacts
+    row = JobRow(uid=meta["uid"], namespace=meta["namespace"], name=meta["name"], type=spec.get("type", ""),
+                 phase=phase.value, final=True, reason=status.reason, message=status.message,
+                 started_at=status.startedAt, completed_at=status.completedAt,
+                 report_bucket=art.bucket if art else None, report_prefix=art.prefix if art else None,
+                 report_key=art.report if art else None)
+    s = status.summary
+    if s is not None:
+        row.total, row.completed, row.passed, row.failed, row.flaky, row.skipped = (
+            s.total, s.total, s.passed, s.failed, s.flaky, s.skipped)
+    else:
+        ran = phase in (Phase.PASSED, Phase.FAILED)
+        row.total, row.completed, row.not_run = 1, int(ran), int(not ran)
+        row.passed, row.failed = int(phase == Phase.PASSED), int(phase == Phase.FAILED)
+    return row
+
+
 async def finished(run: RunHandle, body: Body, status: TestRunStatus, spec: TestRunSpec | None) -> Step:
     """After the terminal phase: the rows owed to PostgreSQL, then the TTL."""
     eng = run.eng
@@ -90,6 +114,9 @@ async def finished(run: RunHandle, body: Body, status: TestRunStatus, spec: Test
                                            Reason.RECORDED, f"{len(recorded)} row(s) in PostgreSQL table runs",
                                            eng.clock.now())})
         eng.metrics.results_waiting(run.uid, False)
+    if spec is not None and spec.notify and status.phase is not None:
+        body = await notifications.send(run, body, status.phase.value, spec.notify, status.notifications,
+                                        status.conditions, summary_payload(notify_row(body, status), kind="TestRun"))
     ttl = spec.ttlSecondsAfterFinished if spec is not None else None
     if ttl is not None:
         now = eng.clock.now()
