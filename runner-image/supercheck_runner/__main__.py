@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -37,10 +38,11 @@ from supercheck_contract import (
     Progress,
     RunnerConfig,
     RunnerResult,
+    shard_files,
 )
-from supercheck_runner import artifacts, gitsource, k6, k6_summary, playwright, progress, project, validate
-from supercheck_runner.outcome import EngineOutcome, build_result, write_termination_message
-from supercheck_runner.process import become_subreaper, reap_orphans, run_supervised
+from supercheck_runner import artifacts, gitsource, job, k6, k6_summary, playwright, progress, project, validate
+from supercheck_runner.outcome import EngineOutcome, build_result, first_line, write_termination_message
+from supercheck_runner.process import ProcessOutcome, become_subreaper, reap_orphans, run_supervised
 from supercheck_runner.settings import SYSTEM_CHROMIUM, SYSTEM_FFMPEG, RunnerSettings, child_env
 from supercheck_runner.storage import where
 from supercheck_runner.timer import (
@@ -96,6 +98,9 @@ def _tail(path: Path, size: int = 8192) -> str:
 def run_playwright(config: RunnerConfig, settings: RunnerSettings, work: Path, out: Path,
                    deadline: Deadline, stop: threading.Event, say: RunLog) -> EngineOutcome:
     suite = project.locate(Path(config.scriptPath), config.scriptName)
+    shard = job.is_shard(config)
+    if shard:  # a job's shard: the whole suite is mounted, every file of it is validated
+        suite = project.Project(suite.root, None)
     files = validate.read_project(suite, settings.max_script_bytes)
     placed = playwright.prepare_workdir(work, files, suite.entry, settings.node_modules_dir)
     validate.validate_playwright(
@@ -104,6 +109,13 @@ def run_playwright(config: RunnerConfig, settings: RunnerSettings, work: Path, o
         timeout=min(VALIDATION_TIMEOUT_SECONDS, max(1.0, deadline.remaining())),
     )
     say(f"validation passed: {placed}")
+    selected: list[str] = []
+    if shard:
+        selected, total = job.selection(config, files)
+        say(f"{job.label(config)}: {len(selected)} of the job's {total} test files"
+            + (f": {job.named(selected)}" if selected else ""))
+        if not selected:
+            return job.empty_shard(config, total)
 
     video_env, video = playwright.ffmpeg_shim(work, settings.node_modules_dir, os.environ,
                                               settings.ffmpeg_path or SYSTEM_FFMPEG)
@@ -128,12 +140,14 @@ def run_playwright(config: RunnerConfig, settings: RunnerSettings, work: Path, o
         progress_reporter=str(settings.progress_reporter),
         progress_file=str(progress_file),
         test_match=placed.entry,
+        test_files=tuple(selected),
+        blob_name=job.blob_name(config) if shard else None,
     )
     if config.playwrightTrace not in playwright.TRACE_MODES:
         say(f"unknown trace mode '{config.playwrightTrace}', using retain-on-failure")
     config_path = work / "playwright.config.mjs"
     config_path.write_text(playwright.render_config_module(
-        playwright.build_config(options), settings.chromium_path, SYSTEM_CHROMIUM))
+        playwright.build_config(options), settings.chromium_path, SYSTEM_CHROMIUM, options.test_files))
     env = child_env(os.environ, {
         **video_env,
         **playwright.writable_home(os.environ, work),
@@ -147,11 +161,21 @@ def run_playwright(config: RunnerConfig, settings: RunnerSettings, work: Path, o
         f"trace {options.trace}, {config.playwrightTestTimeoutSeconds} s per test, "
         f"interrupted after {max(0.0, deadline.remaining() - grace):.1f} s"
         + (f", use {', '.join(sorted(use))}" if use else ""))
-    proc = run_supervised(
-        playwright.command(settings.node, settings.node_modules_dir, config_path),
-        env=env, cwd=work, log_path=out / playwright.CONSOLE_LOG, deadline_at=deadline.at - grace,
-        stop_requested=stop, kill_grace_seconds=grace,
-    )
+    # Each test file of a shard is announced as soon as it has ended: a thread follows the progress file.
+    progress_file.unlink(missing_ok=True)
+    tracker = progress.FileTracker(selected)
+    follower = progress.Follower(progress_file, tracker, lambda ended: say.line(ended.line())) if shard else None
+    if follower is not None:
+        follower.start()
+    try:
+        proc = run_supervised(
+            playwright.command(settings.node, settings.node_modules_dir, config_path),
+            env=env, cwd=work, log_path=out / playwright.CONSOLE_LOG, deadline_at=deadline.at - grace,
+            stop_requested=stop, kill_grace_seconds=grace,
+        )
+    finally:
+        if follower is not None:
+            follower.stop()
     say(f"Playwright ended: exit code {proc.exit_code}, {proc.duration_seconds:.1f} s, "
         f"peak memory {proc.peak_rss_bytes / 2**20:.0f} MiB" + (f", stopped ({proc.stopped})" if proc.stopped else ""))
     report = playwright.load_report(out / playwright.RESULTS_JSON)
@@ -163,11 +187,16 @@ def run_playwright(config: RunnerConfig, settings: RunnerSettings, work: Path, o
         outcome = _stopped_by_signal(outcome)
     if (out / playwright.REPORT_INDEX).is_file():
         outcome.report = playwright.REPORT_INDEX
+    if shard:
+        outcome.message = f"{job.label(config)}: {outcome.message}"
+        outcome.tests = list(tracker.ended.values())
     return outcome
 
 
 def run_k6(config: RunnerConfig, settings: RunnerSettings, work: Path, out: Path,
            deadline: Deadline, stop: threading.Event, say: RunLog) -> EngineOutcome:
+    if job.is_shard(config):
+        return run_k6_shard(config, settings, work, out, deadline, stop, say)
     suite = project.locate(Path(config.scriptPath), config.scriptName)
     if suite.entry is None:
         raise validate.ValidationError([validate.Issue(None, None, "k6 runs one script: name it (configMapRef.key)")])
@@ -181,11 +210,80 @@ def run_k6(config: RunnerConfig, settings: RunnerSettings, work: Path, out: Path
     # k6 runs in the suite's folder: its banner and errors name the script as the user did, and
     # handleSummary's relative files land there.
     script = Path(placed.entry)
-    env = child_env(os.environ, {**playwright.writable_home(os.environ, work), "K6_NO_USAGE_REPORT": "true"})
+    env = _k6_env(work)
+    _validate_k6(settings, suite_dir, script, env, deadline)
+    say("validation passed")
+    outcome, proc = _k6_once(config, settings, script, suite_dir, out, env, deadline, stop, say)
+    if proc.stopped == "signal":
+        outcome = _stopped_by_signal(outcome)
+    if (out / k6.REPORT_INDEX).is_file():
+        outcome.report = k6.REPORT_INDEX
+    return outcome
+
+
+def run_k6_shard(config: RunnerConfig, settings: RunnerSettings, work: Path, out: Path,
+                 deadline: Deadline, stop: threading.Event, say: RunLog) -> EngineOutcome:
+    """A job's k6 shard: every test file of the suite validated, then each of the shard's files is its
+    own `k6 run` (its own summary, thresholds and handleSummary), in turn, its artifacts under
+    out/<its path without suffix>/, announced by a test-ended line once it has ended."""
+    root = project.locate(Path(config.scriptPath), config.scriptName).root
+    files = validate.read_project(project.Project(root, None), settings.max_script_bytes)
+    suite_dir = work / "tests"
+    shutil.rmtree(suite_dir, ignore_errors=True)
+    project.copy_into(files, None, suite_dir, ".js")
+    env = _k6_env(work)
+    tests = job.job_tests(files, config.tests, config.type)
+    for rel in tests:
+        try:
+            _validate_k6(settings, suite_dir, Path(rel), env, deadline)
+        except validate.ValidationError as exc:
+            raise validate.ValidationError([replace(i, file=i.file or rel) for i in exc.issues]) from exc
+    say(f"validation passed: {len(tests)} test files of a suite of {len(files)} files")
+    selected = shard_files(tests, config.shardIndex, config.shardCount)
+    say(f"{job.label(config)}: {len(selected)} of the job's {len(tests)} test files"
+        + (f": {job.named(selected)}" if selected else ""))
+    if not selected:
+        return job.empty_shard(config, len(tests))
+    dirs = job.k6_artifact_dirs(selected)
+    runs: list[job.K6File] = []
+    signalled = False
+    for rel in selected:
+        if deadline.expired() or stop.is_set():
+            signalled = stop.is_set()
+            break
+        outcome, proc = _k6_once(config, settings, Path(rel), suite_dir, out / dirs[rel], env, deadline, stop, say)
+        run = job.K6File(rel, outcome, proc.duration_seconds)
+        runs.append(run)
+        ended = job.k6_test_ended(run)
+        if ended is not None:
+            say.line(ended.line())
+            outcome.tests = [ended]
+        if proc.stopped:
+            signalled = proc.stopped == "signal"
+            break
+    result = job.k6_shard_outcome(config, selected, runs, deadline.expired())
+    if signalled:
+        result = _stopped_by_signal(result)
+    result.tests = [t for r in runs for t in r.outcome.tests]
+    return result
+
+
+def _k6_env(work: Path) -> dict[str, str]:
+    return child_env(os.environ, {**playwright.writable_home(os.environ, work), "K6_NO_USAGE_REPORT": "true"})
+
+
+def _validate_k6(settings: RunnerSettings, suite_dir: Path, script: Path, env: dict[str, str],
+                 deadline: Deadline) -> None:
     validate.validate_k6(suite_dir / script, k6=settings.k6, env=env, cwd=suite_dir,
                          timeout=min(VALIDATION_TIMEOUT_SECONDS, max(1.0, deadline.remaining())),
                          node=settings.node, validator=settings.validate_script, node_modules=settings.node_modules_dir)
-    say("validation passed")
+
+
+def _k6_once(config: RunnerConfig, settings: RunnerSettings, script: Path, suite_dir: Path, out: Path,
+             env: dict[str, str], deadline: Deadline, stop: threading.Event,
+             say: RunLog) -> tuple[EngineOutcome, ProcessOutcome]:
+    """One `k6 run` of ``script`` (relative to the suite's folder, k6's working directory) with its
+    artifacts under ``out``, and its verdict."""
     (out / "report").mkdir(parents=True, exist_ok=True)
     cmd = k6.command(settings.k6, script, out, config.k6Args)
     say(f"running k6 on {script}" + (f" with {' '.join(config.k6Args)}" if config.k6Args else ""))
@@ -203,11 +301,7 @@ def run_k6(config: RunnerConfig, settings: RunnerSettings, work: Path, out: Path
     outcome = k6.classify(k6.load_summary(out / k6.SUMMARY_JSON), exit_code=proc.exit_code,
                           timed_out=proc.timed_out, console_tail=_tail(out / k6.CONSOLE_LOG, 65536),
                           work=str(suite_dir))
-    if proc.stopped == "signal":
-        outcome = _stopped_by_signal(outcome)
-    if (out / k6.REPORT_INDEX).is_file():
-        outcome.report = k6.REPORT_INDEX
-    return outcome
+    return outcome, proc
 
 
 def _stopped_by_signal(outcome: EngineOutcome) -> EngineOutcome:
@@ -232,12 +326,76 @@ def fetch_suite(config: RunnerConfig, work: Path, deadline: Deadline, say: RunLo
     return config.model_copy(update={"scriptPath": str(folder / name if name else folder)})
 
 
+def run_merge(config: RunnerConfig, settings: RunnerSettings, work: Path, out: Path, deadline: Deadline,
+              stop: threading.Event, say: RunLog, client: artifacts.S3Client) -> EngineOutcome:
+    """A Playwright job's last step: the blob reports of its shards (``mergeFrom`` prefixes, under
+    ``blob/``) merged into one HTML report, one JUnit XML and one JSON report. No validation, no
+    browser. PASSED when the merge worked (the job's verdict is the operator's)."""
+    merge_dir = work / "merge"
+    blobs = merge_dir / "blobs"
+    shutil.rmtree(merge_dir, ignore_errors=True)
+    blobs.mkdir(parents=True)
+    merged: list[str] = []
+    missing: list[str] = []
+    at = where(settings.s3_endpoint_url)
+    for number, prefix in enumerate(config.mergeFrom, 1):
+        try:
+            keys = job.blob_keys(artifacts.list_keys(client, config.bucket, job.blob_folder(prefix)))
+            for key in keys:
+                client.download_file(config.bucket, key, str(blobs / job.local_blob_name(number, key)))
+        except Exception as exc:  # noqa: BLE001 - every S3 error is classified and said
+            problem = artifacts.classify_error(exc, config.bucket, settings.s3_endpoint_url)
+            return EngineOutcome(FailureClass.INFRASTRUCTURE,
+                                 f"could not read the blob reports under s3://{config.bucket}/{prefix}/ "
+                                 f"from {at}: {problem}")
+        (merged if keys else missing).append(prefix)
+    say(f"downloaded the blob reports of {len(merged)} of {len(config.mergeFrom)} shards"
+        + (f"; none under {', '.join(missing)}" if missing else ""))
+    if not merged:
+        return EngineOutcome(FailureClass.INFRASTRUCTURE,
+                             "no blob report to merge: none under " + (", ".join(missing) or "mergeFrom (empty)"))
+    config_path = merge_dir / "merge.config.mjs"
+    config_path.write_text(job.render_merge_config(job.merge_config(str(work / "tests"), str(out))))
+    env = child_env(os.environ, {**playwright.writable_home(os.environ, work), "FORCE_COLOR": "0",
+                                 "PLAYWRIGHT_HTML_OPEN": "never"})
+    proc = run_supervised(
+        playwright.merge_command(settings.node, settings.node_modules_dir, config_path, blobs),
+        env=env, cwd=merge_dir, log_path=out / playwright.CONSOLE_LOG, deadline_at=deadline.at, stop_requested=stop,
+    )
+    say(f"merge ended: exit code {proc.exit_code}, {proc.duration_seconds:.1f} s"
+        + (f", stopped ({proc.stopped})" if proc.stopped else ""))
+    if proc.stopped == "signal":
+        return _stopped_by_signal(EngineOutcome(FailureClass.INFRASTRUCTURE, ""))
+    if proc.timed_out:
+        return EngineOutcome(FailureClass.TIMEOUT, "timed out while merging the blob reports")
+    report = playwright.load_report(out / job.MERGED_JSON)
+    if proc.exit_code != 0 or report is None or not (out / playwright.REPORT_INDEX).is_file():
+        return EngineOutcome(FailureClass.INFRASTRUCTURE, f"the merge of the blob reports failed (exit code "
+                                                          f"{proc.exit_code}): "
+                                                          f"{first_line(_tail(out / playwright.CONSOLE_LOG)[-2000:])}")
+    facts = playwright.summarize(report)
+    return EngineOutcome(FailureClass.NONE, job.merge_message(playwright.counts_text(facts.summary), merged, missing),
+                         summary=facts.summary, report=playwright.REPORT_INDEX)
+
+
 def execute(config: RunnerConfig, settings: RunnerSettings, work: Path, out: Path,
-            deadline: Deadline, stop: threading.Event, say: RunLog) -> EngineOutcome:
+            deadline: Deadline, stop: threading.Event, say: RunLog,
+            client: artifacts.S3Client | None = None) -> EngineOutcome:
     engines = {"playwright": run_playwright, "k6": run_k6}
     engine = engines.get(config.type)
     if engine is None:
         return EngineOutcome(FailureClass.VALIDATION, f"unknown test type '{config.type}' (playwright or k6)")
+    issues = job.shard_issues(config)
+    if issues:
+        return EngineOutcome(FailureClass.VALIDATION, f"runner misconfigured: {validate.format_issues(issues)}")
+    if config.mode == job.MERGE:
+        if client is None:
+            return EngineOutcome(FailureClass.INFRASTRUCTURE, "merge mode needs S3")
+        try:
+            return run_merge(config, settings, work, out, deadline, stop, say, client)
+        except Exception as exc:  # noqa: BLE001 - a bug of ours must still end in a result, not a bare crash
+            say("runner error:\n" + traceback.format_exc())
+            return EngineOutcome(FailureClass.INFRASTRUCTURE, f"runner error: {type(exc).__name__}: {exc}")
     try:
         config = fetch_suite(config, work, deadline, say)
         return engine(config, settings, work, out, deadline, stop, say)
@@ -396,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
             f"are uploaded when S3 is back (retrying for up to {config.uploadWindowSeconds} s once the test ends)")
 
     try:
-        outcome = execute(config, settings, work, out, deadline, stop, say)
+        outcome = execute(config, settings, work, out, deadline, stop, say, clients[0])
     finally:
         reap_orphans()
 

@@ -52,6 +52,11 @@ class S3Client(Protocol):
     def upload_file(self, Filename: str, Bucket: str, Key: str, ExtraArgs: Mapping[str, str] | None = None,
                     Callback: Callable[[int], None] | None = None, Config: TransferConfig | None = None) -> None: ...
 
+    # A job's merge reads the shards' blob reports.
+    def list_objects_v2(self, **kwargs: str) -> Mapping[str, Any]: ...
+
+    def download_file(self, Bucket: str, Key: str, Filename: str) -> None: ...
+
 
 # mimetypes' table depends on the machine (/etc/mime.types); these must not.
 CONTENT_TYPES = {
@@ -244,6 +249,23 @@ def make_client(endpoint_url: str | None, region: str, *, pool: int = 32,
         ),
     )
     return client
+
+
+def list_keys(client: S3Client, bucket: str, prefix: str) -> list[str]:
+    """Every key under ``prefix`` (all pages of the listing)."""
+    keys: list[str] = []
+    token: str | None = None
+    while True:
+        page = client.list_objects_v2(Bucket=bucket, Prefix=prefix, **({"ContinuationToken": token} if token else {}))
+        keys += [str(o["Key"]) for o in page.get("Contents", [])]
+        token = page.get("NextContinuationToken")
+        if not page.get("IsTruncated") or not token:
+            return keys
+
+
+def classify_error(exc: BaseException, bucket: str, endpoint: str | None) -> str:
+    """An S3 error in words (:func:`supercheck_runner.storage.classify`)."""
+    return classify(exc, bucket=bucket, endpoint=endpoint).text
 
 
 def preflight(client: S3Client, bucket: str, endpoint: str | None = None) -> StorageProblem | None:

@@ -12,6 +12,7 @@ from supercheck_contract import (
     FailureClass,
     K6Summary,
     RunnerResult,
+    TestEnded,
     TestSummary,
     encode_termination_message,
     exit_code_for,
@@ -51,6 +52,7 @@ class EngineOutcome:
     report: str | None = None  # path of the HTML report, relative to the artifact folder
     uploaded: list[ArtifactFile] = field(default_factory=list)  # set by the upload step, for result.json
     not_uploaded: list[str] = field(default_factory=list)
+    tests: list[TestEnded] = field(default_factory=list)  # a job's shard: each test file that ended, as announced
 
 
 def build_result(outcome: EngineOutcome, artifacts: ArtifactLocation | None, duration_ms: int) -> RunnerResult:
@@ -64,6 +66,7 @@ def build_result(outcome: EngineOutcome, artifacts: ArtifactLocation | None, dur
         durationMs=duration_ms,
         uploaded=outcome.uploaded,
         notUploaded=outcome.not_uploaded,
+        tests=outcome.tests,
     )
 
 

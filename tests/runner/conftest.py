@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -128,7 +128,7 @@ ORDERS_CSV = b"id,total\n1,9.99\n2,19.50\n"
 
 
 class Site:
-    def __init__(self):
+    def __init__(self, port: int = 0):
         self.release = threading.Event()  # lets the never-ending page go at teardown
         site = self
 
@@ -182,7 +182,7 @@ class Site:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.server.handle_error = lambda request, address: None  # browsers drop connections; not news
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -204,6 +204,16 @@ def site():
         yield s
 
 
+def site_in(ports: range) -> Site:
+    """The site on the first free port of ``ports`` (a range kept for these tests)."""
+    for port in ports:
+        try:
+            return Site(port)
+        except OSError:
+            continue
+    raise AssertionError(f"no free port in {ports.start}-{ports.stop - 1}")
+
+
 # --- running the runner -------------------------------------------------------------------
 
 
@@ -215,6 +225,7 @@ class RunOutcome:
     output: str
     config: RunnerConfig
     seconds: float
+    stamped: list[tuple[float, str]] = field(default_factory=list)  # (epoch seconds it was read, line)
 
     def keys(self, s3) -> list[str]:
         listed = s3.list_objects_v2(Bucket=self.config.bucket, Prefix=self.config.prefix + "/")
@@ -289,14 +300,22 @@ def make_runner(tmp_path: Path, s3_endpoint: str):
         if sigterm_after is not None:  # as the kubelet does when the pod is deleted
             time.sleep(sigterm_after)
             proc.send_signal(signal.SIGTERM)
+        # Read as it comes, each line with the time it arrived (the test-ended lines' promptness).
+        stamped: list[tuple[float, str]] = []
+        reader = threading.Thread(target=lambda: stamped.extend((time.time(), line) for line in proc.stdout),
+                                  daemon=True)
+        reader.start()
         try:
-            output, _ = proc.communicate(timeout=wall_timeout)
+            proc.wait(timeout=wall_timeout)
+            reader.join(timeout=30)
         finally:
             if proc.poll() is None:
                 proc.kill()
+        output = "".join(line for _, line in stamped)
         seconds = time.monotonic() - started
         message = termination.read_text() if termination.exists() else ""
-        return RunOutcome(proc.returncode, decode_termination_message(message), message, output, config, seconds)
+        return RunOutcome(proc.returncode, decode_termination_message(message), message, output, config, seconds,
+                          stamped)
 
     return run
 
