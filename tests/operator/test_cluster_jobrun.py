@@ -284,3 +284,57 @@ def test_a_mixed_burst_of_jobs_and_testruns_never_exceeds_capacity(
                     r["status"]["queuedAt"] < j_start and r["status"]["startedAt"] < j_start and
                     r["status"]["queueSeq"] > j["status"]["queueSeq"]]
         assert not overtook, f"{j['metadata']['name']} was overtaken by {overtook}"
+
+
+HOG_ONCE_K6 = """import http from 'k6/http';
+export const options = { vus: 1, iterations: 1 };
+export default function () {
+  if (http.get(`${__ENV.CTRL}/hog`).body === 'yes') {
+    const hog = [];
+    for (;;) { hog.push(new Array(1000000).fill(Math.random())); }
+  }
+}
+"""
+
+
+class HogOnce:
+    """Answers 'yes' to the first /hog and 'no' after: the first attempt runs out of memory."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                outer.asked += 1
+                body = b"yes" if outer.asked == 1 else b"no"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.port = free_port()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_a_shard_killed_for_memory_is_retried_once_and_the_job_passes(
+        operator, namespace, core_v1, custom_objects, redis_client):
+    hog = HogOnce()
+    try:
+        suite_configmap(core_v1, namespace, "suite", {"a-hog.test.js": HOG_ONCE_K6, "b.test.js": QUICK_K6})
+        create_job(custom_objects, namespace, job("hungry", {
+            "type": "k6", "parallelism": 1, "resources": {"memory": "200Mi"},
+            "env": [{"name": "CTRL", "value": f"http://127.0.0.1:{hog.port}"}],
+            "testsFrom": {"configMapRef": {"name": "suite"}}}))
+        st = wait_job(custom_objects, namespace, "hungry", 240)["status"]
+    finally:
+        hog.server.shutdown()
+    assert st["phase"] == "Passed", st
+    shard = st["shards"][0]
+    assert shard["attempts"] == 2 and [h["failureClass"] for h in shard["attemptHistory"]] == ["oom", "none"]
+    assert st["progress"]["passed"] == 2
+    wait_ledger_zero(redis_client)
