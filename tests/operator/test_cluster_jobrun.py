@@ -338,3 +338,38 @@ def test_a_shard_killed_for_memory_is_retried_once_and_the_job_passes(
     assert shard["attempts"] == 2 and [h["failureClass"] for h in shard["attemptHistory"]] == ["oom", "none"]
     assert st["progress"]["passed"] == 2
     wait_ledger_zero(redis_client)
+
+
+def test_a_suite_from_a_git_server_with_credentials(operator, namespace, core_v1, custom_objects, tmp_path):
+    import base64
+    import subprocess
+
+    from kubernetes import client
+
+    from tests.runner.git_kit import GitHttpServer
+
+    work = tmp_path / "work"
+    (work / "suite" / "lib").mkdir(parents=True)
+    (work / "suite" / "lib" / "target.js").write_text("export const label = 'from git';\n")
+    for name in ("a.test.js", "b.test.js"):
+        (work / "suite" / name).write_text(
+            "import { label } from './lib/target.js';\nexport const options = { vus: 1, iterations: 1 };\n"
+            "export default function () { if (label !== 'from git') throw new Error(label); }\n")
+    (work / "README.md").write_text("not part of the suite\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "."], ["-c", "user.email=t@t", "-c", "user.name=t",
+                                                           "commit", "-qm", "suite"]):
+        subprocess.run(["git", *args], cwd=work, check=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(tmp_path / "repo.git")], check=True)
+    core_v1.create_namespaced_secret(namespace, client.V1Secret(
+        metadata=client.V1ObjectMeta(name="git-creds"),
+        data={"username": base64.b64encode(b"ci").decode(), "password": base64.b64encode(b"t0ken").decode()}))
+    with GitHttpServer(tmp_path, username="ci", password="t0ken") as server:
+        create_job(custom_objects, namespace, job("from-git", {
+            "type": "k6", "parallelism": 2,
+            "testsFrom": {"git": {"url": f"{server.url}/repo.git", "revision": "main", "path": "suite",
+                                  "credentials": {"secretRef": {"name": "git-creds"}}}}}))
+        st = wait_job(custom_objects, namespace, "from-git", 180)["status"]
+    assert st["phase"] == "Passed", st
+    assert sorted(t["file"] for t in st["tests"]) == ["a.test.js", "b.test.js"]
+    assert {t["shard"] for t in st["tests"]} == {1, 2}
+    assert "t0ken" not in json.dumps(st)
