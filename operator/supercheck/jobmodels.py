@@ -164,7 +164,7 @@ class JobRunSpec(_Model):
         return self
 
 
-class Progress(_Model):
+class JobProgress(_Model):
     total: int = 0
     completed: int = 0
     passed: int = 0
@@ -194,7 +194,7 @@ class ShardStatus(_Model):
     tests: int = 0
     attempts: int = 0
     podName: str | None = None
-    state: Literal["Pending", "Running", "Retrying", "Done", "Failed", "Error"] = "Pending"
+    state: Literal["Pending", "Running", "Uploading", "Retrying", "Done", "Failed", "Error"] = "Pending"
     failureClass: FailureClass | None = None
     message: str | None = None
     nextAttemptAt: str | None = None
@@ -230,7 +230,7 @@ class JobRunStatus(_Model):
     result: str | None = Field(default=None, description="One-line outcome, e.g. 11 passed, 1 failed")
     progressText: str | None = Field(default=None, description="Tests ended of all, e.g. 37/40")
     duration: str | None = None
-    progress: Progress | None = None
+    progress: JobProgress | None = None
     tests: list[TestStatus] = Field(default_factory=list)
     shards: list[ShardStatus] = Field(default_factory=list)
     merge: MergeStatus | None = None

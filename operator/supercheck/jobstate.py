@@ -11,13 +11,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from supercheck.clock import human_duration, iso, parse_iso
-from supercheck.jobmodels import JobRunStatus, Progress, ShardStatus, TestStatus
+from supercheck.jobmodels import JobProgress, JobRunStatus, ShardStatus, TestStatus
 from supercheck.jobpods import Test
 from supercheck.jobrows import JobRow, JobTestRow
 from supercheck.models import AttemptRecord, Phase
 from supercheck.pods import AttemptOutcome
 from supercheck.retry import Decision
-from supercheck_contract import FailureClass, TestEnded, TestOutcome
+from supercheck_contract import FailureClass, Progress, TestEnded, TestOutcome
 
 DONE_STATES = ("Done", "Failed", "Error")
 
@@ -33,8 +33,8 @@ def initial_shards(tests: Sequence[TestStatus], shards: int) -> list[ShardStatus
     return [ShardStatus(index=i, tests=sum(1 for t in tests if t.shard == i)) for i in range(1, shards + 1)]
 
 
-def tally(tests: Iterable[TestStatus]) -> Progress:
-    p = Progress()
+def tally(tests: Iterable[TestStatus]) -> JobProgress:
+    p = JobProgress()
     for t in tests:
         p.total += 1
         if t.outcome is None:
@@ -52,11 +52,11 @@ def tally(tests: Iterable[TestStatus]) -> Progress:
     return p
 
 
-def progress_text(p: Progress) -> str:
+def progress_text(p: JobProgress) -> str:
     return f"{p.completed}/{p.total}"
 
 
-def result_line(p: Progress) -> str:
+def result_line(p: JobProgress) -> str:
     parts = [f"{p.passed}/{p.total} passed"]
     for n, word in ((p.failed, "failed"), (p.flaky, "flaky"), (p.skipped, "skipped")):
         if n:
@@ -121,6 +121,16 @@ def shard_running(shard: ShardStatus, now: datetime) -> ShardStatus:
         if h.attempt == s.attempts and not h.startedAt:
             h.phase, h.startedAt = "Running", iso(now)
     return s
+
+
+def shard_phase(shard: ShardStatus, said: Progress | None) -> ShardStatus:
+    """A running shard's state from its runner's last phase line: Uploading once it stores its files."""
+    uploading = said is not None and said.phase == Phase.UPLOADING.value
+    state = "Uploading" if uploading else "Running"
+    message = said.message[:1024] if uploading and said is not None else shard.message
+    if shard.state == state and shard.message == message:
+        return shard
+    return shard.model_copy(update={"state": state, "message": message})
 
 
 def shard_seen_running(shard: ShardStatus) -> bool:

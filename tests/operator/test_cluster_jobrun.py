@@ -305,7 +305,7 @@ class HogOnce:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 outer.asked += 1
                 body = b"yes" if outer.asked == 1 else b"no"
                 self.send_response(200)

@@ -30,7 +30,7 @@ from supercheck.models import Phase
 from supercheck.ports import AlreadyExists, ApiUnavailable, Conflict, LedgerUnavailable, NeedsRebuild
 from supercheck.retry import TERMINAL_FOR, decide, retry_after_seconds
 from supercheck.vocabulary import AdmitState, ConditionType, EventReason, PodStateKind, Reason, SlotState
-from supercheck_contract import FailureClass, TestEnded, tests_ended
+from supercheck_contract import FailureClass, Progress, TestEnded, last_progress, tests_ended
 
 QUEUE_BACKSTOP_SECONDS = 30.0
 LOG_LINES = 20_000
@@ -293,12 +293,19 @@ def _deadline(spec: JobRunSpec, status: JobRunStatus, run: RunHandle) -> datetim
 
 
 async def _read_log(run: RunHandle, pod: str) -> list[TestEnded] | None:
+    return (await _read_runner(run, pod))[0]
+
+
+async def _read_runner(run: RunHandle, pod: str) -> tuple[list[TestEnded] | None, Progress | None]:
+    """What a shard's runner announced on its log: the tests that ended, and its last phase line."""
     try:
         text = await run.eng.kube.pod_log_tail(run.namespace, pod, podspec.CONTAINER_NAME, LOG_LINES, LOG_LIMIT_BYTES)
     except ApiUnavailable as exc:
         run.log.debug("runner log of %s not read: %s", pod, exc)
-        return None
-    return tests_ended(text) if text else None
+        return None, None
+    if not text:
+        return None, None
+    return tests_ended(text), last_progress(text)
 
 
 async def _create(run: RunHandle, pod: Body) -> bool:
@@ -415,13 +422,14 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
         if state.kind == PodStateKind.PENDING:
             continue
         if state.kind == PodStateKind.RUNNING:
-            if sh.state != "Running":
+            if sh.state not in ("Running", "Uploading"):
                 shards[i] = sh = jobstate.shard_running(sh, now)
                 events.append(("Normal", EventReason.RUNNING, f"shard {sh.index}: runner pod {sh.podName} is running"))
             if read_due and sh.podName:
-                ended = await _read_log(run, sh.podName)
+                ended, said = await _read_runner(run, sh.podName)
                 if ended:
                     tests = jobstate.apply_ended(tests, sh.index, ended)
+                shards[i] = sh = jobstate.shard_phase(sh, said)
             next_step = min(next_step, s.job_progress_poll_seconds)
             continue
         # The attempt ended: its tests from the log (once more, complete), then the shard's fate.
@@ -449,11 +457,16 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
 
     all_done = all(sh.state in ("Done",) for sh in shards)
     patch: dict[str, Any] = {"shards": jobstate.dump_shards(shards), **jobstate.progress_fields(tests)}
-    running = sum(1 for sh in shards if sh.state == "Running")
+    running = sum(1 for sh in shards if sh.state in ("Running", "Uploading"))
     if not all_done:
         patch["message"] = f"{running} of {len(shards)} shard(s) running; {patch['progressText']} tests ended"
-        if running and status.reason != Reason.RUNNING:
-            patch["reason"] = Reason.RUNNING
+        uploading = [sh for sh in shards if sh.state not in jobstate.DONE_STATES]
+        if uploading and all(sh.state == "Uploading" for sh in uploading):
+            # Every shard still at work has run its tests and is storing their files.
+            patch.update(phase=Phase.UPLOADING.value, reason=Reason.UPLOADING,
+                         message=f"{len(uploading)} shard(s) uploading: {uploading[0].message or ''}"[:1024])
+        elif running:
+            patch.update(phase=Phase.RUNNING.value, reason=Reason.RUNNING)
     if patch_changes(status, patch):
         body = await run.patch(body, patch)
     for event_type, event_reason, text in events:
