@@ -198,6 +198,7 @@ class ShardStatus(_Model):
     failureClass: FailureClass | None = None
     message: str | None = None
     nextAttemptAt: str | None = None
+    report: str | None = Field(default=None, description="Key of the last attempt's HTML report")
     attemptHistory: list[AttemptRecord] = Field(default_factory=list)
 
 

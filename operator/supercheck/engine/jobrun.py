@@ -476,8 +476,14 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
             return 0.0  # the claims are written: create their pods now
         return max(0.0, min(next_step, (deadline - now).total_seconds() + 0.05))
     status = _status(body)
-    if spec.type == "playwright":
+    if spec.type == "playwright" and len(shards) > 1:
         return await merge(run, body, spec, status, shards, limits, secret)
+    if spec.type == "playwright" and shards[0].report:
+        # One shard: its own HTML report and JUnit XML are the job's, no merge needed.
+        prefix = shards[0].report.rsplit("/report/", 1)[0]
+        body = await run.patch(body, {"artifacts": {"bucket": jobpods.bucket(spec), "prefix": prefix,
+                                                    "report": shards[0].report, "junit": f"{prefix}/junit.xml"}})
+        status = _status(body)
     verdict, why = jobstate.verdict(status.tests)
     return await end(run, body, spec, status, list(status.tests), verdict, why, _summary(status.tests))
 
