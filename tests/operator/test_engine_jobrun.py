@@ -233,3 +233,25 @@ def test_a_suite_without_test_files_is_refused_naming_what_it_has():
         st = status(w)
         assert st["phase"] == "Error" and st["reason"] == "KeyNotFound" and "fixtures.ts" in st["message"]
     run(go)
+
+
+def test_the_job_shows_uploading_while_every_shard_at_work_stores_its_files():
+    async def go():
+        from supercheck_contract import UPLOADING, Progress
+        w = world(running_capacity=4, queued_capacity=5)
+        await started(w)
+        for pod in ("j-s1-a1", "j-s2-a1"):
+            w.kube.pod_running(pod)
+        await settle(w, "j")
+        line = Progress(phase=UPLOADING, reason="Uploading", message="uploading 12 files").line()
+        w.kube.pod_prints("j-s1-a1", line)
+        w.clock.advance(5)
+        await settle(w, "j")
+        st = status(w)
+        assert st["phase"] == "Running" and [sh["state"] for sh in st["shards"]] == ["Uploading", "Running"]
+        w.kube.pod_prints("j-s2-a1", line)
+        w.clock.advance(5)
+        await settle(w, "j")
+        st = status(w)
+        assert st["phase"] == "Uploading" and "uploading 12 files" in st["message"]
+    run(go)

@@ -119,3 +119,45 @@ def test_reconcile_frees_a_leaked_slot_and_restores_a_missing_one():
         assert w.metric("supercheck_slots_repaired_total", kind="stale_running") == 1
         assert w.metric("supercheck_slots_repaired_total", kind="missing_running") == 1
     run(go)
+
+
+@pytest.mark.integration  # a real HTTP receiver on loopback
+def test_a_testrun_notifies_its_webhook_once_after_its_verdict():
+    import http.server
+    import json
+    import threading
+
+    posts: list[dict] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook?token=abc"
+
+    async def go():
+        w = world()
+        await running(w, "a", {**K6, "notify": [{"url": url}, {"url": url, "on": ["Passed"]}]})
+        w.kube.pod_terminated("a-a1", int(ExitCode.TEST_FAILED), result(FailureClass.TEST_FAILURE,
+                                                                         ExitCode.TEST_FAILED, "thresholds crossed"))
+        assert await w.settle("a") is None
+        assert await w.settle("a") is None  # a later step sends nothing again
+        st = w.status("a")
+        assert st["phase"] == "Failed"
+        assert [n["ok"] for n in st["notifications"]] == [True, True]
+        assert st["notifications"][0]["target"].endswith("/hook") and "abc" not in json.dumps(st)
+        assert {c["type"]: c["status"] for c in st["conditions"]}["Notified"] == "True"
+        assert "Notified" in w.events.reasons()
+    try:
+        run(go)
+    finally:
+        server.shutdown()
+    assert len(posts) == 1 and posts[0]["kind"] == "TestRun" and posts[0]["phase"] == "Failed"
+    assert posts[0]["counts"]["failed"] == 1
