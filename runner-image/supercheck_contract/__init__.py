@@ -361,6 +361,7 @@ LOG_PREFIX = "[supercheck] "  # the runner's own lines on stdout; a test's line 
 UPLOADING = "Uploading"  # the only phase a runner announces: the test has ended, its files are not stored yet
 STORAGE_UNAVAILABLE = "StorageUnavailable"  # reason: S3 cannot be reached; the runner retries
 STORAGE_BACK = "StorageBack"  # reason: S3 answers again; the remaining files are going up
+UPLOAD_STARTED = "Uploading"  # reason: the test ended and its files are going up (announced at the start)
 PROGRESS_MESSAGE_LIMIT = 512
 _PROGRESS = re.compile(r"^" + re.escape(LOG_PREFIX) + r"phase=(?P<phase>[A-Za-z]+) reason=(?P<reason>[A-Za-z]+): "
                        r"(?P<message>.*)$")

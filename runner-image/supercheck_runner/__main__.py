@@ -32,6 +32,7 @@ from supercheck_contract import (
     RESULT_JSON_NAME,
     STORAGE_BACK,
     STORAGE_UNAVAILABLE,
+    UPLOAD_STARTED,
     UPLOADING,
     ArtifactLocation,
     FailureClass,
@@ -453,6 +454,10 @@ def upload(uploader: artifacts.Uploader, config: RunnerConfig, out: Path, outcom
            say: RunLog) -> tuple[ArtifactLocation, str | None, list[str]]:
     """Upload out/; returns the location, a note for the message when files were lost, and the
     lost files (paths relative to the prefix, as ``RunnerResult.notUploaded``)."""
+    # Announced (before the plan: the line also lands in console.log, which is uploaded), so the
+    # operator shows the run Uploading while its files go up.
+    say.progress(UPLOADING, UPLOAD_STARTED, f"the test ended; uploading its files to s3://{config.bucket}/"
+                 f"{config.prefix}/")
     items = artifacts.plan(out, config.prefix)
     report = uploader.upload_all(items)
     outcome.uploaded, outcome.not_uploaded = artifacts.listing(config.prefix, items, report)
