@@ -111,6 +111,7 @@ def test_a_twelve_test_suite_is_one_job_with_one_merged_report(
         "type": "playwright", "parallelism": parallelism, "testsFrom": {"configMapRef": {"name": "suite"}},
         "playwright": {"retries": 0, "workers": 1}}))
     seen: set[int] = set()
+    phases: set[str] = set()
     pods_at_once = 0
     deadline = time.monotonic() + 300
     obj: dict | None = None
@@ -119,6 +120,7 @@ def test_a_twelve_test_suite_is_one_job_with_one_merged_report(
         st = (obj or {}).get("status") or {}
         if st.get("progress"):
             seen.add(st["progress"]["completed"])
+        phases.add(st.get("phase") or "")
         pods = core_v1.list_namespaced_pod(namespace, label_selector="supercheck.io/jobrun=suite").items
         pods_at_once = max(pods_at_once, sum(1 for p in pods if p.status.phase == "Running"))
         if st.get("phase") in TERMINAL:
@@ -132,6 +134,8 @@ def test_a_twelve_test_suite_is_one_job_with_one_merged_report(
     assert [t["name"] for t in st["tests"] if t["outcome"] == "failed"] == ["checkout.spec.ts"]
     assert len(st["shards"]) == parallelism and pods_at_once <= parallelism
     assert len(seen - {0}) >= 3, f"progress.completed values seen while it ran: {sorted(seen)}"
+    if parallelism > 1:
+        assert "Uploading" in phases, phases  # while the shards' reports are merged
     # One merged report and one JUnit XML, covering every test of every shard.
     art = st["artifacts"]
     assert art["bucket"] == "playwright-job-artifacts" and art["report"].endswith("report/index.html")
