@@ -279,6 +279,24 @@ def test_a_test_file_the_suite_does_not_have_is_validation(runner):
     assert "the job's tests name 'tests/gone.spec.ts', which the suite does not have" in run.result.message
 
 
+def test_a_playwright_shard_at_its_deadline_announces_only_the_files_that_ended(runner, job_site, s3):
+    stuck = ("import { test } from '@playwright/test';\n"
+             "test('stuck on a hidden button', async ({ page }) => {\n"
+             "  await page.setContent('<button style=\"display: none\">Checkout</button>');\n"
+             "  await page.locator('button').click();\n"
+             "});\n"
+             "test('after it', async () => {});\n")
+    suite = {**SUITE, "tests/b-about.spec.ts": stuck}  # shard 2 of 2: b (stuck), d (skipped at once)
+    run = runner("playwright", None, files=suite, env={"TARGET_URL": job_site.url}, shardIndex=2, shardCount=2,
+                 timeout_seconds=20, playwrightTestTimeoutSeconds=120)
+    assert run.exit_code == ExitCode.TIMEOUT, run.output
+    assert run.result.message.startswith("shard 2 of 2: timed out:"), run.result.message
+    assert "'stuck on a hidden button' (tests/b-about.spec.ts:2" in run.result.message
+    # d-later ended at once (both cases skipped) in the other worker; b was cut off: not announced
+    assert [(t.file, t.outcome) for t in ended_lines(run.output)] == [("tests/d-later.spec.ts", TestOutcome.SKIPPED)]
+    assert f"{run.config.prefix}/blob/shard-2.zip" in run.keys(s3)  # written when interrupted, for the merge
+
+
 # --- k6 ----------------------------------------------------------------------------------------
 
 K6_LIB = """
