@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -226,7 +227,8 @@ def test_the_merge_makes_one_report_of_every_case(merged, s3):
     assert f"{run.config.prefix}/report/trace/index.html" in keys
 
 
-def test_the_failing_tests_trace_opens_from_the_merged_report(merged, s3, s3_endpoint, tmp_path):
+def test_the_failing_tests_trace_screenshot_and_video_open_from_the_merged_report(merged, shards, s3, s3_endpoint,
+                                                                                  tmp_path):
     run, _ = merged
     bucket = run.config.bucket
     s3.put_bucket_policy(Bucket=bucket, Policy=(
@@ -244,6 +246,7 @@ def test_the_failing_tests_trace_opens_from_the_merged_report(merged, s3, s3_end
     assert seen.pop("trace") == 200
     assert seen.pop("imageWidth") > 0  # the screenshot
     assert seen and all(code == 200 for code in seen.values()), seen
+    assert any(src.endswith(".webm") for src in seen) or "videos are off" in shards[0].output, seen
 
 
 def test_a_merge_without_any_blob_is_infrastructure(runner):
@@ -277,6 +280,24 @@ def test_a_test_file_the_suite_does_not_have_is_validation(runner):
     run = runner("playwright", None, files=SUITE, shardIndex=1, shardCount=2, tests=[*TEST_FILES, "tests/gone.spec.ts"])
     assert run.exit_code == ExitCode.VALIDATION, run.output
     assert "the job's tests name 'tests/gone.spec.ts', which the suite does not have" in run.result.message
+
+
+def test_a_playwright_shard_at_its_deadline_announces_only_the_files_that_ended(runner, job_site, s3):
+    stuck = ("import { test } from '@playwright/test';\n"
+             "test('stuck on a hidden button', async ({ page }) => {\n"
+             "  await page.setContent('<button style=\"display: none\">Checkout</button>');\n"
+             "  await page.locator('button').click();\n"
+             "});\n"
+             "test('after it', async () => {});\n")
+    suite = {**SUITE, "tests/b-about.spec.ts": stuck}  # shard 2 of 2: b (stuck), d (skipped at once)
+    run = runner("playwright", None, files=suite, env={"TARGET_URL": job_site.url}, shardIndex=2, shardCount=2,
+                 timeout_seconds=20, playwrightTestTimeoutSeconds=120)
+    assert run.exit_code == ExitCode.TIMEOUT, run.output
+    assert run.result.message.startswith("shard 2 of 2: timed out:"), run.result.message
+    assert "'stuck on a hidden button' (tests/b-about.spec.ts:2" in run.result.message
+    # d-later ended at once (both cases skipped) in the other worker; b was cut off: not announced
+    assert [(t.file, t.outcome) for t in ended_lines(run.output)] == [("tests/d-later.spec.ts", TestOutcome.SKIPPED)]
+    assert f"{run.config.prefix}/blob/shard-2.zip" in run.keys(s3)  # written when interrupted, for the merge
 
 
 # --- k6 ----------------------------------------------------------------------------------------
@@ -367,3 +388,61 @@ def test_a_k6_shard_stops_at_its_deadline_and_leaves_the_rest_unannounced(runner
     assert [(t.file, t.outcome) for t in ended_lines(run.output)] == [("load/a-home.k6.js", TestOutcome.PASSED)]
     assert run.result.message == ("shard 1 of 1: timed out: 1 of 3 test files passed, 0 failed, 1 not started; "
                                   "'load/b-slow.k6.js' was running"), run.result.message
+
+
+# --- what a shard costs -------------------------------------------------------------------------
+
+BENCH_SPEC = """
+import { test, expect } from '@playwright/test';
+import { open } from '../helpers/site';
+
+test('home {n}', async ({ page }) => {
+  await open(page);
+  await expect(page).toHaveTitle(/Demo shop/);
+});
+
+test('buy {n}', async ({ page }) => {
+  await open(page);
+  await page.getByRole('button', { name: 'Buy' }).click();
+  await expect(page.locator('#status')).toHaveText('Added to cart');
+});
+"""
+
+
+@pytest.mark.slow
+def test_a_12_file_shard_against_raw_playwright(runner, job_site, tmp_path, capsys):
+    """Wall time of a 12-file shard under the runner (validation of the suite, one Playwright run with
+    its five reporters, blob included, traces and videos kept on failure, test-ended lines, upload,
+    result) against a raw `playwright test` of the same files (same Chromium, workers, retries; list
+    reporter). Printed (pytest -s); held only to a bound that one Playwright run per file would break."""
+    suite = {"helpers/site.ts": HELPER, **{f"tests/f{n:02d}.spec.ts": BENCH_SPEC.replace("{n}", str(n))
+                                           for n in range(12)}}
+    raw = tmp_path / "raw"
+    for rel, text in suite.items():
+        (raw / rel).parent.mkdir(parents=True, exist_ok=True)
+        (raw / rel).write_text(text)
+    (raw / "node_modules").symlink_to(NODE_MODULES)
+    config = {"testDir": str(raw / "tests"), "outputDir": str(raw / "test-results"), "workers": 2, "retries": 1,
+              "reporter": [["list"]], "projects": [{"name": "chromium", "use": {"browserName": "chromium"}}],
+              "use": {"launchOptions": {"executablePath": "/usr/bin/chromium",
+                                        "args": ["--no-sandbox"] if os.geteuid() == 0 else []}}}
+    (raw / "playwright.config.mjs").write_text(f"export default {json.dumps(config)};\n")
+
+    def raw_run() -> float:
+        started = time.monotonic()
+        proc = subprocess.run(["node", str(NODE_MODULES / "@playwright" / "test" / "cli.js"), "test", "--config",
+                               "playwright.config.mjs"], cwd=raw, env={**os.environ, "TARGET_URL": job_site.url},
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        return time.monotonic() - started
+
+    raw_run()  # warm-up: Playwright's transform cache, the page cache
+    raw_seconds = raw_run()
+    run = runner("playwright", None, files=suite, env={"TARGET_URL": job_site.url}, shardIndex=1, shardCount=1,
+                 timeout_seconds=300, settings_env={"SUPERCHECK_CHROMIUM_PATH": "/usr/bin/chromium"})
+    assert run.exit_code == ExitCode.PASSED, run.output
+    assert len(ended_lines(run.output)) == 12 and run.result.summary.total == 24
+    with capsys.disabled():
+        print(f"\n12-file shard: runner {run.seconds:.1f} s, raw playwright test {raw_seconds:.1f} s, "
+              f"ratio {run.seconds / raw_seconds:.2f}")
+    assert run.seconds < 5 * raw_seconds
