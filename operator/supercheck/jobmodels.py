@@ -27,7 +27,7 @@ from supercheck.models import (
     _Model,
 )
 from supercheck.vocabulary import SlotState
-from supercheck_contract import FailureClass, TestOutcome
+from supercheck_contract import FailureClass, TestOutcome, TestSummary
 
 MAX_TESTS = 500
 MAX_PARALLELISM = 64
@@ -199,6 +199,7 @@ class ShardStatus(_Model):
     message: str | None = None
     nextAttemptAt: str | None = None
     report: str | None = Field(default=None, description="Key of the last attempt's HTML report")
+    summary: TestSummary | None = Field(default=None, description="Playwright: the last attempt's test cases")
     attemptHistory: list[AttemptRecord] = Field(default_factory=list)
 
 
@@ -232,6 +233,8 @@ class JobRunStatus(_Model):
     progressText: str | None = Field(default=None, description="Tests ended of all, e.g. 37/40")
     duration: str | None = None
     progress: JobProgress | None = None
+    summary: TestSummary | None = Field(
+        default=None, description="Playwright: the test cases of the merged report (a file may hold several)")
     tests: list[TestStatus] = Field(default_factory=list)
     shards: list[ShardStatus] = Field(default_factory=list)
     merge: MergeStatus | None = None

@@ -144,6 +144,7 @@ def shard_ended(shard: ShardStatus, outcome: AttemptOutcome, decision: Decision,
     s.message = (outcome.message or "")[:1024] or None
     artifacts = outcome.result.artifacts if outcome.result is not None else None
     s.report = artifacts.report if artifacts is not None else None
+    s.summary = outcome.result.summary if outcome.result is not None else None
     for h in s.attemptHistory:
         if h.attempt == s.attempts:
             h.failureClass, h.exitCode, h.completedAt = outcome.failure, outcome.exit_code, iso(now)

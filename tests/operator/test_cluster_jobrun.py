@@ -131,6 +131,7 @@ def test_a_twelve_test_suite_is_one_job_with_one_merged_report(
     assert st["phase"] == "Failed", st
     assert st["progress"] == {"total": 12, "completed": 12, "passed": 11, "failed": 1, "flaky": 0, "skipped": 0}
     assert st["progressText"] == "12/12" and "checkout.spec.ts" in st["message"]
+    assert (st["summary"]["total"], st["summary"]["failed"]) == (12, 1)  # test cases, from the report
     assert [t["name"] for t in st["tests"] if t["outcome"] == "failed"] == ["checkout.spec.ts"]
     assert len(st["shards"]) == parallelism and pods_at_once <= parallelism
     assert len(seen - {0}) >= 3, f"progress.completed values seen while it ran: {sorted(seen)}"

@@ -117,6 +117,7 @@ def test_progress_follows_the_runners_logs_and_the_merged_report_ends_the_job():
         assert st["progress"] == {"total": 5, "completed": 5, "passed": 3, "failed": 1, "flaky": 1, "skipped": 0}
         assert st["result"] == "3/5 passed, 1 failed, 1 flaky"
         assert st["artifacts"]["report"].endswith("report/index.html")
+        assert st["summary"] == {"total": 5, "passed": 3, "failed": 1, "flaky": 1, "skipped": 0}  # the test cases
         assert "basket.spec.ts" in st["message"]
         assert w.ledger.used() == 0 and st["recorded"] is True
         job, tests = w.store.jobs[uid], w.store.job_tests[uid]

@@ -481,8 +481,10 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
     if spec.type == "playwright" and shards[0].report:
         # One shard: its own HTML report and JUnit XML are the job's, no merge needed.
         prefix = shards[0].report.rsplit("/report/", 1)[0]
+        summary = shards[0].summary.model_dump(mode="json") if shards[0].summary else None
         body = await run.patch(body, {"artifacts": {"bucket": jobpods.bucket(spec), "prefix": prefix,
-                                                    "report": shards[0].report, "junit": f"{prefix}/junit.xml"}})
+                                                    "report": shards[0].report, "junit": f"{prefix}/junit.xml"},
+                                      "summary": summary})
         status = _status(body)
     verdict, why = jobstate.verdict(status.tests)
     return await end(run, body, spec, status, list(status.tests), verdict, why, _summary(status.tests))
@@ -542,6 +544,8 @@ async def merge(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
         artifacts = out.result.artifacts if out.result else None
         patch: dict[str, Any] = {"merge": {**m.model_dump(mode="json", exclude_none=True), "state": "Done",
                                            "message": (out.message or "")[:1024]}}
+        if out.result is not None and out.result.summary is not None:
+            patch["summary"] = out.result.summary.model_dump(mode="json")
         if artifacts is not None:
             patch["artifacts"] = {"bucket": artifacts.bucket, "prefix": artifacts.prefix,
                                   **({"report": artifacts.report} if artifacts.report else {}),
