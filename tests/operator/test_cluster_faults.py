@@ -142,12 +142,13 @@ STORAGE_BLIP_CONFIG = dict(
 
 
 def _uploading(custom_objects, namespace: str, name: str) -> dict:
+    # The run is Uploading (reason Uploading) from the runner's first upload line; then the runner
+    # says S3 is away (reason StorageUnavailable).
     def shown():
         run = get_run(custom_objects, namespace, name)
-        return run if phase(run) == "Uploading" else None
-    run = wait_for(shown, 90, 0.25, f"{name} Uploading")
+        return run if phase(run) == "Uploading" and run["status"].get("reason") == "StorageUnavailable" else None
+    run = wait_for(shown, 90, 0.25, f"{name} Uploading, StorageUnavailable")
     status = run["status"]
-    assert status["reason"] == "StorageUnavailable", status
     assert status["message"].startswith("attempt 1: S3 at http://127.0.0.1:"), status["message"]
     assert "connection refused" in status["message"] and "retrying until" in status["message"]
     return run
