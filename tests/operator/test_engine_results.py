@@ -153,7 +153,8 @@ def test_a_testrun_notifies_its_webhook_once_after_its_verdict():
         assert st["phase"] == "Failed"
         assert [n["ok"] for n in st["notifications"]] == [True, True]
         assert st["notifications"][0]["target"].endswith("/hook") and "abc" not in json.dumps(st)
-        assert {c["type"]: c["status"] for c in st["conditions"]}["Notified"] == "True"
+        conditions = {c["type"]: c["status"] for c in st["conditions"]}
+        assert conditions["Notified"] == "True" and conditions["ResultsRecorded"] == "True"
         assert "Notified" in w.events.reasons()
     try:
         run(go)

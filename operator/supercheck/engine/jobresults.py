@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from supercheck import jobstate
 from supercheck import transitions as tr
-from supercheck.clock import parse_iso
 from supercheck.engine import Step
 from supercheck.engine import notifications as notes
+from supercheck.engine.results import honour_ttl
 from supercheck.engine.run import Body, RunHandle
 from supercheck.jobmodels import JobRunSpec, JobRunStatus
 from supercheck.notify import summary_payload
@@ -52,13 +52,4 @@ async def finished(run: RunHandle, body: Body, status: JobRunStatus, spec: JobRu
         job, tests = jobstate.rows(body, status)
         body = await notes.send(run, body, status.phase.value, spec.notify, status.notifications,
                                 status.conditions, summary_payload(job, tests, kind="JobRun"))
-    ttl = spec.ttlSecondsAfterFinished if spec is not None else None
-    if ttl is not None:
-        now = eng.clock.now()
-        ended = parse_iso(status.completedAt) or now
-        left = ended.timestamp() + ttl - now.timestamp()
-        if left > 0:
-            return left
-        run.log.info("ttlSecondsAfterFinished=%d passed; deleting the JobRun", ttl)
-        await eng.kube.delete_run(run.namespace, run.name, run.uid, run.plural)
-    return None
+    return await honour_ttl(run, status.completedAt, spec.ttlSecondsAfterFinished if spec is not None else None)

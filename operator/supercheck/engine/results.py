@@ -115,15 +115,22 @@ async def finished(run: RunHandle, body: Body, status: TestRunStatus, spec: Test
                                            eng.clock.now())})
         eng.metrics.results_waiting(run.uid, False)
     if spec is not None and spec.notify and status.phase is not None:
-        body = await notifications.send(run, body, status.phase.value, spec.notify, status.notifications,
-                                        status.conditions, summary_payload(notify_row(body, status), kind="TestRun"))
-    ttl = spec.ttlSecondsAfterFinished if spec is not None else None
-    if ttl is not None:
-        now = eng.clock.now()
-        ended = parse_iso(status.completedAt) or now
-        left = ended.timestamp() + ttl - now.timestamp()
-        if left > 0:
-            return left
-        run.log.info("ttlSecondsAfterFinished=%d passed; deleting the TestRun", ttl)
-        await eng.kube.delete_run(run.namespace, run.name, run.uid, run.plural)
+        status = TestRunStatus.model_validate(body.get("status") or {})  # with the condition just written
+        body = await notifications.send(run, body, status.phase.value if status.phase else "", spec.notify,
+                                        status.notifications, status.conditions,
+                                        summary_payload(notify_row(body, status), kind="TestRun"))
+    return await honour_ttl(run, status.completedAt, spec.ttlSecondsAfterFinished if spec is not None else None)
+
+
+async def honour_ttl(run: RunHandle, completed_at: str | None, ttl: int | None) -> Step:
+    """``ttlSecondsAfterFinished``: seconds until the run is to be deleted, or delete it now (None after)."""
+    if ttl is None:
+        return None
+    now = run.eng.clock.now()
+    ended = parse_iso(completed_at) or now
+    left = ended.timestamp() + ttl - now.timestamp()
+    if left > 0:
+        return left
+    run.log.info("ttlSecondsAfterFinished=%d passed; deleting the %s", ttl, run.kind)
+    await run.eng.kube.delete_run(run.namespace, run.name, run.uid, run.plural)
     return None
