@@ -209,49 +209,9 @@ def _run_crd(kind: str, plural: str, short: str, columns: list[dict[str, Any]], 
 
 def testrun_crd(settings: Settings | None = None) -> dict[str, Any]:
     settings = settings or Settings()
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {
-            "name": f"testruns.{GROUP}",
-            "annotations": {"supercheck.io/generated-by": "python -m supercheck.crdgen"},
-        },
-        "spec": {
-            "group": GROUP,
-            "scope": "Namespaced",
-            "names": {
-                "kind": "TestRun",
-                "listKind": "TestRunList",
-                "plural": "testruns",
-                "singular": "testrun",
-                "shortNames": ["tr"],
-                "categories": ["supercheck"],
-            },
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": PRINTER_COLUMNS,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": "One execution of a Playwright or k6 test, in its own runner pod.",
-                            "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": spec_schema(settings),
-                                "status": status_schema(),
-                            },
-                        }
-                    },
-                }
-            ],
-        },
-    }
+    return _run_crd("TestRun", "testruns", "tr", PRINTER_COLUMNS,
+                    "One execution of a Playwright or k6 test, in its own runner pod.",
+                    spec_schema(settings), status_schema())
 
 
 def _peering_crd(kind: str, plural: str, scope: str) -> dict[str, Any]:

@@ -8,6 +8,10 @@
 * :mod:`.attempts` — launch an attempt's pod, observe it, retry by failure class.
 * :mod:`.results` — release the slot, record rows in PostgreSQL, announce the end, honour the TTL.
 * :mod:`.testrun` — a TestRun's step and its cancellation, driving the three units above.
+* :mod:`.jobrun` — a JobRun's step and cancellation: all its slots at once, its shards, their
+  tests as they end, the merge; :mod:`.jobresults` its rows, webhooks and TTL.
+* :mod:`.notifications` — ``spec.notify`` of either kind, after the verdict.
+* :mod:`.guard` — what a step does when a service is away (shared by both kinds).
 * :mod:`.ledger_repair` — the ledger rebuilt or repaired against the cluster's truth.
 
 Decisions are pure functions elsewhere (:mod:`supercheck.transitions`, :mod:`supercheck.retry`,

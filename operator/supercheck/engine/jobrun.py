@@ -22,12 +22,12 @@ from supercheck import pods as pod_state
 from supercheck import transitions as tr
 from supercheck.clock import iso, parse_iso
 from supercheck.engine import WAIT, Step
-from supercheck.engine.ledger_repair import rebuild_ledger
+from supercheck.engine.guard import guarded
 from supercheck.engine.run import Body, RunHandle, body_ref
 from supercheck.jobmodels import JobRunSpec, JobRunStatus, MergeStatus, ShardStatus, TestStatus
 from supercheck.jobpods import Suite
 from supercheck.models import Phase
-from supercheck.ports import AlreadyExists, ApiUnavailable, Conflict, LedgerUnavailable, NeedsRebuild
+from supercheck.ports import AlreadyExists, ApiUnavailable, LedgerUnavailable
 from supercheck.retry import TERMINAL_FOR, decide, retry_after_seconds
 from supercheck.vocabulary import AdmitState, ConditionType, EventReason, PodStateKind, Reason, SlotState
 from supercheck_contract import FailureClass, Progress, TestEnded, last_progress, tests_ended
@@ -55,7 +55,7 @@ async def step(run: RunHandle) -> Step:
         if status.phase is not None and status.phase.terminal:
             return await finished(run, body, status, None)
         return await refuse(run, body, status, Reason.INVALID_SPEC, f"the spec is invalid: {exc}")
-    try:
+    async def decide() -> Step:
         if status.phase is not None and status.phase.terminal:
             return await finished(run, body, status, spec)
         if status.slot is None:
@@ -63,20 +63,12 @@ async def step(run: RunHandle) -> Step:
         if status.slot == SlotState.QUEUED:
             return await wait_in_queue(run, body, spec, status)
         return await drive(run, body, spec, status)
-    except Conflict:
-        await run.refresh()
-        return 0.0
-    except NeedsRebuild:
-        await rebuild_ledger(eng)
-        return 0.0
-    except LedgerUnavailable as exc:
-        eng.metrics.service_errors.labels("redis").inc()
-        run.log.warning("%s", exc)
+
+    async def ledger_down(exc: LedgerUnavailable) -> Step:
+        run.log.warning("%s; the job waits for Redis", exc)
         return eng.settings.service_retry_seconds
-    except ApiUnavailable as exc:
-        eng.metrics.service_errors.labels("kubernetes").inc()
-        run.log.warning("API server unavailable: %s", exc)
-        return eng.settings.service_retry_seconds
+
+    return await guarded(run, decide, ledger_down)
 
 
 # ---------------------------------------------------------------- admission
@@ -242,9 +234,8 @@ async def wait_in_queue(run: RunHandle, body: Body, spec: JobRunSpec, status: Jo
         result = await eng.ledger.admit(run.uid, body_ref(body), spec.priority, status.slots or 1)
         eng.wake_promoted(result.promoted)
         if result.state == AdmitState.RUNNING:
-            suite = await suite_of(run, spec)
-            tests = jobstate.initial_tests(suite.tests, result.weight) if isinstance(suite, Suite) else []
-            return await start(run, body, spec, status, result.weight, result.granted_ms, tests)
+            # The tests listed when it was queued (from its snapshot), not the source as it is now.
+            return await start(run, body, spec, status, result.weight, result.granted_ms, list(status.tests))
         if result.state == AdmitState.RELEASED:
             return 0.0 if await run.refresh() is not None else None
         if result.state == AdmitState.REJECTED:
@@ -369,17 +360,6 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
         return await end(run, body, spec, status, tests, phase, reason,
                          f"shard {failed.index}: {failed.message or cls.value}", cls)
 
-    suite = None
-    if spec.testsFrom is None or spec.testsFrom.git is None:
-        found = await suite_of(run, spec) if not tests else None
-        suite = found if isinstance(found, Suite) else Suite(
-            jobpods.suite_from_keys(spec, []).layout, tuple(jobpods.Test(t.name, t.file) for t in tests))
-        snapshot = await eng.kube.get_configmap(run.namespace, podspec.configmap_name(run.name))
-        if snapshot is None:
-            return await end(run, body, spec, status, tests, Phase.ERROR, Reason.CONFIGMAP_NOT_FOUND,
-                             f"the job's snapshot, ConfigMap {podspec.configmap_name(run.name)!r}, was deleted",
-                             FailureClass.VALIDATION)
-        suite = Suite(jobpods.suite_from_keys(spec, _keys(snapshot)).layout, suite.tests)
     limits = jobpods.resources(spec, ref, s)
     secret = await eng.ensure_s3_secret(run.namespace)
     remaining = max(1, int((deadline - now).total_seconds()))
@@ -390,6 +370,8 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
         run.progress_read_at = now
     events: list[tuple[str, str, str]] = []
     claimed = False
+    git = spec.testsFrom is not None and spec.testsFrom.git is not None
+    suite: Suite | None = None  # the snapshot's files, read when a pod is to be created
 
     for i, sh in enumerate(shards):
         if sh.state in jobstate.DONE_STATES:
@@ -413,10 +395,16 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
             pod = pod_state.pod_view(fetched) if fetched else None
         state = pod_state.observe(pod, seen_running=jobstate.shard_seen_running(sh))
         if state.kind == PodStateKind.ABSENT:
-            manifest = jobpods.shard_pod(ref, spec, suite, sh.index, len(shards), sh.attempts, remaining, s,
-                                         limits, secret)
-            if await _create(run, manifest):
-                eng.metrics.dispatch_latency.observe(0.0)
+            if suite is None and not git:
+                snapshot = await eng.kube.get_configmap(run.namespace, podspec.configmap_name(run.name))
+                if snapshot is None:
+                    return await end(run, body, spec, status, tests, Phase.ERROR, Reason.CONFIGMAP_NOT_FOUND,
+                                     f"the job's snapshot, ConfigMap {podspec.configmap_name(run.name)!r}, was "
+                                     "deleted; create the JobRun again", FailureClass.VALIDATION)
+                suite = Suite(jobpods.suite_from_keys(spec, _keys(snapshot)).layout,
+                              tuple(jobpods.Test(t.name, t.file) for t in tests))
+            await _create(run, jobpods.shard_pod(ref, spec, suite, sh.index, len(shards), sh.attempts, remaining,
+                                                 s, limits, secret))
             next_step = min(next_step, 1.0)
             continue
         if state.kind == PodStateKind.PENDING:

@@ -16,10 +16,9 @@ from supercheck.engine import Step
 from supercheck.engine import admission as adm
 from supercheck.engine import attempts as att
 from supercheck.engine import results as res
-from supercheck.engine.ledger_repair import rebuild_ledger
+from supercheck.engine.guard import guarded
 from supercheck.engine.run import RunHandle
 from supercheck.models import Phase, TestRunSpec, TestRunStatus
-from supercheck.ports import ApiUnavailable, Conflict, LedgerUnavailable, NeedsRebuild
 from supercheck.vocabulary import EventReason, Reason, SlotState
 
 
@@ -40,7 +39,7 @@ async def step(run: RunHandle) -> Step:
         if status.phase is not None and status.phase.terminal:
             return await res.finished(run, body, status, None)
         return await res.refuse(run, body, status, Reason.INVALID_SPEC, f"the spec is invalid: {exc}")
-    try:
+    async def decide() -> Step:
         if status.phase is not None and status.phase.terminal:
             return await res.finished(run, body, status, spec)
         if status.slot is None:
@@ -48,19 +47,8 @@ async def step(run: RunHandle) -> Step:
         if status.slot == SlotState.QUEUED:
             return await adm.wait_in_queue(run, body, spec, status)
         return await att.observe(run, body, spec, status)
-    except Conflict:
-        await run.refresh()
-        return 0.0
-    except NeedsRebuild:
-        await rebuild_ledger(eng)
-        return 0.0
-    except LedgerUnavailable as exc:
-        eng.metrics.service_errors.labels("redis").inc()
-        return await adm.ledger_down(run, body, status, exc)
-    except ApiUnavailable as exc:
-        eng.metrics.service_errors.labels("kubernetes").inc()
-        run.log.warning("API server unavailable: %s", exc)
-        return eng.settings.service_retry_seconds
+
+    return await guarded(run, decide, lambda exc: adm.ledger_down(run, body, status, exc))
 
 
 class StillStopping(Exception):
