@@ -120,7 +120,7 @@ def status_schema(model: type[TestRunStatus] | type[JobRunStatus] = TestRunStatu
     return schema
 
 
-PRINTER_COLUMNS = [
+PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Result", "type": "string", "jsonPath": ".status.result"},
