@@ -46,6 +46,7 @@ crds: deps
 bench: dev-up
 	@$(PY) hack/bench_operator.py
 	@$(PY) hack/bench_runner.py
+	@$(PY) hack/bench_jobrun.py
 
 clean: dev-down
 	rm -rf .dev
