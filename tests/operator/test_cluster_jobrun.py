@@ -378,3 +378,29 @@ def test_a_suite_from_a_git_server_with_credentials(operator, namespace, core_v1
     assert sorted(t["file"] for t in st["tests"]) == ["a.test.js", "b.test.js"]
     assert {t["shard"] for t in st["tests"]} == {1, 2}
     assert "t0ken" not in json.dumps(st)
+
+
+def test_operator_killed_and_redis_wiped_mid_job_lose_nothing(
+        operator_ctl, services, namespace, core_v1, custom_objects, redis_client):
+    """The job's slots survive an operator SIGKILL (its status holds them) and a Redis restarted
+    empty (the ledger is rebuilt with the job's weight); no pod runs twice, nothing leaks."""
+    config = dict(RUNNING_CAPACITY="4", QUEUED_CAPACITY="40", SUPERCHECK_LEDGER_RECONCILE_SECONDS="2")
+    operator_ctl.start(**config)
+    suite_configmap(core_v1, namespace, "suite", {f"t{i}.test.js": SLEEPY_K6 for i in range(6)})
+    create_job(custom_objects, namespace, job("tough", {
+        "type": "k6", "parallelism": 3, "env": [{"name": "SLEEP", "value": "2"}],
+        "testsFrom": {"configMapRef": {"name": "suite"}}}))
+    with Sampler(core_v1, namespace, redis_client) as sampler:
+        wait_for(lambda: ledger_counts(redis_client)[0] == 3, 60, what="the job on 3 slots")
+        operator_ctl.kill()
+        time.sleep(1)
+        operator_ctl.start(**config)
+        services.redis_restart_empty()
+        wait_for(lambda: ledger_counts(redis_client)[0] in (0, 3), 30, what="the ledger rebuilt")
+        st = wait_job(custom_objects, namespace, "tough", 240)["status"]
+        wait_ledger_zero(redis_client)
+    assert st["phase"] == "Passed" and st["progress"]["passed"] == 6, st
+    assert sampler.max_running <= 3
+    pods = {n for seen in sampler.pods_seen.values() for n in seen}
+    assert all(sh["attempts"] == 1 for sh in st["shards"]), st["shards"]
+    assert sorted(p for p in pods if p.startswith("tough-")) == ["tough-s1-a1", "tough-s2-a1", "tough-s3-a1"]
