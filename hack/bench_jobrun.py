@@ -7,7 +7,7 @@ Needs the local environment with the operator running (make dev-up). For each ro
 
 * raw: `npx playwright test` of the suite's files (same Chromium, same workers, list reporter),
   once bare and once recording what a JobRun records by default (traces and videos, kept on failure);
-* JobRun at parallelism 1 and 4: created -> terminal (admission, pods, validation, the tests,
+* JobRun at parallelism 1 (also with `playwright.video: off`) and 4: created -> terminal (admission, pods, validation, the tests,
   uploads, the merged report), on the same files with the same workers per pod;
 
 and prints the medians and each JobRun's ratio to raw. Not a test: it asserts nothing, it measures.
@@ -96,13 +96,14 @@ def raw(work: Path, files: dict[str, str], workers: int, site: str, artifacts: b
     return elapsed
 
 
-def jobrun(api: client.CustomObjectsApi, namespace: str, parallelism: int, workers: int, site: str) -> float:
+def jobrun(api: client.CustomObjectsApi, namespace: str, parallelism: int, workers: int, site: str,
+           video: str | None = None) -> float:
     name = f"bench-p{parallelism}-{uuid.uuid4().hex[:6]}"
     started = time.monotonic()
     api.create_namespaced_custom_object(GROUP, VERSION, namespace, "jobruns", {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "JobRun", "metadata": {"name": name},
         "spec": {"type": "playwright", "parallelism": parallelism, "testsFrom": {"configMapRef": {"name": "bench"}},
-                 "playwright": {"workers": workers, "retries": 0},
+                 "playwright": {"workers": workers, "retries": 0, **({"video": video} if video else {})},
                  "env": [{"name": "TARGET_URL", "value": site}]}})
     while True:
         st = api.get_namespaced_custom_object(GROUP, VERSION, namespace, "jobruns", name).get("status") or {}
@@ -127,7 +128,7 @@ def main() -> int:
     files = suite(args.tests)
     core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="bench"),
                                                                     data=files))
-    times: dict[str, list[float]] = {"raw": [], "raw+artifacts": [], "p1": [], "p4": []}
+    times: dict[str, list[float]] = {"raw": [], "raw+artifacts": [], "p1": [], "p1-novideo": [], "p4": []}
     with tempfile.TemporaryDirectory() as tmp:
         server, site = serve(Path(tmp))
         try:
@@ -135,9 +136,11 @@ def main() -> int:
                 times["raw"].append(raw(Path(tmp) / "raw", files, args.workers, site))
                 times["raw+artifacts"].append(raw(Path(tmp) / "raw", files, args.workers, site, artifacts=True))
                 times["p1"].append(jobrun(api, namespace, 1, args.workers, site))
+                times["p1-novideo"].append(jobrun(api, namespace, 1, args.workers, site, video="off"))
                 times["p4"].append(jobrun(api, namespace, 4, args.workers, site))
                 print(f"round {r + 1}: raw {times['raw'][-1]:.1f} s, raw with traces and videos "
-                      f"{times['raw+artifacts'][-1]:.1f} s, JobRun p1 {times['p1'][-1]:.1f} s, "
+                      f"{times['raw+artifacts'][-1]:.1f} s, JobRun p1 {times['p1'][-1]:.1f} s "
+                      f"(video off {times['p1-novideo'][-1]:.1f} s), "
                       f"p4 {times['p4'][-1]:.1f} s", flush=True)
         finally:
             server.shutdown()
@@ -147,7 +150,8 @@ def main() -> int:
     ra = med["raw+artifacts"]
     print(f"  raw npx playwright test                 {med['raw']:6.1f} s")
     print(f"  raw, recording traces and videos        {ra:6.1f} s   x{ra / med['raw']:.2f} of raw")
-    for key, label in (("p1", "JobRun parallelism 1"), ("p4", "JobRun parallelism 4")):
+    for key, label in (("p1", "JobRun parallelism 1"), ("p1-novideo", "JobRun parallelism 1, video off"),
+                       ("p4", "JobRun parallelism 4")):
         print(f"  {label:39} {med[key]:6.1f} s   x{med[key] / med['raw']:.2f} of raw, "
               f"x{med[key] / ra:.2f} of raw with the same artifacts")
     return 0

@@ -224,6 +224,7 @@ def runner_config(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settin
         prefix=artifact_prefix(run.namespace, run.name, run.uid, attempt),
         playwrightRetries=pw.retries if pw and pw.retries is not None else settings.playwright_retries,
         playwrightTrace=pw.trace if pw and pw.trace is not None else settings.playwright_trace,
+        playwrightVideo=pw.video if pw and pw.video is not None else "retain-on-failure",
         playwrightHeadless=pw.headless if pw and pw.headless is not None else settings.playwright_headless,
         playwrightWorkers=pw.workers if pw and pw.workers is not None else settings.max_concurrent_executions,
         playwrightTestTimeoutSeconds=(pw.testTimeoutSeconds if pw and pw.testTimeoutSeconds

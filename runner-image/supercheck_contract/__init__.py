@@ -193,6 +193,8 @@ class RunnerConfig(BaseModel):
     prefix: str
     playwrightRetries: int = 1
     playwrightTrace: str = "retain-on-failure"
+    # Playwright's `video`: retain-on-failure records every test and keeps the failures' videos.
+    playwrightVideo: str = "retain-on-failure"
     playwrightHeadless: bool = True
     playwrightWorkers: int = 2
     playwrightTestTimeoutSeconds: int = 30  # per test (Playwright's own default), not the run's budget

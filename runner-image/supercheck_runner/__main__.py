@@ -135,6 +135,7 @@ def run_playwright(config: RunnerConfig, settings: RunnerSettings, work: Path, o
         workers=config.playwrightWorkers,
         test_timeout_ms=config.playwrightTestTimeoutSeconds * 1000,
         video=video,
+        video_mode=config.playwrightVideo,
         chromium_path=settings.chromium_path,
         no_sandbox=hasattr(os, "geteuid") and os.geteuid() == 0,  # Chromium's sandbox refuses root
         use=use,

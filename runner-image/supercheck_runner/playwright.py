@@ -40,6 +40,7 @@ BLOB_DIR = "blob"  # a job's shard: Playwright's blob report, merged with the ot
 TEST_RESULTS_DIR = "test-results"
 CONSOLE_LOG = "console.log"
 
+VIDEO_MODES = {"off", "on", "retain-on-failure", "on-first-retry"}
 TRACE_MODES = {"off", "on", "retain-on-failure", "on-first-retry", "on-all-retries", "retain-on-first-failure"}
 
 # Flags that keep Chromium off the network at start (no update checks, no sync, no field
@@ -78,7 +79,8 @@ class PlaywrightOptions:
     headless: bool = True
     workers: int = 2
     test_timeout_ms: int = 30_000  # each test's; the run's deadline is the runner's (SIGINT, see __main__)
-    video: bool = True
+    video: bool = True  # an ffmpeg exists: videos can be recorded at all
+    video_mode: str = "retain-on-failure"  # Playwright's `video` when they can
     chromium_path: str | None = None  # None: bundled if present, else fallback_chromium
     fallback_chromium: str = "/usr/bin/chromium"
     no_sandbox: bool = False
@@ -127,7 +129,7 @@ def build_config(o: PlaywrightOptions) -> dict[str, Any]:
             "headless": o.headless,
             "trace": trace,
             "screenshot": "only-on-failure",
-            "video": "retain-on-failure" if o.video else "off",
+            "video": (o.video_mode if o.video_mode in VIDEO_MODES else "retain-on-failure") if o.video else "off",
             "launchOptions": {"args": args},
         },
     }

@@ -100,6 +100,10 @@ def test_runner_environment_round_trips_through_the_contract():
     cfg = RunnerConfig.from_env(env)
     assert cfg.type == "playwright" and cfg.attempt == 3 and cfg.playwrightWorkers == 4
     assert cfg.playwrightTrace == "on" and cfg.playwrightRetries == 1 and cfg.playwrightHeadless is True
+    assert cfg.playwrightVideo == "retain-on-failure"
+    video = pod(spec(type="playwright", playwright={"video": "off"}))
+    assert RunnerConfig.from_env({e["name"]: e["value"] for e in video["spec"]["containers"][0]["env"]
+                                  if "value" in e}).playwrightVideo == "off"
     assert cfg.bucket == "playwright-test-artifacts"
     assert cfg.prefix == f"team-a/checkout/{RUN.uid}/attempt-3"
     assert cfg.scriptPath == "/supercheck/script/checkout.spec.ts"  # an inline script is named after its run

@@ -195,6 +195,13 @@ def test_config_refuses_unknown_trace_modes_and_video_can_be_off():
     assert "--no-sandbox" not in cfg["use"]["launchOptions"]["args"]
 
 
+def test_the_video_mode_is_the_runs_unless_videos_cannot_be_recorded():
+    assert build_config(options(video_mode="off"))["use"]["video"] == "off"
+    assert build_config(options(video_mode="on-first-retry"))["use"]["video"] == "on-first-retry"
+    assert build_config(options(video_mode="sometimes"))["use"]["video"] == "retain-on-failure"
+    assert build_config(options(video_mode="on", video=False))["use"]["video"] == "off"  # no ffmpeg
+
+
 @pytest.mark.integration
 def test_config_module_loads_in_node_and_picks_chromium(tmp_path):
     """The module is real JavaScript: node imports it and we read back the chosen browser."""
