@@ -7,8 +7,9 @@ Needs the local environment with the operator running (make dev-up). For each ro
 
 * raw: `npx playwright test` of the suite's files (same Chromium, same workers, list reporter),
   once bare and once recording what a JobRun records by default (traces and videos, kept on failure);
-* JobRun at parallelism 1 (also with `playwright.video: off`) and 4: created -> terminal (admission, pods, validation, the tests,
-  uploads, the merged report), on the same files with the same workers per pod;
+* JobRun at parallelism 1 (also with `playwright.video: off`) and 4: created -> terminal
+  (admission, pods, validation, the tests, uploads, the merged report), on the same files with
+  the same workers per pod;
 
 and prints the medians and each JobRun's ratio to raw. Not a test: it asserts nothing, it measures.
 Each spec opens a page and checks it (about 0.3 s of work per test), against a local site.
