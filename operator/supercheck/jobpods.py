@@ -23,6 +23,7 @@ from supercheck.podspec import (
     RunRef,
     bounded_name,
     configmap_name,
+    env_references,
     resolve_resources,
     runner_config,
     runner_pod,
@@ -104,7 +105,7 @@ def job_timeout_seconds(spec: JobRunSpec, settings: Settings) -> int:
     return spec.timeoutSeconds or max(1, settings.job_execution_timeout_ms // 1000)
 
 
-def env_references(spec: JobRunSpec) -> list[tuple[str, str, str | None, str]]:
+def required_references(spec: JobRunSpec) -> list[tuple[str, str, str | None, str]]:
     """The ConfigMaps and Secrets the job needs before it starts: (kind, name, key, where)."""
     refs: list[tuple[str, str, str | None, str]] = []
     for i, t in enumerate(spec.tests or []):
@@ -117,19 +118,7 @@ def env_references(spec: JobRunSpec) -> list[tuple[str, str, str | None, str]]:
     if src is not None and src.git is not None and src.git.credentials is not None:
         refs.append(("Secret", src.git.credentials.secretRef.name, GIT_PASSWORD_KEY,
                      "spec.testsFrom.git.credentials.secretRef"))
-    for i, e in enumerate(spec.env):
-        v = e.valueFrom
-        if v and v.secretKeyRef and not v.secretKeyRef.optional:
-            refs.append(("Secret", v.secretKeyRef.name, v.secretKeyRef.key, f"spec.env[{i}].valueFrom.secretKeyRef"))
-        if v and v.configMapKeyRef and not v.configMapKeyRef.optional:
-            refs.append(("ConfigMap", v.configMapKeyRef.name, v.configMapKeyRef.key,
-                         f"spec.env[{i}].valueFrom.configMapKeyRef"))
-    for i, f in enumerate(spec.envFrom):
-        if f.secretRef and not f.secretRef.optional:
-            refs.append(("Secret", f.secretRef.name, None, f"spec.envFrom[{i}].secretRef"))
-        if f.configMapRef and not f.configMapRef.optional:
-            refs.append(("ConfigMap", f.configMapRef.name, None, f"spec.envFrom[{i}].configMapRef"))
-    return refs
+    return refs + env_references(spec.env, spec.envFrom)
 
 
 def snapshot_configmap(ref: RunRef, spec: JobRunSpec, data: Mapping[str, str],

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from supercheck.config import Settings
-from supercheck.models import API_VERSION, DEFAULT_TEST_TIMEOUT_SECONDS, TestRunSpec
+from supercheck.models import API_VERSION, DEFAULT_TEST_TIMEOUT_SECONDS, EnvFromSource, EnvVar, TestRunSpec
 from supercheck.quantity import parse_quantity
 from supercheck.scriptfiles import Layout, layout, script_name
 from supercheck.vocabulary import (
@@ -365,7 +365,13 @@ def required_references(spec: TestRunSpec) -> list[tuple[str, str, str | None, s
         refs.append(("ConfigMap", ref.name, ref.key, "spec.script.configMapRef"))
         refs += [("ConfigMap", ref.name, f.key, f"spec.script.configMapRef.files[{i}]")
                  for i, f in enumerate(ref.files)]
-    for i, e in enumerate(spec.env):
+    return refs + env_references(spec.env, spec.envFrom)
+
+
+def env_references(env: Sequence[EnvVar], env_from: Sequence[EnvFromSource]) -> list[tuple[str, str, str | None, str]]:
+    """The Secrets and ConfigMaps (and keys) a run's ``env`` and ``envFrom`` need, optional ones left out."""
+    refs: list[tuple[str, str, str | None, str]] = []
+    for i, e in enumerate(env):
         src = e.valueFrom
         if src and src.secretKeyRef and not src.secretKeyRef.optional:
             refs.append(("Secret", src.secretKeyRef.name, src.secretKeyRef.key,
@@ -373,7 +379,7 @@ def required_references(spec: TestRunSpec) -> list[tuple[str, str, str | None, s
         if src and src.configMapKeyRef and not src.configMapKeyRef.optional:
             refs.append(("ConfigMap", src.configMapKeyRef.name, src.configMapKeyRef.key,
                          f"spec.env[{i}].valueFrom.configMapKeyRef"))
-    for i, source in enumerate(spec.envFrom):
+    for i, source in enumerate(env_from):
         if source.secretRef and not source.secretRef.optional:
             refs.append(("Secret", source.secretRef.name, None, f"spec.envFrom[{i}].secretRef"))
         if source.configMapRef and not source.configMapRef.optional:

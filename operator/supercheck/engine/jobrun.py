@@ -22,6 +22,7 @@ from supercheck import pods as pod_state
 from supercheck import transitions as tr
 from supercheck.clock import iso, parse_iso
 from supercheck.engine import WAIT, Step
+from supercheck.engine.attempts import stop_live_pods
 from supercheck.engine.guard import guarded
 from supercheck.engine.run import Body, RunHandle, body_ref
 from supercheck.jobmodels import JobRunSpec, JobRunStatus, MergeStatus, ShardStatus, TestStatus
@@ -80,7 +81,7 @@ def _keys(obj: Body) -> list[str]:
 
 async def _missing(run: RunHandle, spec: JobRunSpec) -> tuple[Reason, str] | None:
     kube = run.eng.kube
-    for kind, name, key, where in jobpods.env_references(spec):
+    for kind, name, key, where in jobpods.required_references(spec):
         obj = await (kube.get_configmap if kind == "ConfigMap" else kube.get_secret)(run.namespace, name)
         if obj is None:
             return (Reason.CONFIGMAP_NOT_FOUND if kind == "ConfigMap" else Reason.SECRET_NOT_FOUND,
@@ -311,15 +312,6 @@ async def _create(run: RunHandle, pod: Body) -> bool:
     return True
 
 
-async def _stop_all(run: RunHandle) -> bool:
-    """Delete every live pod of the job; True while one is still there."""
-    live = run.live_pods()
-    for v in live:
-        if not v.deleting:
-            await run.eng.kube.delete_pod(run.namespace, v.name, grace_seconds=0)
-    return bool(live)
-
-
 async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStatus) -> Step:
     """A job holding its slots: its shards' pods launched, followed and retried; then the merge, the end."""
     eng = run.eng
@@ -347,7 +339,7 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
             if patch_changes(status, fields):
                 body = await run.patch(body, fields)
                 status = _status(body)
-        if await _stop_all(run):
+        if await stop_live_pods(run):
             return 1.0
         if now >= deadline:
             budget = jobpods.job_timeout_seconds(spec, s)
@@ -630,7 +622,7 @@ async def cancel(run: RunHandle) -> None:
     fresh = await run.refresh() or dict(run.live)
     status = _status(fresh)
     if status.phase is None or not status.phase.terminal:
-        if await _stop_all(run):
+        if await stop_live_pods(run):
             raise StillStopping(f"waiting for runner pod(s) {', '.join(v.name for v in run.live_pods())} to stop")
         was = status.phase.value if status.phase else "Pending"
         async with eng.gate.shared():
