@@ -11,13 +11,14 @@ import random
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote
+
+from .conftest import wait_for_port
 
 PORTS = range(18600, 18700)
 
@@ -38,16 +39,6 @@ def free_port() -> int:
                 continue
             return port
     raise AssertionError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
-
-
-def wait_for_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
 # ---------------------------------------------------------------- the repository
