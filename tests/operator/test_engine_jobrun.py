@@ -256,3 +256,19 @@ def test_the_job_shows_uploading_while_every_shard_at_work_stores_its_files():
         st = status(w)
         assert st["phase"] == "Uploading" and "uploading 12 files" in st["message"]
     run(go)
+
+
+def test_a_job_waits_for_redis_and_says_so_then_starts():
+    async def go():
+        w = world(running_capacity=4, queued_capacity=5)
+        suite_cm(w)
+        w.kube.add_jobrun("j", job_spec())
+        w.ledger.down = True
+        assert await settle(w, "j") == 2.0
+        st = status(w)
+        assert (st["phase"], st["reason"]) == ("Pending", "LedgerUnavailable") and "Redis" in st["message"]
+        assert w.pod_names() == [] and "LedgerUnavailable" in w.events.reasons()
+        w.ledger.down = False
+        await settle(w, "j")
+        assert status(w)["phase"] == "Running" and w.ledger.used() == 2
+    run(go)

@@ -28,7 +28,7 @@ from supercheck.engine.run import Body, RunHandle, body_ref
 from supercheck.jobmodels import JobRunSpec, JobRunStatus, MergeStatus, ShardStatus, TestStatus
 from supercheck.jobpods import Suite
 from supercheck.models import Phase
-from supercheck.ports import AlreadyExists, ApiUnavailable, LedgerUnavailable
+from supercheck.ports import AlreadyExists, ApiUnavailable, Conflict, LedgerUnavailable
 from supercheck.retry import TERMINAL_FOR, decide, retry_after_seconds
 from supercheck.vocabulary import AdmitState, ConditionType, EventReason, PodStateKind, Reason, SlotState
 from supercheck_contract import FailureClass, Progress, TestEnded, last_progress, tests_ended
@@ -66,7 +66,19 @@ async def step(run: RunHandle) -> Step:
         return await drive(run, body, spec, status)
 
     async def ledger_down(exc: LedgerUnavailable) -> Step:
-        run.log.warning("%s; the job waits for Redis", exc)
+        """Redis unreachable: nothing is admitted on a guess; a job not yet admitted says why it waits."""
+        run.log.warning("%s", exc)
+        if status.slot is None and not (status.phase and status.phase.terminal) and \
+                status.reason != Reason.LEDGER_UNAVAILABLE:
+            message = f"waiting for the capacity ledger: {exc}; the job is admitted when Redis answers again"
+            try:
+                patched = await run.patch(body, {
+                    "phase": Phase.PENDING.value, "reason": Reason.LEDGER_UNAVAILABLE, "message": message,
+                    "conditions": tr.set_condition(status.conditions, ConditionType.ADMITTED, "False",
+                                                   Reason.LEDGER_UNAVAILABLE, message, eng.clock.now())})
+                run.event(patched, "Warning", EventReason.LEDGER_UNAVAILABLE, message)
+            except (Conflict, ApiUnavailable):
+                pass
         return eng.settings.service_retry_seconds
 
     return await guarded(run, decide, ledger_down)
