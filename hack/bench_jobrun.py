@@ -7,7 +7,8 @@ Needs the local environment with the operator running (make dev-up). For each ro
 
 * raw: `npx playwright test` of the suite's files (same Chromium, same workers, list reporter),
   once bare and once recording what a JobRun records by default (traces and videos, kept on failure);
-* JobRun at parallelism 1 (also with `playwright.video: off`) and 4: created -> terminal
+* JobRun at parallelism 1 (also with `playwright.video: off`, and with trace and video off: what
+  raw records) and 4: created -> terminal
   (admission, pods, validation, the tests, uploads, the merged report), on the same files with
   the same workers per pod;
 
@@ -98,13 +99,14 @@ def raw(work: Path, files: dict[str, str], workers: int, site: str, artifacts: b
 
 
 def jobrun(api: client.CustomObjectsApi, namespace: str, parallelism: int, workers: int, site: str,
-           video: str | None = None) -> float:
+           video: str | None = None, trace: str | None = None) -> float:
     name = f"bench-p{parallelism}-{uuid.uuid4().hex[:6]}"
     started = time.monotonic()
     api.create_namespaced_custom_object(GROUP, VERSION, namespace, "jobruns", {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "JobRun", "metadata": {"name": name},
         "spec": {"type": "playwright", "parallelism": parallelism, "testsFrom": {"configMapRef": {"name": "bench"}},
-                 "playwright": {"workers": workers, "retries": 0, **({"video": video} if video else {})},
+                 "playwright": {"workers": workers, "retries": 0, **({"video": video} if video else {}),
+                                **({"trace": trace} if trace else {})},
                  "env": [{"name": "TARGET_URL", "value": site}]}})
     while True:
         st = api.get_namespaced_custom_object(GROUP, VERSION, namespace, "jobruns", name).get("status") or {}
@@ -129,7 +131,8 @@ def main() -> int:
     files = suite(args.tests)
     core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="bench"),
                                                                     data=files))
-    times: dict[str, list[float]] = {"raw": [], "raw+artifacts": [], "p1": [], "p1-novideo": [], "p4": []}
+    times: dict[str, list[float]] = {"raw": [], "raw+artifacts": [], "p1": [], "p1-novideo": [], "p1-bare": [],
+                                     "p4": []}
     with tempfile.TemporaryDirectory() as tmp:
         server, site = serve(Path(tmp))
         try:
@@ -138,10 +141,12 @@ def main() -> int:
                 times["raw+artifacts"].append(raw(Path(tmp) / "raw", files, args.workers, site, artifacts=True))
                 times["p1"].append(jobrun(api, namespace, 1, args.workers, site))
                 times["p1-novideo"].append(jobrun(api, namespace, 1, args.workers, site, video="off"))
+                times["p1-bare"].append(jobrun(api, namespace, 1, args.workers, site, video="off", trace="off"))
                 times["p4"].append(jobrun(api, namespace, 4, args.workers, site))
                 print(f"round {r + 1}: raw {times['raw'][-1]:.1f} s, raw with traces and videos "
                       f"{times['raw+artifacts'][-1]:.1f} s, JobRun p1 {times['p1'][-1]:.1f} s "
-                      f"(video off {times['p1-novideo'][-1]:.1f} s), "
+                      f"(video off {times['p1-novideo'][-1]:.1f} s, trace and video off "
+                      f"{times['p1-bare'][-1]:.1f} s), "
                       f"p4 {times['p4'][-1]:.1f} s", flush=True)
         finally:
             server.shutdown()
@@ -152,7 +157,7 @@ def main() -> int:
     print(f"  raw npx playwright test                 {med['raw']:6.1f} s")
     print(f"  raw, recording traces and videos        {ra:6.1f} s   x{ra / med['raw']:.2f} of raw")
     for key, label in (("p1", "JobRun parallelism 1"), ("p1-novideo", "JobRun parallelism 1, video off"),
-                       ("p4", "JobRun parallelism 4")):
+                       ("p1-bare", "JobRun parallelism 1, trace+video off"), ("p4", "JobRun parallelism 4")):
         print(f"  {label:39} {med[key]:6.1f} s   x{med[key] / med['raw']:.2f} of raw, "
               f"x{med[key] / ra:.2f} of raw with the same artifacts")
     return 0
