@@ -30,7 +30,7 @@ from supercheck.podspec import (
     script_configmap,
 )
 from supercheck.scriptfiles import Layout, ScriptFile
-from supercheck_contract import BUCKETS, is_test_file, job_prefix, shard_files, shard_prefix
+from supercheck_contract import BUCKETS, is_test_file, job_prefix, shard_prefix
 
 # A test of spec.tests[] is the file <name><suffix> (a name that is already a test file stays as it is).
 TEST_SUFFIX = {"playwright": ".spec.ts", "k6": ".test.js"}
@@ -79,11 +79,6 @@ def shard_count(spec: JobRunSpec, running_capacity: int, tests: int | None) -> i
     (when the tests are known) than the tests."""
     wanted = min(spec.parallelism, max(1, running_capacity))
     return max(1, min(wanted, tests)) if tests else wanted
-
-
-def shard_tests(suite_tests: Sequence[Test], index: int, count: int) -> list[Test]:
-    by_file = {t.file: t for t in suite_tests}
-    return [by_file[f] for f in shard_files(list(by_file), index, count)]
 
 
 def shard_spec(spec: JobRunSpec, ref: RunRef) -> TestRunSpec:

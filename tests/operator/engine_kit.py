@@ -46,9 +46,9 @@ class World:
     events: RecordingEvents
     runs: dict[str, RunHandle] = field(default_factory=dict)
 
-    def handle(self, name: str) -> RunHandle:
+    def handle(self, name: str, kind: str = "TestRun") -> RunHandle:
         """The run as a Kopf daemon holds it: Kopf's latest view, and the pods index."""
-        body = self.kube.testrun(name)
+        body = self.kube.jobrun(name) if kind == "JobRun" else self.kube.testrun(name)
         run = self.runs.get(name)
         if run is None or run.uid != body["metadata"]["uid"]:
             uid = body["metadata"]["uid"]

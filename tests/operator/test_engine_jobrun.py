@@ -10,7 +10,6 @@ from fakes import FakeLedger
 
 from supercheck.engine import jobrun
 from supercheck.engine.run import RunHandle
-from supercheck.pods import pod_view
 from supercheck_contract import ArtifactLocation, ExitCode, FailureClass, TestEnded, TestOutcome, TestSummary
 
 FILES = ["about.spec.ts", "api.spec.ts", "basket.spec.ts", "home.spec.ts", "stock.spec.ts"]
@@ -29,14 +28,7 @@ def job_spec(**extra: Any) -> dict[str, Any]:
 
 
 def handle(w: World, name: str) -> RunHandle:
-    body = w.kube.jobrun(name)
-    h = w.runs.get(name)
-    if h is None or h.uid != body["metadata"]["uid"]:
-        uid = body["metadata"]["uid"]
-        h = w.runs[name] = RunHandle(w.eng, body, lambda: [
-            v for v in (pod_view(p) for p in w.kube.pods()) if v.owner_uid == uid])
-    h.live = body
-    return h
+    return w.handle(name, "JobRun")
 
 
 async def settle(w: World, name: str, limit: int = 20) -> float | None:
