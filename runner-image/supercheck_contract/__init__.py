@@ -175,6 +175,34 @@ def decode_termination_message(text: str | None) -> RunnerResult | None:
         return None
 
 
+UPLOAD_GRANT_ENV = "SUPERCHECK_UPLOAD_GRANT"  # the path of the grant file in a runner pod
+UPLOAD_GRANT_PATH = "/var/run/supercheck/upload/grant.json"  # where the operator mounts it
+
+
+class PresignedRead(BaseModel):
+    """One object a runner may read: a presigned GET (a job's merge pod reads its shards' blob reports)."""
+
+    key: str
+    url: str
+
+
+class UploadGrant(BaseModel):
+    """What one runner pod may do in S3, minted by the operator for that pod alone (no shared key).
+
+    It may POST objects whose key starts with ``prefix`` (a presigned POST policy: ``url`` and the
+    form ``fields``, to which the runner adds ``key``, ``Content-Type`` and the file), each at most
+    ``maxObjectBytes``, until ``expires``; and GET exactly the objects in ``reads``. It cannot list,
+    read or write anything else."""
+
+    bucket: str
+    prefix: str
+    url: str
+    fields: dict[str, str]
+    expires: str  # ISO 8601, UTC
+    maxObjectBytes: int
+    reads: list[PresignedRead] = Field(default_factory=list)
+
+
 class RunnerConfig(BaseModel):
     """Everything the runner needs, passed as environment variables of the runner container."""
 
