@@ -16,6 +16,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from supercheck.quantity import parse_quantity
+from supercheck_contract import DEFAULT_MAX_ARTIFACT_BYTES, DEFAULT_MAX_ARTIFACT_FILES, DEFAULT_MAX_OBJECT_BYTES
 
 
 def _env(*names: str) -> AliasChoices:
@@ -68,6 +69,18 @@ class Settings(BaseSettings):
                     "start and the runner's last S3 requests (the runner's own timers end it first)",
     )
     runner_run_as_user: int = Field(1000, ge=1, validation_alias=_env("RUNNER_RUN_AS_USER"))
+    runner_max_artifact_bytes: int = Field(
+        DEFAULT_MAX_ARTIFACT_BYTES, ge=0, validation_alias=_env("RUNNER_MAX_ARTIFACT_BYTES"),
+        description="Bytes of artifacts one attempt may store (result.json aside); the most useful files first",
+    )
+    runner_max_artifact_files: int = Field(
+        DEFAULT_MAX_ARTIFACT_FILES, ge=0, validation_alias=_env("RUNNER_MAX_ARTIFACT_FILES"),
+        description="Files one attempt may store (result.json aside)",
+    )
+    runner_max_artifact_object_bytes: int = Field(
+        DEFAULT_MAX_OBJECT_BYTES, ge=1, validation_alias=_env("RUNNER_MAX_ARTIFACT_OBJECT_BYTES"),
+        description="Largest single file a runner may store: its upload grant's content-length-range",
+    )
 
     # --- operator behaviour -----------------------------------------------------------
     metrics_port: int = Field(18080, ge=0, validation_alias=_env("SUPERCHECK_METRICS_PORT"))

@@ -30,7 +30,7 @@ from supercheck.podspec import (
     script_configmap,
 )
 from supercheck.scriptfiles import Layout, ScriptFile
-from supercheck_contract import BUCKETS, is_test_file, job_prefix, shard_prefix
+from supercheck_contract import BUCKETS, blob_report_key, is_test_file, job_prefix, shard_prefix
 
 # A test of spec.tests[] is the file <name><suffix> (a name that is already a test file stays as it is).
 TEST_SUFFIX = {"playwright": ".spec.ts", "k6": ".test.js"}
@@ -144,7 +144,7 @@ def _git_env(spec: JobRunSpec) -> tuple[dict[str, Any], ...]:
 
 
 def shard_pod(ref: RunRef, spec: JobRunSpec, suite: Suite | None, shard: int, shards: int, attempt: int,
-              timeout: int, settings: Settings, limits: ResourceSet, s3_secret: str | None) -> dict[str, Any]:
+              timeout: int, settings: Settings, limits: ResourceSet) -> dict[str, Any]:
     """Shard ``shard`` of ``shards``, attempt ``attempt``: the whole suite mounted (or fetched from
     git: ``suite`` None), running its :func:`supercheck_contract.shard_files` within ``timeout`` s."""
     as_run = shard_spec(spec, ref)
@@ -161,11 +161,18 @@ def shard_pod(ref: RunRef, spec: JobRunSpec, suite: Suite | None, shard: int, sh
     shape = PodShape(name=shard_pod_name(ref.name, shard, attempt), shard=str(shard), config=config,
                      deadline_seconds=_deadline(timeout, settings), extra_env=_git_env(spec),
                      script_volume=suite is not None)
-    return runner_pod(ref, as_run, attempt, settings, limits, s3_secret, layout, shape)
+    return runner_pod(ref, as_run, attempt, settings, limits, layout, shape)
+
+
+def merge_reads(shards: Sequence[tuple[int, str]]) -> list[str]:
+    """What a merge pod may read: each shard's blob report, (index, prefix of its last attempt) ->
+    :func:`supercheck_contract.blob_report_key`. Derived, not reported: the shard's runner names its
+    blob report after its index, so the operator needs nothing from the shard to grant exactly it."""
+    return [blob_report_key(prefix, index) for index, prefix in shards]
 
 
 def merge_pod(ref: RunRef, spec: JobRunSpec, shard_prefixes: Sequence[str], attempt: int, settings: Settings,
-              limits: ResourceSet, s3_secret: str | None) -> dict[str, Any]:
+              limits: ResourceSet) -> dict[str, Any]:
     """The pod that merges the shards' blob reports into one HTML report and one JUnit XML under the
     job's prefix. It runs no user code: no user env, no suite."""
     as_run = shard_spec(spec, ref)
@@ -177,4 +184,4 @@ def merge_pod(ref: RunRef, spec: JobRunSpec, shard_prefixes: Sequence[str], atte
     shape = PodShape(name=merge_pod_name(ref.name, attempt), shard=MERGE_SHARD, config=config,
                      deadline_seconds=_deadline(MERGE_TIMEOUT_SECONDS, settings), script_volume=False,
                      user_env=False)
-    return runner_pod(ref, as_run, attempt, settings, limits, s3_secret, Layout((), None), shape)
+    return runner_pod(ref, as_run, attempt, settings, limits, Layout((), None), shape)

@@ -143,6 +143,13 @@ class Kube:
         return await self._run(self.core.replace_namespaced_secret, obj["metadata"]["name"],
                                obj["metadata"]["namespace"], obj)
 
+    async def delete_secret(self, namespace: str, name: str) -> None:
+        try:
+            await self._run(self.core.delete_namespaced_secret, name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
     async def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None) -> None:
         body: dict[str, Any] = {}
         if grace_seconds is not None:

@@ -2,7 +2,8 @@
 
 One ConfigMap per TestRun holds the script and its files (a snapshot taken at admission, owned
 by the TestRun; :mod:`supercheck.scriptfiles` says where each file goes); one Pod per attempt
-runs ``supercheck-runner`` with the contract's environment (:meth:`RunnerConfig.to_env`).
+runs ``supercheck-runner`` with the contract's environment (:meth:`RunnerConfig.to_env`), and
+one Secret per pod holds that pod's upload grant (:func:`upload_secret`): no S3 key reaches a pod.
 Nothing here talks to the API server, so every field is unit-tested (the style of
 k6-operator's ``pkg/resources/jobs``).
 """
@@ -10,9 +11,11 @@ k6-operator's ``pkg/resources/jobs``).
 from __future__ import annotations
 
 import hashlib
+import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from supercheck.config import Settings
@@ -34,13 +37,25 @@ from supercheck.vocabulary import (
     MANAGER,
     TESTRUN_KIND,
 )
-from supercheck_contract import BUCKETS, TERMINATION_MESSAGE_PATH, RunnerConfig, artifact_prefix
+from supercheck_contract import (
+    BUCKETS,
+    TERMINATION_MESSAGE_PATH,
+    UPLOAD_GRANT_ENV,
+    UPLOAD_GRANT_PATH,
+    RunnerConfig,
+    UploadGrant,
+    artifact_prefix,
+)
 
 CONTAINER_NAME = "runner"
 SCRIPT_DIR = "/supercheck/script"
 WORK_DIR = "/tmp/supercheck"
-S3_SECRET_NAME = "supercheck-runner-s3"
 MAX_NAME = 63
+UPLOAD_VOLUME = "upload-grant"
+GRANT_DIR, GRANT_FILE = posixpath.split(UPLOAD_GRANT_PATH)
+# A grant outlives its pod's deadline by this much: the deadline counts from the pod's start, and
+# a pod may wait this long to be scheduled and pull its image before it starts.
+GRANT_EXPIRY_MARGIN_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -187,23 +202,39 @@ def script_configmap(run: RunRef, spec: TestRunSpec, data: Mapping[str, str],
     return cm
 
 
-def s3_secret(namespace: str, settings: Settings) -> dict[str, Any] | None:
-    """S3 credentials for the runners of a namespace, so they never appear in a pod spec."""
-    if not (settings.aws_access_key_id and settings.aws_secret_access_key):
-        return None
+def upload_secret_name(pod: str) -> str:
+    """The Secret holding pod ``pod``'s upload grant (a pod name has at most 63 characters; a
+    Secret's may have 253)."""
+    return f"{pod}-upload"
+
+
+def pod_runner_config(pod: Mapping[str, Any]) -> RunnerConfig:
+    """The runner configuration a pod built here carries in its environment (what its grant covers)."""
+    env = pod["spec"]["containers"][0]["env"]
+    return RunnerConfig.from_env({e["name"]: e["value"] for e in env if "value" in e})
+
+
+def grant_expiry(pod: Mapping[str, Any], now: datetime) -> datetime:
+    """Until when a pod's grant holds: its deadline (activeDeadlineSeconds, from its start) and the
+    margin for the time before it starts. A grant is never valid longer than its pod can live."""
+    return now + timedelta(seconds=int(pod["spec"]["activeDeadlineSeconds"]) + GRANT_EXPIRY_MARGIN_SECONDS)
+
+
+def upload_secret(pod: Mapping[str, Any], grant: UploadGrant) -> dict[str, Any]:
+    """Pod ``pod``'s grant, mounted by that pod alone at UPLOAD_GRANT_PATH; owned by the run (and
+    labelled as the pod is), so deleting the run deletes it, and so does the engine once the pod ended."""
+    meta = pod["metadata"]
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {
-            "name": S3_SECRET_NAME,
-            "namespace": namespace,
-            "labels": {LABEL_MANAGED_BY: MANAGER},
+            "name": upload_secret_name(meta["name"]),
+            "namespace": meta["namespace"],
+            "labels": dict(meta["labels"]),
+            "ownerReferences": [dict(o) for o in meta["ownerReferences"]],
         },
         "type": "Opaque",
-        "stringData": {
-            "AWS_ACCESS_KEY_ID": settings.aws_access_key_id,
-            "AWS_SECRET_ACCESS_KEY": settings.aws_secret_access_key,
-        },
+        "stringData": {GRANT_FILE: grant.model_dump_json()},
     }
 
 
@@ -233,6 +264,8 @@ def runner_config(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settin
         k6Args=list(spec.k6.args) if spec.k6 else [],
         workDir=WORK_DIR,
         uploadWindowSeconds=settings.runner_upload_window_seconds,
+        maxArtifactBytes=settings.runner_max_artifact_bytes,
+        maxArtifactFiles=settings.runner_max_artifact_files,
     )
 
 
@@ -241,23 +274,18 @@ def _env_list(values: Mapping[str, str]) -> list[dict[str, Any]]:
 
 
 def container_env(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settings,
-                  s3_secret_name: str | None, files: Layout | None = None) -> list[dict[str, Any]]:
+                  files: Layout | None = None) -> list[dict[str, Any]]:
     """The user's env first; the contract's variables after it, so a user cannot shadow them."""
     env: list[dict[str, Any]] = [e.model_dump(exclude_none=True) for e in spec.env]
-    env += _base_env(settings, s3_secret_name)
+    env += _base_env(settings)
     env += _env_list(runner_config(run, spec, attempt, settings, files).to_env())
     return env
 
 
-def _base_env(settings: Settings, s3_secret_name: str | None) -> list[dict[str, Any]]:
-    """HOME, the runner's extra env and S3's location and credentials."""
-    env = _env_list({"HOME": WORK_DIR, **settings.runner_extra_env})
-    if settings.s3_endpoint_url:
-        env += _env_list({"S3_ENDPOINT_URL": settings.s3_endpoint_url, "AWS_REGION": settings.aws_region})
-    if s3_secret_name:
-        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": s3_secret_name, "key": key}}})
-    return env
+def _base_env(settings: Settings) -> list[dict[str, Any]]:
+    """HOME, the runner's extra env and where its upload grant is. No S3 key nor endpoint: the
+    grant holds the presigned URLs, which are all the runner reaches S3 with."""
+    return _env_list({"HOME": WORK_DIR, **settings.runner_extra_env, UPLOAD_GRANT_ENV: UPLOAD_GRANT_PATH})
 
 
 def active_deadline_seconds(spec: TestRunSpec, settings: Settings) -> int:
@@ -282,22 +310,26 @@ class PodShape:
 
 
 def runner_pod(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settings,
-               resources: ResourceSet, s3_secret_name: str | None = S3_SECRET_NAME,
-               files: Layout | None = None, shape: PodShape | None = None) -> dict[str, Any]:
+               resources: ResourceSet, files: Layout | None = None, shape: PodShape | None = None) -> dict[str, Any]:
     """``files``: where the script's files go; computed from the spec unless the run is a whole
     ConfigMap, whose layout needs the snapshot's keys (:func:`supercheck.scriptfiles.layout`).
-    ``shape``: a JobRun's shard or merge pod (its name, runner config, deadline)."""
+    ``shape``: a JobRun's shard or merge pod (its name, runner config, deadline). The pod mounts
+    its own upload grant, the Secret :func:`upload_secret_name`, which must exist before it starts."""
     files = files or layout(spec, run.name)
     timeout = shape.config.timeoutSeconds if shape else timeout_seconds(spec, settings)
     limits = resources.as_k8s()
+    name = shape.name if shape else pod_name(run.name, attempt)
     if shape is None:
-        env = container_env(run, spec, attempt, settings, s3_secret_name, files)
+        env = container_env(run, spec, attempt, settings, files)
     else:
         env = ([e.model_dump(exclude_none=True) for e in spec.env] if shape.user_env else []) + \
-            _base_env(settings, s3_secret_name) + _env_list(shape.config.to_env()) + \
-            [dict(e) for e in shape.extra_env]
-    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": resources.ephemeral_storage}}]
-    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+            _base_env(settings) + _env_list(shape.config.to_env()) + [dict(e) for e in shape.extra_env]
+    # The grant is readable by the test too (one user in the container): it is worth this attempt's
+    # own prefix until the pod's deadline, nothing more. No S3 credential is in the pod.
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": resources.ephemeral_storage}},
+                                     {"name": UPLOAD_VOLUME, "secret": {"secretName": upload_secret_name(name)}}]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"},
+                                    {"name": UPLOAD_VOLUME, "mountPath": GRANT_DIR, "readOnly": True}]
     if shape is None or shape.script_volume:
         volumes.insert(0, {"name": "script", "configMap": {"name": configmap_name(run.name), "items": [
             {"key": f.key, "path": f.path} for f in files.files]}})
@@ -306,7 +338,7 @@ def runner_pod(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settings,
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": shape.name if shape else pod_name(run.name, attempt),
+            "name": name,
             "namespace": run.namespace,
             "labels": run_labels(run, spec, attempt, shape.shard if shape else None),
             "annotations": {f"{GROUP}/timeout-seconds": str(timeout)},

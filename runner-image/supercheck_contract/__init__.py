@@ -179,6 +179,11 @@ UPLOAD_GRANT_ENV = "SUPERCHECK_UPLOAD_GRANT"  # the path of the grant file in a 
 UPLOAD_GRANT_PATH = "/var/run/supercheck/upload/grant.json"  # where the operator mounts it
 
 
+DEFAULT_MAX_ARTIFACT_BYTES = 1024**3  # per attempt
+DEFAULT_MAX_ARTIFACT_FILES = 5000  # per attempt
+DEFAULT_MAX_OBJECT_BYTES = 100 * 1024**2  # per file: a grant's maxObjectBytes
+
+
 class PresignedRead(BaseModel):
     """One object a runner may read: a presigned GET (a job's merge pod reads its shards' blob reports)."""
 
@@ -234,6 +239,11 @@ class RunnerConfig(BaseModel):
     # How long the runner keeps retrying its uploads while S3 is unavailable, from the start of the
     # upload (and never past timeoutSeconds + this after its start); the pod's deadline includes it.
     uploadWindowSeconds: int = Field(default=300, ge=0)
+    # Caps on what one attempt stores (result.json is always written and not counted): the most
+    # useful files first (the reports, the logs, then traces and screenshots, then the rest); what
+    # does not fit is listed in ``RunnerResult.notUploaded`` and said in the message.
+    maxArtifactBytes: int = Field(default=DEFAULT_MAX_ARTIFACT_BYTES, ge=0)
+    maxArtifactFiles: int = Field(default=DEFAULT_MAX_ARTIFACT_FILES, ge=0)
     # A JobRun's pod. ``shardCount`` 0: a TestRun. Otherwise this pod is shard ``shardIndex`` (1-based)
     # of ``shardCount`` and runs :func:`shard_files` of the suite's test files: ``tests`` when the
     # operator knows them (tests[] and ConfigMap sources), else those found by :func:`is_test_file`
@@ -285,6 +295,12 @@ def _env_name(field: str) -> str:
 def artifact_prefix(namespace: str, name: str, uid: str, attempt: int) -> str:
     """Unique per run and attempt: a later run of the same name never overwrites an earlier one."""
     return f"{namespace}/{name}/{uid}/attempt-{attempt}"
+
+
+def blob_report_key(shard_prefix: str, shard: int) -> str:
+    """Where a Playwright shard's blob report lands (``blob/shard-<N>.zip`` under its attempt's prefix):
+    the one object of a shard the job's merge pod reads, so the operator can grant exactly it."""
+    return f"{shard_prefix.strip('/')}/blob/shard-{shard}.zip"
 
 
 def job_prefix(namespace: str, name: str, uid: str) -> str:

@@ -27,6 +27,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
+from botocore.exceptions import ClientError
+
 from supercheck_contract import (
     LOG_PREFIX,
     RESULT_JSON_NAME,
@@ -39,9 +41,10 @@ from supercheck_contract import (
     Progress,
     RunnerConfig,
     RunnerResult,
+    UploadGrant,
     shard_files,
 )
-from supercheck_runner import artifacts, gitsource, job, k6, k6_summary, playwright, progress, project, validate
+from supercheck_runner import artifacts, gitsource, grant, job, k6, k6_summary, playwright, progress, project, validate
 from supercheck_runner.outcome import EngineOutcome, build_result, first_line, write_termination_message
 from supercheck_runner.process import ProcessOutcome, become_subreaper, reap_orphans, run_supervised
 from supercheck_runner.settings import SYSTEM_CHROMIUM, SYSTEM_FFMPEG, RunnerSettings, child_env
@@ -50,6 +53,9 @@ from supercheck_runner.timer import (
     SMALL_CONNECT_TIMEOUT_SECONDS,
     SMALL_READ_TIMEOUT_SECONDS,
     SMALL_SDK_ATTEMPTS,
+    UPLOAD_CONNECT_TIMEOUT_SECONDS,
+    UPLOAD_READ_TIMEOUT_SECONDS,
+    UPLOAD_SDK_ATTEMPTS,
     Deadline,
     default_margin,
     execution_budget,
@@ -343,8 +349,10 @@ def run_merge(config: RunnerConfig, settings: RunnerSettings, work: Path, out: P
     for number, prefix in enumerate(config.mergeFrom, 1):
         try:
             keys = job.blob_keys(artifacts.list_keys(client, config.bucket, job.blob_folder(prefix)))
-            for key in keys:
-                client.download_file(config.bucket, key, str(blobs / job.local_blob_name(number, key)))
+            # With a grant the keys are those it may read, not a listing: a shard that wrote no blob
+            # report (it had no test file to run) has none there.
+            keys = [key for key in keys if _download(client, config.bucket, key,
+                                                     blobs / job.local_blob_name(number, key))]
         except Exception as exc:  # noqa: BLE001 - every S3 error is classified and said
             problem = artifacts.classify_error(exc, config.bucket, settings.s3_endpoint_url)
             return EngineOutcome(FailureClass.INFRASTRUCTURE,
@@ -378,6 +386,18 @@ def run_merge(config: RunnerConfig, settings: RunnerSettings, work: Path, out: P
     facts = playwright.summarize(report)
     return EngineOutcome(FailureClass.NONE, job.merge_message(playwright.counts_text(facts.summary), merged, missing),
                          summary=facts.summary, report=playwright.REPORT_INDEX)
+
+
+def _download(client: artifacts.S3Client, bucket: str, key: str, dest: Path) -> bool:
+    """Download one object; False when it does not exist."""
+    try:
+        client.download_file(bucket, key, str(dest))
+        return True
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            dest.unlink(missing_ok=True)
+            return False
+        raise
 
 
 def execute(config: RunnerConfig, settings: RunnerSettings, work: Path, out: Path,
@@ -451,44 +471,62 @@ def _named(names: list[str], shown: int = 8) -> str:
     return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
+def caps_for(config: RunnerConfig, upload_grant: UploadGrant | None) -> artifacts.Caps:
+    """The run's caps (RunnerConfig), and the grant's per-file limit when there is a grant."""
+    return artifacts.Caps(config.maxArtifactBytes, config.maxArtifactFiles,
+                          upload_grant.maxObjectBytes if upload_grant is not None else None)
+
+
 def upload(uploader: artifacts.Uploader, config: RunnerConfig, out: Path, outcome: EngineOutcome,
-           say: RunLog) -> tuple[ArtifactLocation, str | None, list[str]]:
-    """Upload out/; returns the location, a note for the message when files were lost, and the
-    lost files (paths relative to the prefix, as ``RunnerResult.notUploaded``)."""
+           say: RunLog, caps: artifacts.Caps | None = None) -> tuple[ArtifactLocation, str | None, list[str]]:
+    """Upload out/ within ``caps`` (default: the config's); returns the location, a note for the
+    message when files were left out or lost, and those files (paths relative to the prefix, as
+    ``RunnerResult.notUploaded``)."""
     # Announced (before the plan: the line also lands in console.log, which is uploaded), so the
     # operator shows the run Uploading while its files go up.
     say.progress(UPLOADING, UPLOAD_STARTED, f"the test ended; uploading its files to s3://{config.bucket}/"
                  f"{config.prefix}/")
-    items = artifacts.plan(out, config.prefix)
+    planned = artifacts.plan(out, config.prefix)
+    caps = caps or caps_for(config, None)
+    items, left_out = artifacts.within_caps(planned, config.prefix, caps)
     report = uploader.upload_all(items)
-    outcome.uploaded, outcome.not_uploaded = artifacts.listing(config.prefix, items, report)
+    outcome.uploaded, outcome.not_uploaded = artifacts.listing(config.prefix, planned, report)
     say(f"uploaded {len(report.uploaded)} files, {report.bytes / 2**20:.1f} MiB in {report.seconds:.2f} s "
         f"to s3://{config.bucket}/{config.prefix}/"
         + (f" (waited {report.waited:.1f} s for S3)" if report.waited else ""))
     report_key = artifacts.object_key(config.prefix, outcome.report) if outcome.report else None
     start = len(artifacts.object_key(config.prefix, ""))
     lost = [item.key[start:] for item in items if item.key in report.failed]
-    note = None
+    notes = []
+    if left_out:
+        names = [item.key[start:] for item in left_out]
+        notes.append(f"{len(left_out)} of {len(planned)} artifacts left out, "
+                     f"{sum(i.size for i in left_out) / 2**20:.1f} MiB ({caps.describe()}): {_named(names)}")
+        say(f"left out by the caps ({caps.describe()}): {', '.join(names)}")
     if lost:
         cause = report.problem.text if report.problem else next(iter(report.failed.values()))
         window = (", gave up: the runner was stopped by a signal" if report.stopped else
                   f", gave up after the {config.uploadWindowSeconds} s upload window" if report.waited else "")
-        note = f"{len(lost)} of {len(items)} artifacts not uploaded ({cause}{window}): {_named(lost)}"
+        notes.append(f"{len(lost)} of {len(items)} artifacts not uploaded ({cause}{window}): {_named(lost)}")
         say(f"not uploaded: {', '.join(lost)}")
         if report_key in report.failed:
             report_key = None
-    return ArtifactLocation(bucket=config.bucket, prefix=config.prefix, report=report_key), note, lost
+    if report_key is not None and report_key in {item.key for item in left_out}:
+        report_key = None
+    lost = [item.key[start:] for item in left_out] + lost
+    return (ArtifactLocation(bucket=config.bucket, prefix=config.prefix, report=report_key),
+            "; ".join(notes) or None, lost)
 
 
 def store_results(clients: tuple[artifacts.S3Client, artifacts.S3Client], config: RunnerConfig,
                   settings: RunnerSettings, out: Path, outcome: EngineOutcome, started: float,
-                  stop: threading.Event, say: RunLog) -> RunnerResult:
+                  stop: threading.Event, say: RunLog, caps: artifacts.Caps | None = None) -> RunnerResult:
     """Upload out/, then result.json (last), retrying both through an S3 outage within the upload
     window; the result says what could not be stored."""
     client, small_client = clients
     give_up_at = upload_give_up_at(time.monotonic(), started, config.timeoutSeconds, config.uploadWindowSeconds)
     location, note, lost = upload(uploader_for(client, config, settings, give_up_at, stop, say), config, out,
-                                  outcome, say)
+                                  outcome, say, caps)
     if note:
         outcome.message = f"{outcome.message} [{note}]"
     result = build_result(outcome, location, int((time.monotonic() - started) * 1000))
@@ -545,12 +583,22 @@ def main(argv: list[str] | None = None) -> int:
     say(f"{config.type} run {config.namespace}/{config.runName}, attempt {config.attempt}: "
         f"timeout {config.timeoutSeconds} s, the test is stopped after {deadline.at - started:.0f} s")
 
+    try:
+        upload_grant = grant.load()
+    except grant.GrantError as exc:
+        outcome = EngineOutcome(FailureClass.INFRASTRUCTURE, f"runner misconfigured: {exc}")
+        return finish(build_result(outcome, None, int((time.monotonic() - started) * 1000)), settings, say)
+    if upload_grant is not None:  # the endpoint the messages name is the grant's
+        settings = replace(settings, s3_endpoint_url=grant.endpoint(upload_grant))
     endpoint = settings.s3_endpoint_url
     try:
-        clients = (artifacts.make_client(endpoint, settings.s3_region, pool=max(10, settings.upload_concurrency * 2)),
-                   artifacts.make_client(endpoint, settings.s3_region, connect_timeout=SMALL_CONNECT_TIMEOUT_SECONDS,
-                                         read_timeout=SMALL_READ_TIMEOUT_SECONDS, attempts=SMALL_SDK_ATTEMPTS))
-        outage = artifacts.preflight(clients[1], config.bucket, endpoint)
+        clients = s3_clients(settings, upload_grant)
+        if upload_grant is None:
+            outage = artifacts.preflight(clients[1], config.bucket, endpoint)
+        else:
+            outage = artifacts.preflight_post(clients[1], config.bucket,
+                                              artifacts.object_key(config.prefix, playwright.CONSOLE_LOG),
+                                              say.path.read_bytes() if say.path.is_file() else b"", endpoint)
     except (ValueError, artifacts.S3Unavailable) as exc:
         fix = "" if isinstance(exc, artifacts.S3Unavailable) else ": fix the operator's S3_ENDPOINT_URL"
         outcome = EngineOutcome(FailureClass.INFRASTRUCTURE, f"before running: {exc}{fix}")
@@ -564,7 +612,25 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         reap_orphans()
 
-    return finish(store_results(clients, config, settings, out, outcome, started, stop, say), settings, say)
+    return finish(store_results(clients, config, settings, out, outcome, started, stop, say,
+                                caps_for(config, upload_grant)), settings, say)
+
+
+def s3_clients(settings: RunnerSettings,
+               upload_grant: UploadGrant | None) -> tuple[artifacts.S3Client, artifacts.S3Client]:
+    """Two clients: one for the artifacts, one with short timeouts for the preflight and result.json.
+    Through the pod's grant when it has one (the operator's pods always do), else with a key from the
+    environment (the runner used on its own)."""
+    pool = max(10, settings.upload_concurrency * 2)
+    if upload_grant is not None:
+        return (grant.GrantClient(upload_grant, pool=pool, connect_timeout=UPLOAD_CONNECT_TIMEOUT_SECONDS,
+                                  read_timeout=UPLOAD_READ_TIMEOUT_SECONDS, attempts=UPLOAD_SDK_ATTEMPTS),
+                grant.GrantClient(upload_grant, connect_timeout=SMALL_CONNECT_TIMEOUT_SECONDS,
+                                  read_timeout=SMALL_READ_TIMEOUT_SECONDS, attempts=SMALL_SDK_ATTEMPTS))
+    endpoint = settings.s3_endpoint_url
+    return (artifacts.make_client(endpoint, settings.s3_region, pool=pool),
+            artifacts.make_client(endpoint, settings.s3_region, connect_timeout=SMALL_CONNECT_TIMEOUT_SECONDS,
+                                  read_timeout=SMALL_READ_TIMEOUT_SECONDS, attempts=SMALL_SDK_ATTEMPTS))
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ from supercheck_runner.timer import (
 )
 
 MiB = 1024 * 1024
+# Not retried: a file that cannot be read, an upload the grant refuses (expired, outside the prefix).
+FINAL_KINDS = frozenset({Kind.LOCAL, Kind.REFUSED})
 
 class S3Client(Protocol):
     """The calls the runner makes on a boto3 S3 client (boto3 itself has no type information)."""
@@ -173,6 +175,67 @@ def plan(out_dir: Path, prefix: str) -> list[PlannedUpload]:
     return items
 
 
+# ---------------------------------------------------------------- caps: what one attempt may store
+
+# The run's own outcome files, named alike by every engine (Playwright's JSON and JUnit reports,
+# k6's summary, the runner's console log): small, and what a reader opens first.
+_FIRST_NAMES = frozenset({"console.log", "junit.xml", "results.json", "summary.json", "index.html"})
+# Traces and screenshots explain a failure; videos and the rest are left out first.
+_EVIDENCE = frozenset({".zip", ".trace", ".network", ".stacks", ".png", ".jpg", ".jpeg", ".webp"})
+
+
+def usefulness(relative: str) -> int:
+    """0 most useful (uploaded first under a cap): the files at the top of out/, the reports' entry
+    points and the logs (a k6 shard's, in each test file's folder, too); 1 the
+    rest of the HTML report and a shard's blob report (the job's merge reads it); 2 traces and
+    screenshots; 3 the rest (videos, attachments, whatever the test wrote)."""
+    name = relative.rsplit("/", 1)[-1]
+    if "/" not in relative or (name in _FIRST_NAMES and not relative.startswith(REPORT_DATA_DIR + "/")):
+        return 0
+    if relative.startswith("blob/") or (relative.startswith("report/")
+                                        and not relative.startswith(REPORT_DATA_DIR + "/")):
+        return 1
+    if Path(name).suffix.lower() in _EVIDENCE:
+        return 2
+    return 3
+
+
+@dataclass(frozen=True)
+class Caps:
+    """What one attempt may store: ``max_bytes`` and ``max_files`` in all (result.json aside, always
+    written), each file at most ``max_object_bytes`` (the grant's limit; None: no limit of its own)."""
+
+    max_bytes: int
+    max_files: int
+    max_object_bytes: int | None = None
+
+    def describe(self) -> str:
+        each = f", each at most {_size(self.max_object_bytes)}" if self.max_object_bytes is not None else ""
+        return f"at most {self.max_files} files and {_size(self.max_bytes)} per run{each}"
+
+
+def _size(n: int) -> str:
+    return f"{n / MiB:.0f} MiB" if n >= MiB else f"{n} bytes"
+
+
+def within_caps(items: list[PlannedUpload], prefix: str, caps: Caps) -> tuple[list[PlannedUpload], list[PlannedUpload]]:
+    """The files to upload and those left out: the most useful first (:func:`usefulness`), the
+    smaller first within a kind, each taken while it fits; a file larger than the per-file limit is
+    never taken. Sizes are the files' lengths (a sparse file counts as what its upload would send).
+    The kept files stay in the plan's order (largest first, for the uploads' parallelism)."""
+    order = sorted(items, key=lambda u: (usefulness(relative_key(prefix, u.key)), u.size, u.key))
+    kept: set[str] = set()
+    files = total = 0
+    for item in order:
+        too_big = caps.max_object_bytes is not None and item.size > caps.max_object_bytes
+        if too_big or files >= caps.max_files or total + item.size > caps.max_bytes:
+            continue
+        kept.add(item.key)
+        files += 1
+        total += item.size
+    return [i for i in items if i.key in kept], [i for i in items if i.key not in kept]
+
+
 def relative_key(prefix: str, key: str) -> str:
     """A key as result.json lists it: relative to the attempt's prefix."""
     head = prefix.strip("/") + "/"
@@ -284,6 +347,23 @@ def preflight(client: S3Client, bucket: str, endpoint: str | None = None) -> Sto
         return problem
 
 
+def preflight_post(client: S3Client, bucket: str, key: str, body: bytes,
+                   endpoint: str | None = None) -> StorageProblem | None:
+    """Before the test runs, with a grant: POST ``body`` as ``key`` (the first lines of the run's
+    console.log, which the whole log replaces after the test, so no object exists only for the
+    check). It proves what the uploads need — the endpoint, the bucket, the policy's signature and
+    expiry — before the attempt's time is spent. Raises :class:`S3Unavailable` when S3 refuses or is
+    misconfigured; returns an outage (the test runs anyway)."""
+    try:
+        client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type(key))
+        return None
+    except Exception as exc:  # every error is classified; a bug of ours still shows in the text
+        problem = classify(exc, bucket=bucket, endpoint=endpoint)
+        if problem.kind != Kind.OUTAGE:
+            raise S3Unavailable(problem) from exc
+        return problem
+
+
 class Uploader:
     """Uploads planned files, and ``result.json``, retrying through S3 outages until ``give_up_at``
     (``time.monotonic()``; None: one round, no waiting) or until ``stopped()`` says to stop (SIGTERM:
@@ -366,13 +446,16 @@ class Uploader:
         while failures:
             problems = {item: self.classify(exc) for item, exc in failures.items()}
             for item, problem in problems.items():
-                if problem.kind == Kind.LOCAL:
+                if problem.kind in FINAL_KINDS:
                     report.failed[item.key] = problem.text
-            pending = [item for item in items if item in failures and problems[item].kind != Kind.LOCAL]
+                    if problem.kind == Kind.REFUSED:
+                        report.problem = problem
+            pending = [item for item in items if item in failures and problems[item].kind not in FINAL_KINDS]
             if not pending:
                 break
             # What S3 said last (the probe's error once rounds are probes), for the progress line.
-            report.problem = next((problems[i] for i in latest if problems[i].kind != Kind.LOCAL), problems[pending[0]])
+            report.problem = next((problems[i] for i in latest if problems[i].kind not in FINAL_KINDS),
+                                  problems[pending[0]])
             waited = self._wait(report.problem, f"{len(pending)} of {len(items)} files", retry)
             if waited is None:
                 report.stopped = self.stopped()
@@ -404,7 +487,8 @@ class Uploader:
                 self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/json")
                 return key
             except (BotoCoreError, ClientError) as exc:
-                if self._wait(self.classify(exc), RESULT_JSON_NAME, retry) is None:
+                problem = self.classify(exc)
+                if problem.kind in FINAL_KINDS or self._wait(problem, RESULT_JSON_NAME, retry) is None:
                     raise
                 retry += 1
 

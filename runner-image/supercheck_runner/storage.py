@@ -7,6 +7,9 @@
   name that does not exist, an endpoint URL that is not one, TLS that does not verify: waiting
   changes nothing, so before the test the runner fails fast with a message that says what to fix.
 * **local** — a file of the out directory could not be read: retrying does not help either.
+* **refused** — S3 refused what the pod's upload grant allows (:mod:`.grant`): the presigned
+  policy expired, or does not cover the key or the size. The operator minted the grant for this
+  attempt alone; no retry can change its answer, so the file is not retried.
 
 Pure: :func:`classify` looks at an exception (and the exceptions it wraps), nothing else.
 """
@@ -29,8 +32,12 @@ from botocore.exceptions import (
     SSLError,
 )
 
-CREDENTIALS_HINT = ("check the S3 credentials runners get (the operator's AWS_ACCESS_KEY_ID and "
-                    "AWS_SECRET_ACCESS_KEY, copied into the Secret supercheck-runner-s3) and the bucket's policy")
+CREDENTIALS_HINT = ("check the S3 credentials the runner uses (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) "
+                    "and the bucket's policy")
+GRANT_HINT = ("the upload grant the operator minted for this pod expired or does not allow it; check the "
+              "operator's S3 credentials (it signs the grants with them), the bucket's policy and the clocks")
+# The operations of a grant (supercheck_runner.grant): a presigned POST and a presigned GET.
+GRANT_OPERATIONS = frozenset({"PostObject", "PresignedGetObject"})
 THROTTLING_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
                     "TooManyRequests", "ServiceUnavailable", "InternalError", "RequestTimeout"}
 # A name that does not exist (as opposed to a resolver that cannot answer right now).
@@ -41,6 +48,7 @@ class Kind(enum.Enum):
     OUTAGE = "outage"
     MISCONFIGURED = "misconfigured"
     LOCAL = "local"
+    REFUSED = "refused"
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,10 @@ def _client_error(exc: ClientError, bucket: str, at: str) -> StorageProblem:
     said = f"{status} {code}".strip() if code != str(status) else str(status)
     if status >= 500 or status == 429 or code in THROTTLING_CODES:
         return StorageProblem(Kind.OUTAGE, f"{at} answered {said}")
+    if exc.operation_name in GRANT_OPERATIONS and status in (400, 403) and code != "NoSuchBucket":
+        detail = str(error.get("Message") or "").strip()
+        return StorageProblem(Kind.REFUSED, f"{at} refused the upload grant ({said}"
+                                            + (f": {detail}" if detail else "") + f"): {GRANT_HINT}")
     if status == 404 or code == "NoSuchBucket":
         return StorageProblem(Kind.MISCONFIGURED,
                               f"{at} has no bucket '{bucket}' ({said}): create it, or point the "

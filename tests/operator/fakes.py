@@ -85,6 +85,7 @@ class FakeKube:
         self.calls: list[str] = []
         self.logs: dict[tuple[str, str], str] = {}  # (namespace, pod) -> the runner container's output
         self.logs_error: Exception | None = None  # pod_log_tail raises this (the kubelet unreachable...)
+        self.deleted_secrets: list[str] = []  # names, in the order delete_secret removed them
 
     # --- helpers for tests
     def _check(self, call: str) -> None:
@@ -210,6 +211,11 @@ class FakeKube:
     async def replace_secret(self, obj: dict[str, Any]) -> dict[str, Any]:
         self._check("replace Secret")
         return self.add(copy.deepcopy(obj))
+
+    async def delete_secret(self, namespace: str, name: str) -> None:
+        self._check("delete Secret")
+        if self.objects.pop(("Secret", namespace, name), None) is not None:
+            self.deleted_secrets.append(name)
 
     async def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None) -> None:
         self._check("delete Pod")

@@ -27,7 +27,7 @@ def test_admitted_run_gets_its_script_configmap_and_attempt_1_pod():
         st = w.status("a")
         assert (st["phase"], st["slot"], st["attempts"], st["podName"]) == ("Pending", "running", 1, "a-a1")
         assert ("ConfigMap", "ns", "a-script") in w.kube.objects
-        assert ("Secret", "ns", "supercheck-runner-s3") in w.kube.objects
+        assert [n for (k, _, n) in w.kube.objects if k == "Secret"] == ["a-a1-upload"]  # its grant, no shared key
         assert w.pod_names() == ["a-a1"]
         assert "Dispatched" in w.events.reasons()
         assert set(w.ledger.running) == {w.kube.testrun("a")["metadata"]["uid"]}

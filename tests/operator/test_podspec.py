@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from supercheck import podspec
 from supercheck.config import Settings
 from supercheck.models import TestRunSpec
-from supercheck_contract import RunnerConfig
+from supercheck_contract import UPLOAD_GRANT_ENV, UPLOAD_GRANT_PATH, RunnerConfig, UploadGrant
 
 RUN = podspec.RunRef("team-a", "checkout", "0c5a1e2b-1111-2222-3333-444455556666",
                      {"team": "qa", "supercheck.io/testrun": "spoof"})
@@ -152,14 +154,42 @@ def test_user_env_is_passed_but_cannot_shadow_the_contract():
     assert env_of(p)["SUPERCHECK_K6_ARGS"]["value"] == '["--vus", "2"]'
 
 
-def test_s3_credentials_come_from_a_secret_not_the_pod_spec():
+def test_no_s3_key_in_a_pod_only_its_own_upload_grant_mounted_read_only():
     p = pod()
     env = env_of(p)
-    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == podspec.S3_SECRET_NAME
-    assert "sk" not in str(p)
-    assert env["S3_ENDPOINT_URL"]["value"] == "http://s3:9000"
-    secret = podspec.s3_secret("team-a", settings())
-    assert secret["stringData"]["AWS_SECRET_ACCESS_KEY"] == "sk"
+    assert not any(name.startswith("AWS_") or name == "S3_ENDPOINT_URL" for name in env)
+    assert "sk" not in str(p) and "supercheck-runner-s3" not in str(p)
+    assert env[UPLOAD_GRANT_ENV]["value"] == UPLOAD_GRANT_PATH
+    volume = next(v for v in p["spec"]["volumes"] if v["name"] == podspec.UPLOAD_VOLUME)
+    assert volume["secret"] == {"secretName": "checkout-a1-upload"}
+    mount = next(m for m in p["spec"]["containers"][0]["volumeMounts"] if m["name"] == podspec.UPLOAD_VOLUME)
+    assert mount == {"name": podspec.UPLOAD_VOLUME, "mountPath": "/var/run/supercheck/upload", "readOnly": True}
+    assert f"{mount['mountPath']}/{podspec.GRANT_FILE}" == UPLOAD_GRANT_PATH
+
+
+def test_the_upload_secret_is_the_pods_own_owned_by_the_run_and_expires_after_its_deadline():
+    p = pod(spec(timeoutSeconds=60))
+    config = podspec.pod_runner_config(p)
+    assert config.prefix == f"team-a/checkout/{RUN.uid}/attempt-1" and config.bucket == "k6-performance-artifacts"
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    expires = podspec.grant_expiry(p, now)
+    assert expires == now + timedelta(seconds=p["spec"]["activeDeadlineSeconds"] + podspec.GRANT_EXPIRY_MARGIN_SECONDS)
+    grant = UploadGrant(bucket=config.bucket, prefix=config.prefix, url="http://s3/b", fields={"policy": "p"},
+                        expires="2030-01-01T00:20:00Z", maxObjectBytes=5)
+    secret = podspec.upload_secret(p, grant)
+    assert secret["metadata"]["name"] == "checkout-a1-upload" and secret["metadata"]["namespace"] == "team-a"
+    assert secret["metadata"]["ownerReferences"] == p["metadata"]["ownerReferences"]
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == RUN.uid
+    assert secret["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "supercheck"
+    assert UploadGrant.model_validate_json(secret["stringData"][podspec.GRANT_FILE]) == grant
+
+
+def test_artifact_caps_reach_the_runner():
+    config = podspec.pod_runner_config(pod(cfg=settings(RUNNER_MAX_ARTIFACT_BYTES="1000",
+                                                        RUNNER_MAX_ARTIFACT_FILES="7")))
+    assert (config.maxArtifactBytes, config.maxArtifactFiles) == (1000, 7)
+    default = podspec.pod_runner_config(pod())
+    assert (default.maxArtifactBytes, default.maxArtifactFiles) == (1024**3, 5000)
 
 
 def test_extra_runner_env_from_settings():

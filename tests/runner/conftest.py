@@ -16,7 +16,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -25,6 +27,8 @@ import pytest
 
 from supercheck_contract import (
     BUCKETS,
+    UPLOAD_GRANT_ENV,
+    UploadGrant,
     RunnerConfig,
     RunnerResult,
     artifact_prefix,
@@ -259,9 +263,12 @@ def make_runner(tmp_path: Path, s3_endpoint: str):
     def run(kind: str, script: str | None, *, timeout_seconds: int = 60, env: dict | None = None,
             suffix: str | None = None, settings_env: dict | None = None, s3_endpoint_url: str | None = None,
             wall_timeout: float = 240, sigterm_after: float | None = None, files: dict[str, str] | None = None,
-            script_name: str | None = None, **config_fields) -> RunOutcome:
+            script_name: str | None = None, grant: Callable[[str, str], UploadGrant] | None = None,
+            **config_fields) -> RunOutcome:
         """``script_name``: the script's path in the folder, passed as scriptName (as the operator does);
-        ``files``: the other files, by path; ``script=None``: the whole folder is the suite."""
+        ``files``: the other files, by path; ``script=None``: the whole folder is the suite;
+        ``grant(bucket, prefix)``: the upload grant the pod gets, in a file named by UPLOAD_GRANT_ENV,
+        and then no S3 key nor endpoint in its environment (as the operator's pods)."""
         uid = uuid.uuid4().hex[:12]
         name = f"{kind}-{uid[:6]}"
         script_dir = tmp_path / f"script-{uid}"
@@ -294,6 +301,12 @@ def make_runner(tmp_path: Path, s3_endpoint: str):
             **(settings_env or {}),
             **(env or {}),
         }
+        if grant is not None:
+            for key in (*S3_CREDENTIALS, "S3_ENDPOINT_URL"):
+                full_env.pop(key, None)
+            grant_file = tmp_path / f"grant-{uid}.json"
+            grant_file.write_text(grant(config.bucket, config.prefix).model_dump_json())
+            full_env[UPLOAD_GRANT_ENV] = str(grant_file)
         started = time.monotonic()
         proc = subprocess.Popen([str(RUNNER)], env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True)
@@ -318,6 +331,23 @@ def make_runner(tmp_path: Path, s3_endpoint: str):
                           stamped)
 
     return run
+
+
+def grant_minter(endpoint: str, *, seconds: float = 900, max_object_bytes: int | None = None,
+                 reads: Sequence[str] = ()) -> Callable[[str, str], UploadGrant]:
+    """``mint(bucket, prefix)``: a grant as the operator mints one (supercheck.grants), signed with the
+    test S3 server's key."""
+    from supercheck.config import Settings
+    from supercheck.grants import mint
+
+    extra = {} if max_object_bytes is None else {"runner_max_artifact_object_bytes": max_object_bytes}
+    settings = Settings(s3_endpoint_url=endpoint, aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"], **extra)
+
+    def minted(bucket: str, prefix: str) -> UploadGrant:
+        return mint(settings, bucket, prefix, datetime.now(UTC) + timedelta(seconds=seconds), reads)
+
+    return minted
 
 
 def read_json(s3, bucket: str, key: str) -> dict:

@@ -6,6 +6,7 @@
   patches, Events and its pods (:class:`RunHandle`).
 * :mod:`.admission` — admit, queue or reject through the capacity ledger; refuse what cannot run.
 * :mod:`.attempts` — launch an attempt's pod, observe it, retry by failure class.
+* :mod:`.uploads` — each runner pod's upload grant, in a Secret of its own while the pod lives.
 * :mod:`.results` — release the slot, record rows in PostgreSQL, announce the end, honour the TTL.
 * :mod:`.testrun` — a TestRun's step and its cancellation, driving the three units above.
 * :mod:`.jobrun` — a JobRun's step and cancellation: all its slots at once, its shards, their

@@ -17,6 +17,7 @@ from supercheck import transitions as tr
 from supercheck.clock import iso, parse_iso
 from supercheck.engine import WAIT, Step, progress
 from supercheck.engine import results as res
+from supercheck.engine import uploads
 from supercheck.engine.run import Body, RunHandle
 from supercheck.models import TestRunSpec, TestRunStatus
 from supercheck.pods import AttemptOutcome
@@ -112,9 +113,10 @@ async def create_pod(run: RunHandle, body: Body, spec: TestRunSpec, attempt: int
         if isinstance(found, tuple):
             return await res.refuse(run, body, TestRunStatus.model_validate(body.get("status") or {}), *found)
         files = found
-    secret = await eng.ensure_s3_secret(run.namespace)
     resources = podspec.resolve_resources(spec, eng.settings)
-    pod = podspec.runner_pod(podspec.RunRef.from_body(body), spec, attempt, eng.settings, resources, secret, files)
+    pod = podspec.runner_pod(podspec.RunRef.from_body(body), spec, attempt, eng.settings, resources, files)
+    if not await uploads.grant(run, pod):
+        return eng.settings.service_retry_seconds
     try:
         await eng.kube.create(pod)
     except AlreadyExists:
@@ -138,6 +140,7 @@ async def stop_live_pods(run: RunHandle) -> bool:
     for v in live:
         if not v.deleting:
             await run.eng.kube.delete_pod(run.namespace, v.name, grace_seconds=0)
+            await uploads.revoke(run, v.name)
     return bool(live)
 
 
@@ -184,6 +187,7 @@ async def observe(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRun
         # Ended while its container never ran (a configuration or image error): remove it so
         # it holds no node resources and never starts late.
         await eng.kube.delete_pod(run.namespace, pod.name, grace_seconds=0)
+    await uploads.revoke(run, status.podName)  # the pod has ended: its grant is of no more use
     assert state.outcome is not None
     return await attempt_ended(run, body, spec, status, state.outcome)
 

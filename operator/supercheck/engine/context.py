@@ -4,17 +4,15 @@ wake-ups, per-run locks and the ledger gate."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import contextvars
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
-from supercheck import podspec
 from supercheck.clock import Clock, SystemClock
 from supercheck.config import Settings
 from supercheck.metrics import Metrics
-from supercheck.ports import AlreadyExists, Events, Kube, Ledger, Promotion, Store
+from supercheck.ports import Events, Kube, Ledger, Promotion, Store
 
 
 class Gate:
@@ -82,7 +80,6 @@ class Engine:
     wakeups: dict[str, asyncio.Event] = field(default_factory=dict)
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     cancelling: set[str] = field(default_factory=set)
-    s3_secrets: set[str] = field(default_factory=set)
     rebuild_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     # --- wake-ups: events, not polling
@@ -116,21 +113,3 @@ class Engine:
         meta = body.get("metadata")
         labels = meta.get("labels") if isinstance(meta, dict) else None
         return list(self.metrics.extra_labels(labels if isinstance(labels, dict) else None).values())
-
-    # --- objects shared by the runs of a namespace
-    async def ensure_s3_secret(self, namespace: str) -> str | None:
-        secret = podspec.s3_secret(namespace, self.settings)
-        if secret is None:
-            return None
-        if namespace in self.s3_secrets:
-            return podspec.S3_SECRET_NAME
-        try:
-            await self.kube.create(secret)
-        except AlreadyExists:
-            existing = await self.kube.get_secret(namespace, podspec.S3_SECRET_NAME)
-            want = {k: base64.b64encode(v.encode()).decode() for k, v in secret["stringData"].items()}
-            if existing is not None and (existing.get("data") or {}) != want:
-                secret["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
-                await self.kube.replace_secret(secret)
-        self.s3_secrets.add(namespace)
-        return podspec.S3_SECRET_NAME

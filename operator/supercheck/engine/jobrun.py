@@ -12,6 +12,7 @@ on its log (:class:`supercheck_contract.TestEnded`), which the operator reads ev
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +22,7 @@ from supercheck import jobpods, jobstate, podspec
 from supercheck import pods as pod_state
 from supercheck import transitions as tr
 from supercheck.clock import iso, parse_iso
-from supercheck.engine import WAIT, Step
+from supercheck.engine import WAIT, Step, uploads
 from supercheck.engine.attempts import stop_live_pods
 from supercheck.engine.guard import guarded
 from supercheck.engine.run import Body, RunHandle, body_ref
@@ -31,7 +32,7 @@ from supercheck.models import Phase
 from supercheck.ports import AlreadyExists, ApiUnavailable, Conflict, LedgerUnavailable
 from supercheck.retry import TERMINAL_FOR, decide, retry_after_seconds
 from supercheck.vocabulary import AdmitState, ConditionType, EventReason, PodStateKind, Reason, SlotState
-from supercheck_contract import FailureClass, Progress, TestEnded, last_progress, tests_ended
+from supercheck_contract import FailureClass, Progress, TestEnded, last_progress, shard_prefix, tests_ended
 
 QUEUE_BACKSTOP_SECONDS = 30.0
 LOG_LINES = 20_000
@@ -312,8 +313,11 @@ async def _read_runner(run: RunHandle, pod: str) -> tuple[list[TestEnded] | None
     return tests_ended(text), last_progress(text)
 
 
-async def _create(run: RunHandle, pod: Body) -> bool:
-    """Create a pod; False when one of that name from another JobRun of this name is still there."""
+async def _create(run: RunHandle, pod: Body, reads: Sequence[str] = ()) -> bool:
+    """Create a pod, its upload grant first (reading ``reads``); False when one of that name (or its
+    grant's Secret) from another JobRun of this name is still there."""
+    if not await uploads.grant(run, pod, reads):
+        return False
     try:
         await run.eng.kube.create(pod)
     except AlreadyExists:
@@ -365,7 +369,6 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
                          f"shard {failed.index}: {failed.message or cls.value}", cls)
 
     limits = jobpods.resources(spec, ref, s)
-    secret = await eng.ensure_s3_secret(run.namespace)
     remaining = max(1, int((deadline - now).total_seconds()))
     next_step: float = QUEUE_BACKSTOP_SECONDS
     read_due = run.progress_read_at is None or (now - run.progress_read_at).total_seconds() >= \
@@ -408,7 +411,7 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
                 suite = Suite(jobpods.suite_from_keys(spec, _keys(snapshot)).layout,
                               tuple(jobpods.Test(t.name, t.file) for t in tests))
             await _create(run, jobpods.shard_pod(ref, spec, suite, sh.index, len(shards), sh.attempts, remaining,
-                                                 s, limits, secret))
+                                                 s, limits))
             next_step = min(next_step, 1.0)
             continue
         if state.kind == PodStateKind.PENDING:
@@ -427,6 +430,7 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
         # The attempt ended: its tests from the log (once more, complete), then the shard's fate.
         if pod is not None and pod.live:
             await eng.kube.delete_pod(run.namespace, pod.name, grace_seconds=0)
+        await uploads.revoke(run, sh.podName)
         assert state.outcome is not None
         outcome = state.outcome
         ended = await _read_log(run, sh.podName) if sh.podName else None
@@ -469,7 +473,7 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
         return max(0.0, min(next_step, (deadline - now).total_seconds() + 0.05))
     status = _status(body)
     if spec.type == "playwright" and len(shards) > 1:
-        return await merge(run, body, spec, status, shards, limits, secret)
+        return await merge(run, body, spec, status, shards, limits)
     if spec.type == "playwright" and shards[0].report:
         # One shard: its own HTML report and JUnit XML are the job's, no merge needed.
         prefix = shards[0].report.rsplit("/report/", 1)[0]
@@ -500,7 +504,7 @@ def _summary(tests: list[TestStatus]) -> str:
 
 
 async def merge(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStatus, shards: list[ShardStatus],
-                limits: podspec.ResourceSet, secret: str | None) -> Step:
+                limits: podspec.ResourceSet) -> Step:
     """One HTML report and one JUnit XML over every shard's blob report, by a merge pod."""
     eng = run.eng
     m = status.merge or MergeStatus()
@@ -521,8 +525,9 @@ async def merge(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
     state = pod_state.observe(pod, seen_running=m.state == "Running")
     ref = podspec.RunRef.from_body(body)
     if state.kind == PodStateKind.ABSENT:
-        prefixes = [f"{run.namespace}/{run.name}/{run.uid}/shard-{sh.index}/attempt-{sh.attempts}" for sh in shards]
-        await _create(run, jobpods.merge_pod(ref, spec, prefixes, m.attempts, eng.settings, limits, secret))
+        prefixes = [shard_prefix(run.namespace, run.name, run.uid, sh.index, sh.attempts) for sh in shards]
+        await _create(run, jobpods.merge_pod(ref, spec, prefixes, m.attempts, eng.settings, limits),
+                      jobpods.merge_reads([(sh.index, p) for sh, p in zip(shards, prefixes, strict=True)]))
         return WAIT
     if state.kind == PodStateKind.PENDING:
         return QUEUE_BACKSTOP_SECONDS
@@ -531,6 +536,7 @@ async def merge(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
             await run.patch(body, {"merge": {**m.model_dump(mode="json", exclude_none=True), "state": "Running"}})
         return QUEUE_BACKSTOP_SECONDS
     assert state.outcome is not None
+    await uploads.revoke(run, m.podName)  # the merge pod has ended
     out = state.outcome
     if out.failure == FailureClass.NONE:
         artifacts = out.result.artifacts if out.result else None
