@@ -179,7 +179,8 @@ def plan(out_dir: Path, prefix: str) -> list[PlannedUpload]:
 
 # The run's own outcome files, named alike by every engine (Playwright's JSON and JUnit reports,
 # k6's summary, the runner's console log): small, and what a reader opens first.
-_FIRST_NAMES = frozenset({"console.log", "junit.xml", "results.json", "summary.json", "index.html"})
+_FIRST_NAMES = frozenset({"console.log", "junit.xml", "results.json", "playwright-results.json", "k6-summary.json",
+                          "index.html"})
 # Traces and screenshots explain a failure; videos and the rest are left out first.
 _EVIDENCE = frozenset({".zip", ".trace", ".network", ".stacks", ".png", ".jpg", ".jpeg", ".webp"})
 

@@ -51,9 +51,10 @@ def test_a_run_with_a_grant_stores_everything_under_its_prefix_and_result_json(r
     stored = read_json(s3, run.config.bucket, f"{run.config.prefix}/result.json")
     result = RunnerResult.model_validate(stored)
     assert result.notUploaded == []
-    assert {f.key for f in result.uploaded} >= {"console.log", "report/index.html"}
-    head = s3.head_object(Bucket=run.config.bucket, Key=f"{run.config.prefix}/report/index.html")
-    assert head["ContentType"] == "text/html; charset=utf-8"
+    assert {f.key for f in result.uploaded} >= {"console.log", "k6-summary.json"}
+    assert {f"{run.config.prefix}/{f.key}" for f in result.uploaded} | {f"{run.config.prefix}/result.json"} == set(keys)
+    head = s3.head_object(Bucket=run.config.bucket, Key=f"{run.config.prefix}/k6-summary.json")
+    assert head["ContentType"] == "application/json"
     # The preflight POSTed the log's first lines; the whole log replaced them after the test.
     log = s3.get_object(Bucket=run.config.bucket, Key=f"{run.config.prefix}/console.log")["Body"].read().decode()
     assert "k6 ended" in log and "uploaded" not in log.split("k6 ended")[0].split("\n")[-1]

@@ -55,7 +55,7 @@ def test_misconfigurations_say_what_to_fix():
     for code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
         kind, text = kind_and_text(client_error(403, code))
         assert kind == Kind.MISCONFIGURED and f"denied access to bucket 'b' (403 {code})" in text
-        assert "AWS_ACCESS_KEY_ID" in text and "supercheck-runner-s3" in text
+        assert "AWS_ACCESS_KEY_ID" in text
     kind, text = kind_and_text(client_error(301, "PermanentRedirect"))
     assert kind == Kind.MISCONFIGURED and "AWS_REGION" in text
     kind, text = kind_and_text(NoCredentialsError())
@@ -131,3 +131,24 @@ def test_a_test_cannot_speak_as_the_runner_on_stdout(monkeypatch):
     assert echoed.startswith("[test] [supercheck] phase=Uploading")
     assert last_progress(echoed) is None  # neither the escaped line nor the one behind a carriage return
     assert echoed.endswith("an ordinary line\n")
+
+
+def grant_error(status: int, code: str, operation: str = "PostObject") -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": "Policy expired."},
+                        "ResponseMetadata": {"HTTPStatusCode": status}}, operation)
+
+
+@pytest.mark.parametrize("status,code,operation", [(403, "AccessDenied", "PostObject"),
+                                                   (400, "EntityTooLarge", "PostObject"),
+                                                   (403, "AccessDenied", "PresignedGetObject")])
+def test_a_grant_s3_refuses_is_refused_not_an_outage_nor_a_credentials_problem(status, code, operation):
+    kind, text = kind_and_text(grant_error(status, code, operation))
+    assert kind == Kind.REFUSED
+    assert text.startswith(f"S3 at {AT} refused the upload grant ({status} {code}: Policy expired.)")
+    assert "upload grant the operator minted for this pod" in text and "AWS_ACCESS_KEY_ID" not in text
+
+
+def test_a_grants_request_that_meets_an_outage_or_no_bucket_is_classed_as_any_other():
+    assert kind_and_text(grant_error(503, "SlowDown"))[0] == Kind.OUTAGE
+    assert kind_and_text(grant_error(404, "NoSuchBucket"))[0] == Kind.MISCONFIGURED
+    assert kind_and_text(client_error(403, "AccessDenied"))[0] == Kind.MISCONFIGURED  # a key's request

@@ -7,7 +7,7 @@ import hashlib
 from pathlib import Path
 
 from supercheck_contract import ArtifactFile
-from supercheck_runner.artifacts import UploadReport, is_temporary, listing, plan
+from supercheck_runner.artifacts import Caps, UploadReport, is_temporary, listing, plan, usefulness, within_caps
 
 PREFIX = "team-a/checkout/uid-1/attempt-1"
 
@@ -73,3 +73,46 @@ def test_listing_is_relative_to_the_prefix_with_sizes_and_names_what_failed(tmp_
     uploaded, failed = listing(PREFIX, items, report)
     assert uploaded == [ArtifactFile(key="console.log", bytes=3), ArtifactFile(key="report/index.html", bytes=13)]
     assert failed == ["junit.xml"]
+
+
+# ---------------------------------------------------------------- caps
+
+
+def test_usefulness_puts_reports_and_logs_first_then_the_report_then_evidence_then_the_rest():
+    assert [usefulness(r) for r in ("console.log", "report/index.html", "junit.xml", "load/a.k6/k6-summary.json")] \
+        == [0, 0, 0, 0]
+    assert [usefulness(r) for r in ("report/trace/index.js", "blob/shard-1.zip")] == [1, 1]
+    assert [usefulness(r) for r in ("test-results/t/trace.zip", "report/data/ab.png", "loot/shot.jpg")] == [2, 2, 2]
+    assert [usefulness(r) for r in ("test-results/t/video.webm", "loot/x.bin", "report/data/index.html")] == [3, 3, 3]
+
+
+def test_caps_keep_the_most_useful_files_that_fit_and_never_one_over_the_per_file_limit(tmp_path):
+    write(tmp_path, "console.log", b"l" * 10)
+    write(tmp_path, "report/index.html", b"h" * 100)
+    write(tmp_path, "test-results/t/trace.zip", b"t" * 500)
+    write(tmp_path, "test-results/t/video.webm", b"v" * 300)
+    write(tmp_path, "loot/a.txt", b"a" * 5)
+    items = plan(tmp_path, PREFIX)
+    rel = {i.key: i.key[len(PREFIX) + 1:] for i in items}
+
+    def kept(caps: Caps) -> tuple[set[str], set[str]]:
+        taken, left = within_caps(items, PREFIX, caps)
+        assert [i.key for i in taken] == [i.key for i in items if i in taken]  # the plan's order stays
+        return {rel[i.key] for i in taken}, {rel[i.key] for i in left}
+
+    assert kept(Caps(10**6, 3)) == ({"console.log", "report/index.html", "test-results/t/trace.zip"},
+                                    {"test-results/t/video.webm", "loot/a.txt"})
+    # 620 bytes: the trace (500) fits after the first two (110); the video no more, the 5 bytes still.
+    assert kept(Caps(620, 100)) == ({"console.log", "report/index.html", "test-results/t/trace.zip", "loot/a.txt"},
+                                    {"test-results/t/video.webm"})
+    assert kept(Caps(10**6, 100, max_object_bytes=400))[1] == {"test-results/t/trace.zip"}
+    assert kept(Caps(0, 100)) == (set(), set(rel.values()))
+    assert Caps(2 * 1024 * 1024, 4, 1024).describe() == "at most 4 files and 2 MiB per run, each at most 1024 bytes"
+
+
+def test_a_sparse_file_counts_as_the_bytes_its_upload_would_send(tmp_path):
+    with open(tmp_path / "hole.bin", "wb") as f:
+        f.truncate(64 * 1024 * 1024)
+    (item,) = plan(tmp_path, PREFIX)
+    assert item.size == 64 * 1024 * 1024
+    assert within_caps([item], PREFIX, Caps(32 * 1024 * 1024, 10))[0] == []
