@@ -174,12 +174,12 @@ class GrantClient:
         resp.release_conn()
 
     # --- the calls of artifacts.S3Client
-    def head_bucket(self, *, Bucket: str) -> Mapping[str, Any]:  # noqa: N803 - boto3's names
+    def head_bucket(self, *, Bucket: str) -> Mapping[str, Any]:
         """A grant cannot ask about the bucket; the runner's preflight with a grant is a POST
         (:func:`supercheck_runner.artifacts.preflight_post`)."""
         return {}
 
-    def put_object(self, *, Bucket: str, Key: str, Body: bytes | IO[bytes],  # noqa: N803
+    def put_object(self, *, Bucket: str, Key: str, Body: bytes | IO[bytes],
                    ContentType: str) -> Mapping[str, Any]:
         if isinstance(Body, bytes):
             data = Body
@@ -193,7 +193,7 @@ class GrantClient:
                 files: list[IO[bytes]] = []
 
                 def reopen() -> IO[bytes]:
-                    files.append(open(name, "rb"))  # noqa: SIM115 - closed below, after the tries
+                    files.append(open(name, "rb"))
                     return files[-1]
                 try:
                     self.post(Key, reopen, os.path.getsize(name), ContentType)
@@ -202,7 +202,7 @@ class GrantClient:
                         f.close()
         return {}
 
-    def upload_file(self, Filename: str, Bucket: str, Key: str,  # noqa: N803
+    def upload_file(self, Filename: str, Bucket: str, Key: str,
                     ExtraArgs: Mapping[str, str] | None = None, Callback: Callable[[int], None] | None = None,
                     Config: Any = None) -> None:
         with open(Filename, "rb") as f:
@@ -213,7 +213,7 @@ class GrantClient:
         prefix = kwargs.get("Prefix", "")
         return {"Contents": [{"Key": k} for k in sorted(self.reads) if k.startswith(prefix)], "IsTruncated": False}
 
-    def download_file(self, Bucket: str, Key: str, Filename: str) -> None:  # noqa: N803
+    def download_file(self, Bucket: str, Key: str, Filename: str) -> None:
         url = self.reads.get(Key)
         if url is None:
             raise ClientError({"Error": {"Code": "AccessDenied", "Message": f"the grant does not allow reading {Key}"},

@@ -28,9 +28,9 @@ import pytest
 from supercheck_contract import (
     BUCKETS,
     UPLOAD_GRANT_ENV,
-    UploadGrant,
     RunnerConfig,
     RunnerResult,
+    UploadGrant,
     artifact_prefix,
     decode_termination_message,
 )

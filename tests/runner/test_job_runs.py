@@ -19,12 +19,13 @@ from supercheck_contract import (
     FailureClass,
     TestEnded,
     TestOutcome,
+    blob_report_key,
     is_test_file,
     shard_files,
 )
 from supercheck_contract import tests_ended as ended_lines  # (not collected as a test)
 
-from .conftest import NODE_MODULES, make_runner, read_json, site_in
+from .conftest import NODE_MODULES, grant_minter, make_runner, read_json, site_in
 from .test_playwright_uploads import CHROMIUM, REPORT_LINKS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -247,6 +248,22 @@ def test_the_failing_tests_trace_screenshot_and_video_open_from_the_merged_repor
     assert seen.pop("imageWidth") > 0  # the screenshot
     assert seen and all(code == 200 for code in seen.values()), seen
     assert any(src.endswith(".webm") for src in seen) or "videos are off" in shards[0].output, seen
+
+
+def test_a_merge_pod_with_a_grant_reads_the_blob_reports_it_names_and_stores_the_merged_report(runner, shards, s3,
+                                                                                              s3_endpoint):
+    """As the operator runs it: no key, a grant whose reads are each shard's blob report
+    (supercheck_contract.blob_report_key); a shard without one (shard 9) is named as missing."""
+    one, two = shards
+    never = one.config.prefix.rsplit("/", 1)[0] + "/shard-9/attempt-1"
+    reads = [blob_report_key(one.config.prefix, 1), blob_report_key(two.config.prefix, 2), blob_report_key(never, 9)]
+    run = runner("playwright", None, mode="merge", mergeFrom=[one.config.prefix, two.config.prefix, never],
+                 grant=grant_minter(s3_endpoint, reads=reads))
+    assert run.exit_code == ExitCode.PASSED, run.output
+    assert run.result.summary.model_dump() == {"total": 8, "passed": 4, "failed": 1, "flaky": 1, "skipped": 2}
+    assert run.result.message.endswith(f"; no blob report under {never}"), run.result.message
+    keys = run.keys(s3)
+    assert {f"{run.config.prefix}/{k}" for k in ("report/index.html", "junit.xml", "result.json")} <= set(keys)
 
 
 def test_a_merge_without_any_blob_is_infrastructure(runner):

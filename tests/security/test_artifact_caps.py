@@ -82,9 +82,9 @@ class Planter:
         self.server.server_close()
 
 
-def stored(s3, run) -> tuple[RunnerResult, set[str]]:
-    result = RunnerResult.model_validate(read_json(s3, run.config.bucket, f"{run.config.prefix}/result.json"))
-    listed = s3.list_objects_v2(Bucket=run.config.bucket, Prefix=run.config.prefix + "/")
+def stored(client, run) -> tuple[RunnerResult, set[str]]:
+    result = RunnerResult.model_validate(read_json(client, run.config.bucket, f"{run.config.prefix}/result.json"))
+    listed = client.list_objects_v2(Bucket=run.config.bucket, Prefix=run.config.prefix + "/")
     return result, {o["Key"][len(run.config.prefix) + 1:] for o in listed.get("Contents", [])}
 
 

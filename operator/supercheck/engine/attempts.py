@@ -15,9 +15,8 @@ from supercheck import pods as pod_state
 from supercheck import podspec, scriptfiles
 from supercheck import transitions as tr
 from supercheck.clock import iso, parse_iso
-from supercheck.engine import WAIT, Step, progress
+from supercheck.engine import WAIT, Step, progress, uploads
 from supercheck.engine import results as res
-from supercheck.engine import uploads
 from supercheck.engine.run import Body, RunHandle
 from supercheck.models import TestRunSpec, TestRunStatus
 from supercheck.pods import AttemptOutcome
