@@ -159,3 +159,18 @@ def test_the_config_module_matches_exactly_the_shards_files(tmp_path):
                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == [True, True, False, False, False, False]
+
+
+def test_the_blob_report_a_shard_writes_is_the_one_the_operator_grants_its_merge():
+    """The shard uploads out/blob/<blob_name> under its prefix; the operator grants the merge pod
+    supercheck_contract.blob_report_key(prefix, index) without asking the shard: they must agree."""
+    from supercheck_contract import RunnerConfig, blob_report_key
+    from supercheck_runner.artifacts import object_key
+
+    for index in (1, 7, 12):
+        config = RunnerConfig(type="playwright", scriptPath="/s", timeoutSeconds=60, runName="j", namespace="ns",
+                              attempt=2, bucket="b", prefix=f"ns/j/uid/shard-{index}/attempt-2", shardIndex=index,
+                              shardCount=12)
+        uploaded = object_key(config.prefix, f"{job.BLOB_DIR}/{job.blob_name(config)}")
+        assert uploaded == blob_report_key(config.prefix, index)
+        assert job.blob_keys([uploaded]) == [uploaded] and uploaded.startswith(job.blob_folder(config.prefix))
