@@ -17,9 +17,17 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
-from supercheck_contract import BUCKETS, RunnerConfig, artifact_prefix, decode_termination_message
+from supercheck_contract import (
+    BUCKETS,
+    UPLOAD_GRANT_ENV,
+    RunnerConfig,
+    UploadGrant,
+    artifact_prefix,
+    decode_termination_message,
+)
 from supercheck_runner import artifacts
 
 from .conftest import MOTO, RUNNER, S3_CREDENTIALS, RunOutcome, free_port, s3_client, stop, wait_for_port
@@ -150,7 +158,8 @@ class RunnerProcess:
 
     def __init__(self, workdir: Path, kind: str, script: str, *, s3_endpoint: str, timeout_seconds: int = 60,
                  settings_env: dict[str, str] | None = None, env: dict[str, str] | None = None,
-                 **config_fields: object):
+                 grant: Callable[[str, str], UploadGrant] | None = None, **config_fields: object):
+        """``grant(bucket, prefix)``: the pod's upload grant (then no key nor endpoint in its env)."""
         uid = uuid.uuid4().hex[:12]
         name = f"{kind}-{uid[:6]}"
         script_path = workdir / f"script-{uid}" / ("test.spec.ts" if kind == "playwright" else "script.js")
@@ -173,6 +182,12 @@ class RunnerProcess:
             **(settings_env or {}),
             **(env or {}),
         }
+        if grant is not None:
+            for key in (*S3_CREDENTIALS, "S3_ENDPOINT_URL"):
+                env.pop(key, None)
+            grant_file = workdir / f"grant-{uid}.json"
+            grant_file.write_text(grant(self.config.bucket, self.config.prefix).model_dump_json())
+            env[UPLOAD_GRANT_ENV] = str(grant_file)
         self.lines: list[str] = []
         self._new_line = threading.Condition()
         self.started = time.monotonic()

@@ -15,7 +15,7 @@ import pytest
 
 from supercheck_contract import STORAGE_BACK, ExitCode, FailureClass, last_progress
 
-from .conftest import free_port, s3_client
+from .conftest import free_port, grant_minter, s3_client
 from .outage_kit import QUICK_BACKOFF, Front, RunnerProcess, S3Server
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -75,6 +75,25 @@ def test_s3_stopped_while_the_test_runs_and_back_later_loses_nothing(tmp_path):
         assert_every_artifact_landed(server, runner, run)
         assert f"reason={STORAGE_BACK}" in run.output
         assert "waited" in run.output and "for S3" in run.output
+
+
+def test_with_a_grant_s3_stopped_while_the_test_runs_and_back_later_loses_nothing(tmp_path):
+    """The same outage for a runner with an upload grant (every operator pod): its POSTs meet the
+    outage, it waits within the window and says so, and every file lands once S3 is back."""
+    with S3Server() as server:
+        server.start()
+        runner = RunnerProcess(tmp_path, "k6", SLEEPY_K6, s3_endpoint=server.endpoint, settings_env=QUICK_BACKOFF,
+                               uploadWindowSeconds=60, grant=grant_minter(server.endpoint))
+        runner.wait_for_line("running k6")
+        server.stop()
+        waiting = runner.wait_for_line("phase=Uploading reason=StorageUnavailable")
+        progress = last_progress(waiting)
+        assert progress is not None and f"S3 at {server.endpoint}: connection refused" in progress.message
+        time.sleep(2)
+        server.start()
+        run = runner.finish()
+        assert_every_artifact_landed(server, runner, run)
+        assert f"reason={STORAGE_BACK}" in run.output
 
 
 def test_s3_cut_off_in_the_middle_of_the_upload_loses_nothing(tmp_path, site):
