@@ -7,15 +7,28 @@ lists them all.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from functools import cached_property
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from supercheck.quantity import parse_quantity
+
+
+# Name resolution for runner pods: the cluster DNS (kube-dns / CoreDNS keep this label).
+DEFAULT_DNS_EGRESS: tuple[dict[str, Any], ...] = (
+    {
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    },
+)
+# The cloud instance-metadata service (AWS, GCP, Azure, OpenStack; AWS's IPv6 one): node credentials.
+DEFAULT_EGRESS_EXCLUDED_CIDRS = ("169.254.169.254/32", "fd00:ec2::254/128")
 
 
 def _env(*names: str) -> AliasChoices:
@@ -68,6 +81,29 @@ class Settings(BaseSettings):
                     "start and the runner's last S3 requests (the runner's own timers end it first)",
     )
     runner_run_as_user: int = Field(1000, ge=1, validation_alias=_env("RUNNER_RUN_AS_USER"))
+    runner_runtime_class_name: str | None = Field(
+        None, validation_alias=_env("RUNNER_RUNTIME_CLASS_NAME"),
+        description="RuntimeClass of runner pods (gVisor, Kata: a sandbox between a script and the node's kernel)",
+    )
+    runner_network_policy: bool = Field(
+        True, validation_alias=_env("RUNNER_NETWORK_POLICY"),
+        description="Keep a default-deny egress NetworkPolicy for runner pods in every namespace they run in",
+    )
+    runner_egress: Annotated[list[dict[str, Any]], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("RUNNER_EGRESS"),
+        description="JSON list of NetworkPolicyEgressRule: what runner pods may reach besides DNS "
+                    "(the S3 endpoint, the systems under test)",
+    )
+    runner_dns_egress: Annotated[list[dict[str, Any]], NoDecode] = Field(
+        default_factory=lambda: [dict(r) for r in DEFAULT_DNS_EGRESS], validation_alias=_env("RUNNER_DNS_EGRESS"),
+        description="JSON list of NetworkPolicyEgressRule for name resolution (default: kube-dns in kube-system)",
+    )
+    runner_egress_excluded_cidrs: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_EGRESS_EXCLUDED_CIDRS),
+        validation_alias=_env("RUNNER_EGRESS_EXCLUDED_CIDRS"),
+        description="CIDRs cut out of every ipBlock of the runner egress rules that contains them "
+                    "(comma-separated; default: the cloud metadata addresses)",
+    )
 
     # --- operator behaviour -----------------------------------------------------------
     metrics_port: int = Field(18080, ge=0, validation_alias=_env("SUPERCHECK_METRICS_PORT"))
@@ -108,6 +144,30 @@ class Settings(BaseSettings):
         if not isinstance(value, dict):
             raise ValueError("RUNNER_EXTRA_ENV must be a JSON object of name -> value")
         return {str(k): str(v) for k, v in value.items()}
+
+    @field_validator("runner_egress", "runner_dns_egress", mode="before")
+    @classmethod
+    def _parse_egress(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else []
+        if not isinstance(value, list) or not all(isinstance(rule, dict) for rule in value):
+            raise ValueError("must be a JSON list of NetworkPolicyEgressRule objects ({to: [...], ports: [...]})")
+        for rule in value:
+            unknown = set(rule) - {"to", "ports"}
+            if unknown:
+                raise ValueError(f"a NetworkPolicyEgressRule has only 'to' and 'ports', not {sorted(unknown)}")
+        return value
+
+    @field_validator("runner_egress_excluded_cidrs", mode="before")
+    @classmethod
+    def _parse_cidrs(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ValueError("must be a comma-separated list of CIDRs")
+        for cidr in value:
+            ipaddress.ip_network(str(cidr), strict=False)  # raises on nonsense
+        return value
 
     @field_validator("metrics_label_keys", "namespaces", mode="before")
     @classmethod
