@@ -150,6 +150,8 @@ class Settings(BaseSettings):
     def _parse_egress(cls, value: object) -> object:
         if isinstance(value, str):
             value = json.loads(value) if value.strip() else []
+        if value is None:  # JSON null: no rules
+            value = []
         if not isinstance(value, list) or not all(isinstance(rule, dict) for rule in value):
             raise ValueError("must be a JSON list of NetworkPolicyEgressRule objects ({to: [...], ports: [...]})")
         for rule in value:
