@@ -110,3 +110,16 @@ def test_redis_gets_a_password_by_default(helm):
     assert data["REDIS_URL"] == "rediss://user:pw@r:6380/1" and "REDIS_PASSWORD" not in data
     data = secret_data(render(helm, "--set", "connections.redisAuth=false"))
     assert data["REDIS_URL"] == "redis://supercheck-redis:6379/0" and "REDIS_PASSWORD" not in data
+
+
+def test_generated_redis_password_is_kept_across_upgrades(helm, kubectl, kube_env, namespace):
+    """The chart's `lookup` reads the password a previous release generated (as `helm upgrade` does)."""
+    first = render(helm, "--namespace", namespace, "--show-only", "templates/secret.yaml")
+    assert kubectl("apply", "-n", namespace, "-f", "-", input=first).returncode == 0
+    res = subprocess.run(
+        [helm, "template", "sc", str(CHART), "--namespace", namespace, "--kube-version", PINNED,
+         "--show-only", "templates/secret.yaml", "--dry-run=server", "--kubeconfig", kube_env.kubeconfig],
+        capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert secret_data(res.stdout)["REDIS_PASSWORD"] == secret_data(first)["REDIS_PASSWORD"]
+    assert secret_data(res.stdout)["REDIS_URL"] == secret_data(first)["REDIS_URL"]

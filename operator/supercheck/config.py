@@ -18,7 +18,6 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from supercheck.quantity import parse_quantity
 
-
 # Name resolution for runner pods: the cluster DNS (kube-dns / CoreDNS keep this label).
 DEFAULT_DNS_EGRESS: tuple[dict[str, Any], ...] = (
     {

@@ -49,6 +49,7 @@ def ensure_peering(settings: Settings) -> bool:
     peers through a KopfPeering in each of them (the chart's Roles allow exactly that), so one is made
     in each. Kopf only patches peering objects: without one, two replicas would both be active."""
     api = kubernetes.client.CustomObjectsApi()
+    targets: list[tuple[str | None, str, str]]
     if settings.namespaces:
         targets = [(ns, "KopfPeering", "kopfpeerings") for ns in settings.namespaces]
     else:
