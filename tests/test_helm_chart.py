@@ -83,8 +83,15 @@ def test_runner_isolation_values_reach_the_operator(helm):
     env = operator_env(render(helm))
     assert "RUNNER_RUNTIME_CLASS_NAME" not in env and env["RUNNER_NETWORK_POLICY"] == "true"
     cfg = Settings(**{k: v for k, v in env.items() if v is not None})
-    assert cfg.runner_egress == [] and cfg.runner_egress_excluded_cidrs == ["169.254.169.254/32", "fd00:ec2::254/128"]
+    assert cfg.runner_egress_excluded_cidrs == ["169.254.169.254/32", "fd00:ec2::254/128"]
     assert cfg.runner_dns_egress == [dict(r) for r in DEFAULT_DNS_EGRESS]
+    # By default S3's port (from connections.s3EndpointUrl) anywhere but the metadata addresses; nothing else.
+    assert cfg.runner_egress == [{"ports": [{"protocol": "TCP", "port": 9000}]}]
+    _, s3 = runner_network_policy("team-a", cfg)["spec"]["egress"]
+    assert s3["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}},
+                        {"ipBlock": {"cidr": "::/0", "except": ["fd00:ec2::254/128"]}}]
+    env = operator_env(render(helm, "--set", "connections.s3EndpointUrl=https://s3.eu-west-1.amazonaws.com"))
+    assert json.loads(env["RUNNER_EGRESS"]) == [{"ports": [{"protocol": "TCP", "port": 443}]}]
 
     env = operator_env(render(
         helm, "--set", "runner.runtimeClassName=gvisor",

@@ -76,3 +76,27 @@ each of watchNamespaces. Each verb is one the code uses (docs/security.md, "RBAC
   resources: [events]
   verbs: [create]
 {{- end -}}
+
+{{- /*
+The runner pods' egress rules to S3: runner.networkPolicy.s3 when given; else the port of
+connections.s3EndpointUrl (443 for https, 80 for http without one) on any address but the excluded
+CIDRs, which keeps Redis, PostgreSQL and the metadata service out and works with S3 inside or
+outside the cluster. Set runner.networkPolicy.s3 to the endpoint's address to narrow it.
+*/ -}}
+{{- define "supercheck.s3Egress" -}}
+{{- $np := .Values.runner.networkPolicy -}}
+{{- if $np.s3 -}}
+{{- toJson $np.s3 -}}
+{{- else -}}
+{{- $url := urlParse .Values.connections.s3EndpointUrl -}}
+{{- $port := 0 -}}
+{{- if regexMatch ":[0-9]+$" $url.host -}}
+{{- $port = regexFind "[0-9]+$" $url.host | atoi -}}
+{{- else if eq $url.scheme "https" -}}
+{{- $port = 443 -}}
+{{- else -}}
+{{- $port = 80 -}}
+{{- end -}}
+{{- toJson (list (dict "ports" (list (dict "protocol" "TCP" "port" $port)))) -}}
+{{- end -}}
+{{- end -}}
