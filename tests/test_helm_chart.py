@@ -47,6 +47,13 @@ def test_chart_objects_pass_server_side_validation(helm, kubectl, namespace):
     deployment = next(i for i in json.loads(res.stdout)["items"] if i["kind"] == "Deployment")
     env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["RUNNING_CAPACITY"] == "3"
+    # Namespaced mode: a Role and RoleBinding in each watched namespace.
+    manifest = render(helm, "--namespace", namespace, "--set", f"watchNamespaces={{{namespace}}}",
+                      "--set", "runner.runtimeClassName=gvisor")
+    res = kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", "-o", "json", input=manifest)
+    assert res.returncode == 0, res.stderr
+    kinds = {item["kind"] for item in json.loads(res.stdout)["items"]}
+    assert {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"} <= kinds
 
 
 @pytest.mark.integration
