@@ -154,9 +154,15 @@ class Settings(BaseSettings):
         if not isinstance(value, list) or not all(isinstance(rule, dict) for rule in value):
             raise ValueError("must be a JSON list of NetworkPolicyEgressRule objects ({to: [...], ports: [...]})")
         for rule in value:
-            unknown = set(rule) - {"to", "ports"}
-            if unknown:
-                raise ValueError(f"a NetworkPolicyEgressRule has only 'to' and 'ports', not {sorted(unknown)}")
+            _check_keys(rule, {"to", "ports"}, "a NetworkPolicyEgressRule")
+            for peer in rule.get("to") or []:
+                _check_keys(peer, {"ipBlock", "namespaceSelector", "podSelector"}, "a NetworkPolicyPeer")
+                block = peer.get("ipBlock")
+                if block is not None:  # a bad CIDR would be refused by the API server at the first run
+                    for cidr in [block.get("cidr", ""), *(block.get("except") or [])]:
+                        ipaddress.ip_network(str(cidr), strict=False)
+            for port in rule.get("ports") or []:
+                _check_keys(port, {"protocol", "port", "endPort"}, "a NetworkPolicyPort")
         return value
 
     @field_validator("runner_egress_excluded_cidrs", mode="before")
@@ -205,6 +211,14 @@ class Settings(BaseSettings):
     @cached_property
     def metrics_label_names(self) -> list[str]:
         return [metric_label_name(k) for k in self.metrics_label_keys]
+
+
+def _check_keys(obj: object, allowed: set[str], what: str) -> None:
+    if not isinstance(obj, dict):
+        raise ValueError(f"{what} must be an object, not {obj!r}")
+    unknown = set(obj) - allowed
+    if unknown:
+        raise ValueError(f"{what} has only {sorted(allowed)}, not {sorted(unknown)}")
 
 
 _HUMAN_UNITS = {"KB": "Ki", "MB": "Mi", "GB": "Gi", "TB": "Ti"}

@@ -82,7 +82,10 @@ def test_excluded_cidrs_and_dns_are_configurable():
     assert egress[0]["to"][0]["ipBlock"]["except"] == ["10.0.0.0/8", "169.254.0.0/16"]
 
 
-@pytest.mark.parametrize("bad", ['{"to": []}', '[{"to": [], "from": []}]', "[1]", "not json"])
+@pytest.mark.parametrize("bad", ['{"to": []}', '[{"to": [], "from": []}]', "[1]", "not json",
+                                 '[{"to": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}]',
+                                 '[{"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["ten"]}}]}]',
+                                 '[{"to": [{"serviceSelector": {}}]}]', '[{"ports": [{"port": 80, "host": "x"}]}]'])
 def test_egress_setting_refuses_what_is_not_a_list_of_egress_rules(bad):
     with pytest.raises((ValidationError, ValueError)):
         Settings(RUNNER_EGRESS=bad)
