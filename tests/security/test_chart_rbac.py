@@ -125,3 +125,9 @@ def test_namespace_edit_and_admin_users_run_tests_and_view_users_read_them(helm)
 def test_aggregation_can_be_turned_off(helm):
     authz = rbac(helm, "--set", "rbac.aggregateToDefaultRoles=false")
     assert set(authz.cluster_roles) == {"sc-supercheck", "admin", "edit", "view"}
+
+
+def test_no_network_policy_rights_without_the_policy(helm):
+    policy = Request("create", "networking.k8s.io", "networkpolicies", "team-a")
+    assert rbac(helm).allows(OPERATOR, policy)
+    assert not rbac(helm, "--set", "runner.networkPolicy.enabled=false").allows(OPERATOR, policy)

@@ -62,6 +62,7 @@ each of watchNamespaces. Each verb is one the code uses (docs/security.md, "RBAC
   resources: [secrets]
   resourceNames: [supercheck-runner-s3]
   verbs: [update]
+{{- if .Values.runner.networkPolicy.enabled }}
 # The runner pods' NetworkPolicy: made in each namespace before its first runner pod; only this
 # one policy may be read and put back.
 - apiGroups: [networking.k8s.io]
@@ -71,6 +72,7 @@ each of watchNamespaces. Each verb is one the code uses (docs/security.md, "RBAC
   resources: [networkpolicies]
   resourceNames: [supercheck-runner-egress]
   verbs: [get, update]
+{{- end }}
 # Events on the runs (Kopf's poster creates them).
 - apiGroups: [""]
   resources: [events]
