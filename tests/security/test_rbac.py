@@ -59,7 +59,13 @@ def apply_rbac(helm: str, kubectl, release: str, namespace: str, *values: str) -
                           "--show-only", "templates/rbac.yaml", "--show-only", "templates/serviceaccount.yaml",
                           *values], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    applied = kubectl("apply", "-n", namespace, "-f", "-", input=res.stdout)
+    # The release's objects get its namespace, as `helm install -n` gives them; the Roles of
+    # namespaced mode already name theirs (a watched namespace).
+    docs = [d for d in yaml.safe_load_all(res.stdout) if d]
+    for d in docs:
+        if d["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+            d["metadata"].setdefault("namespace", namespace)
+    applied = kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
     assert applied.returncode == 0, applied.stderr
     return res.stdout
 
