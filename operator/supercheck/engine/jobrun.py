@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from supercheck import jobpods, jobstate, podspec
+from supercheck import envguard, jobpods, jobstate, podspec
 from supercheck import pods as pod_state
 from supercheck import transitions as tr
 from supercheck.clock import iso, parse_iso
@@ -102,6 +102,9 @@ async def _missing(run: RunHandle, spec: JobRunSpec) -> tuple[Reason, str] | Non
         if key is not None and key not in _keys(obj):
             return Reason.KEY_NOT_FOUND, (f"{kind} {name!r} referenced by {where} has no key {key!r} "
                                           f"(it has: {', '.join(_keys(obj)) or 'no keys'})")
+    reserved = await envguard.reserved_env_from(kube, run.namespace, spec.envFrom)
+    if reserved:
+        return Reason.INVALID_SPEC, reserved
     return None
 
 
