@@ -216,8 +216,9 @@ class ScriptSource(_Model):
 # A Secret's or ConfigMap's name (a DNS subdomain) and a key of it, as Pod validation wants them;
 # a key may not be '.' nor start with '..'. Refused here, they would leave the run Pending while
 # every pod creation is refused (422).
-OBJECT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-OBJECT_KEY_PATTERN = r"^(\.[-_a-zA-Z0-9]|[-_a-zA-Z0-9])[-._a-zA-Z0-9]*$"
+# ([.] rather than an escaped dot: a backslash is an escape in the CEL string literal the rule quotes it in.)
+OBJECT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+OBJECT_KEY_PATTERN = r"^([.][-_a-zA-Z0-9]|[-_a-zA-Z0-9])[-._a-zA-Z0-9]*$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 MSG_ENV_NAME = "spec.env[].name must be letters, digits and _, not starting with a digit (e.g. BASE_URL)"
 MSG_ENV_PREFIX = ("spec.envFrom[].prefix must be letters, digits and _, not starting with a digit "
