@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import JsonDict
 
 from supercheck.vocabulary import GROUP, ConditionType, SlotState
 from supercheck_contract import ArtifactLocation, FailureClass, K6Summary, TestSummary
@@ -253,7 +254,7 @@ def check_not_operator_secret(name: str, where: str) -> None:
         raise ValueError(f"{where} {name!r} {MSG_OPERATOR_SECRET}")
 
 
-NOT_OPERATOR_SECRET_RULES = {"x-kubernetes-validations": [{
+NOT_OPERATOR_SECRET_RULES: JsonDict = {"x-kubernetes-validations": [{
     "rule": f"self.name != '{OPERATOR_S3_SECRET}' && !self.name.endsWith('{UPLOAD_SECRET_SUFFIX}')",
     "message": MSG_OPERATOR_SECRET, "fieldPath": ".name"}]}
 

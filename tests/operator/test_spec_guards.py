@@ -8,14 +8,15 @@ import re
 from typing import Any
 
 import pytest
-from engine_kit import K6, run, world
+from engine_kit import K6, result, run, world
 from pydantic import ValidationError
 
 from supercheck import crdgen
 from supercheck.config import Settings
+from supercheck.engine import jobrun
 from supercheck.jobmodels import JobRunSpec
 from supercheck.models import TestRunSpec
-from supercheck_contract import reserved
+from supercheck_contract import ExitCode, FailureClass, reserved
 from tests.security.spec_guard_cases import ACCEPTED, JOBRUN_REFUSED, REFUSED, make_jobrun, make_testrun
 
 # ---------------------------------------------------------------- the models
@@ -193,6 +194,42 @@ def test_the_same_source_with_a_prefix_runs():
                                                    {"configMapRef": {"name": "more"}}]})
         await w.settle("a")
         assert w.status("a")["phase"] == "Pending" and w.pod_names() == ["a-a1"]
+    run(go)
+
+
+def test_a_key_added_while_the_run_waited_is_refused_before_its_pod():
+    """Checked again right before the pod: the source was clean at admission, then edited while the
+    run was queued; the run ends without a pod and its slot goes to the next."""
+    async def go():
+        w = world(running_capacity=1, queued_capacity=5)
+        w.kube.add(_secret("shop-env", ["BASE_URL"]))
+        w.kube.add_testrun("holder", K6)
+        await w.settle("holder")
+        w.kube.add_testrun("late", {**K6, "envFrom": [{"secretRef": {"name": "shop-env"}}]})
+        await w.settle("late")
+        assert w.status("late")["phase"] == "Queued"
+        w.kube.add(_secret("shop-env", ["BASE_URL", "LD_PRELOAD"]))
+        w.kube.pod_terminated("holder-a1", 0, result(FailureClass.NONE, ExitCode.PASSED), reason="Completed")
+        await w.settle("holder")
+        await w.settle("late")
+        st = w.status("late")
+        assert (st["phase"], st["reason"]) == ("Error", "InvalidSpec") and "(LD_PRELOAD;" in st["message"]
+        assert w.pod_names() == ["holder-a1"] and not w.ledger.running
+    run(go)
+
+
+def test_a_jobrun_with_such_a_source_is_refused_before_its_shards():
+    async def go():
+        w = world()
+        w.kube.add(_secret("shop-env", ["PYTHONPATH", "db-password"]))
+        w.kube.add_jobrun("j", {"type": "k6", "tests": [{"name": "smoke", "script": {"inline": "x"}}],
+                                "envFrom": [{"secretRef": {"name": "shop-env"}}]})
+        for _ in range(5):
+            if await jobrun.step(w.handle("j", "JobRun")) != 0.0:
+                break
+        st = w.kube.jobrun("j").get("status") or {}
+        assert (st["phase"], st["reason"]) == ("Error", "InvalidSpec") and "(PYTHONPATH;" in st["message"]
+        assert "db-password" not in st["message"] and w.pod_names() == []
     run(go)
 
 

@@ -410,6 +410,10 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
                                      "deleted; create the JobRun again", FailureClass.VALIDATION)
                 suite = Suite(jobpods.suite_from_keys(spec, _keys(snapshot)).layout,
                               tuple(jobpods.Test(t.name, t.file) for t in tests))
+            reserved = await envguard.reserved_env_from(eng.kube, run.namespace, spec.envFrom)
+            if reserved:  # checked at admission too; the sources may have changed since
+                return await end(run, body, spec, status, tests, Phase.ERROR, Reason.INVALID_SPEC, reserved,
+                                 FailureClass.VALIDATION)
             await _create(run, jobpods.shard_pod(ref, spec, suite, sh.index, len(shards), sh.attempts, remaining,
                                                  s, limits, secret))
             next_step = min(next_step, 1.0)
