@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from kubernetes.client.rest import ApiException
 
+from supercheck.models import MSG_ENV_ONE_SOURCE
 from supercheck_contract import FailureClass, RunnerConfig
 from supercheck_contract.reserved import MSG_K6_ARG, MSG_OPERATOR_SECRET, MSG_RESERVED_ENV
 from supercheck_runner import k6
@@ -99,6 +100,16 @@ def test_kubectl_apply_of_the_issues_attacks_is_refused(kubectl, namespace, frag
         assert res.returncode != 0 and words in res.stderr, (body["kind"], res.stdout, res.stderr)
         gone = kubectl("get", "-n", namespace, PLURALS[body["kind"]], "attack")
         assert gone.returncode != 0 and "NotFound" in gone.stderr
+
+
+@pytest.mark.cluster
+def test_a_field_ref_pruned_by_the_api_server_is_refused_not_left_empty(custom_objects, namespace):
+    """fieldRef is not in the schema: a client that does not ask for strict field validation has it
+    pruned, which used to leave an empty valueFrom that every pod creation refused (422)."""
+    field_ref = {"env": [{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}
+    for body in (make_testrun("fr", field_ref), make_jobrun("fr", field_ref)):
+        message = dry_run_create(custom_objects, namespace, body)
+        assert message is not None and MSG_ENV_ONE_SOURCE in message, (body["kind"], message)
 
 
 # ---------------------------------------------------------------- an envFrom source's keys
