@@ -3,7 +3,7 @@ queues it, or rejects it with a retry-after; a queued run waits for its promotio
 
 from __future__ import annotations
 
-from supercheck import podspec, scriptfiles
+from supercheck import envguard, podspec, scriptfiles
 from supercheck import transitions as tr
 from supercheck.clock import parse_iso
 from supercheck.engine import Step
@@ -35,6 +35,9 @@ async def missing_reference(run: RunHandle, spec: TestRunSpec) -> tuple[Reason, 
         if key is not None and key not in _keys(obj):
             return Reason.KEY_NOT_FOUND, (f"{kind} {name!r} referenced by {where} has no key {key!r} "
                                           f"(it has: {', '.join(_keys(obj)) or 'no keys'})")
+    reserved = await envguard.reserved_env_from(kube, run.namespace, spec.envFrom)
+    if reserved:
+        return Reason.INVALID_SPEC, reserved
     ref = spec.script.configMapRef
     if ref is not None and scriptfiles.whole_configmap(spec):
         keys = _keys(await kube.get_configmap(run.namespace, ref.name) or {})

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
+from supercheck import envguard, podspec, scriptfiles
 from supercheck import pods as pod_state
-from supercheck import podspec, scriptfiles
 from supercheck import transitions as tr
 from supercheck.clock import iso, parse_iso
 from supercheck.engine import WAIT, Step, progress
@@ -113,6 +113,11 @@ async def create_pod(run: RunHandle, body: Body, spec: TestRunSpec, attempt: int
         if isinstance(found, tuple):
             return await res.refuse(run, body, TestRunStatus.model_validate(body.get("status") or {}), *found)
         files = found
+    # Checked at admission too; again here, since the sources may have changed while the run waited.
+    reserved = await envguard.reserved_env_from(eng.kube, run.namespace, spec.envFrom)
+    if reserved:
+        return await res.refuse(run, body, TestRunStatus.model_validate(body.get("status") or {}),
+                                Reason.INVALID_SPEC, reserved)
     await ensure_runner_network_policy(eng, run.namespace)
     secret = await eng.ensure_s3_secret(run.namespace)
     resources = podspec.resolve_resources(spec, eng.settings)

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from supercheck import jobpods, jobstate, podspec
+from supercheck import envguard, jobpods, jobstate, podspec
 from supercheck import pods as pod_state
 from supercheck import transitions as tr
 from supercheck.clock import iso, parse_iso
@@ -103,6 +103,9 @@ async def _missing(run: RunHandle, spec: JobRunSpec) -> tuple[Reason, str] | Non
         if key is not None and key not in _keys(obj):
             return Reason.KEY_NOT_FOUND, (f"{kind} {name!r} referenced by {where} has no key {key!r} "
                                           f"(it has: {', '.join(_keys(obj)) or 'no keys'})")
+    reserved = await envguard.reserved_env_from(kube, run.namespace, spec.envFrom)
+    if reserved:
+        return Reason.INVALID_SPEC, reserved
     return None
 
 
@@ -409,6 +412,10 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
                                      "deleted; create the JobRun again", FailureClass.VALIDATION)
                 suite = Suite(jobpods.suite_from_keys(spec, _keys(snapshot)).layout,
                               tuple(jobpods.Test(t.name, t.file) for t in tests))
+            reserved = await envguard.reserved_env_from(eng.kube, run.namespace, spec.envFrom)
+            if reserved:  # checked at admission too; the sources may have changed since
+                return await end(run, body, spec, status, tests, Phase.ERROR, Reason.INVALID_SPEC, reserved,
+                                 FailureClass.VALIDATION)
             await _create(run, jobpods.shard_pod(ref, spec, suite, sh.index, len(shards), sh.attempts, remaining,
                                                  s, limits, secret))
             next_step = min(next_step, 1.0)
