@@ -48,6 +48,7 @@ class Reason(enum.StrEnum):
     # admission
     QUEUED = "Queued"
     CAPACITY_EXCEEDED = "CapacityExceeded"
+    NAMESPACE_LIMIT_EXCEEDED = "NamespaceLimitExceeded"  # the namespace's queued share, or its max timeout
     SLOT_GRANTED = "SlotGranted"
     LEDGER_UNAVAILABLE = "LedgerUnavailable"
     # refused before any pod
@@ -94,6 +95,8 @@ class EventReason(enum.StrEnum):
 
     QUEUED = "Queued"
     CAPACITY_EXCEEDED = "CapacityExceeded"
+    NAMESPACE_LIMIT_EXCEEDED = "NamespaceLimitExceeded"
+    PRIORITY_CLAMPED = "PriorityClamped"  # spec.priority above the namespace's maximum: lowered to it
     DISPATCHED = "Dispatched"
     RUNNING = "Running"
     RETRYING = "Retrying"
@@ -120,6 +123,16 @@ class AdmitState(enum.StrEnum):
     QUEUED = "queued"
     REJECTED = "rejected"
     RELEASED = "released"  # the run ended already; it never comes back
+
+
+class CapacityLimit(enum.StrEnum):
+    """The ledger's word for what a queued run waits for, or which limit rejected a run."""
+
+    NONE = ""
+    RUNNING = "running"  # the global running capacity (RUNNING_CAPACITY)
+    QUEUED = "queued"  # the global queue (QUEUED_CAPACITY)
+    NAMESPACE_RUNNING = "namespace-running"  # the namespace's running share
+    NAMESPACE_QUEUED = "namespace-queued"  # the namespace's queued share
 
 
 class PodStateKind(enum.StrEnum):

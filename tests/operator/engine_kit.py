@@ -84,7 +84,7 @@ def world(**overrides: Any) -> World:
     clock = FakeClock()
     cfg = settings(**overrides)
     kube, store, events = FakeKube(clock), FakeStore(), RecordingEvents()
-    ledger = FakeLedger(cfg.running_capacity, cfg.queued_capacity, clock)
+    ledger = FakeLedger(cfg.running_capacity, cfg.queued_capacity, clock, cfg.fair_share)
     eng = Engine(settings=cfg, kube=kube, ledger=ledger, store=store,
                  metrics=Metrics(cfg, registry=CollectorRegistry()), events=events, clock=clock)
     return World(eng, clock, kube, ledger, store, events)
