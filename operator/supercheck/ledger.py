@@ -43,6 +43,8 @@ from supercheck.ports import (
 )
 from supercheck.vocabulary import LEDGER_PREFIX as PREFIX
 from supercheck.vocabulary import PROMOTIONS_CHANNEL, AdmitState, CapacityLimit
+from supercheck.vocabulary import REDIS_NAMESPACE_QUEUED_KEY as NAMESPACE_QUEUED_KEY
+from supercheck.vocabulary import REDIS_NAMESPACE_RUNNING_KEY as NAMESPACE_RUNNING_KEY
 from supercheck.vocabulary import REDIS_QUEUED_KEY as QUEUED_KEY
 from supercheck.vocabulary import REDIS_RUNNING_KEY as RUNNING_KEY
 
@@ -60,8 +62,8 @@ KEYS = [
     PREFIX + "granted",
     PREFIX + "stats",
     PREFIX + "weights",
-    PREFIX + "namespace-running",
-    PREFIX + "namespace-queued",
+    NAMESPACE_RUNNING_KEY,
+    NAMESPACE_QUEUED_KEY,
 ]
 TOMBSTONE_TTL_MS = 24 * 3600 * 1000
 
@@ -99,7 +101,7 @@ class Ledger:
         common = lua_preamble() + _load("common.lua")
         self._scripts = {
             name: self.redis.register_script(common + "\n" + _load(f"{name}.lua"))
-            for name in ("admit", "release", "ensure", "rebuild")
+            for name in ("admit", "release", "ensure", "rebuild", "recount")
         }
         # One operator's calls reach Redis in the order they were made (asyncio locks are FIFO),
         # so runs created one after the other are queued one after the other.
@@ -160,6 +162,12 @@ class Ledger:
         args += released
         out = await self._run("rebuild", *args)
         return _s(out[0]) == "rebuilt", _promotions(out[1:])
+
+    async def recount(self) -> None:
+        """Recompute the per-namespace counts from the membership (the leak repair found them off)."""
+        out = await self._run("recount")
+        if _s(out[0]) == "rebuild":
+            raise NeedsRebuild("the capacity ledger is empty (Redis restarted?)")
 
     async def snapshot(self) -> Snapshot:
         try:

@@ -149,4 +149,7 @@ class PodStateKind(enum.StrEnum):
 REDIS_RUNNING_KEY = "supercheck:capacity:running"  # the contract's counters
 REDIS_QUEUED_KEY = "supercheck:capacity:queued"
 LEDGER_PREFIX = "supercheck:ledger:"
+# fair share: namespace -> running slots its runs hold / its runs queued (no field for a namespace at 0)
+REDIS_NAMESPACE_RUNNING_KEY = LEDGER_PREFIX + "namespace-running"
+REDIS_NAMESPACE_QUEUED_KEY = LEDGER_PREFIX + "namespace-queued"
 PROMOTIONS_CHANNEL = LEDGER_PREFIX + "promoted"  # pub/sub: uids promoted to a running slot

@@ -402,6 +402,9 @@ class FakeLedger:
         self.seq = max(self.seq, seq_floor)
         return True, self._promote()[0]
 
+    async def recount(self) -> None:
+        self._check()  # the fake derives its per-namespace counts from the membership: nothing to redo
+
     def _by_namespace(self, uids: Any, weighted: bool) -> dict[str, int]:
         out: dict[str, int] = {}
         for uid in uids:
