@@ -6,7 +6,9 @@ import json
 import subprocess
 
 import pytest
+import yaml
 
+from supercheck.config import Settings
 from supercheck_localenv.layout import REPO_ROOT
 
 CHART = REPO_ROOT / "charts" / "supercheck"
@@ -100,3 +102,23 @@ def test_chart_rbac_grants_what_the_operator_does(helm, kubectl, namespace):
         assert kubectl("auth", "can-i", "delete", "nodes", "--as", sa).stdout.strip() == "no"
     finally:
         kubectl("delete", "clusterrole,clusterrolebinding", f"{namespace}-operator", "--ignore-not-found")
+
+
+@pytest.mark.integration
+def test_fair_share_values_become_the_operators_settings(helm, tmp_path):
+    """values.yaml's fairShare → SUPERCHECK_NAMESPACE_* (only those set), read back by the operator's Settings."""
+    def operator_env(*args: str) -> dict[str, str]:
+        deployment = yaml.safe_load(render(helm, "--show-only", "templates/deployment.yaml", *args))
+        return {e["name"]: e["value"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+                if "value" in e}
+
+    assert not any(name.startswith("SUPERCHECK_NAMESPACE_") for name in operator_env())  # unset: no limit
+    values = tmp_path / "values.yaml"
+    values.write_text("fairShare:\n  maxRunning: 2\n  maxQueued: 5\n  maxPriority: 100\n  maxTimeoutSeconds: 3600\n"
+                      "  namespaces:\n    team-a: {running: 4, queued: null}\n")
+    env = operator_env("-f", str(values))
+    fair = Settings(**{k: v for k, v in env.items() if k.startswith("SUPERCHECK_NAMESPACE_")}).fair_share
+    assert (fair.default.running, fair.default.queued, fair.default.max_priority,
+            fair.default.max_timeout_seconds) == (2, 5, 100, 3600)
+    team_a = fair.of("team-a")
+    assert (team_a.running, team_a.queued, team_a.max_priority) == (4, None, 100)  # null lifts the limit
