@@ -114,10 +114,10 @@ def running_share_note(namespace: str, running: int, limit: int) -> str:
 
 
 def priority_clamped_message(namespace: str, asked: int, given: int) -> str:
-    return (f"spec.priority {asked} is above namespace {namespace!r}'s maximum priority {given} "
+    return (f"spec.priority {asked} is above the maximum priority {given} of namespace {namespace!r} "
             f"({SETTINGS_HINT.format('PRIORITY')}); the run is queued with priority {given}")
 
 
 def timeout_message(namespace: str, asked: int, limit: int) -> str:
-    return (f"spec.timeoutSeconds {asked} is above namespace {namespace!r}'s maximum of {limit}s "
+    return (f"spec.timeoutSeconds {asked} is above the maximum of {limit}s for namespace {namespace!r} "
             f"({SETTINGS_HINT.format('TIMEOUT_SECONDS')}); lower it")

@@ -147,3 +147,48 @@ def test_the_leak_repair_recounts_namespace_counts_that_drifted():
         await reconcile_ledger(w.eng)
         assert recounted == [True]  # counts that agree are left alone
     run(go)
+
+
+def test_the_lowered_priority_is_announced_once_not_on_every_retry_while_redis_is_away():
+    async def go():
+        w = fair_world()
+        w.ledger.down = True
+        w.kube.add_testrun("f0", {**K6, "priority": 1000}, namespace="flood")
+        for _ in range(3):
+            await w.step("f0", "flood")
+        assert "PriorityClamped" not in w.events.reasons()
+        w.ledger.down = False
+        assert await w.settle("f0", namespace="flood") == WAIT
+        assert w.events.reasons().count("PriorityClamped") == 1
+    run(go)
+
+
+def test_a_jobrun_priority_is_lowered_too():
+    async def go():
+        w = world(running_capacity=2, queued_capacity=5, namespace_max_priority=7)
+        suite_cm(w)
+        w.kube.add_jobrun("j", job_spec(parallelism=2))
+        await settle(w, "j")
+        w.kube.add_jobrun("k", job_spec(parallelism=1, priority=1000))
+        await settle(w, "k")
+        uid = w.kube.jobrun("k")["metadata"]["uid"]
+        assert w.ledger.queue[uid] // 2**40 == 1000 - 7
+        assert [m for _, r, m in w.events.posted if r == "PriorityClamped"] == [
+            "spec.priority 1000 is above the maximum priority 7 of namespace 'ns' (set by the cluster admin in "
+            "SUPERCHECK_NAMESPACE_LIMITS or SUPERCHECK_NAMESPACE_MAX_PRIORITY); the run is queued with priority 7"]
+    run(go)
+
+
+def test_a_jobrun_beyond_its_namespace_queue_share_is_rejected_naming_it():
+    async def go():
+        w = world(running_capacity=2, queued_capacity=5, namespace_max_queued=0)
+        suite_cm(w)
+        w.kube.add_jobrun("j", job_spec(parallelism=2))
+        await settle(w, "j")
+        w.kube.add_jobrun("k", job_spec(parallelism=1))
+        assert await settle(w, "k") is None
+        st = status(w, "k")
+        assert (st["phase"], st["reason"]) == ("Rejected", "NamespaceLimitExceeded")
+        assert "namespace 'ns' already has 0/0 runs queued" in st["message"] and "the JobRun again" in st["message"]
+        assert st["retryAfterSeconds"] >= 1 and not w.ledger.queue
+    run(go)

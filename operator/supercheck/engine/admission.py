@@ -75,10 +75,12 @@ async def admit(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRunSt
             return min(1.0, s.script_ref_grace_seconds - waited + 0.05)
         return await res.refuse(run, body, status, reason, message)
 
-    priority = shares.queue_priority(run, body, spec.priority, announce=True)
+    priority = shares.queue_priority(run, spec.priority)
     async with eng.gate.shared():
         result = await eng.ledger.admit(run.uid, body_ref(body), priority)
         eng.wake_promoted(result.promoted)
+        if result.state != AdmitState.RELEASED:
+            shares.announce_priority(run, body, spec.priority, priority)
         if result.state == AdmitState.REJECTED:
             why = shares.rejection(run, "TestRun", result, await eng.ledger.avg_run_seconds())
             patch = tr.rejected_patch(status, why.retry_after, result.running, result.queued,
@@ -110,7 +112,7 @@ async def wait_in_queue(run: RunHandle, body: Body, spec: TestRunSpec, status: T
     """Queued: ask the ledger again (idempotent) whether the run was promoted to a running slot."""
     eng = run.eng
     s = eng.settings
-    priority = shares.queue_priority(run, body, spec.priority, announce=False)
+    priority = shares.queue_priority(run, spec.priority)
     async with eng.gate.shared():
         result = await eng.ledger.admit(run.uid, body_ref(body), priority)
         eng.wake_promoted(result.promoted)

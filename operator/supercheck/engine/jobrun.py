@@ -205,10 +205,12 @@ async def admit(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
         return await refuse(run, body, status, reason, message)
 
     shards = jobpods.shard_count(spec, s.running_capacity, len(suite.tests) if suite else None)
-    priority = shares.queue_priority(run, body, spec.priority, announce=True)
+    priority = shares.queue_priority(run, spec.priority)
     async with eng.gate.shared():
         result = await eng.ledger.admit(run.uid, body_ref(body), priority, shards)
         eng.wake_promoted(result.promoted)
+        if result.state != AdmitState.RELEASED:
+            shares.announce_priority(run, body, spec.priority, priority)
         if result.state == AdmitState.REJECTED:
             why = shares.rejection(run, "JobRun", result, await eng.ledger.avg_run_seconds())
             body = await run.patch(body, {
@@ -247,7 +249,7 @@ async def admit(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
 async def wait_in_queue(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStatus) -> Step:
     eng = run.eng
     async with eng.gate.shared():
-        priority = shares.queue_priority(run, body, spec.priority, announce=False)
+        priority = shares.queue_priority(run, spec.priority)
         result = await eng.ledger.admit(run.uid, body_ref(body), priority, status.slots or 1)
         eng.wake_promoted(result.promoted)
         if result.state == AdmitState.RUNNING:

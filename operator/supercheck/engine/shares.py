@@ -24,17 +24,21 @@ def timeout_refusal(run: RunHandle, timeout_seconds: int | None) -> str | None:
     return None
 
 
-def queue_priority(run: RunHandle, body: Body, priority: int, *, announce: bool) -> int:
+def queue_priority(run: RunHandle, priority: int) -> int:
     """The priority the ledger queues the run with: at most its namespace's maximum.
 
     Lowered rather than refused: a priority orders runs, it claims nothing, so the run still runs
     (a scheduled check keeps checking when an admin introduces a maximum) and gains no place it may
-    not have. ``announce``: say so in a Warning Event (at the first admission, not on every re-check)."""
-    given = run.eng.settings.fair_share.priority(run.namespace, priority)
-    if given != priority and announce:
+    not have."""
+    return run.eng.settings.fair_share.priority(run.namespace, priority)
+
+
+def announce_priority(run: RunHandle, body: Body, asked: int, given: int) -> None:
+    """A Warning Event when the priority was lowered: posted once the ledger answered the first
+    admission (not on each retry while Redis is away, nor on each re-check in the queue)."""
+    if given != asked:
         run.event(body, "Warning", EventReason.PRIORITY_CLAMPED,
-                  fairshare.priority_clamped_message(run.namespace, priority, given))
-    return given
+                  fairshare.priority_clamped_message(run.namespace, asked, given))
 
 
 @dataclass(frozen=True)
