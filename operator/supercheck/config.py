@@ -7,16 +7,28 @@ lists them all.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from functools import cached_property
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from supercheck.fairshare import PRIORITY_MAX, PRIORITY_MIN, FairShare, NamespaceLimits
 from supercheck.quantity import parse_quantity
+
+# Name resolution for runner pods: the cluster DNS (kube-dns / CoreDNS keep this label).
+DEFAULT_DNS_EGRESS: tuple[dict[str, Any], ...] = (
+    {
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    },
+)
+# The cloud instance-metadata service (AWS, GCP, Azure, OpenStack; AWS's IPv6 one): node credentials.
+DEFAULT_EGRESS_EXCLUDED_CIDRS = ("169.254.169.254/32", "fd00:ec2::254/128")
 
 
 def _env(*names: str) -> AliasChoices:
@@ -69,6 +81,29 @@ class Settings(BaseSettings):
                     "start and the runner's last S3 requests (the runner's own timers end it first)",
     )
     runner_run_as_user: int = Field(1000, ge=1, validation_alias=_env("RUNNER_RUN_AS_USER"))
+    runner_runtime_class_name: str | None = Field(
+        None, validation_alias=_env("RUNNER_RUNTIME_CLASS_NAME"),
+        description="RuntimeClass of runner pods (gVisor, Kata: a sandbox between a script and the node's kernel)",
+    )
+    runner_network_policy: bool = Field(
+        True, validation_alias=_env("RUNNER_NETWORK_POLICY"),
+        description="Keep a default-deny egress NetworkPolicy for runner pods in every namespace they run in",
+    )
+    runner_egress: Annotated[list[dict[str, Any]], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("RUNNER_EGRESS"),
+        description="JSON list of NetworkPolicyEgressRule: what runner pods may reach besides DNS "
+                    "(the S3 endpoint, the systems under test)",
+    )
+    runner_dns_egress: Annotated[list[dict[str, Any]], NoDecode] = Field(
+        default_factory=lambda: [dict(r) for r in DEFAULT_DNS_EGRESS], validation_alias=_env("RUNNER_DNS_EGRESS"),
+        description="JSON list of NetworkPolicyEgressRule for name resolution (default: kube-dns in kube-system)",
+    )
+    runner_egress_excluded_cidrs: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_EGRESS_EXCLUDED_CIDRS),
+        validation_alias=_env("RUNNER_EGRESS_EXCLUDED_CIDRS"),
+        description="CIDRs cut out of every ipBlock of the runner egress rules that contains them "
+                    "(comma-separated; default: the cloud metadata addresses)",
+    )
 
     # --- operator behaviour -----------------------------------------------------------
     metrics_port: int = Field(18080, ge=0, validation_alias=_env("SUPERCHECK_METRICS_PORT"))
@@ -148,6 +183,38 @@ class Settings(BaseSettings):
             raise ValueError("RUNNER_EXTRA_ENV must be a JSON object of name -> value")
         return {str(k): str(v) for k, v in value.items()}
 
+    @field_validator("runner_egress", "runner_dns_egress", mode="before")
+    @classmethod
+    def _parse_egress(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else []
+        if value is None:  # JSON null: no rules
+            value = []
+        if not isinstance(value, list) or not all(isinstance(rule, dict) for rule in value):
+            raise ValueError("must be a JSON list of NetworkPolicyEgressRule objects ({to: [...], ports: [...]})")
+        for rule in value:
+            _check_keys(rule, {"to", "ports"}, "a NetworkPolicyEgressRule")
+            for peer in rule.get("to") or []:
+                _check_keys(peer, {"ipBlock", "namespaceSelector", "podSelector"}, "a NetworkPolicyPeer")
+                block = peer.get("ipBlock")
+                if block is not None:  # a bad CIDR would be refused by the API server at the first run
+                    for cidr in [block.get("cidr", ""), *(block.get("except") or [])]:
+                        ipaddress.ip_network(str(cidr), strict=False)
+            for port in rule.get("ports") or []:
+                _check_keys(port, {"protocol", "port", "endPort"}, "a NetworkPolicyPort")
+        return value
+
+    @field_validator("runner_egress_excluded_cidrs", mode="before")
+    @classmethod
+    def _parse_cidrs(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ValueError("must be a comma-separated list of CIDRs")
+        for cidr in value:
+            ipaddress.ip_network(str(cidr), strict=False)  # raises on nonsense
+        return value
+
     @field_validator("metrics_label_keys", "namespaces", mode="before")
     @classmethod
     def _parse_list(cls, value: object) -> object:
@@ -187,6 +254,14 @@ class Settings(BaseSettings):
     @cached_property
     def metrics_label_names(self) -> list[str]:
         return [metric_label_name(k) for k in self.metrics_label_keys]
+
+
+def _check_keys(obj: object, allowed: set[str], what: str) -> None:
+    if not isinstance(obj, dict):
+        raise ValueError(f"{what} must be an object, not {obj!r}")
+    unknown = set(obj) - allowed
+    if unknown:
+        raise ValueError(f"{what} has only {sorted(allowed)}, not {sorted(unknown)}")
 
 
 _HUMAN_UNITS = {"KB": "Ki", "MB": "Mi", "GB": "Gi", "TB": "Ti"}

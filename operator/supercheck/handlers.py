@@ -90,7 +90,7 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Logger, **
     metrics.serve(cfg.metrics_port)
     eng = Engine(
         settings=cfg,
-        kube=Kube(),
+        kube=Kube(cfg.namespaces),
         ledger=Ledger(cfg.redis_url, cfg.running_capacity, cfg.queued_capacity, fair_share=cfg.fair_share),
         store=Store(cfg.database_url),
         metrics=metrics,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import kubernetes
@@ -62,11 +62,17 @@ def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 class Kube:
     """Thin async facade (the engine's :class:`supercheck.ports.Kube`); each call runs in the
-    default executor thread pool."""
+    default executor thread pool.
 
-    def __init__(self) -> None:
+    ``namespaces``: the namespaces the operator watches (SUPERCHECK_NAMESPACES); empty, the whole
+    cluster. Watching a list, the operator's RBAC holds only Roles in those namespaces, so its
+    lists go namespace by namespace instead of cluster-wide (which would be forbidden)."""
+
+    def __init__(self, namespaces: Sequence[str] = ()) -> None:
         self.core = kubernetes.client.CoreV1Api()
         self.custom = kubernetes.client.CustomObjectsApi()
+        self.networking = kubernetes.client.NetworkingV1Api()
+        self.namespaces = list(namespaces)
         self._logs_forbidden_said = False
 
     async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Obj:
@@ -89,6 +95,11 @@ class Kube:
         items: list[Obj] = []
         for plural in (TESTRUNS, JOBRUNS):
             try:
+                if self.namespaces:
+                    for ns in self.namespaces:
+                        out = await self._run(self.custom.list_namespaced_custom_object, GROUP, VERSION, ns, plural)
+                        items += cast(list[Obj], out.get("items", []))
+                    continue
                 out = await self._run(self.custom.list_cluster_custom_object, GROUP, VERSION, plural)
             except ApiException as exc:
                 if exc.status == 404 and plural == JOBRUNS:  # the JobRun CRD is not installed (yet)
@@ -127,6 +138,7 @@ class Kube:
             "Pod": self.core.create_namespaced_pod,
             "ConfigMap": self.core.create_namespaced_config_map,
             "Secret": self.core.create_namespaced_secret,
+            "NetworkPolicy": self.networking.create_namespaced_network_policy,
         }[kind]
         return await self._run(fn, ns, obj)
 
@@ -143,6 +155,13 @@ class Kube:
         return await self._run(self.core.replace_namespaced_secret, obj["metadata"]["name"],
                                obj["metadata"]["namespace"], obj)
 
+    async def get_network_policy(self, namespace: str, name: str) -> Obj | None:
+        return await self._maybe(self.networking.read_namespaced_network_policy, name, namespace)
+
+    async def replace_network_policy(self, obj: Obj) -> Obj:
+        return await self._run(self.networking.replace_namespaced_network_policy, obj["metadata"]["name"],
+                               obj["metadata"]["namespace"], obj)
+
     async def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None) -> None:
         body: dict[str, Any] = {}
         if grace_seconds is not None:
@@ -154,6 +173,12 @@ class Kube:
                 raise
 
     async def list_pods(self, label_selector: str) -> list[Obj]:
+        if self.namespaces:
+            items: list[Obj] = []
+            for ns in self.namespaces:
+                out = await self._run(self.core.list_namespaced_pod, ns, label_selector=label_selector)
+                items += cast(list[Obj], out.get("items", []))
+            return items
         out = await self._run(self.core.list_pod_for_all_namespaces, label_selector=label_selector)
         return cast(list[Obj], out.get("items", []))
 

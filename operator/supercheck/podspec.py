@@ -302,7 +302,7 @@ def runner_pod(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settings,
         volumes.insert(0, {"name": "script", "configMap": {"name": configmap_name(run.name), "items": [
             {"key": f.key, "path": f.path} for f in files.files]}})
         mounts.insert(0, {"name": "script", "mountPath": SCRIPT_DIR, "readOnly": True})
-    return {
+    pod: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
@@ -352,6 +352,9 @@ def runner_pod(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settings,
             "volumes": volumes,
         },
     }
+    if settings.runner_runtime_class_name:  # a sandboxed runtime (gVisor, Kata) for the user's script
+        pod["spec"]["runtimeClassName"] = settings.runner_runtime_class_name
+    return pod
 
 
 def required_references(spec: TestRunSpec) -> list[tuple[str, str, str | None, str]]:

@@ -212,6 +212,13 @@ class FakeKube:
         self._check("replace Secret")
         return self.add(copy.deepcopy(obj))
 
+    async def get_network_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get("NetworkPolicy", namespace, name)
+
+    async def replace_network_policy(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self._check("replace NetworkPolicy")
+        return self.add(copy.deepcopy(obj))
+
     async def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None) -> None:
         self._check("delete Pod")
         self.objects.pop(("Pod", namespace, name), None)

@@ -192,3 +192,9 @@ def test_required_references_skip_optional_ones():
     assert ("Secret", "s1", "k", "spec.env[0].valueFrom.secretKeyRef") in refs
     assert ("ConfigMap", "c1", None, "spec.envFrom[0].configMapRef") in refs
     assert all(r[1] != "s2" for r in refs)
+
+
+def test_runtime_class_only_when_configured():
+    """RUNNER_RUNTIME_CLASS_NAME puts the user's script in a sandboxed runtime (gVisor, Kata)."""
+    assert "runtimeClassName" not in pod()["spec"]
+    assert pod(cfg=settings(RUNNER_RUNTIME_CLASS_NAME="gvisor"))["spec"]["runtimeClassName"] == "gvisor"

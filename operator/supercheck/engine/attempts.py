@@ -17,6 +17,7 @@ from supercheck import transitions as tr
 from supercheck.clock import iso, parse_iso
 from supercheck.engine import WAIT, Step, progress
 from supercheck.engine import results as res
+from supercheck.engine.isolation import ensure_runner_network_policy
 from supercheck.engine.run import Body, RunHandle
 from supercheck.models import TestRunSpec, TestRunStatus
 from supercheck.pods import AttemptOutcome
@@ -112,6 +113,7 @@ async def create_pod(run: RunHandle, body: Body, spec: TestRunSpec, attempt: int
         if isinstance(found, tuple):
             return await res.refuse(run, body, TestRunStatus.model_validate(body.get("status") or {}), *found)
         files = found
+    await ensure_runner_network_policy(eng, run.namespace)
     secret = await eng.ensure_s3_secret(run.namespace)
     resources = podspec.resolve_resources(spec, eng.settings)
     pod = podspec.runner_pod(podspec.RunRef.from_body(body), spec, attempt, eng.settings, resources, secret, files)

@@ -24,6 +24,7 @@ from supercheck.clock import iso, parse_iso
 from supercheck.engine import WAIT, Step, shares
 from supercheck.engine.attempts import stop_live_pods
 from supercheck.engine.guard import guarded
+from supercheck.engine.isolation import ensure_runner_network_policy
 from supercheck.engine.run import Body, RunHandle, body_ref
 from supercheck.jobmodels import JobRunSpec, JobRunStatus, MergeStatus, ShardStatus, TestStatus
 from supercheck.jobpods import Suite
@@ -371,6 +372,7 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
                          f"shard {failed.index}: {failed.message or cls.value}", cls)
 
     limits = jobpods.resources(spec, ref, s)
+    await ensure_runner_network_policy(eng, run.namespace)
     secret = await eng.ensure_s3_secret(run.namespace)
     remaining = max(1, int((deadline - now).total_seconds()))
     next_step: float = QUEUE_BACKSTOP_SECONDS
