@@ -137,3 +137,18 @@ def test_generated_redis_password_is_kept_across_upgrades(helm, kubectl, kube_en
     assert res.returncode == 0, res.stderr
     assert secret_data(res.stdout)["REDIS_PASSWORD"] == secret_data(first)["REDIS_PASSWORD"]
     assert secret_data(res.stdout)["REDIS_URL"] == secret_data(first)["REDIS_URL"]
+
+
+@pytest.mark.integration
+def test_fair_share_values_become_the_operators_settings(helm, tmp_path):
+    """values.yaml's fairShare → SUPERCHECK_NAMESPACE_* (only those set), read back by the operator's Settings."""
+    assert not any(name.startswith("SUPERCHECK_NAMESPACE_") for name in operator_env(render(helm)))  # no limit
+    values = tmp_path / "values.yaml"
+    values.write_text("fairShare:\n  maxRunning: 2\n  maxQueued: 5\n  maxPriority: 100\n  maxTimeoutSeconds: 3600\n"
+                      "  namespaces:\n    team-a: {running: 4, queued: null}\n")
+    env = operator_env(render(helm, "-f", str(values)))
+    fair = Settings(**{k: v for k, v in env.items() if k.startswith("SUPERCHECK_NAMESPACE_")}).fair_share
+    assert (fair.default.running, fair.default.queued, fair.default.max_priority,
+            fair.default.max_timeout_seconds) == (2, 5, 100, 3600)
+    team_a = fair.of("team-a")
+    assert (team_a.running, team_a.queued, team_a.max_priority) == (4, None, 100)  # null lifts the limit

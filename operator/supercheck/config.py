@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from supercheck.fairshare import PRIORITY_MAX, PRIORITY_MIN, FairShare, NamespaceLimits
 from supercheck.quantity import parse_quantity
 
 # Name resolution for runner pods: the cluster DNS (kube-dns / CoreDNS keep this label).
@@ -135,6 +136,44 @@ class Settings(BaseSettings):
         description="Namespaces to watch (comma-separated); empty: all namespaces",
     )
 
+    # --- fair share between namespaces (supercheck.fairshare); unset: no limit -----------
+    namespace_max_running: int | None = Field(
+        None, ge=1, validation_alias=_env("SUPERCHECK_NAMESPACE_MAX_RUNNING"),
+        description="Running slots one namespace's runs hold at once (a JobRun holds its parallelism)",
+    )
+    namespace_max_queued: int | None = Field(
+        None, ge=0, validation_alias=_env("SUPERCHECK_NAMESPACE_MAX_QUEUED"),
+        description="Runs of one namespace waiting in the queue; beyond: Rejected",
+    )
+    namespace_max_priority: int | None = Field(
+        None, ge=PRIORITY_MIN, le=PRIORITY_MAX, validation_alias=_env("SUPERCHECK_NAMESPACE_MAX_PRIORITY"),
+        description="A higher spec.priority is lowered to this (with a Warning Event)",
+    )
+    namespace_max_timeout_seconds: int | None = Field(
+        None, ge=1, validation_alias=_env("SUPERCHECK_NAMESPACE_MAX_TIMEOUT_SECONDS"),
+        description="A longer spec.timeoutSeconds is refused",
+    )
+    namespace_limits: dict[str, NamespaceLimits] = Field(
+        default_factory=dict, validation_alias=_env("SUPERCHECK_NAMESPACE_LIMITS"),
+        description='JSON: per-namespace overrides, {"team-a": {"running": 4, "queued": 50, "maxPriority": 100, '
+                    '"maxTimeoutSeconds": 3600}}; a key left out takes the default, null: no limit',
+    )
+
+    @field_validator("namespace_max_running", "namespace_max_queued", "namespace_max_priority",
+                     "namespace_max_timeout_seconds", mode="before")
+    @classmethod
+    def _unset_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("namespace_limits", mode="before")
+    @classmethod
+    def _parse_namespace_limits(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else {}
+        if not isinstance(value, dict):
+            raise ValueError('SUPERCHECK_NAMESPACE_LIMITS must be a JSON object: {"namespace": {"running": 4, ...}}')
+        return value
+
     @field_validator("runner_extra_env", mode="before")
     @classmethod
     def _parse_extra_env(cls, value: object) -> object:
@@ -207,6 +246,10 @@ class Settings(BaseSettings):
     def default_memory(self) -> str:
         """WORKER_MEMORY_LIMIT as a Kubernetes quantity ("3GB" -> "3Gi")."""
         return normalise_memory(self.worker_memory_limit)
+
+    @cached_property
+    def fair_share(self) -> FairShare:
+        return FairShare.from_settings(self)
 
     @cached_property
     def metrics_label_names(self) -> list[str]:

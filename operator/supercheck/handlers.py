@@ -91,7 +91,7 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Logger, **
     eng = Engine(
         settings=cfg,
         kube=Kube(cfg.namespaces),
-        ledger=Ledger(cfg.redis_url, cfg.running_capacity, cfg.queued_capacity),
+        ledger=Ledger(cfg.redis_url, cfg.running_capacity, cfg.queued_capacity, fair_share=cfg.fair_share),
         store=Store(cfg.database_url),
         metrics=metrics,
         events=KopfEvents(),

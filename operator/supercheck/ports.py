@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from supercheck.jobrows import JobRow, JobTestRow
 from supercheck.rows import Row
-from supercheck.vocabulary import AdmitState
+from supercheck.vocabulary import AdmitState, CapacityLimit
 
 # ---------------------------------------------------------------- errors the engine handles
 
@@ -68,6 +68,9 @@ class AdmitResult:
     queued: int = 0
     promoted: tuple[Promotion, ...] = ()
     weight: int = 1  # running slots granted (or to be granted) at once: a JobRun's parallelism
+    namespace_running: int = 0  # slots the run's namespace holds, and its runs queued (fair share)
+    namespace_queued: int = 0
+    limit: CapacityLimit = CapacityLimit.NONE  # queued: what it waits for; rejected: the limit that was full
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,8 @@ class Snapshot:
     refs: dict[str, str] = field(default_factory=dict)
     released: set[str] = field(default_factory=set)
     weights: dict[str, int] = field(default_factory=dict)  # uid -> slots, when more than 1
+    namespace_running: dict[str, int] = field(default_factory=dict)  # namespace -> slots held (when > 0)
+    namespace_queued: dict[str, int] = field(default_factory=dict)  # namespace -> runs queued (when > 0)
 
 
 # ---------------------------------------------------------------- the ports
@@ -126,6 +131,9 @@ class Ledger(Protocol):
                      weight: int = 1) -> tuple[str, tuple[Promotion, ...]]: ...
     async def rebuild(self, running: Sequence[tuple[str, str, int]], queued: Sequence[tuple[str, str, int, int]],
                       released: Sequence[str], seq_floor: int) -> tuple[bool, tuple[Promotion, ...]]: ...
+    async def recount(self) -> None:
+        """Recompute the per-namespace counts from the runs the ledger holds."""
+        ...
     async def snapshot(self) -> Snapshot: ...
     async def epoch(self) -> str | None: ...
     async def avg_run_seconds(self) -> float | None: ...

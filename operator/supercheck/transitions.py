@@ -78,21 +78,22 @@ def queued_patch(status: TestRunStatus, seq: int, position: int, now: datetime) 
 
 
 def rejected_patch(status: TestRunStatus, retry_after: int, running: int, queued: int,
-                   running_capacity: int, queued_capacity: int, now: datetime) -> dict[str, Any]:
-    message = (f"capacity exceeded: {running}/{running_capacity} running and {queued}/{queued_capacity} queued; "
-               f"apply the TestRun again in about {retry_after}s")
+                   running_capacity: int, queued_capacity: int, now: datetime, *,
+                   reason: Reason = Reason.CAPACITY_EXCEEDED, message: str | None = None) -> dict[str, Any]:
+    """Rejected for a full queue; ``reason``/``message``: another limit's (a namespace's share)."""
+    if message is None:
+        message = (f"capacity exceeded: {running}/{running_capacity} running and {queued}/{queued_capacity} "
+                   f"queued; apply the TestRun again in about {retry_after}s")
     return {
         "phase": Phase.REJECTED.value,
         "attempts": status.attempts,
         "slot": None,
-        "reason": Reason.CAPACITY_EXCEEDED,
+        "reason": reason,
         "message": message,
         "retryAfterSeconds": retry_after,
         "completedAt": iso(now),
         "result": "rejected",
-        "conditions": set_condition(status.conditions, ConditionType.ADMITTED, "False", Reason.CAPACITY_EXCEEDED,
-                                    message,
-                                    now),
+        "conditions": set_condition(status.conditions, ConditionType.ADMITTED, "False", reason, message, now),
     }
 
 

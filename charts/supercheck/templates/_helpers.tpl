@@ -102,3 +102,20 @@ outside the cluster. Set runner.networkPolicy.s3 to the endpoint's address to na
 {{- toJson (list (dict "ports" (list (dict "protocol" "TCP" "port" $port)))) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Fair share between namespaces: .Values.fairShare as the operator's SUPERCHECK_NAMESPACE_* variables
+(only those set; docs/operator.md). */}}
+{{- define "supercheck.fairShareEnv" -}}
+{{- $fs := .Values.fairShare | default dict -}}
+{{- range $key, $name := dict "maxRunning" "SUPERCHECK_NAMESPACE_MAX_RUNNING" "maxQueued" "SUPERCHECK_NAMESPACE_MAX_QUEUED" "maxPriority" "SUPERCHECK_NAMESPACE_MAX_PRIORITY" "maxTimeoutSeconds" "SUPERCHECK_NAMESPACE_MAX_TIMEOUT_SECONDS" }}
+{{- $value := index $fs $key -}}
+{{- if not (kindIs "invalid" $value) }}{{- if ne (toString $value) "" }}
+- name: {{ $name }}
+  value: {{ toString $value | quote }}
+{{- end }}{{- end }}
+{{- end }}
+{{- with $fs.namespaces }}
+- name: SUPERCHECK_NAMESPACE_LIMITS
+  value: {{ toJson . | quote }}
+{{- end }}
+{{- end -}}

@@ -21,7 +21,7 @@ from supercheck import envguard, jobpods, jobstate, podspec
 from supercheck import pods as pod_state
 from supercheck import transitions as tr
 from supercheck.clock import iso, parse_iso
-from supercheck.engine import WAIT, Step
+from supercheck.engine import WAIT, Step, shares
 from supercheck.engine.attempts import stop_live_pods
 from supercheck.engine.guard import guarded
 from supercheck.engine.isolation import ensure_runner_network_policy
@@ -30,7 +30,7 @@ from supercheck.jobmodels import JobRunSpec, JobRunStatus, MergeStatus, ShardSta
 from supercheck.jobpods import Suite
 from supercheck.models import Phase
 from supercheck.ports import AlreadyExists, ApiUnavailable, Conflict, LedgerUnavailable
-from supercheck.retry import TERMINAL_FOR, decide, retry_after_seconds
+from supercheck.retry import TERMINAL_FOR, decide
 from supercheck.vocabulary import AdmitState, ConditionType, EventReason, PodStateKind, Reason, SlotState
 from supercheck_contract import FailureClass, Progress, TestEnded, last_progress, tests_ended
 
@@ -184,6 +184,9 @@ async def admit(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
         jobpods.resources(spec, ref, s)
     except podspec.ResourceBoundsError as exc:
         return await refuse(run, body, status, Reason.RESOURCES_OUT_OF_BOUNDS, str(exc))
+    too_long = shares.timeout_refusal(run, spec.timeoutSeconds)
+    if too_long:
+        return await refuse(run, body, status, Reason.NAMESPACE_LIMIT_EXCEEDED, too_long)
     missing = await _missing(run, spec)
     suite = None
     if missing is None:
@@ -206,21 +209,23 @@ async def admit(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
         return await refuse(run, body, status, reason, message)
 
     shards = jobpods.shard_count(spec, s.running_capacity, len(suite.tests) if suite else None)
+    priority = shares.queue_priority(run, spec.priority)
     async with eng.gate.shared():
-        result = await eng.ledger.admit(run.uid, body_ref(body), spec.priority, shards)
+        result = await eng.ledger.admit(run.uid, body_ref(body), priority, shards)
         eng.wake_promoted(result.promoted)
+        if result.state != AdmitState.RELEASED:
+            shares.announce_priority(run, body, spec.priority, priority)
         if result.state == AdmitState.REJECTED:
-            retry_after = retry_after_seconds(s.running_capacity, await eng.ledger.avg_run_seconds())
-            message = (f"capacity exceeded: {result.running}/{s.running_capacity} running and "
-                       f"{result.queued}/{s.queued_capacity} queued; apply the JobRun again in about {retry_after}s")
+            why = shares.rejection(run, "JobRun", result, await eng.ledger.avg_run_seconds())
             body = await run.patch(body, {
-                "phase": Phase.REJECTED.value, "slot": None, "reason": Reason.CAPACITY_EXCEEDED,
-                "message": message, "retryAfterSeconds": retry_after, "completedAt": iso(now), "result": "rejected",
+                "phase": Phase.REJECTED.value, "slot": None, "reason": why.reason,
+                "message": why.message, "retryAfterSeconds": why.retry_after, "completedAt": iso(now),
+                "result": "rejected",
                 "conditions": tr.set_condition(status.conditions, ConditionType.ADMITTED, "False",
-                                               Reason.CAPACITY_EXCEEDED, message, now)})
-            eng.metrics.rejections.labels(spec.type, Reason.CAPACITY_EXCEEDED, *run.extra_labels(body)).inc()
+                                               why.reason, why.message, now)})
+            eng.metrics.rejections.labels(spec.type, why.reason, *run.extra_labels(body)).inc()
             announce_end(run, body, spec, _status(body))
-            run.event(body, "Warning", EventReason.CAPACITY_EXCEEDED, message)
+            run.event(body, "Warning", why.reason, why.message)
             return await finished(run, body, _status(body), spec)
         if result.state == AdmitState.RELEASED:
             return 0.0 if await run.refresh() is not None else None
@@ -235,7 +240,7 @@ async def admit(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
                 "phase": Phase.QUEUED.value, "slot": SlotState.QUEUED, "slots": result.weight,
                 "queueSeq": result.seq, "queuedAt": status.queuedAt or iso(now), "reason": Reason.QUEUED,
                 "message": (f"waiting for {result.weight} running slot(s) at once; position {result.position} "
-                            "in the queue"),
+                            "in the queue" + shares.waiting_note(run, result)),
                 **listing,
                 "conditions": tr.set_condition(status.conditions, ConditionType.ADMITTED, "True", Reason.QUEUED,
                                                "admitted to the queue", now)})
@@ -248,7 +253,8 @@ async def admit(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
 async def wait_in_queue(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStatus) -> Step:
     eng = run.eng
     async with eng.gate.shared():
-        result = await eng.ledger.admit(run.uid, body_ref(body), spec.priority, status.slots or 1)
+        priority = shares.queue_priority(run, spec.priority)
+        result = await eng.ledger.admit(run.uid, body_ref(body), priority, status.slots or 1)
         eng.wake_promoted(result.promoted)
         if result.state == AdmitState.RUNNING:
             # The tests listed when it was queued (from its snapshot), not the source as it is now.
