@@ -5,7 +5,8 @@ services down, pod refused, each failure class, cancel) in milliseconds and dete
 the same engine runs against the real API server, Redis and PostgreSQL in the cluster tests
 (tests/operator/test_cluster_*.py). Each fake keeps the semantics the engine relies on:
 
-* FakeKube: resourceVersion preconditions (Conflict), AlreadyExists, merge patches of status,
+* FakeKube: resourceVersion preconditions (Conflict), AlreadyExists, refusals (``refuse_create``:
+  a 4xx of a quota, a policy or validation), merge patches of status,
   ownerless objects, and a hand to play the kubelet (``pod_running``, ``pod_terminated``...).
 * FakeLedger: the Lua scripts' model — idempotent per uid, FIFO within a priority, promotion
   on release, released runs never come back, ``wiped`` answers NeedsRebuild.
@@ -30,6 +31,7 @@ from supercheck.ports import (
     LedgerUnavailable,
     NeedsRebuild,
     Promotion,
+    Refused,
     ReleaseResult,
     Snapshot,
     StoreUnavailable,
@@ -82,6 +84,7 @@ class FakeKube:
         self._uid = itertools.count(1)
         self.down = False  # every call raises ApiUnavailable
         self.refuse_pods: Exception | None = None  # create(Pod) raises this
+        self.refusals: dict[str, Refused] = {}  # "Kind" or "Kind/name" -> the API server's refusal of its create
         self.calls: list[str] = []
         self.logs: dict[tuple[str, str], str] = {}  # (namespace, pod) -> the runner container's output
         self.logs_error: Exception | None = None  # pod_log_tail raises this (the kubelet unreachable...)
@@ -157,6 +160,12 @@ class FakeKube:
         """The runner in pod ``name`` writes these lines to its stdout."""
         self.logs[(namespace, name)] = self.logs.get((namespace, name), "") + "".join(f"{ln}\n" for ln in lines)
 
+    def refuse_create(self, kind: str, status: int, message: str, name: str | None = None) -> None:
+        """The API server refuses every create of ``kind`` (or of the object ``name`` alone) with this
+        status and message (a quota, an admission policy, validation): ``create`` raises
+        :class:`Refused`, as the adapter does."""
+        self.refusals[f"{kind}/{name}" if name else kind] = Refused(status, message)
+
     # --- the port
     async def get_run(self, namespace: str, name: str, plural: str = "testruns") -> dict[str, Any] | None:
         self._check("get_run")
@@ -188,6 +197,9 @@ class FakeKube:
         self._check(f"create {obj['kind']}")
         if obj["kind"] == "Pod" and self.refuse_pods is not None:
             raise self.refuse_pods
+        refusal = self.refusals.get(f"{obj['kind']}/{obj['metadata']['name']}") or self.refusals.get(obj["kind"])
+        if refusal is not None:
+            raise refusal
         key = (obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
         if key in self.objects:
             raise AlreadyExists(f"{key} already exists")
