@@ -32,6 +32,7 @@ from supercheck.jobpods import Suite
 from supercheck.models import Phase
 from supercheck.pods import AttemptOutcome
 from supercheck.ports import AlreadyExists, ApiUnavailable, Conflict, LedgerUnavailable, Refused
+from supercheck.redact import redact_fields
 from supercheck.retry import TERMINAL_FOR, Decision, decide, retry_after_seconds
 from supercheck.vocabulary import AdmitState, ConditionType, EventReason, PodStateKind, Reason, SlotState
 from supercheck_contract import FailureClass, Progress, TestEnded, last_progress, tests_ended
@@ -520,6 +521,7 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
 
 def patch_changes(status: JobRunStatus, patch: dict[str, Any]) -> bool:
     current = status.model_dump(mode="json", exclude_none=True)
+    patch = redact_fields(patch)  # as the status holds it (RunHandle.patch), or it would never be equal
     return any(current.get(k) != v for k, v in patch.items())
 
 
