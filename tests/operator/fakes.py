@@ -262,6 +262,7 @@ class FakeLedger:
         self.released: set[str] = set()
         self.seq = 0
         self.down = False
+        self.down_message = "Redis at 127.0.0.1:0 is unreachable (the fake ledger is down)"
         self.wiped = False
         self.avg_ms: int | None = None
         self.weights: dict[str, int] = {}  # uid -> running slots at once, when more than 1
@@ -271,7 +272,7 @@ class FakeLedger:
 
     def _check(self) -> None:
         if self.down:
-            raise LedgerUnavailable("Redis at 127.0.0.1:0 is unreachable (the fake ledger is down)")
+            raise LedgerUnavailable(self.down_message)
         if self.wiped:
             raise NeedsRebuild("the capacity ledger is empty (Redis restarted?)")
 
@@ -394,6 +395,7 @@ class FakeStore:
         self.jobs: dict[str, JobRow] = {}
         self.job_tests: dict[str, dict[str, JobTestRow]] = {}  # job uid -> test name -> row
         self.down = False
+        self.down_message = "PostgreSQL at 127.0.0.1:0 is unavailable (the fake store is down)"
 
     @property
     def enabled(self) -> bool:
@@ -401,7 +403,7 @@ class FakeStore:
 
     async def upsert(self, rows: list[Row]) -> None:
         if self.down:
-            raise StoreUnavailable("PostgreSQL at 127.0.0.1:0 is unavailable (the fake store is down)")
+            raise StoreUnavailable(self.down_message)
         for row in rows:
             old = self.rows.get((row.uid, row.attempt))
             if old is None or not old.final or row.final:

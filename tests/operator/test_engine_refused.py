@@ -152,3 +152,20 @@ def test_a_job_whose_inline_tests_are_over_a_configmap_ends_error_at_admission()
         assert "1200000 bytes" in st["message"] and "testsFrom.git" in st["message"]
         assert w.ledger.used() == 0 and w.pod_names() == []
     run(go)
+
+
+def test_a_refused_runner_secret_ends_the_run_and_the_job_too():
+    async def go():
+        w = world(running_capacity=4, queued_capacity=5)
+        w.kube.refuse_create("Secret", 403, 'secrets "supercheck-runner-s3" is forbidden: exceeded quota: s')
+        w.kube.add_testrun("a", K6)
+        assert await w.settle("a") is None
+        st = w.status("a")
+        assert (st["phase"], st["reason"]) == ("Error", "PodRejected") and "exceeded quota: s" in st["message"]
+        suite_cm(w)
+        w.kube.add_jobrun("j", job_spec())
+        assert await settle(w, "j") is None
+        job = status(w)
+        assert (job["phase"], job["reason"]) == ("Error", "PodRejected") and "supercheck-runner-s3" in job["message"]
+        assert w.ledger.used() == 0 and w.pod_names() == []
+    run(go)

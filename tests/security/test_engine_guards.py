@@ -252,11 +252,8 @@ def test_pods_refused_by_a_resourcequota_end_the_runs_error_and_free_their_slots
     wait_ledger_zero(redis_client)
     assert ledger_counts(redis_client) == (0, 0)
     assert core_v1.list_namespaced_pod(namespace).items == []
-    reasons = [e.reason for e in core_v1.list_namespaced_event(
-        namespace, field_selector="involvedObject.name=wedge").items]
     wait_until(lambda: "PodRejected" in [e.reason for e in core_v1.list_namespaced_event(
         namespace, field_selector="involvedObject.name=wedge").items], 15, what="the PodRejected Event")
-    del reasons
     rows = wait_until(lambda: db_conn.execute(
         "SELECT phase, reason FROM runs WHERE namespace = %s AND name = 'wedge'", (namespace,)).fetchall(), 30,
         what="wedge's row")

@@ -148,7 +148,12 @@ async def create_pod(run: RunHandle, body: Body, spec: TestRunSpec, attempt: int
                                                         **(snapshot.get("binaryData") or {})})
         except scriptfiles.LayoutError as exc:
             return await end_without_pod(run, body, spec, Reason.INVALID_SPEC, str(exc))
-    secret = await eng.ensure_s3_secret(run.namespace)
+    try:
+        secret = await eng.ensure_s3_secret(run.namespace)
+    except Refused as exc:
+        return await end_without_pod(run, body, spec, Reason.POD_REJECTED, (
+            f"attempt {attempt}: the API server refused Secret {podspec.S3_SECRET_NAME!r}, which the runner pod "
+            f"needs ({exc.status}): {exc}"))
     resources = podspec.resolve_resources(spec, eng.settings)
     pod = podspec.runner_pod(podspec.RunRef.from_body(body), spec, attempt, eng.settings, resources, secret, files)
     try:

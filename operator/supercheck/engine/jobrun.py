@@ -379,7 +379,14 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
                          f"shard {failed.index}: {failed.message or cls.value}", cls)
 
     limits = jobpods.resources(spec, ref, s)
-    secret = await eng.ensure_s3_secret(run.namespace)
+    try:
+        secret = await eng.ensure_s3_secret(run.namespace)
+    except Refused as exc:
+        if await stop_live_pods(run):
+            return 1.0
+        return await end(run, body, spec, status, tests, Phase.ERROR, Reason.POD_REJECTED, (
+            f"the API server refused Secret {podspec.S3_SECRET_NAME!r}, which the runner pods need "
+            f"({exc.status}): {exc}"), FailureClass.VALIDATION)
     remaining = max(1, int((deadline - now).total_seconds()))
     next_step: float = QUEUE_BACKSTOP_SECONDS
     read_due = run.progress_read_at is None or (now - run.progress_read_at).total_seconds() >= \
