@@ -31,22 +31,27 @@ from urllib.parse import quote, unquote, urlsplit
 
 MASK = "***"
 
-# Names whose value is a secret: password (also sslpassword, PGPASSWORD, db_password…), passwd,
-# pwd, secret (AWS_SECRET_ACCESS_KEY, client_secret…), token, api key, and the parts of a
-# presigned S3 URL that grant access.
-_SECRET_NAME = (r"[A-Za-z0-9_.-]*?(?:password|passwd|pwd|secret[A-Za-z0-9_-]*|token|api[_-]?key"
+# Names whose value is a secret, matched where they end (so also sslpassword, PGPASSWORD,
+# db_password…): password, passwd, pwd, secret… (AWS_SECRET_ACCESS_KEY, client_secret), token,
+# api key, and the parts of a presigned S3 URL that grant access. Every repetition is bounded, and
+# each pattern starts at a fixed word: no position of a long text costs more than a few steps
+# (a log line may hold a whole spec).
+_SECRET_NAME = (r"(?:password|passwd|pwd|secret[A-Za-z0-9_-]{0,64}|token|api[_-]?key"
                 r"|x-amz-signature|x-amz-credential|x-amz-security-token)")
 
 # scheme://user:password@host — the password may hold an unencoded '@' (the last one ends it).
-_USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#@'\"]*:)(?P<secret>[^\s/?#'\"]*)@")
+_USERINFO = re.compile(
+    r"(?P<head>(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,31}://[^\s:/?#@'\"]{0,256}:)"
+    r"(?P<secret>[^\s/?#'\"]{0,1024})@")
 # name=value (a URL query, a keyword DSN, an environment assignment); the value bare or quoted.
 _ASSIGNMENT = re.compile(
-    rf"(?P<head>(?<![A-Za-z0-9])(?:{_SECRET_NAME})\s*=\s*)"
-    r"(?P<secret>'(?:[^'\\]|\\.)*'?|\"(?:[^\"\\]|\\.)*\"?|[^\s&;,'\"#)}\]]+)",
+    rf"(?P<head>{_SECRET_NAME}[ \t]{{0,8}}=[ \t]{{0,8}})"
+    r"(?P<secret>'(?:[^'\\]|\\.){0,4096}'?|\"(?:[^\"\\]|\\.){0,4096}\"?|[^\s&;,'\"#)}\]]{1,4096})",
     re.IGNORECASE)
-# "name": "value" (JSON, a Python dict's repr).
+# "name": "value" (JSON, a Python dict's repr), the name ending in one of the words above.
 _FIELD = re.compile(
-    rf"(?P<head>[\"'](?:{_SECRET_NAME})[\"']\s*:\s*)(?P<secret>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')",
+    rf"(?P<head>{_SECRET_NAME}[\"'][ \t]{{0,8}}:[ \t]{{0,8}})"
+    r"(?P<secret>\"(?:[^\"\\]|\\.){0,4096}\"|'(?:[^'\\]|\\.){0,4096}')",
     re.IGNORECASE)
 # Authorization: Bearer <token> / Basic <base64>.
 _AUTHORIZATION = re.compile(r"(?P<head>\b(?:Bearer|Basic)\s+)(?P<secret>[A-Za-z0-9._~+/=-]{8,})")
