@@ -88,7 +88,7 @@ async def end_without_pod(run: RunHandle, body: Body, spec: TestRunSpec, reason:
                                                        eng.clock.now()))
         final = TestRunStatus.model_validate(body["status"])
         await res.release(run, final)
-    run.log.warning("%s", final.message)
+    run.log.info("%s", final.message)  # the Warning Event is announce_end's
     eng.metrics.rejections.labels(spec.type, reason, *run.extra_labels(body)).inc()
     res.announce_end(run, body, spec, final)
     return await res.finished(run, body, final, spec)

@@ -484,7 +484,7 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
             next_step = 0.0
 
     if refused is not None:
-        run.log.warning("%s", refused)
+        run.log.info("%s", refused)  # the Warning Event comes with the end, next step
         body = await run.patch(body, {"shards": jobstate.dump_shards(shards), **jobstate.progress_fields(tests),
                                       "reason": Reason.POD_REJECTED, "message": refused[:2048]})
         for event_type, event_reason, text in events:
