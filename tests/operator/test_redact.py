@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from supercheck import redact as r
-from supercheck.redact import MASK, RedactingFilter, location, redact, redact_fields
+from supercheck.redact import MASK, location, redact, redact_fields
 from supercheck.rows import Row
 from supercheck.store import job_tests_params, row_params
 
@@ -131,7 +131,19 @@ def test_the_logging_filter_redacts_message_arguments_and_tracebacks():
             log.exception("ledger reconcile failed")
         assert len(records) == 2 and all("pw123" not in line for line in records)
         assert "redis://:***@h:6379/0" in records[0] and "password=***" in records[1]
-        assert any(isinstance(f, RedactingFilter) for f in logging.getLogger(r.KOPF_OBJECT_LOGGER).filters)
+        # Kopf's per-object logger: its own handler (K8sPoster) posts each warning as an Event, so the
+        # filter sits on the logger, before any handler.
+        kopf_objects = logging.getLogger(r.KOPF_OBJECT_LOGGER)
+        poster = Keep()
+        poster.setFormatter(logging.Formatter("%(message)s"))
+        kopf_objects.addHandler(poster)
+        try:
+            kopf_objects.warning("Handler 'cancelled' failed temporarily: PostgreSQL at %s is unavailable",
+                                 "host=db password='pw123 x'")
+        finally:
+            kopf_objects.removeHandler(poster)
+        assert records[-1] == ("Handler 'cancelled' failed temporarily: PostgreSQL at host=db password='***' "
+                               "is unavailable")
     finally:
         log.removeHandler(handler)
         logging.getLogger(r.KOPF_OBJECT_LOGGER).removeFilter(flt)
