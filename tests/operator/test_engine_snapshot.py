@@ -138,3 +138,19 @@ def test_a_jobs_snapshot_replaced_while_it_runs_is_not_mounted_by_a_retried_shar
         assert (st["phase"], st["reason"]) == ("Error", "SnapshotConflict")
         assert "j-s1-a2" not in w.pod_names() and w.ledger.used() == 0
     run(go)
+
+
+def test_a_testrun_and_a_jobrun_of_one_name_never_share_a_snapshot():
+    async def go():
+        w = world(running_capacity=4, queued_capacity=5)
+        w.kube.add_testrun("same", K6)
+        await w.settle("same")
+        assert w.pod_names() == ["same-a1"]
+        w.kube.add_jobrun("same", {"type": "k6", "tests": [{"name": "t", "script": {"inline": "export default "
+                                                                                          "function () {}"}}]})
+        assert await jobrun.step(handle(w, "same")) is None
+        st = status(w, "same")
+        assert (st["phase"], st["reason"]) == ("Error", "SnapshotConflict")
+        assert "is the snapshot of TestRun 'same'; give the JobRun another name" in st["message"]
+        assert w.status("same")["phase"] == "Pending" and w.pod_names() == ["same-a1"]  # the TestRun runs on
+    run(go)

@@ -25,7 +25,7 @@ from supercheck import podspec
 from supercheck.clock import parse_iso
 from supercheck.engine.run import Body, RunHandle
 from supercheck.ports import AlreadyExists, Refused
-from supercheck.vocabulary import Reason
+from supercheck.vocabulary import GROUP, PLURALS, Reason
 
 MAX_CONFIGMAP_BYTES = 1024 * 1024  # the API server's limit on a ConfigMap's data and binaryData together
 # How long a run waits for the garbage collector to remove an earlier run's snapshot of its name.
@@ -69,6 +69,14 @@ def _earlier_run(obj: Mapping[str, Any], run: RunHandle) -> str | None:
     return None
 
 
+def _other_owner(obj: Mapping[str, Any]) -> str | None:
+    """``TestRun 'x'`` when a run (of Supercheck's API group) controls ``obj``."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if str(ref.get("apiVersion") or "").startswith(f"{GROUP}/") and ref.get("kind") in PLURALS:
+            return f"{ref.get('kind')} {ref.get('name')!r}"
+    return None
+
+
 def check(run: RunHandle, obj: Mapping[str, Any]) -> None:
     """Return when ``obj`` is the run's own snapshot; raise :class:`SnapshotBusy` while an earlier
     run's is expected to go, :class:`NoSnapshot` for anything else."""
@@ -86,6 +94,11 @@ def check(run: RunHandle, obj: Mapping[str, Any]) -> None:
             f"ConfigMap {name!r}, where the operator keeps this {run.kind}'s script snapshot, still holds the "
             f"snapshot of an earlier {run.kind} {run.name!r} (uid {earlier}) after "
             f"{EARLIER_SNAPSHOT_GRACE_SECONDS:g}s; delete ConfigMap {name!r}, then create the {run.kind} again"))
+    owner = _other_owner(obj)
+    if owner is not None:  # a run of the other kind with this name (a TestRun and a JobRun share it)
+        raise NoSnapshot(Reason.SNAPSHOT_CONFLICT, (
+            f"ConfigMap {name!r}, where the operator keeps this {run.kind}'s script snapshot, is the snapshot of "
+            f"{owner}; give the {run.kind} another name, then create it again"))
     raise NoSnapshot(Reason.SNAPSHOT_CONFLICT, (
         f"ConfigMap {name!r} already exists and is not this {run.kind}'s: the operator keeps each run's script "
         f"in a ConfigMap named <name>-script, owned by the run, and never mounts another one; rename or delete "
