@@ -17,12 +17,16 @@ import kubernetes
 from kubernetes.client import ApiException
 
 from supercheck.models import VERSION
-from supercheck.ports import AlreadyExists, ApiUnavailable, Conflict, Obj
+from supercheck.ports import AlreadyExists, ApiUnavailable, Conflict, Obj, Refused
 from supercheck.vocabulary import GROUP, JOBRUNS, TESTRUNS
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AlreadyExists", "ApiUnavailable", "Conflict", "Kube", "load_config"]
+__all__ = ["AlreadyExists", "ApiUnavailable", "Conflict", "Kube", "Refused", "load_config"]
+
+# 4xx answers to a create that are not a refusal of the object itself: 401 (the operator's own
+# credentials), 404 (the namespace is gone), 408 (a timeout), 409 (AlreadyExists, handled), 429 (throttled).
+NOT_REFUSALS = frozenset({401, 404, 408, 409, 429})
 
 
 def load_config(pool_size: int = 32) -> None:
@@ -38,6 +42,21 @@ def load_config(pool_size: int = 32) -> None:
 def _data(resp: Any) -> Any:
     raw = resp.data if hasattr(resp, "data") else resp
     return json.loads(raw) if raw else None
+
+
+def refused(exc: ApiException) -> Refused | None:
+    """The API server's refusal of an object, with its own message (a Status ``message``); None for an
+    answer that is not one (:data:`NOT_REFUSALS`, 5xx)."""
+    status = int(exc.status or 0)
+    if not 400 <= status < 500 or status in NOT_REFUSALS:
+        return None
+    message = ""
+    try:
+        body = json.loads(exc.body or "{}")
+        message = str(body.get("message") or "") if isinstance(body, dict) else ""
+    except (TypeError, ValueError):
+        pass
+    return Refused(status, message or f"{status} {exc.reason}")
 
 
 def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -140,7 +159,13 @@ class Kube:
             "Secret": self.core.create_namespaced_secret,
             "NetworkPolicy": self.networking.create_namespaced_network_policy,
         }[kind]
-        return await self._run(fn, ns, obj)
+        try:
+            return await self._run(fn, ns, obj)
+        except ApiException as exc:
+            refusal = refused(exc)
+            if refusal is not None:
+                raise refusal from exc
+            raise
 
     async def get_pod(self, namespace: str, name: str) -> Obj | None:
         return await self._maybe(self.core.read_namespaced_pod, name, namespace)

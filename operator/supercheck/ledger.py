@@ -41,6 +41,7 @@ from supercheck.ports import (
     Snapshot,
     queue_score,
 )
+from supercheck.redact import location, redact
 from supercheck.vocabulary import LEDGER_PREFIX as PREFIX
 from supercheck.vocabulary import PROMOTIONS_CHANNEL, AdmitState, CapacityLimit
 from supercheck.vocabulary import REDIS_NAMESPACE_QUEUED_KEY as NAMESPACE_QUEUED_KEY
@@ -115,10 +116,10 @@ class Ledger:
             async with self._order:
                 return list(await self._scripts[name](keys=KEYS, args=[str(a) for a in args]))
         except (RedisError, OSError) as exc:
-            raise LedgerUnavailable(f"Redis at {self._where()} is unreachable: {exc}") from exc
+            raise LedgerUnavailable(redact(f"Redis at {self._where()} is unreachable: {exc}")) from exc
 
     def _where(self) -> str:
-        return self.url.split("@")[-1]
+        return location(self.url)
 
     async def admit(self, uid: str, ref: str, priority: int, weight: int = 1) -> AdmitResult:
         """``priority``: the run's, already at most its namespace's maximum (FairShare.priority)."""
@@ -185,7 +186,7 @@ class Ledger:
                 epoch, running, queued, members, queue, refs, released, weights, ns_running, ns_queued = \
                     await pipe.execute()
         except (RedisError, OSError) as exc:
-            raise LedgerUnavailable(f"Redis at {self._where()} is unreachable: {exc}") from exc
+            raise LedgerUnavailable(redact(f"Redis at {self._where()} is unreachable: {exc}")) from exc
         return Snapshot(
             epoch=_s(epoch) if epoch is not None else None,
             running_count=int(running or 0),
@@ -203,7 +204,7 @@ class Ledger:
         try:
             value = await self.redis.get(KEYS[6])
         except (RedisError, OSError) as exc:
-            raise LedgerUnavailable(f"Redis at {self._where()} is unreachable: {exc}") from exc
+            raise LedgerUnavailable(redact(f"Redis at {self._where()} is unreachable: {exc}")) from exc
         return _s(value) if value is not None else None
 
     async def avg_run_seconds(self) -> float | None:
@@ -218,4 +219,4 @@ class Ledger:
             cutoff = int(time.time() * 1000) - older_than_ms
             return int(await self.redis.zremrangebyscore(KEYS[7], "-inf", cutoff))
         except (RedisError, OSError) as exc:
-            raise LedgerUnavailable(str(exc)) from exc
+            raise LedgerUnavailable(redact(str(exc))) from exc

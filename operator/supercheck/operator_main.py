@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from supercheck import (
     handlers,  # noqa: F401 - registers the handlers with Kopf
     kube,
+    redact,
 )
 from supercheck.config import Settings
 
@@ -102,10 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_QuietWakeups())
+    redact.install()  # no password in a log line, nor in an Event Kopf posts from one
     try:
         settings = Settings()
     except ValidationError as exc:
-        print(f"supercheck-operator: invalid configuration:\n{exc}", file=sys.stderr)
+        print(f"supercheck-operator: invalid configuration:\n{redact.redact(str(exc))}", file=sys.stderr)
         return 2
     kube.load_config()
 

@@ -31,6 +31,16 @@ class ApiUnavailable(Exception):
     """The API server did not answer (5xx, 429, connection): wait and retry."""
 
 
+class Refused(Exception):
+    """The API server refused to create an object (a 4xx other than 404, 409 and 429: 400, 403 of a
+    ResourceQuota or an admission policy, 413, 422 Invalid). Sending it again cannot help: the run
+    that needs it ends ``Error`` with the API server's message, which ``str()`` gives."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class LedgerUnavailable(Exception):
     """Redis cannot be reached; callers wait and retry, they never guess."""
 
@@ -105,7 +115,10 @@ class Kube(Protocol):
     async def patch_status(self, namespace: str, name: str, status: Obj, resource_version: str | None,
                            plural: str = "testruns") -> Obj: ...
     async def delete_run(self, namespace: str, name: str, uid: str, plural: str = "testruns") -> None: ...
-    async def create(self, obj: Obj) -> Obj: ...
+    async def create(self, obj: Obj) -> Obj:
+        """Raises AlreadyExists (the name is taken), Refused (the API server will never accept it),
+        ApiUnavailable (try again later)."""
+        ...
     async def get_pod(self, namespace: str, name: str) -> Obj | None: ...
     async def get_configmap(self, namespace: str, name: str) -> Obj | None: ...
     async def get_secret(self, namespace: str, name: str) -> Obj | None: ...

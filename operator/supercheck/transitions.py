@@ -9,6 +9,7 @@ from typing import Any
 from supercheck.clock import human_duration, iso, parse_iso
 from supercheck.models import AttemptRecord, Condition, Phase, TestRunStatus
 from supercheck.pods import AttemptOutcome, PodView
+from supercheck.redact import redact
 from supercheck.retry import RETRY_LIMITS, Decision
 from supercheck.vocabulary import ConditionType, Reason, SlotState
 from supercheck_contract import STORAGE_BACK, STORAGE_UNAVAILABLE, FailureClass, Progress, RunnerResult
@@ -148,7 +149,7 @@ def progress_patch(status: TestRunStatus, progress: Progress | None) -> dict[str
     if progress is None or progress.phase != Phase.UPLOADING.value or status.phase not in LIVE_PHASES:
         return None
     reason = PROGRESS_REASONS.get(progress.reason, Reason.UPLOADING)
-    message = f"attempt {status.attempts}: {progress.message}"[:1024]
+    message = redact(f"attempt {status.attempts}: {progress.message}")[:1024]  # as the status will hold it
     if status.phase == Phase.UPLOADING and status.reason == reason and status.message == message:
         return None
     history = [h.model_dump(mode="json", exclude_none=True) for h in status.attemptHistory]

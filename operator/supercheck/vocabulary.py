@@ -57,6 +57,11 @@ class Reason(enum.StrEnum):
     CONFIGMAP_NOT_FOUND = "ConfigMapNotFound"
     SECRET_NOT_FOUND = "SecretNotFound"
     KEY_NOT_FOUND = "KeyNotFound"
+    # the run's script snapshot (a ConfigMap of its own) cannot be taken or is not the run's own
+    SNAPSHOT_REJECTED = "SnapshotRejected"  # too large for a ConfigMap, or refused by the API server
+    SNAPSHOT_CONFLICT = "SnapshotConflict"  # a ConfigMap of the snapshot's name is someone else's
+    # the API server refused a runner pod (4xx: Invalid, Forbidden by a ResourceQuota or a policy)
+    POD_REJECTED = "PodRejected"
     # attempts
     STARTING = "Starting"
     RUNNING = "Running"

@@ -5,7 +5,8 @@ services down, pod refused, each failure class, cancel) in milliseconds and dete
 the same engine runs against the real API server, Redis and PostgreSQL in the cluster tests
 (tests/operator/test_cluster_*.py). Each fake keeps the semantics the engine relies on:
 
-* FakeKube: resourceVersion preconditions (Conflict), AlreadyExists, merge patches of status,
+* FakeKube: resourceVersion preconditions (Conflict), AlreadyExists, refusals (``refuse_create``:
+  a 4xx of a quota, a policy or validation), merge patches of status,
   ownerless objects, and a hand to play the kubelet (``pod_running``, ``pod_terminated``...).
 * FakeLedger: the Lua scripts' model — idempotent per uid, FIFO within a priority, promotion
   on release, released runs never come back, ``wiped`` answers NeedsRebuild.
@@ -31,6 +32,7 @@ from supercheck.ports import (
     LedgerUnavailable,
     NeedsRebuild,
     Promotion,
+    Refused,
     ReleaseResult,
     Snapshot,
     StoreUnavailable,
@@ -83,6 +85,7 @@ class FakeKube:
         self._uid = itertools.count(1)
         self.down = False  # every call raises ApiUnavailable
         self.refuse_pods: Exception | None = None  # create(Pod) raises this
+        self.refusals: dict[str, Refused] = {}  # "Kind" or "Kind/name" -> the API server's refusal of its create
         self.calls: list[str] = []
         self.logs: dict[tuple[str, str], str] = {}  # (namespace, pod) -> the runner container's output
         self.logs_error: Exception | None = None  # pod_log_tail raises this (the kubelet unreachable...)
@@ -158,6 +161,12 @@ class FakeKube:
         """The runner in pod ``name`` writes these lines to its stdout."""
         self.logs[(namespace, name)] = self.logs.get((namespace, name), "") + "".join(f"{ln}\n" for ln in lines)
 
+    def refuse_create(self, kind: str, status: int, message: str, name: str | None = None) -> None:
+        """The API server refuses every create of ``kind`` (or of the object ``name`` alone) with this
+        status and message (a quota, an admission policy, validation): ``create`` raises
+        :class:`Refused`, as the adapter does."""
+        self.refusals[f"{kind}/{name}" if name else kind] = Refused(status, message)
+
     # --- the port
     async def get_run(self, namespace: str, name: str, plural: str = "testruns") -> dict[str, Any] | None:
         self._check("get_run")
@@ -189,6 +198,9 @@ class FakeKube:
         self._check(f"create {obj['kind']}")
         if obj["kind"] == "Pod" and self.refuse_pods is not None:
             raise self.refuse_pods
+        refusal = self.refusals.get(f"{obj['kind']}/{obj['metadata']['name']}") or self.refusals.get(obj["kind"])
+        if refusal is not None:
+            raise refusal
         key = (obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
         if key in self.objects:
             raise AlreadyExists(f"{key} already exists")
@@ -263,6 +275,7 @@ class FakeLedger:
         self.released: set[str] = set()
         self.seq = 0
         self.down = False
+        self.down_message = "Redis at 127.0.0.1:0 is unreachable (the fake ledger is down)"
         self.wiped = False
         self.avg_ms: int | None = None
         self.weights: dict[str, int] = {}  # uid -> running slots at once, when more than 1
@@ -290,7 +303,7 @@ class FakeLedger:
 
     def _check(self) -> None:
         if self.down:
-            raise LedgerUnavailable("Redis at 127.0.0.1:0 is unreachable (the fake ledger is down)")
+            raise LedgerUnavailable(self.down_message)
         if self.wiped:
             raise NeedsRebuild("the capacity ledger is empty (Redis restarted?)")
 
@@ -449,6 +462,7 @@ class FakeStore:
         self.jobs: dict[str, JobRow] = {}
         self.job_tests: dict[str, dict[str, JobTestRow]] = {}  # job uid -> test name -> row
         self.down = False
+        self.down_message = "PostgreSQL at 127.0.0.1:0 is unavailable (the fake store is down)"
 
     @property
     def enabled(self) -> bool:
@@ -456,7 +470,7 @@ class FakeStore:
 
     async def upsert(self, rows: list[Row]) -> None:
         if self.down:
-            raise StoreUnavailable("PostgreSQL at 127.0.0.1:0 is unavailable (the fake store is down)")
+            raise StoreUnavailable(self.down_message)
         for row in rows:
             old = self.rows.get((row.uid, row.attempt))
             if old is None or not old.final or row.final:

@@ -9,6 +9,7 @@ from supercheck.clock import parse_iso
 from supercheck.engine import Step, shares
 from supercheck.engine import attempts as att
 from supercheck.engine import results as res
+from supercheck.engine import snapshot as snap
 from supercheck.engine.run import Body, RunHandle, body_ref
 from supercheck.models import Phase, TestRunSpec, TestRunStatus
 from supercheck.ports import ApiUnavailable, Conflict
@@ -22,6 +23,13 @@ def _keys(obj: Body) -> list[str]:
     return sorted({**(obj.get("data") or {}), **(obj.get("binaryData") or {})})
 
 
+def key_not_found(kind: str, name: str, where: str, key: str, obj: Body) -> str:
+    """Which key of which object is missing. A ConfigMap's keys are listed, to help; a Secret's never:
+    their names say what the Secret holds, and every reader of the run sees this message."""
+    listing = f" (it has: {', '.join(_keys(obj)) or 'no keys'})" if kind == "ConfigMap" else ""
+    return f"{kind} {name!r} referenced by {where} has no key {key!r}{listing}"
+
+
 async def missing_reference(run: RunHandle, spec: TestRunSpec) -> tuple[Reason, str] | None:
     """The first ConfigMap, Secret or key the run refers to that does not exist, said in words;
     for a whole ConfigMap as the suite, also a suite that cannot be laid out or has no test file."""
@@ -32,8 +40,7 @@ async def missing_reference(run: RunHandle, spec: TestRunSpec) -> tuple[Reason, 
             return not_found_reason(kind), (f"{kind} {name!r} referenced by {where} was not found in namespace "
                                             f"{run.namespace!r}; create it or fix the reference")
         if key is not None and key not in _keys(obj):
-            return Reason.KEY_NOT_FOUND, (f"{kind} {name!r} referenced by {where} has no key {key!r} "
-                                          f"(it has: {', '.join(_keys(obj)) or 'no keys'})")
+            return Reason.KEY_NOT_FOUND, key_not_found(kind, name, where, key, obj)
     reserved = await envguard.reserved_env_from(kube, run.namespace, spec.envFrom)
     if reserved:
         return Reason.INVALID_SPEC, reserved
@@ -99,7 +106,13 @@ async def admit(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRunSt
             # The ledger says this run already ended; the cluster must say so too, soon.
             return 0.0 if await run.refresh() is not None else None
         if result.state == AdmitState.QUEUED:
-            await att.ensure_script(run, body, spec)
+            try:
+                await att.ensure_script(run, body, spec)
+            except snap.NoSnapshot as exc:
+                return await res.refuse(run, body, status, exc.reason, exc.message)
+            except snap.SnapshotBusy as exc:
+                run.log.info("%s", exc)
+                return s.service_retry_seconds  # the queue place is kept: admit is idempotent
             note = shares.waiting_note(run, result)
             patch = tr.queued_patch(status, result.seq, result.position, now)
             patch["message"] += note

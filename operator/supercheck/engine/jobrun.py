@@ -22,6 +22,8 @@ from supercheck import pods as pod_state
 from supercheck import transitions as tr
 from supercheck.clock import iso, parse_iso
 from supercheck.engine import WAIT, Step, shares
+from supercheck.engine import snapshot as snap
+from supercheck.engine.admission import key_not_found
 from supercheck.engine.attempts import stop_live_pods
 from supercheck.engine.guard import guarded
 from supercheck.engine.isolation import ensure_runner_network_policy
@@ -29,8 +31,10 @@ from supercheck.engine.run import Body, RunHandle, body_ref
 from supercheck.jobmodels import JobRunSpec, JobRunStatus, MergeStatus, ShardStatus, TestStatus
 from supercheck.jobpods import Suite
 from supercheck.models import Phase
-from supercheck.ports import AlreadyExists, ApiUnavailable, Conflict, LedgerUnavailable
-from supercheck.retry import TERMINAL_FOR, decide
+from supercheck.pods import AttemptOutcome
+from supercheck.ports import AlreadyExists, ApiUnavailable, Conflict, LedgerUnavailable, Refused
+from supercheck.redact import redact_fields
+from supercheck.retry import TERMINAL_FOR, Decision, decide
 from supercheck.vocabulary import AdmitState, ConditionType, EventReason, PodStateKind, Reason, SlotState
 from supercheck_contract import FailureClass, Progress, TestEnded, last_progress, tests_ended
 
@@ -101,8 +105,7 @@ async def _missing(run: RunHandle, spec: JobRunSpec) -> tuple[Reason, str] | Non
                     f"{kind} {name!r} referenced by {where} was not found in namespace {run.namespace!r}; "
                     "create it or fix the reference")
         if key is not None and key not in _keys(obj):
-            return Reason.KEY_NOT_FOUND, (f"{kind} {name!r} referenced by {where} has no key {key!r} "
-                                          f"(it has: {', '.join(_keys(obj)) or 'no keys'})")
+            return Reason.KEY_NOT_FOUND, key_not_found(kind, name, where, key, obj)
     reserved = await envguard.reserved_env_from(kube, run.namespace, spec.envFrom)
     if reserved:
         return Reason.INVALID_SPEC, reserved
@@ -130,8 +133,11 @@ async def suite_of(run: RunHandle, spec: JobRunSpec) -> Suite | tuple[Reason, st
     return suite
 
 
-class SuiteGone(Exception):
+class SuiteGone(snap.NoSnapshot):
     """A ConfigMap of the suite (or one of its keys) disappeared between admission and the snapshot."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Reason.CONFIGMAP_NOT_FOUND, message)
 
 
 async def snapshot_files(run: RunHandle, spec: JobRunSpec) -> tuple[dict[str, str], dict[str, str]]:
@@ -166,13 +172,12 @@ async def snapshot_files(run: RunHandle, spec: JobRunSpec) -> tuple[dict[str, st
 
 
 async def ensure_snapshot(run: RunHandle, body: Body, spec: JobRunSpec) -> None:
+    """The job's own snapshot of its files (none for a git suite). Raises
+    :class:`supercheck.engine.snapshot.NoSnapshot` and :class:`~supercheck.engine.snapshot.SnapshotBusy`."""
     if spec.testsFrom is not None and spec.testsFrom.git is not None:
         return
     ref = podspec.RunRef.from_body(body)
-    try:
-        await run.eng.kube.create(jobpods.snapshot_configmap(ref, spec, *await snapshot_files(run, spec)))
-    except AlreadyExists:
-        pass
+    await snap.ensure(run, jobpods.snapshot_configmap(ref, spec, *await snapshot_files(run, spec)))
 
 
 async def admit(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStatus) -> Step:
@@ -234,8 +239,11 @@ async def admit(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
         if result.state == AdmitState.QUEUED:
             try:
                 await ensure_snapshot(run, body, spec)
-            except SuiteGone as exc:
-                return await refuse(run, body, status, Reason.CONFIGMAP_NOT_FOUND, str(exc))
+            except snap.NoSnapshot as exc:
+                return await refuse(run, body, status, exc.reason, exc.message)
+            except snap.SnapshotBusy as exc:
+                run.log.info("%s", exc)
+                return s.service_retry_seconds  # the queue place is kept: admit is idempotent
             body = await run.patch(body, {
                 "phase": Phase.QUEUED.value, "slot": SlotState.QUEUED, "slots": result.weight,
                 "queueSeq": result.seq, "queuedAt": status.queuedAt or iso(now), "reason": Reason.QUEUED,
@@ -275,8 +283,11 @@ async def start(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
     granted = datetime.fromtimestamp(granted_ms / 1000, now.tzinfo) if granted_ms else now
     try:
         await ensure_snapshot(run, body, spec)
-    except SuiteGone as exc:
-        return await refuse(run, body, status, Reason.CONFIGMAP_NOT_FOUND, str(exc))
+    except snap.NoSnapshot as exc:
+        return await refuse(run, body, status, exc.reason, exc.message)
+    except snap.SnapshotBusy as exc:
+        run.log.info("%s", exc)
+        return eng.settings.service_retry_seconds  # the slots are kept: admit is idempotent
     if not tests and status.tests:
         tests = list(status.tests)
     if tests and len({t.shard for t in tests}) > shards:  # the queue granted fewer slots than it listed for
@@ -323,7 +334,8 @@ async def _read_runner(run: RunHandle, pod: str) -> tuple[list[TestEnded] | None
 
 
 async def _create(run: RunHandle, pod: Body) -> bool:
-    """Create a pod; False when one of that name from another JobRun of this name is still there."""
+    """Create a pod; False when one of that name from another JobRun of this name is still there.
+    Raises :class:`supercheck.ports.Refused` when the API server refuses it."""
     try:
         await run.eng.kube.create(pod)
     except AlreadyExists:
@@ -371,12 +383,21 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
         assert failed is not None
         cls = failed.failureClass or FailureClass.INFRASTRUCTURE
         phase, reason = TERMINAL_FOR[cls]
+        if status.reason == Reason.POD_REJECTED:  # a shard's pod was refused (said when it was)
+            reason = Reason.POD_REJECTED
         return await end(run, body, spec, status, tests, phase, reason,
                          f"shard {failed.index}: {failed.message or cls.value}", cls)
 
     limits = jobpods.resources(spec, ref, s)
     await ensure_runner_network_policy(eng, run.namespace)
-    secret = await eng.ensure_s3_secret(run.namespace)
+    try:
+        secret = await eng.ensure_s3_secret(run.namespace)
+    except Refused as exc:
+        if await stop_live_pods(run):
+            return 1.0
+        return await end(run, body, spec, status, tests, Phase.ERROR, Reason.POD_REJECTED, (
+            f"the API server refused Secret {podspec.S3_SECRET_NAME!r}, which the runner pods need "
+            f"({exc.status}): {exc}"), FailureClass.VALIDATION)
     remaining = max(1, int((deadline - now).total_seconds()))
     next_step: float = QUEUE_BACKSTOP_SECONDS
     read_due = run.progress_read_at is None or (now - run.progress_read_at).total_seconds() >= \
@@ -385,6 +406,7 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
         run.progress_read_at = now
     events: list[tuple[str, str, str]] = []
     claimed = False
+    refused: str | None = None  # a shard's pod was refused: the job ends
     git = spec.testsFrom is not None and spec.testsFrom.git is not None
     suite: Suite | None = None  # the snapshot's files, read when a pod is to be created
 
@@ -411,19 +433,35 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
         state = pod_state.observe(pod, seen_running=jobstate.shard_seen_running(sh))
         if state.kind == PodStateKind.ABSENT:
             if suite is None and not git:
-                snapshot = await eng.kube.get_configmap(run.namespace, podspec.configmap_name(run.name))
-                if snapshot is None:
-                    return await end(run, body, spec, status, tests, Phase.ERROR, Reason.CONFIGMAP_NOT_FOUND,
-                                     f"the job's snapshot, ConfigMap {podspec.configmap_name(run.name)!r}, was "
-                                     "deleted; create the JobRun again", FailureClass.VALIDATION)
+                try:
+                    snapshot = await snap.current(run)
+                except snap.NoSnapshot as exc:
+                    if await stop_live_pods(run):
+                        return 1.0  # the other shards' pods stop first
+                    return await end(run, body, spec, status, tests, Phase.ERROR, exc.reason, exc.message,
+                                     FailureClass.VALIDATION)
+                except snap.SnapshotBusy:
+                    next_step = min(next_step, s.service_retry_seconds)
+                    continue
                 suite = Suite(jobpods.suite_from_keys(spec, _keys(snapshot)).layout,
                               tuple(jobpods.Test(t.name, t.file) for t in tests))
             reserved = await envguard.reserved_env_from(eng.kube, run.namespace, spec.envFrom)
             if reserved:  # checked at admission too; the sources may have changed since
+                if await stop_live_pods(run):
+                    return 1.0
                 return await end(run, body, spec, status, tests, Phase.ERROR, Reason.INVALID_SPEC, reserved,
                                  FailureClass.VALIDATION)
-            await _create(run, jobpods.shard_pod(ref, spec, suite, sh.index, len(shards), sh.attempts, remaining,
-                                                 s, limits, secret))
+            shard_pod = jobpods.shard_pod(ref, spec, suite, sh.index, len(shards), sh.attempts, remaining, s,
+                                          limits, secret)
+            try:
+                await _create(run, shard_pod)
+            except Refused as exc:
+                # The job cannot run this shard: it ends Error (its other pods are stopped first).
+                message = f"the API server refused runner pod {shard_pod['metadata']['name']} ({exc.status}): {exc}"
+                shards[i] = sh = jobstate.shard_ended(sh, AttemptOutcome(FailureClass.VALIDATION, None, message),
+                                                      Decision(False, Phase.ERROR, Reason.POD_REJECTED), now)
+                refused = f"shard {sh.index}: {message}"
+                break
             next_step = min(next_step, 1.0)
             continue
         if state.kind == PodStateKind.PENDING:
@@ -462,6 +500,14 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
         elif sh.state == "Error":
             next_step = 0.0
 
+    if refused is not None:
+        run.log.info("%s", refused)  # the Warning Event comes with the end, next step
+        body = await run.patch(body, {"shards": jobstate.dump_shards(shards), **jobstate.progress_fields(tests),
+                                      "reason": Reason.POD_REJECTED, "message": refused[:2048]})
+        for event_type, event_reason, text in events:
+            run.event(body, event_type, event_reason, text)
+        return 0.0  # the next step stops the other shards' pods and ends the job
+
     all_done = all(sh.state in ("Done",) for sh in shards)
     patch: dict[str, Any] = {"shards": jobstate.dump_shards(shards), **jobstate.progress_fields(tests)}
     running = sum(1 for sh in shards if sh.state in ("Running", "Uploading"))
@@ -499,6 +545,7 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
 
 def patch_changes(status: JobRunStatus, patch: dict[str, Any]) -> bool:
     current = status.model_dump(mode="json", exclude_none=True)
+    patch = redact_fields(patch)  # as the status holds it (RunHandle.patch), or it would never be equal
     return any(current.get(k) != v for k, v in patch.items())
 
 
@@ -537,7 +584,15 @@ async def merge(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
     ref = podspec.RunRef.from_body(body)
     if state.kind == PodStateKind.ABSENT:
         prefixes = [f"{run.namespace}/{run.name}/{run.uid}/shard-{sh.index}/attempt-{sh.attempts}" for sh in shards]
-        await _create(run, jobpods.merge_pod(ref, spec, prefixes, m.attempts, eng.settings, limits, secret))
+        merge_pod = jobpods.merge_pod(ref, spec, prefixes, m.attempts, eng.settings, limits, secret)
+        try:
+            await _create(run, merge_pod)
+        except Refused as exc:
+            # The tests ran and keep their verdict; only the merged report is missing.
+            said = f"the API server refused merge pod {merge_pod['metadata']['name']} ({exc.status}): {exc}"
+            await run.patch(body, {"merge": {**m.model_dump(mode="json", exclude_none=True), "state": "Error",
+                                             "message": said[:1024]}})
+            return 0.0
         return WAIT
     if state.kind == PodStateKind.PENDING:
         return QUEUE_BACKSTOP_SECONDS
