@@ -6,7 +6,10 @@ import json
 import subprocess
 
 import pytest
+import yaml
 
+from supercheck.config import DEFAULT_DNS_EGRESS, Settings
+from supercheck.netpolicy import runner_network_policy
 from supercheck_localenv.layout import REPO_ROOT
 
 CHART = REPO_ROOT / "charts" / "supercheck"
@@ -44,6 +47,13 @@ def test_chart_objects_pass_server_side_validation(helm, kubectl, namespace):
     deployment = next(i for i in json.loads(res.stdout)["items"] if i["kind"] == "Deployment")
     env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["RUNNING_CAPACITY"] == "3"
+    # Namespaced mode: a Role and RoleBinding in each watched namespace.
+    manifest = render(helm, "--namespace", namespace, "--set", f"watchNamespaces={{{namespace}}}",
+                      "--set", "runner.runtimeClassName=gvisor")
+    res = kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", "-o", "json", input=manifest)
+    assert res.returncode == 0, res.stderr
+    kinds = {item["kind"] for item in json.loads(res.stdout)["items"]}
+    assert {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"} <= kinds
 
 
 @pytest.mark.integration
@@ -54,49 +64,91 @@ def test_chart_ships_the_crds_and_dashboard(helm):
     assert "supercheck_capacity_running" in dashboard and "supercheck_capacity_queued" in dashboard
 
 
-# What the operator does, as (verb, resource, group); the chart's ClusterRole must allow each.
-OPERATOR_NEEDS = [
-    ("watch", "testruns", "supercheck.io"),
-    ("patch", "testruns/status", "supercheck.io"),
-    ("patch", "testruns", "supercheck.io"),
-    ("watch", "jobruns", "supercheck.io"),
-    ("patch", "jobruns/status", "supercheck.io"),
-    ("patch", "jobruns", "supercheck.io"),
-    ("delete", "jobruns", "supercheck.io"),
-    ("create", "pods", ""),
-    ("delete", "pods", ""),
-    ("watch", "pods", ""),
-    ("get", "pods/log", ""),
-    ("create", "configmaps", ""),
-    ("get", "configmaps", ""),
-    ("create", "secrets", ""),
-    ("get", "secrets", ""),
-    ("create", "events", ""),
-    ("list", "namespaces", ""),
-    ("list", "customresourcedefinitions", "apiextensions.k8s.io"),
-    ("create", "clusterkopfpeerings", "kopf.dev"),
-    ("patch", "clusterkopfpeerings", "kopf.dev"),
-]
+# The operator's RBAC, the aggregated roles and `kubectl auth can-i`: tests/security/test_chart_rbac.py
+# (offline) and tests/security/test_rbac.py (the real API server).
 
 
-def test_chart_rbac_grants_what_the_operator_does(helm, kubectl, namespace):
-    manifest = render(
-        helm, "--namespace", namespace,
-        "--show-only", "templates/rbac.yaml", "--show-only", "templates/serviceaccount.yaml",
-    )
-    # A name of its own, so the cluster-scoped objects never clash between tests.
-    manifest = manifest.replace("name: sc-supercheck\n", f"name: {namespace}-operator\n")
-    assert kubectl("apply", "-n", namespace, "-f", "-", input=manifest).returncode == 0
-    try:
-        sa = f"system:serviceaccount:{namespace}:{namespace}-operator"
-        for verb, resource, group in OPERATOR_NEEDS:
-            # "pods/log" to kubectl would be the pod named "log": a subresource is asked for as such.
-            resource, _, subresource = resource.partition("/")
-            target = f"{resource}.{group}" if group else resource
-            sub = [f"--subresource={subresource}"] if subresource else []
-            res = kubectl("auth", "can-i", verb, target, *sub, "--as", sa, "-n", "default")
-            assert res.stdout.strip() == "yes", f"the chart's ClusterRole does not allow {verb} {target} {sub}"
-        # and nothing it does not need
-        assert kubectl("auth", "can-i", "delete", "nodes", "--as", sa).stdout.strip() == "no"
-    finally:
-        kubectl("delete", "clusterrole,clusterrolebinding", f"{namespace}-operator", "--ignore-not-found")
+def operator_env(manifest: str) -> dict[str, str]:
+    deployment = next(d for d in yaml.safe_load_all(manifest) if d and d["kind"] == "Deployment")
+    return {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def secret_data(manifest: str) -> dict[str, str]:
+    return next(d for d in yaml.safe_load_all(manifest) if d and d["kind"] == "Secret")["stringData"]
+
+
+@pytest.mark.integration
+def test_watch_namespaces_reach_the_operator(helm):
+    assert "SUPERCHECK_NAMESPACES" not in operator_env(render(helm))
+    env = operator_env(render(helm, "--set", "watchNamespaces={team-a,team-b}"))
+    assert env["SUPERCHECK_NAMESPACES"] == "team-a,team-b"
+    Settings(**{k: v for k, v in env.items() if v is not None})  # the operator accepts what the chart sets
+
+
+@pytest.mark.integration
+def test_runner_isolation_values_reach_the_operator(helm):
+    env = operator_env(render(helm))
+    assert "RUNNER_RUNTIME_CLASS_NAME" not in env and env["RUNNER_NETWORK_POLICY"] == "true"
+    cfg = Settings(**{k: v for k, v in env.items() if v is not None})
+    assert cfg.runner_egress_excluded_cidrs == ["169.254.169.254/32", "fd00:ec2::254/128"]
+    assert cfg.runner_dns_egress == [dict(r) for r in DEFAULT_DNS_EGRESS]
+    # By default S3's port (from connections.s3EndpointUrl) anywhere but the metadata addresses; nothing else.
+    assert cfg.runner_egress == [{"ports": [{"protocol": "TCP", "port": 9000}]}]
+    _, s3 = runner_network_policy("team-a", cfg)["spec"]["egress"]
+    assert s3["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}},
+                        {"ipBlock": {"cidr": "::/0", "except": ["fd00:ec2::254/128"]}}]
+    env = operator_env(render(helm, "--set", "connections.s3EndpointUrl=https://s3.eu-west-1.amazonaws.com"))
+    assert json.loads(env["RUNNER_EGRESS"]) == [{"ports": [{"protocol": "TCP", "port": 443}]}]
+
+    env = operator_env(render(
+        helm, "--set", "runner.runtimeClassName=gvisor",
+        "--set-json", 'runner.networkPolicy.s3=[{"to":[{"ipBlock":{"cidr":"192.0.2.10/32"}}],"ports":[{"port":9000}]}]',
+        "--set-json", 'runner.networkPolicy.egress=[{"to":[{"ipBlock":{"cidr":"0.0.0.0/0"}}],"ports":[{"port":443}]}]'))
+    cfg = Settings(**{k: v for k, v in env.items() if v is not None})
+    assert cfg.runner_runtime_class_name == "gvisor"
+    assert [r["ports"][0]["port"] for r in cfg.runner_egress] == [9000, 443]
+    egress = runner_network_policy("team-a", cfg)["spec"]["egress"]
+    assert egress[2]["to"][0]["ipBlock"]["except"] == ["169.254.169.254/32"]
+
+
+@pytest.mark.integration
+def test_redis_gets_a_password_by_default(helm):
+    data = secret_data(render(helm))
+    password = data["REDIS_PASSWORD"]
+    assert len(password) == 32 and data["REDIS_URL"] == f"redis://:{password}@supercheck-redis:6379/0"
+    assert secret_data(render(helm))["REDIS_PASSWORD"] != password  # generated (kept across upgrades by lookup)
+    data = secret_data(render(helm, "--set", "connections.redisPassword=s3cret"))
+    assert data["REDIS_URL"] == "redis://:s3cret@supercheck-redis:6379/0" and data["REDIS_PASSWORD"] == "s3cret"
+    # A URL with its own credentials is kept; no password only when asked for.
+    data = secret_data(render(helm, "--set", "connections.redisUrl=rediss://user:pw@r:6380/1"))
+    assert data["REDIS_URL"] == "rediss://user:pw@r:6380/1" and "REDIS_PASSWORD" not in data
+    data = secret_data(render(helm, "--set", "connections.redisAuth=false"))
+    assert data["REDIS_URL"] == "redis://supercheck-redis:6379/0" and "REDIS_PASSWORD" not in data
+
+
+def test_generated_redis_password_is_kept_across_upgrades(helm, kubectl, kube_env, namespace):
+    """The chart's `lookup` reads the password a previous release generated (as `helm upgrade` does)."""
+    first = render(helm, "--namespace", namespace, "--show-only", "templates/secret.yaml")
+    assert kubectl("apply", "-n", namespace, "-f", "-", input=first).returncode == 0
+    res = subprocess.run(
+        [helm, "template", "sc", str(CHART), "--namespace", namespace, "--kube-version", PINNED,
+         "--show-only", "templates/secret.yaml", "--dry-run=server", "--kubeconfig", kube_env.kubeconfig],
+        capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert secret_data(res.stdout)["REDIS_PASSWORD"] == secret_data(first)["REDIS_PASSWORD"]
+    assert secret_data(res.stdout)["REDIS_URL"] == secret_data(first)["REDIS_URL"]
+
+
+@pytest.mark.integration
+def test_fair_share_values_become_the_operators_settings(helm, tmp_path):
+    """values.yaml's fairShare → SUPERCHECK_NAMESPACE_* (only those set), read back by the operator's Settings."""
+    assert not any(name.startswith("SUPERCHECK_NAMESPACE_") for name in operator_env(render(helm)))  # no limit
+    values = tmp_path / "values.yaml"
+    values.write_text("fairShare:\n  maxRunning: 2\n  maxQueued: 5\n  maxPriority: 100\n  maxTimeoutSeconds: 3600\n"
+                      "  namespaces:\n    team-a: {running: 4, queued: null}\n")
+    env = operator_env(render(helm, "-f", str(values)))
+    fair = Settings(**{k: v for k, v in env.items() if k.startswith("SUPERCHECK_NAMESPACE_")}).fair_share
+    assert (fair.default.running, fair.default.queued, fair.default.max_priority,
+            fair.default.max_timeout_seconds) == (2, 5, 100, 3600)
+    team_a = fair.of("team-a")
+    assert (team_a.running, team_a.queued, team_a.max_priority) == (4, None, 100)  # null lifts the limit

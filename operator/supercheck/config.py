@@ -7,16 +7,29 @@ lists them all.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from functools import cached_property
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from supercheck.fairshare import PRIORITY_MAX, PRIORITY_MIN, FairShare, NamespaceLimits
 from supercheck.quantity import parse_quantity
 from supercheck_contract import DEFAULT_MAX_ARTIFACT_BYTES, DEFAULT_MAX_ARTIFACT_FILES, DEFAULT_MAX_OBJECT_BYTES
+
+# Name resolution for runner pods: the cluster DNS (kube-dns / CoreDNS keep this label).
+DEFAULT_DNS_EGRESS: tuple[dict[str, Any], ...] = (
+    {
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    },
+)
+# The cloud instance-metadata service (AWS, GCP, Azure, OpenStack; AWS's IPv6 one): node credentials.
+DEFAULT_EGRESS_EXCLUDED_CIDRS = ("169.254.169.254/32", "fd00:ec2::254/128")
 
 
 def _env(*names: str) -> AliasChoices:
@@ -81,6 +94,29 @@ class Settings(BaseSettings):
         DEFAULT_MAX_OBJECT_BYTES, ge=1, validation_alias=_env("RUNNER_MAX_ARTIFACT_OBJECT_BYTES"),
         description="Largest single file a runner may store: its upload grant's content-length-range",
     )
+    runner_runtime_class_name: str | None = Field(
+        None, validation_alias=_env("RUNNER_RUNTIME_CLASS_NAME"),
+        description="RuntimeClass of runner pods (gVisor, Kata: a sandbox between a script and the node's kernel)",
+    )
+    runner_network_policy: bool = Field(
+        True, validation_alias=_env("RUNNER_NETWORK_POLICY"),
+        description="Keep a default-deny egress NetworkPolicy for runner pods in every namespace they run in",
+    )
+    runner_egress: Annotated[list[dict[str, Any]], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("RUNNER_EGRESS"),
+        description="JSON list of NetworkPolicyEgressRule: what runner pods may reach besides DNS "
+                    "(the S3 endpoint, the systems under test)",
+    )
+    runner_dns_egress: Annotated[list[dict[str, Any]], NoDecode] = Field(
+        default_factory=lambda: [dict(r) for r in DEFAULT_DNS_EGRESS], validation_alias=_env("RUNNER_DNS_EGRESS"),
+        description="JSON list of NetworkPolicyEgressRule for name resolution (default: kube-dns in kube-system)",
+    )
+    runner_egress_excluded_cidrs: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_EGRESS_EXCLUDED_CIDRS),
+        validation_alias=_env("RUNNER_EGRESS_EXCLUDED_CIDRS"),
+        description="CIDRs cut out of every ipBlock of the runner egress rules that contains them "
+                    "(comma-separated; default: the cloud metadata addresses)",
+    )
 
     # --- operator behaviour -----------------------------------------------------------
     metrics_port: int = Field(18080, ge=0, validation_alias=_env("SUPERCHECK_METRICS_PORT"))
@@ -113,6 +149,44 @@ class Settings(BaseSettings):
         description="Namespaces to watch (comma-separated); empty: all namespaces",
     )
 
+    # --- fair share between namespaces (supercheck.fairshare); unset: no limit -----------
+    namespace_max_running: int | None = Field(
+        None, ge=1, validation_alias=_env("SUPERCHECK_NAMESPACE_MAX_RUNNING"),
+        description="Running slots one namespace's runs hold at once (a JobRun holds its parallelism)",
+    )
+    namespace_max_queued: int | None = Field(
+        None, ge=0, validation_alias=_env("SUPERCHECK_NAMESPACE_MAX_QUEUED"),
+        description="Runs of one namespace waiting in the queue; beyond: Rejected",
+    )
+    namespace_max_priority: int | None = Field(
+        None, ge=PRIORITY_MIN, le=PRIORITY_MAX, validation_alias=_env("SUPERCHECK_NAMESPACE_MAX_PRIORITY"),
+        description="A higher spec.priority is lowered to this (with a Warning Event)",
+    )
+    namespace_max_timeout_seconds: int | None = Field(
+        None, ge=1, validation_alias=_env("SUPERCHECK_NAMESPACE_MAX_TIMEOUT_SECONDS"),
+        description="A longer spec.timeoutSeconds is refused",
+    )
+    namespace_limits: dict[str, NamespaceLimits] = Field(
+        default_factory=dict, validation_alias=_env("SUPERCHECK_NAMESPACE_LIMITS"),
+        description='JSON: per-namespace overrides, {"team-a": {"running": 4, "queued": 50, "maxPriority": 100, '
+                    '"maxTimeoutSeconds": 3600}}; a key left out takes the default, null: no limit',
+    )
+
+    @field_validator("namespace_max_running", "namespace_max_queued", "namespace_max_priority",
+                     "namespace_max_timeout_seconds", mode="before")
+    @classmethod
+    def _unset_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("namespace_limits", mode="before")
+    @classmethod
+    def _parse_namespace_limits(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else {}
+        if not isinstance(value, dict):
+            raise ValueError('SUPERCHECK_NAMESPACE_LIMITS must be a JSON object: {"namespace": {"running": 4, ...}}')
+        return value
+
     @field_validator("runner_extra_env", mode="before")
     @classmethod
     def _parse_extra_env(cls, value: object) -> object:
@@ -121,6 +195,38 @@ class Settings(BaseSettings):
         if not isinstance(value, dict):
             raise ValueError("RUNNER_EXTRA_ENV must be a JSON object of name -> value")
         return {str(k): str(v) for k, v in value.items()}
+
+    @field_validator("runner_egress", "runner_dns_egress", mode="before")
+    @classmethod
+    def _parse_egress(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else []
+        if value is None:  # JSON null: no rules
+            value = []
+        if not isinstance(value, list) or not all(isinstance(rule, dict) for rule in value):
+            raise ValueError("must be a JSON list of NetworkPolicyEgressRule objects ({to: [...], ports: [...]})")
+        for rule in value:
+            _check_keys(rule, {"to", "ports"}, "a NetworkPolicyEgressRule")
+            for peer in rule.get("to") or []:
+                _check_keys(peer, {"ipBlock", "namespaceSelector", "podSelector"}, "a NetworkPolicyPeer")
+                block = peer.get("ipBlock")
+                if block is not None:  # a bad CIDR would be refused by the API server at the first run
+                    for cidr in [block.get("cidr", ""), *(block.get("except") or [])]:
+                        ipaddress.ip_network(str(cidr), strict=False)
+            for port in rule.get("ports") or []:
+                _check_keys(port, {"protocol", "port", "endPort"}, "a NetworkPolicyPort")
+        return value
+
+    @field_validator("runner_egress_excluded_cidrs", mode="before")
+    @classmethod
+    def _parse_cidrs(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ValueError("must be a comma-separated list of CIDRs")
+        for cidr in value:
+            ipaddress.ip_network(str(cidr), strict=False)  # raises on nonsense
+        return value
 
     @field_validator("metrics_label_keys", "namespaces", mode="before")
     @classmethod
@@ -155,8 +261,20 @@ class Settings(BaseSettings):
         return normalise_memory(self.worker_memory_limit)
 
     @cached_property
+    def fair_share(self) -> FairShare:
+        return FairShare.from_settings(self)
+
+    @cached_property
     def metrics_label_names(self) -> list[str]:
         return [metric_label_name(k) for k in self.metrics_label_keys]
+
+
+def _check_keys(obj: object, allowed: set[str], what: str) -> None:
+    if not isinstance(obj, dict):
+        raise ValueError(f"{what} must be an object, not {obj!r}")
+    unknown = set(obj) - allowed
+    if unknown:
+        raise ValueError(f"{what} has only {sorted(allowed)}, not {sorted(unknown)}")
 
 
 _HUMAN_UNITS = {"KB": "Ki", "MB": "Mi", "GB": "Gi", "TB": "Ti"}

@@ -33,6 +33,7 @@ from supercheck.metrics import Metrics
 from supercheck.models import VERSION
 from supercheck.pods import PodView, pod_view
 from supercheck.ports import ApiUnavailable, Conflict, LedgerUnavailable, NeedsRebuild, StoreUnavailable
+from supercheck.redact import redact, remember, remember_connections
 from supercheck.store import Store
 from supercheck.vocabulary import GROUP, PROMOTIONS_CHANNEL, RUNNER_SELECTOR
 
@@ -70,15 +71,37 @@ def pods_of(index: kopf.Index[str, PodView] | None, uid: str) -> Callable[[], li
 # ---------------------------------------------------------------- start-up and clean-up
 
 
+# What Kopf's diff-base leaves out of its copy of a run: everything it would copy.
+DIFFBASE_IGNORED_FIELDS = ("spec", "metadata")
+
+
+def diffbase_storage() -> kopf.DiffBaseStorage:
+    """Kopf's "last handled configuration" of a run, kept in an annotation, holding nothing.
+
+    Kopf copies an object's spec, labels and annotations into that annotation to compute the diffs
+    of change handlers (on.create, on.update, on.field). We have none: the engine reads the spec
+    itself at every step, and a deletion is seen by its timestamp, not by a diff. The copy would
+    only cost space, and the space is not there: all the annotations of an object share 256 KiB,
+    while a spec may hold a script of 1,000,000 characters (and a JobRun many). A copy over the limit
+    makes every patch of Kopf's fail with ``422 metadata.annotations: Too long``, the finalizer's
+    removal too, so the run could never be deleted. With every field ignored the annotation is
+    ``{}``, whatever the run holds.
+    """
+    return kopf.AnnotationsDiffBaseStorage(prefix=GROUP, key="last-handled-configuration",
+                                           ignored_fields=list(DIFFBASE_IGNORED_FIELDS))
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Logger, **_: Any) -> None:
     cfg = memo.get("settings")
     if not isinstance(cfg, Settings):
         cfg = memo.settings = Settings()
+    # The operator's own secrets are redacted by value from every text it passes on.
+    remember_connections([cfg.redis_url, cfg.database_url])
+    remember(cfg.aws_secret_access_key)
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration")
+    settings.persistence.diffbase_storage = diffbase_storage()
     settings.posting.level = logging.WARNING  # Kopf's own chatter stays in the log; our Events are explicit
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -90,8 +113,8 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Logger, **
     metrics.serve(cfg.metrics_port)
     eng = Engine(
         settings=cfg,
-        kube=Kube(),
-        ledger=Ledger(cfg.redis_url, cfg.running_capacity, cfg.queued_capacity),
+        kube=Kube(cfg.namespaces),
+        ledger=Ledger(cfg.redis_url, cfg.running_capacity, cfg.queued_capacity, fair_share=cfg.fair_share),
         store=Store(cfg.database_url),
         metrics=metrics,
         events=KopfEvents(),
@@ -270,9 +293,11 @@ async def _cancel(canceller: Callable[[RunHandle], Coroutine[Any, Any, None]], b
         except StillStopping as exc:
             raise kopf.TemporaryError(str(exc), delay=1) from exc
         except StoreUnavailable as exc:
-            raise kopf.TemporaryError(f"{exc}; the Cancelled row is written when it returns", delay=retry) from exc
+            # Kopf keeps a handler's error in an annotation of the run, which its readers see.
+            raise kopf.TemporaryError(redact(f"{exc}; the Cancelled row is written when it returns"),
+                                      delay=retry) from exc
         except (LedgerUnavailable, ApiUnavailable) as exc:
-            raise kopf.TemporaryError(str(exc), delay=retry) from exc
+            raise kopf.TemporaryError(redact(str(exc)), delay=retry) from exc
         except NeedsRebuild as exc:
             await rebuild_ledger(eng)
             raise kopf.TemporaryError("the ledger was rebuilt; retrying", delay=0.1) from exc

@@ -13,6 +13,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from supercheck.models import (
     KEY_PATTERN,
+    NOT_OPERATOR_SECRET_RULES,
     TEST_TIMEOUT_ABOVE_RUN,
     AttemptRecord,
     Condition,
@@ -25,6 +26,9 @@ from supercheck.models import (
     PlaywrightOptions,
     Resources,
     _Model,
+    check_not_operator_secret,
+    check_object_name,
+    object_name_field,
 )
 from supercheck.vocabulary import SlotState
 from supercheck_contract import FailureClass, TestOutcome, TestSummary
@@ -83,13 +87,23 @@ class SuiteConfigMapRef(_Model):
                       "files the tests import")
 
 
-class KeyRefName(_Model):
-    name: str = Field(min_length=1, max_length=253)
+class GitSecretRef(_Model):
+    """The Secret of a git suite's credentials: the run's own, never one the operator owns."""
+
+    model_config = ConfigDict(json_schema_extra=NOT_OPERATOR_SECRET_RULES)
+
+    name: str = object_name_field("Secret in the JobRun's namespace (a DNS subdomain: lower case)")
+
+    @model_validator(mode="after")
+    def _not_operators(self) -> GitSecretRef:
+        check_object_name(self.name, "spec.testsFrom.git.credentials.secretRef.name")
+        check_not_operator_secret(self.name, "spec.testsFrom.git.credentials.secretRef.name")
+        return self
 
 
 class GitCredentials(_Model):
-    secretRef: KeyRefName = Field(description="A Secret with `username` and `password` (or a token as "
-                                  "password) for HTTPS")
+    secretRef: GitSecretRef = Field(description="A Secret with `username` and `password` (or a token as "
+                                    "password) for HTTPS")
 
 
 class GitSource(_Model):

@@ -121,6 +121,14 @@ def snapshot_configmap(ref: RunRef, spec: JobRunSpec, data: Mapping[str, str],
     return script_configmap(ref, shard_spec(spec, ref), data, binary_data)
 
 
+def job_video(spec: JobRunSpec) -> str:
+    """A job records no videos unless asked: a suite's passing tests would each be recorded only to be
+    thrown away (the spec's advice: limit video capture), and a failing test's trace already holds its
+    screenshots and DOM snapshots. A TestRun, one test watched on its own, keeps retain-on-failure."""
+    pw = spec.playwright
+    return pw.video if pw is not None and pw.video is not None else "off"
+
+
 def shard_pod_name(job: str, shard: int, attempt: int) -> str:
     return bounded_name(job, f"-s{shard}-a{attempt}")
 
@@ -157,6 +165,7 @@ def shard_pod(ref: RunRef, spec: JobRunSpec, suite: Suite | None, shard: int, sh
         "tests": [t.file for t in suite.tests] if suite is not None else [],
         "gitUrl": git.url if git else "", "gitRevision": (git.revision or "") if git else "",
         "gitPath": (git.path or "") if git else "",
+        "playwrightVideo": job_video(spec),
     })
     shape = PodShape(name=shard_pod_name(ref.name, shard, attempt), shard=str(shard), config=config,
                      deadline_seconds=_deadline(timeout, settings), extra_env=_git_env(spec),

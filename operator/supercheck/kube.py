@@ -10,19 +10,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import kubernetes
 from kubernetes.client import ApiException
 
 from supercheck.models import VERSION
-from supercheck.ports import AlreadyExists, ApiUnavailable, Conflict, Obj
+from supercheck.ports import AlreadyExists, ApiUnavailable, Conflict, Obj, Refused
 from supercheck.vocabulary import GROUP, JOBRUNS, TESTRUNS
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AlreadyExists", "ApiUnavailable", "Conflict", "Kube", "load_config"]
+__all__ = ["AlreadyExists", "ApiUnavailable", "Conflict", "Kube", "Refused", "load_config"]
+
+# 4xx answers to a create that are not a refusal of the object itself: 401 (the operator's own
+# credentials), 404 (the namespace is gone), 408 (a timeout), 409 (AlreadyExists, handled), 429 (throttled).
+NOT_REFUSALS = frozenset({401, 404, 408, 409, 429})
 
 
 def load_config(pool_size: int = 32) -> None:
@@ -38,6 +42,21 @@ def load_config(pool_size: int = 32) -> None:
 def _data(resp: Any) -> Any:
     raw = resp.data if hasattr(resp, "data") else resp
     return json.loads(raw) if raw else None
+
+
+def refused(exc: ApiException) -> Refused | None:
+    """The API server's refusal of an object, with its own message (a Status ``message``); None for an
+    answer that is not one (:data:`NOT_REFUSALS`, 5xx)."""
+    status = int(exc.status or 0)
+    if not 400 <= status < 500 or status in NOT_REFUSALS:
+        return None
+    message = ""
+    try:
+        body = json.loads(exc.body or "{}")
+        message = str(body.get("message") or "") if isinstance(body, dict) else ""
+    except (TypeError, ValueError):
+        pass
+    return Refused(status, message or f"{status} {exc.reason}")
 
 
 def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -62,11 +81,17 @@ def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 class Kube:
     """Thin async facade (the engine's :class:`supercheck.ports.Kube`); each call runs in the
-    default executor thread pool."""
+    default executor thread pool.
 
-    def __init__(self) -> None:
+    ``namespaces``: the namespaces the operator watches (SUPERCHECK_NAMESPACES); empty, the whole
+    cluster. Watching a list, the operator's RBAC holds only Roles in those namespaces, so its
+    lists go namespace by namespace instead of cluster-wide (which would be forbidden)."""
+
+    def __init__(self, namespaces: Sequence[str] = ()) -> None:
         self.core = kubernetes.client.CoreV1Api()
         self.custom = kubernetes.client.CustomObjectsApi()
+        self.networking = kubernetes.client.NetworkingV1Api()
+        self.namespaces = list(namespaces)
         self._logs_forbidden_said = False
 
     async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Obj:
@@ -89,6 +114,11 @@ class Kube:
         items: list[Obj] = []
         for plural in (TESTRUNS, JOBRUNS):
             try:
+                if self.namespaces:
+                    for ns in self.namespaces:
+                        out = await self._run(self.custom.list_namespaced_custom_object, GROUP, VERSION, ns, plural)
+                        items += cast(list[Obj], out.get("items", []))
+                    continue
                 out = await self._run(self.custom.list_cluster_custom_object, GROUP, VERSION, plural)
             except ApiException as exc:
                 if exc.status == 404 and plural == JOBRUNS:  # the JobRun CRD is not installed (yet)
@@ -127,8 +157,15 @@ class Kube:
             "Pod": self.core.create_namespaced_pod,
             "ConfigMap": self.core.create_namespaced_config_map,
             "Secret": self.core.create_namespaced_secret,
+            "NetworkPolicy": self.networking.create_namespaced_network_policy,
         }[kind]
-        return await self._run(fn, ns, obj)
+        try:
+            return await self._run(fn, ns, obj)
+        except ApiException as exc:
+            refusal = refused(exc)
+            if refusal is not None:
+                raise refusal from exc
+            raise
 
     async def get_pod(self, namespace: str, name: str) -> Obj | None:
         return await self._maybe(self.core.read_namespaced_pod, name, namespace)
@@ -149,6 +186,12 @@ class Kube:
         except ApiException as exc:
             if exc.status != 404:
                 raise
+    async def get_network_policy(self, namespace: str, name: str) -> Obj | None:
+        return await self._maybe(self.networking.read_namespaced_network_policy, name, namespace)
+
+    async def replace_network_policy(self, obj: Obj) -> Obj:
+        return await self._run(self.networking.replace_namespaced_network_policy, obj["metadata"]["name"],
+                               obj["metadata"]["namespace"], obj)
 
     async def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None) -> None:
         body: dict[str, Any] = {}
@@ -161,6 +204,12 @@ class Kube:
                 raise
 
     async def list_pods(self, label_selector: str) -> list[Obj]:
+        if self.namespaces:
+            items: list[Obj] = []
+            for ns in self.namespaces:
+                out = await self._run(self.core.list_namespaced_pod, ns, label_selector=label_selector)
+                items += cast(list[Obj], out.get("items", []))
+            return items
         out = await self._run(self.core.list_pod_for_all_namespaces, label_selector=label_selector)
         return cast(list[Obj], out.get("items", []))
 

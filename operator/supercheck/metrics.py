@@ -2,7 +2,9 @@
 
 The two capacity gauges are read from Redis when scraped (the ledger is shared by every
 replica, so a per-process count would lie); when Redis is away they keep the last value read
-and ``supercheck_ledger_up`` says 0.
+and ``supercheck_ledger_up`` says 0. So are the per-namespace ones (fair share), with one series
+per namespace that holds a slot or a queue place right now: the ledger keeps no entry for a
+namespace at 0, so the label's values are bounded by RUNNING_CAPACITY + QUEUED_CAPACITY.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily
 
 from supercheck.config import Settings
+from supercheck.vocabulary import REDIS_NAMESPACE_QUEUED_KEY as NAMESPACE_QUEUED_KEY
+from supercheck.vocabulary import REDIS_NAMESPACE_RUNNING_KEY as NAMESPACE_RUNNING_KEY
 from supercheck.vocabulary import REDIS_QUEUED_KEY as QUEUED_KEY
 from supercheck.vocabulary import REDIS_RUNNING_KEY as RUNNING_KEY
 
@@ -34,6 +38,7 @@ class LedgerGauges:
         self.client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
         self.settings = settings
         self.last = {RUNNING_KEY: 0.0, QUEUED_KEY: 0.0}
+        self.last_namespaces: tuple[dict[str, float], dict[str, float]] = ({}, {})
         self.lock = threading.Lock()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -42,14 +47,28 @@ class LedgerGauges:
             try:
                 running, queued = self.client.mget(RUNNING_KEY, QUEUED_KEY)
                 self.last = {RUNNING_KEY: float(running or 0), QUEUED_KEY: float(queued or 0)}
+                ns_running, ns_queued = ({_s(k): float(v) for k, v in self.client.hgetall(key).items()}
+                                         for key in (NAMESPACE_RUNNING_KEY, NAMESPACE_QUEUED_KEY))
+                self.last_namespaces = (ns_running, ns_queued)
             except (redis.RedisError, OSError):
                 up = 0.0
             values = dict(self.last)
+            ns_running, ns_queued = self.last_namespaces
         g = GaugeMetricFamily("supercheck_capacity_running", "Runs holding a running slot (Redis ledger)")
         g.add_metric([], values[RUNNING_KEY])
         yield g
         g = GaugeMetricFamily("supercheck_capacity_queued", "Runs waiting in the queue (Redis ledger)")
         g.add_metric([], values[QUEUED_KEY])
+        yield g
+        g = GaugeMetricFamily("supercheck_namespace_running",
+                              "Running slots held by a namespace's runs (fair share; absent: 0)", labels=["namespace"])
+        for ns, value in sorted(ns_running.items()):
+            g.add_metric([ns], value)
+        yield g
+        g = GaugeMetricFamily("supercheck_namespace_queued",
+                              "A namespace's runs waiting in the queue (fair share; absent: 0)", labels=["namespace"])
+        for ns, value in sorted(ns_queued.items()):
+            g.add_metric([ns], value)
         yield g
         g = GaugeMetricFamily("supercheck_capacity_running_limit", "RUNNING_CAPACITY")
         g.add_metric([], self.settings.running_capacity)
@@ -120,6 +139,10 @@ class Metrics:
         if port:
             start_http_server(port, registry=self.registry)
             log.info("metrics on :%d/metrics", port)
+
+
+def _s(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def monotonic() -> float:

@@ -12,9 +12,27 @@ from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import JsonDict
 
 from supercheck.vocabulary import GROUP, ConditionType, SlotState
 from supercheck_contract import ArtifactLocation, FailureClass, K6Summary, TestSummary
+from supercheck_contract.reserved import (
+    ALLOWED_ENV_NAMES,
+    K6_ARG_PATTERN,
+    MSG_K6_ARG,
+    MSG_OPERATOR_SECRET,
+    MSG_RESERVED_ENV,
+    MSG_RESERVED_PREFIX,
+    OPERATOR_S3_SECRET,
+    RESERVED_ENV_NAMES,
+    RESERVED_ENV_PATTERN,
+    RESERVED_ENV_PREFIXES,
+    UPLOAD_SECRET_SUFFIX,
+    operator_secret,
+    refused_k6_args_message,
+    reserved_env,
+    reserved_prefix,
+)
 
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -196,34 +214,170 @@ class ScriptSource(_Model):
         return self
 
 
+# A Secret's or ConfigMap's name (a DNS subdomain) and a key of it, as Pod validation wants them;
+# a key may not be '.' nor start with '..'. Refused here, they would leave the run Pending while
+# every pod creation is refused (422).
+# ([.] rather than an escaped dot: a backslash is an escape in the CEL string literal the rule quotes it in.)
+OBJECT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+OBJECT_KEY_PATTERN = r"^([.][-_a-zA-Z0-9]|[-_a-zA-Z0-9])[-._a-zA-Z0-9]*$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+MSG_ENV_NAME = "spec.env[].name must be letters, digits and _, not starting with a digit (e.g. BASE_URL)"
+MSG_ENV_PREFIX = ("spec.envFrom[].prefix must be letters, digits and _, not starting with a digit "
+                  "(e.g. APP_); no '=' or other characters")
+MSG_ENV_VALUE_AND_FROM = "spec.env[]: set value or valueFrom, not both"
+MSG_ENV_ONE_SOURCE = ("spec.env[].valueFrom: set exactly one of secretKeyRef or configMapKeyRef "
+                      "(fieldRef and resourceFieldRef are not supported)")
+MSG_ENV_FROM_ONE_SOURCE = "spec.envFrom[]: set exactly one of secretRef or configMapRef"
+_RESERVED_LITERALS = "[" + ", ".join(f"'{r}'" for r in (*RESERVED_ENV_PREFIXES, *RESERVED_ENV_NAMES)) + "]"
+_ALLOWED_LITERALS = "[" + ", ".join(f"'{n}'" for n in sorted(ALLOWED_ENV_NAMES)) + "]"
+_FAMILY_START = "^(" + "|".join(RESERVED_ENV_PREFIXES) + ")"
+
+
+MSG_OBJECT_NAME = ("must be the name of a Secret or ConfigMap: lower case letters, digits, '-' and '.', "
+                   "starting and ending with a letter or digit (e.g. app-secrets)")
+MSG_OBJECT_KEY = ("must be a key of a Secret or ConfigMap: letters, digits, '-', '_' and '.', "
+                  "not '.' and not starting with '..' (e.g. api-token)")
+
+
+def object_name_field(description: str) -> Any:
+    return Field(min_length=1, max_length=253, description=description, json_schema_extra={
+        "x-kubernetes-validations": [{"rule": f"self.matches('{OBJECT_NAME_PATTERN}')", "message": MSG_OBJECT_NAME}]})
+
+
+def check_object_name(name: str, where: str) -> None:
+    if not re.match(OBJECT_NAME_PATTERN, name):
+        raise ValueError(f"{where} {name!r} {MSG_OBJECT_NAME}")
+
+
+def check_not_operator_secret(name: str, where: str) -> None:
+    if operator_secret(name):
+        raise ValueError(f"{where} {name!r} {MSG_OPERATOR_SECRET}")
+
+
+NOT_OPERATOR_SECRET_RULES: JsonDict = {"x-kubernetes-validations": [{
+    "rule": f"self.name != '{OPERATOR_S3_SECRET}' && !self.name.endsWith('{UPLOAD_SECRET_SUFFIX}')",
+    "message": MSG_OPERATOR_SECRET, "fieldPath": ".name"}]}
+
+
 class KeyRef(_Model):
-    name: str = Field(min_length=1)
-    key: str = Field(min_length=1)
+    """A key of a ConfigMap (or Secret) in the run's namespace."""
+
+    name: str = object_name_field("ConfigMap or Secret in the run's namespace (a DNS subdomain: lower case)")
+    key: str = Field(min_length=1, max_length=253, description="Key of it", json_schema_extra={
+        "x-kubernetes-validations": [{"rule": f"self.matches('{OBJECT_KEY_PATTERN}')", "message": MSG_OBJECT_KEY}]})
     optional: bool | None = None
+
+    @model_validator(mode="after")
+    def _valid(self) -> KeyRef:
+        check_object_name(self.name, "name")
+        if not re.match(OBJECT_KEY_PATTERN, self.key):
+            raise ValueError(f"key {self.key!r} {MSG_OBJECT_KEY}")
+        return self
+
+
+class SecretKeyRef(KeyRef):
+    """A key of a Secret of the run's own: never one the operator owns."""
+
+    model_config = ConfigDict(json_schema_extra=NOT_OPERATOR_SECRET_RULES)
+
+    @model_validator(mode="after")
+    def _not_operators(self) -> SecretKeyRef:
+        check_not_operator_secret(self.name, "secretKeyRef.name")
+        return self
 
 
 class EnvVarSource(_Model):
-    secretKeyRef: KeyRef | None = None
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "has(self.secretKeyRef) != has(self.configMapKeyRef)", "message": MSG_ENV_ONE_SOURCE}]})
+
+    secretKeyRef: SecretKeyRef | None = None
     configMapKeyRef: KeyRef | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> EnvVarSource:
+        if (self.secretKeyRef is None) == (self.configMapKeyRef is None):
+            raise ValueError(MSG_ENV_ONE_SOURCE)
+        return self
 
 
 class EnvVar(_Model):
-    """As in a container: handed to the test (process.env in Playwright, __ENV in k6)."""
+    """As in a container: handed to the test (process.env in Playwright, __ENV in k6). A name the
+    runner reserves (:mod:`supercheck_contract.reserved`) is refused."""
 
-    name: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": f"self.name.matches('{ENV_NAME_PATTERN}')", "message": MSG_ENV_NAME, "fieldPath": ".name"},
+        {"rule": f"!self.name.matches('{RESERVED_ENV_PATTERN}') || self.name in {_ALLOWED_LITERALS}",
+         "message": f"spec.env[].name {MSG_RESERVED_ENV}", "fieldPath": ".name"},
+        {"rule": "!has(self.value) || !has(self.valueFrom)", "message": MSG_ENV_VALUE_AND_FROM},
+    ]})
+
+    name: str = Field(min_length=1, max_length=256)
     value: str | None = None
     valueFrom: EnvVarSource | None = None
 
+    @model_validator(mode="after")
+    def _allowed(self) -> EnvVar:
+        if not re.match(ENV_NAME_PATTERN, self.name):
+            raise ValueError(f"{MSG_ENV_NAME}; got {self.name!r}")
+        if reserved_env(self.name) is not None:
+            raise ValueError(f"spec.env[].name {self.name!r} {MSG_RESERVED_ENV}")
+        if self.value is not None and self.valueFrom is not None:
+            raise ValueError(MSG_ENV_VALUE_AND_FROM)
+        return self
+
 
 class NameRef(_Model):
-    name: str = Field(min_length=1)
+    """A whole ConfigMap (or Secret) of the run's namespace."""
+
+    name: str = object_name_field("ConfigMap or Secret in the run's namespace (a DNS subdomain: lower case)")
     optional: bool | None = None
+
+    @model_validator(mode="after")
+    def _valid(self) -> NameRef:
+        check_object_name(self.name, "name")
+        return self
+
+
+class SecretNameRef(NameRef):
+    """A whole Secret of the run's own: never one the operator owns."""
+
+    model_config = ConfigDict(json_schema_extra=NOT_OPERATOR_SECRET_RULES)
+
+    @model_validator(mode="after")
+    def _not_operators(self) -> SecretNameRef:
+        check_not_operator_secret(self.name, "envFrom[].secretRef.name")
+        return self
 
 
 class EnvFromSource(_Model):
-    prefix: str | None = None
-    secretRef: NameRef | None = None
+    """Every key of a ConfigMap or Secret as a variable (``prefix`` + key). A prefix that could make a
+    reserved name is refused here; without a prefix, the operator checks the source's keys before it
+    starts the run (:func:`supercheck.envguard.reserved_env_from`)."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "has(self.secretRef) != has(self.configMapRef)", "message": MSG_ENV_FROM_ONE_SOURCE},
+        {"rule": f"!has(self.prefix) || self.prefix.matches('{ENV_NAME_PATTERN}')", "message": MSG_ENV_PREFIX,
+         "fieldPath": ".prefix"},
+        {"rule": f"!has(self.prefix) || !(self.prefix.matches('{_FAMILY_START}') || "
+                 f"{_RESERVED_LITERALS}.exists(r, r.startsWith(self.prefix)))",
+         "message": MSG_RESERVED_PREFIX, "fieldPath": ".prefix"},
+    ]})
+
+    prefix: str | None = Field(default=None, max_length=128,
+                               description="Put before each key (letters, digits and _, e.g. APP_)")
+    secretRef: SecretNameRef | None = None
     configMapRef: NameRef | None = None
+
+    @model_validator(mode="after")
+    def _allowed(self) -> EnvFromSource:
+        if (self.secretRef is None) == (self.configMapRef is None):
+            raise ValueError(MSG_ENV_FROM_ONE_SOURCE)
+        if self.prefix is not None:
+            if not re.match(ENV_NAME_PATTERN, self.prefix):
+                raise ValueError(f"{MSG_ENV_PREFIX}; got {self.prefix!r}")
+            if reserved_prefix(self.prefix):
+                raise ValueError(f"{MSG_RESERVED_PREFIX}; got {self.prefix!r}")
+        return self
 
 
 class Resources(_Model):
@@ -313,15 +467,30 @@ class PlaywrightOptions(_Model):
                                exclude_none=True)
 
 
+K6Arg = Annotated[str, Field(max_length=1024, json_schema_extra={"x-kubernetes-validations": [
+    {"rule": f"!self.matches('{K6_ARG_PATTERN}')", "message": MSG_K6_ARG}]})]
+
+
 class K6Options(_Model):
-    args: list[str] = Field(default_factory=list, max_length=64, description="Extra `k6 run` arguments")
+    args: list[K6Arg] = Field(
+        default_factory=list, max_length=64,
+        description="Extra `k6 run` arguments (not the runner's outputs, REST API or log files: --out, "
+        "--summary-export, --address, ...)")
+
+    @field_validator("args")
+    @classmethod
+    def _not_the_runners(cls, args: list[str]) -> list[str]:
+        refused = refused_k6_args_message(args)
+        if refused:
+            raise ValueError(refused)
+        return args
 
 
 TerminalPhase = Literal["Passed", "Failed", "Error", "TimedOut", "Cancelled", "Rejected"]
 
 
 class UrlFrom(_Model):
-    secretKeyRef: KeyRef
+    secretKeyRef: SecretKeyRef
 
 
 class NotifyTarget(_Model):

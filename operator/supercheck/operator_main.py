@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from supercheck import (
     handlers,  # noqa: F401 - registers the handlers with Kopf
     kube,
+    redact,
 )
 from supercheck.config import Settings
 
@@ -43,18 +44,35 @@ class _QuietWakeups(logging.Filter):
 
 
 def ensure_peering(settings: Settings) -> bool:
-    """Create the peering object Kopf needs; False when the peering CRD is not installed."""
+    """Create the peering objects Kopf needs; False when the peering CRD is not installed.
+
+    Cluster-wide, one ClusterKopfPeering; watching a list of namespaces (SUPERCHECK_NAMESPACES), Kopf
+    peers through a KopfPeering in each of them (the chart's Roles allow exactly that), so one is made
+    in each. Kopf only patches peering objects: without one, two replicas would both be active."""
     api = kubernetes.client.CustomObjectsApi()
-    body = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": settings.peering}}
-    try:
-        api.create_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", body)
-    except kubernetes.client.ApiException as exc:
-        if exc.status == 409:
-            return True
-        if exc.status == 404:
-            log.warning("the ClusterKopfPeering CRD is not installed (crds/kopf-peering.yaml); running standalone")
-            return False
-        raise
+    targets: list[tuple[str | None, str, str]]
+    if settings.namespaces:
+        targets = [(ns, "KopfPeering", "kopfpeerings") for ns in settings.namespaces]
+    else:
+        targets = [(None, "ClusterKopfPeering", "clusterkopfpeerings")]
+    for namespace, kind, plural in targets:
+        body = {"apiVersion": "kopf.dev/v1", "kind": kind, "metadata": {"name": settings.peering}}
+        try:
+            if namespace is None:
+                api.create_cluster_custom_object("kopf.dev", "v1", plural, body)
+            else:
+                api.create_namespaced_custom_object("kopf.dev", "v1", namespace, plural, body)
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 409:
+                continue
+            if exc.status == 404 and namespace is not None and "namespaces" in (exc.body or ""):
+                # A listed namespace not made yet: Kopf starts serving it when it appears.
+                log.warning("namespace %s does not exist yet: its peering object is not made", namespace)
+                continue
+            if exc.status == 404:
+                log.warning("the %s CRD is not installed (crds/kopf-peering.yaml); running standalone", kind)
+                return False
+            raise
     return True
 
 
@@ -85,10 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_QuietWakeups())
+    redact.install()  # no password in a log line, nor in an Event Kopf posts from one
     try:
         settings = Settings()
     except ValidationError as exc:
-        print(f"supercheck-operator: invalid configuration:\n{exc}", file=sys.stderr)
+        print(f"supercheck-operator: invalid configuration:\n{redact.redact(str(exc))}", file=sys.stderr)
         return 2
     kube.load_config()
 

@@ -46,6 +46,7 @@ from supercheck_contract import (
     UploadGrant,
     artifact_prefix,
 )
+from supercheck_contract.reserved import UPLOAD_SECRET_SUFFIX
 
 CONTAINER_NAME = "runner"
 SCRIPT_DIR = "/supercheck/script"
@@ -205,7 +206,7 @@ def script_configmap(run: RunRef, spec: TestRunSpec, data: Mapping[str, str],
 def upload_secret_name(pod: str) -> str:
     """The Secret holding pod ``pod``'s upload grant (a pod name has at most 63 characters; a
     Secret's may have 253)."""
-    return f"{pod}-upload"
+    return f"{pod}{UPLOAD_SECRET_SUFFIX}"  # a suffix the CRD refuses in a spec's Secret references
 
 
 def pod_runner_config(pod: Mapping[str, Any]) -> RunnerConfig:
@@ -334,7 +335,7 @@ def runner_pod(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settings,
         volumes.insert(0, {"name": "script", "configMap": {"name": configmap_name(run.name), "items": [
             {"key": f.key, "path": f.path} for f in files.files]}})
         mounts.insert(0, {"name": "script", "mountPath": SCRIPT_DIR, "readOnly": True})
-    return {
+    pod: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
@@ -384,6 +385,9 @@ def runner_pod(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settings,
             "volumes": volumes,
         },
     }
+    if settings.runner_runtime_class_name:  # a sandboxed runtime (gVisor, Kata) for the user's script
+        pod["spec"]["runtimeClassName"] = settings.runner_runtime_class_name
+    return pod
 
 
 def required_references(spec: TestRunSpec) -> list[tuple[str, str, str | None, str]]:

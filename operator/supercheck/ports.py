@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from supercheck.jobrows import JobRow, JobTestRow
 from supercheck.rows import Row
-from supercheck.vocabulary import AdmitState
+from supercheck.vocabulary import AdmitState, CapacityLimit
 
 # ---------------------------------------------------------------- errors the engine handles
 
@@ -29,6 +29,16 @@ class AlreadyExists(Exception):
 
 class ApiUnavailable(Exception):
     """The API server did not answer (5xx, 429, connection): wait and retry."""
+
+
+class Refused(Exception):
+    """The API server refused to create an object (a 4xx other than 404, 409 and 429: 400, 403 of a
+    ResourceQuota or an admission policy, 413, 422 Invalid). Sending it again cannot help: the run
+    that needs it ends ``Error`` with the API server's message, which ``str()`` gives."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class LedgerUnavailable(Exception):
@@ -68,6 +78,9 @@ class AdmitResult:
     queued: int = 0
     promoted: tuple[Promotion, ...] = ()
     weight: int = 1  # running slots granted (or to be granted) at once: a JobRun's parallelism
+    namespace_running: int = 0  # slots the run's namespace holds, and its runs queued (fair share)
+    namespace_queued: int = 0
+    limit: CapacityLimit = CapacityLimit.NONE  # queued: what it waits for; rejected: the limit that was full
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,8 @@ class Snapshot:
     refs: dict[str, str] = field(default_factory=dict)
     released: set[str] = field(default_factory=set)
     weights: dict[str, int] = field(default_factory=dict)  # uid -> slots, when more than 1
+    namespace_running: dict[str, int] = field(default_factory=dict)  # namespace -> slots held (when > 0)
+    namespace_queued: dict[str, int] = field(default_factory=dict)  # namespace -> runs queued (when > 0)
 
 
 # ---------------------------------------------------------------- the ports
@@ -100,7 +115,10 @@ class Kube(Protocol):
     async def patch_status(self, namespace: str, name: str, status: Obj, resource_version: str | None,
                            plural: str = "testruns") -> Obj: ...
     async def delete_run(self, namespace: str, name: str, uid: str, plural: str = "testruns") -> None: ...
-    async def create(self, obj: Obj) -> Obj: ...
+    async def create(self, obj: Obj) -> Obj:
+        """Raises AlreadyExists (the name is taken), Refused (the API server will never accept it),
+        ApiUnavailable (try again later)."""
+        ...
     async def get_pod(self, namespace: str, name: str) -> Obj | None: ...
     async def get_configmap(self, namespace: str, name: str) -> Obj | None: ...
     async def get_secret(self, namespace: str, name: str) -> Obj | None: ...
@@ -108,6 +126,8 @@ class Kube(Protocol):
     async def delete_secret(self, namespace: str, name: str) -> None:
         """Delete a Secret; one that is already gone is no error."""
         ...
+    async def get_network_policy(self, namespace: str, name: str) -> Obj | None: ...
+    async def replace_network_policy(self, obj: Obj) -> Obj: ...
     async def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None) -> None: ...
     async def list_pods(self, label_selector: str) -> list[Obj]: ...
     async def pod_log_tail(self, namespace: str, name: str, container: str, lines: int,
@@ -127,6 +147,9 @@ class Ledger(Protocol):
                      weight: int = 1) -> tuple[str, tuple[Promotion, ...]]: ...
     async def rebuild(self, running: Sequence[tuple[str, str, int]], queued: Sequence[tuple[str, str, int, int]],
                       released: Sequence[str], seq_floor: int) -> tuple[bool, tuple[Promotion, ...]]: ...
+    async def recount(self) -> None:
+        """Recompute the per-namespace counts from the runs the ledger holds."""
+        ...
     async def snapshot(self) -> Snapshot: ...
     async def epoch(self) -> str | None: ...
     async def avg_run_seconds(self) -> float | None: ...

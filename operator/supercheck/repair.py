@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from supercheck.clock import parse_iso
+from supercheck.fairshare import FairShare
 from supercheck.models import Phase, TestRunStatus
 from supercheck.pods import pod_view
 from supercheck.ports import Snapshot, queue_score
@@ -70,7 +71,11 @@ def slots_of(run: Mapping[str, Any]) -> int:
         return 1
 
 
-def desired_ledger(testruns: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]) -> Desired:
+def desired_ledger(testruns: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]],
+                   fair_share: FairShare | None = None) -> Desired:
+    """``fair_share``: queued runs keep the priority they were admitted with, at most their namespace's
+    maximum (the ledger's per-namespace counts follow from the refs, namespace/name)."""
+    shares = fair_share or FairShare()
     live_pods: dict[str, int] = {}
     for p in pods:
         view = pod_view(p)
@@ -91,7 +96,7 @@ def desired_ledger(testruns: Iterable[Mapping[str, Any]], pods: Iterable[Mapping
         if uid in live_pods or (not terminal and status.slot == SlotState.RUNNING):
             d.running[uid] = ref
         elif not terminal and status.slot == SlotState.QUEUED:
-            priority = int((tr.get("spec") or {}).get("priority") or 0)
+            priority = shares.priority(meta["namespace"], int((tr.get("spec") or {}).get("priority") or 0))
             d.queued[uid] = (ref, queue_score(priority, status.queueSeq or 0))
         elif terminal:
             d.released.add(uid)
@@ -124,6 +129,20 @@ def repair_plan(snapshot: Snapshot, desired: Desired, statuses: Mapping[str, Tes
         if st is not None and st.slot == SlotState.QUEUED and st.phase == Phase.QUEUED:
             plan.promoted_waiting.append(uid)
     return plan
+
+
+def namespace_counts(snapshot: Snapshot) -> tuple[dict[str, int], dict[str, int]]:
+    """The per-namespace counts the ledger's membership implies (running slots, queued runs), to
+    check the counts it keeps (``Snapshot.namespace_running``/``namespace_queued``) against."""
+    running: dict[str, int] = {}
+    queued: dict[str, int] = {}
+    for uid in snapshot.running:
+        ns = snapshot.refs.get(uid, "").split("/", 1)[0]
+        running[ns] = running.get(ns, 0) + snapshot.weights.get(uid, 1)
+    for uid, _ in snapshot.queue:
+        ns = snapshot.refs.get(uid, "").split("/", 1)[0]
+        queued[ns] = queued.get(ns, 0) + 1
+    return running, queued
 
 
 def rebuild_args(desired: Desired) -> tuple[list[tuple[str, str, int]], list[tuple[str, str, int, int]],

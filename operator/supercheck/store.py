@@ -22,6 +22,7 @@ import psycopg
 from supercheck.clock import parse_iso
 from supercheck.jobrows import JobRow, JobTestRow, check_tests, duration_ms
 from supercheck.ports import StoreUnavailable
+from supercheck.redact import location, redact
 from supercheck.rows import Row
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ def row_params(row: Row) -> dict[str, Any]:
     duration = int((completed - started).total_seconds() * 1000) if started and completed else None
     s, k, a = row.summary or {}, row.k6 or {}, row.artifacts or {}
     d = asdict(row)
+    d["message"] = redact(d["message"]) if d["message"] else d["message"]
     return {
         **{key: d[key] for key in ("uid", "attempt", "namespace", "name", "type", "phase", "final", "priority",
                                    "reason", "message", "failure_class", "exit_code", "pod_name")},
@@ -140,10 +142,11 @@ FAILURE_MAX_CHARS = 8192  # a test's failure text beyond this is cut (the report
 
 
 def _text(value: str | None, limit: int | None = None) -> str | None:
-    """Free text PostgreSQL accepts: no NUL character, no lone surrogate; at most ``limit`` characters."""
+    """Free text PostgreSQL accepts: no NUL character, no lone surrogate, no password
+    (:func:`supercheck.redact.redact`); at most ``limit`` characters."""
     if value is None:
         return None
-    value = value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    value = redact(value).replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
     if limit is not None and len(value) > limit:
         value = value[: limit - 1] + "…"
     return value
@@ -183,7 +186,7 @@ class Store:
         return bool(self.url)
 
     def where(self) -> str:
-        return (self.url or "").split("@")[-1]
+        return location(self.url)
 
     async def _connection(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed or self._conn.broken:
@@ -239,7 +242,7 @@ class Store:
                         await work(cur)
             except (TimeoutError, psycopg.Error, OSError) as exc:
                 await self._drop()
-                raise StoreUnavailable(f"PostgreSQL at {self.where()} is unavailable: {exc}".strip()) from exc
+                raise StoreUnavailable(redact(f"PostgreSQL at {self.where()} is unavailable: {exc}".strip())) from exc
 
     async def ready(self) -> bool:
         """Migrate now if possible (start-up); False when PostgreSQL is not there yet."""

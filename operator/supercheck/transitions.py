@@ -9,6 +9,7 @@ from typing import Any
 from supercheck.clock import human_duration, iso, parse_iso
 from supercheck.models import AttemptRecord, Condition, Phase, TestRunStatus
 from supercheck.pods import AttemptOutcome, PodView
+from supercheck.redact import redact
 from supercheck.retry import RETRY_LIMITS, Decision
 from supercheck.vocabulary import ConditionType, Reason, SlotState
 from supercheck_contract import STORAGE_BACK, STORAGE_UNAVAILABLE, FailureClass, Progress, RunnerResult
@@ -78,21 +79,22 @@ def queued_patch(status: TestRunStatus, seq: int, position: int, now: datetime) 
 
 
 def rejected_patch(status: TestRunStatus, retry_after: int, running: int, queued: int,
-                   running_capacity: int, queued_capacity: int, now: datetime) -> dict[str, Any]:
-    message = (f"capacity exceeded: {running}/{running_capacity} running and {queued}/{queued_capacity} queued; "
-               f"apply the TestRun again in about {retry_after}s")
+                   running_capacity: int, queued_capacity: int, now: datetime, *,
+                   reason: Reason = Reason.CAPACITY_EXCEEDED, message: str | None = None) -> dict[str, Any]:
+    """Rejected for a full queue; ``reason``/``message``: another limit's (a namespace's share)."""
+    if message is None:
+        message = (f"capacity exceeded: {running}/{running_capacity} running and {queued}/{queued_capacity} "
+                   f"queued; apply the TestRun again in about {retry_after}s")
     return {
         "phase": Phase.REJECTED.value,
         "attempts": status.attempts,
         "slot": None,
-        "reason": Reason.CAPACITY_EXCEEDED,
+        "reason": reason,
         "message": message,
         "retryAfterSeconds": retry_after,
         "completedAt": iso(now),
         "result": "rejected",
-        "conditions": set_condition(status.conditions, ConditionType.ADMITTED, "False", Reason.CAPACITY_EXCEEDED,
-                                    message,
-                                    now),
+        "conditions": set_condition(status.conditions, ConditionType.ADMITTED, "False", reason, message, now),
     }
 
 
@@ -147,7 +149,7 @@ def progress_patch(status: TestRunStatus, progress: Progress | None) -> dict[str
     if progress is None or progress.phase != Phase.UPLOADING.value or status.phase not in LIVE_PHASES:
         return None
     reason = PROGRESS_REASONS.get(progress.reason, Reason.UPLOADING)
-    message = f"attempt {status.attempts}: {progress.message}"[:1024]
+    message = redact(f"attempt {status.attempts}: {progress.message}")[:1024]  # as the status will hold it
     if status.phase == Phase.UPLOADING and status.reason == reason and status.message == message:
         return None
     history = [h.model_dump(mode="json", exclude_none=True) for h in status.attemptHistory]

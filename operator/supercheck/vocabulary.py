@@ -48,6 +48,7 @@ class Reason(enum.StrEnum):
     # admission
     QUEUED = "Queued"
     CAPACITY_EXCEEDED = "CapacityExceeded"
+    NAMESPACE_LIMIT_EXCEEDED = "NamespaceLimitExceeded"  # the namespace's queued share, or its max timeout
     SLOT_GRANTED = "SlotGranted"
     LEDGER_UNAVAILABLE = "LedgerUnavailable"
     # refused before any pod
@@ -56,6 +57,11 @@ class Reason(enum.StrEnum):
     CONFIGMAP_NOT_FOUND = "ConfigMapNotFound"
     SECRET_NOT_FOUND = "SecretNotFound"
     KEY_NOT_FOUND = "KeyNotFound"
+    # the run's script snapshot (a ConfigMap of its own) cannot be taken or is not the run's own
+    SNAPSHOT_REJECTED = "SnapshotRejected"  # too large for a ConfigMap, or refused by the API server
+    SNAPSHOT_CONFLICT = "SnapshotConflict"  # a ConfigMap of the snapshot's name is someone else's
+    # the API server refused a runner pod (4xx: Invalid, Forbidden by a ResourceQuota or a policy)
+    POD_REJECTED = "PodRejected"
     # attempts
     STARTING = "Starting"
     RUNNING = "Running"
@@ -94,6 +100,8 @@ class EventReason(enum.StrEnum):
 
     QUEUED = "Queued"
     CAPACITY_EXCEEDED = "CapacityExceeded"
+    NAMESPACE_LIMIT_EXCEEDED = "NamespaceLimitExceeded"
+    PRIORITY_CLAMPED = "PriorityClamped"  # spec.priority above the namespace's maximum: lowered to it
     DISPATCHED = "Dispatched"
     RUNNING = "Running"
     RETRYING = "Retrying"
@@ -122,6 +130,16 @@ class AdmitState(enum.StrEnum):
     RELEASED = "released"  # the run ended already; it never comes back
 
 
+class CapacityLimit(enum.StrEnum):
+    """The ledger's word for what a queued run waits for, or which limit rejected a run."""
+
+    NONE = ""
+    RUNNING = "running"  # the global running capacity (RUNNING_CAPACITY)
+    QUEUED = "queued"  # the global queue (QUEUED_CAPACITY)
+    NAMESPACE_RUNNING = "namespace-running"  # the namespace's running share
+    NAMESPACE_QUEUED = "namespace-queued"  # the namespace's queued share
+
+
 class PodStateKind(enum.StrEnum):
     """What an attempt's pod says (:func:`supercheck.pods.observe`)."""
 
@@ -136,4 +154,7 @@ class PodStateKind(enum.StrEnum):
 REDIS_RUNNING_KEY = "supercheck:capacity:running"  # the contract's counters
 REDIS_QUEUED_KEY = "supercheck:capacity:queued"
 LEDGER_PREFIX = "supercheck:ledger:"
+# fair share: namespace -> running slots its runs hold / its runs queued (no field for a namespace at 0)
+REDIS_NAMESPACE_RUNNING_KEY = LEDGER_PREFIX + "namespace-running"
+REDIS_NAMESPACE_QUEUED_KEY = LEDGER_PREFIX + "namespace-queued"
 PROMOTIONS_CHANNEL = LEDGER_PREFIX + "promoted"  # pub/sub: uids promoted to a running slot

@@ -203,6 +203,9 @@ def run_playwright(config: RunnerConfig, settings: RunnerSettings, work: Path, o
 
 def run_k6(config: RunnerConfig, settings: RunnerSettings, work: Path, out: Path,
            deadline: Deadline, stop: threading.Event, say: RunLog) -> EngineOutcome:
+    refused = k6.refused_args(config.k6Args)
+    if refused:  # the CRD refuses these too; a pod made without it (or by hand) still may not
+        return EngineOutcome(FailureClass.VALIDATION, refused)
     if job.is_shard(config):
         return run_k6_shard(config, settings, work, out, deadline, stop, say)
     suite = project.locate(Path(config.scriptPath), config.scriptName)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from supercheck_contract import FailureClass, K6Summary
+from supercheck_contract.reserved import refused_k6_args_message
 from supercheck_runner import k6_output
 from supercheck_runner.outcome import EngineOutcome
 
@@ -66,9 +67,19 @@ FIXES = {INVALID_CONFIG: "fix the script's options or the run's k6Args"}
 FLAG_ERROR = re.compile(r"^(unknown (shorthand )?flag|invalid argument .* flag|flag needs an argument|bad flag syntax)")
 
 
+def refused_args(user_args: Sequence[str]) -> str | None:
+    """Why the run's k6Args may not be passed (the first one that would override an output of
+    :func:`command`, open k6's REST API or write outside the output folder), or None."""
+    return refused_k6_args_message(user_args)
+
+
 def command(k6: str, script: Path, out: Path, user_args: Sequence[str]) -> list[str]:
     """``k6 run`` with our outputs; the run's own arguments (k6Args) come before the script so
-    they can override options (``--vus``, ``--duration``) as on any k6 command line."""
+    they can override options (``--vus``, ``--duration``) as on any k6 command line. An argument
+    that would override our outputs is refused first (:func:`refused_args`): raises ValueError."""
+    refused = refused_args(user_args)
+    if refused:
+        raise ValueError(refused)
     return [
         k6, "run",
         "--no-color",

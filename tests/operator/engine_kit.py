@@ -46,31 +46,31 @@ class World:
     events: RecordingEvents
     runs: dict[str, RunHandle] = field(default_factory=dict)
 
-    def handle(self, name: str, kind: str = "TestRun") -> RunHandle:
+    def handle(self, name: str, kind: str = "TestRun", namespace: str = "ns") -> RunHandle:
         """The run as a Kopf daemon holds it: Kopf's latest view, and the pods index."""
-        body = self.kube.jobrun(name) if kind == "JobRun" else self.kube.testrun(name)
+        body = self.kube.jobrun(name, namespace) if kind == "JobRun" else self.kube.testrun(name, namespace)
         run = self.runs.get(name)
         if run is None or run.uid != body["metadata"]["uid"]:
             uid = body["metadata"]["uid"]
             run = self.runs[name] = RunHandle(self.eng, body, lambda: [
-                v for v in (pod_view(p) for p in self.kube.pods()) if v.owner_uid == uid])
+                v for v in (pod_view(p) for p in self.kube.pods(namespace)) if v.owner_uid == uid])
         run.live = body  # the watch delivered the newest version
         return run
 
-    async def step(self, name: str) -> float | None:
-        return await step(self.handle(name))
+    async def step(self, name: str, namespace: str = "ns") -> float | None:
+        return await step(self.handle(name, namespace=namespace))
 
-    async def settle(self, name: str, limit: int = 10) -> float | None:
+    async def settle(self, name: str, limit: int = 10, namespace: str = "ns") -> float | None:
         """Step until the run waits for something outside (an event, time) or is done."""
         delay: float | None = 0.0
         for _ in range(limit):
-            delay = await self.step(name)
+            delay = await self.step(name, namespace)
             if delay != 0.0:
                 return delay
         raise AssertionError(f"{name} did not settle in {limit} steps")
 
-    def status(self, name: str) -> dict[str, Any]:
-        return self.kube.testrun(name).get("status") or {}
+    def status(self, name: str, namespace: str = "ns") -> dict[str, Any]:
+        return self.kube.testrun(name, namespace).get("status") or {}
 
     def pod_names(self) -> list[str]:
         return [p["metadata"]["name"] for p in self.kube.pods()]
@@ -84,7 +84,7 @@ def world(**overrides: Any) -> World:
     clock = FakeClock()
     cfg = settings(**overrides)
     kube, store, events = FakeKube(clock), FakeStore(), RecordingEvents()
-    ledger = FakeLedger(cfg.running_capacity, cfg.queued_capacity, clock)
+    ledger = FakeLedger(cfg.running_capacity, cfg.queued_capacity, clock, cfg.fair_share)
     eng = Engine(settings=cfg, kube=kube, ledger=ledger, store=store,
                  metrics=Metrics(cfg, registry=CollectorRegistry()), events=events, clock=clock)
     return World(eng, clock, kube, ledger, store, events)

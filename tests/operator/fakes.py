@@ -5,7 +5,8 @@ services down, pod refused, each failure class, cancel) in milliseconds and dete
 the same engine runs against the real API server, Redis and PostgreSQL in the cluster tests
 (tests/operator/test_cluster_*.py). Each fake keeps the semantics the engine relies on:
 
-* FakeKube: resourceVersion preconditions (Conflict), AlreadyExists, merge patches of status,
+* FakeKube: resourceVersion preconditions (Conflict), AlreadyExists, refusals (``refuse_create``:
+  a 4xx of a quota, a policy or validation), merge patches of status,
   ownerless objects, and a hand to play the kubelet (``pod_running``, ``pod_terminated``...).
 * FakeLedger: the Lua scripts' model — idempotent per uid, FIFO within a priority, promotion
   on release, released runs never come back, ``wiped`` answers NeedsRebuild.
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from supercheck.fairshare import FairShare
 from supercheck.jobrows import JobRow, JobTestRow, check_tests
 from supercheck.ports import (
     AdmitResult,
@@ -30,13 +32,14 @@ from supercheck.ports import (
     LedgerUnavailable,
     NeedsRebuild,
     Promotion,
+    Refused,
     ReleaseResult,
     Snapshot,
     StoreUnavailable,
     queue_score,
 )
 from supercheck.rows import Row
-from supercheck.vocabulary import AdmitState
+from supercheck.vocabulary import AdmitState, CapacityLimit
 
 KINDS = {"testruns": "TestRun", "jobruns": "JobRun"}
 
@@ -82,6 +85,7 @@ class FakeKube:
         self._uid = itertools.count(1)
         self.down = False  # every call raises ApiUnavailable
         self.refuse_pods: Exception | None = None  # create(Pod) raises this
+        self.refusals: dict[str, Refused] = {}  # "Kind" or "Kind/name" -> the API server's refusal of its create
         self.calls: list[str] = []
         self.logs: dict[tuple[str, str], str] = {}  # (namespace, pod) -> the runner container's output
         self.logs_error: Exception | None = None  # pod_log_tail raises this (the kubelet unreachable...)
@@ -158,6 +162,12 @@ class FakeKube:
         """The runner in pod ``name`` writes these lines to its stdout."""
         self.logs[(namespace, name)] = self.logs.get((namespace, name), "") + "".join(f"{ln}\n" for ln in lines)
 
+    def refuse_create(self, kind: str, status: int, message: str, name: str | None = None) -> None:
+        """The API server refuses every create of ``kind`` (or of the object ``name`` alone) with this
+        status and message (a quota, an admission policy, validation): ``create`` raises
+        :class:`Refused`, as the adapter does."""
+        self.refusals[f"{kind}/{name}" if name else kind] = Refused(status, message)
+
     # --- the port
     async def get_run(self, namespace: str, name: str, plural: str = "testruns") -> dict[str, Any] | None:
         self._check("get_run")
@@ -189,6 +199,9 @@ class FakeKube:
         self._check(f"create {obj['kind']}")
         if obj["kind"] == "Pod" and self.refuse_pods is not None:
             raise self.refuse_pods
+        refusal = self.refusals.get(f"{obj['kind']}/{obj['metadata']['name']}") or self.refusals.get(obj["kind"])
+        if refusal is not None:
+            raise refusal
         key = (obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
         if key in self.objects:
             raise AlreadyExists(f"{key} already exists")
@@ -217,6 +230,13 @@ class FakeKube:
         if self.objects.pop(("Secret", namespace, name), None) is not None:
             self.deleted_secrets.append(name)
 
+    async def get_network_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get("NetworkPolicy", namespace, name)
+
+    async def replace_network_policy(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self._check("replace NetworkPolicy")
+        return self.add(copy.deepcopy(obj))
+
     async def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None) -> None:
         self._check("delete Pod")
         self.objects.pop(("Pod", namespace, name), None)
@@ -244,11 +264,16 @@ class FakeKube:
 
 
 class FakeLedger:
-    """The capacity ledger's semantics (lua/*.lua), in memory."""
+    """The capacity ledger's semantics (lua/*.lua), in memory — fair share included: a run over its
+    namespace's running share is passed over without blocking other namespaces, a full namespace queue
+    rejects (``limit`` namespace-queued). tests/operator/test_ledger_lua.py runs the same scenarios on
+    both (``test_fake_ledger_behaves_like_the_lua``)."""
 
-    def __init__(self, running_capacity: int, queued_capacity: int, clock: FakeClock) -> None:
+    def __init__(self, running_capacity: int, queued_capacity: int, clock: FakeClock,
+                 fair_share: FairShare | None = None) -> None:
         self.running_capacity = running_capacity
         self.queued_capacity = queued_capacity
+        self.fair_share = fair_share or FairShare()
         self.clock = clock
         self.running: dict[str, int] = {}  # uid -> granted ms
         self.queue: dict[str, int] = {}  # uid -> score
@@ -256,6 +281,7 @@ class FakeLedger:
         self.released: set[str] = set()
         self.seq = 0
         self.down = False
+        self.down_message = "Redis at 127.0.0.1:0 is unreachable (the fake ledger is down)"
         self.wiped = False
         self.avg_ms: int | None = None
         self.weights: dict[str, int] = {}  # uid -> running slots at once, when more than 1
@@ -263,58 +289,101 @@ class FakeLedger:
     def used(self) -> int:
         return sum(self.weights.get(uid, 1) for uid in self.running)
 
+    def _ns(self, uid: str) -> str:
+        return self.refs.get(uid, "").split("/", 1)[0]
+
+    def ns_running(self, ns: str) -> int:
+        return sum(self.weights.get(uid, 1) for uid in self.running if self._ns(uid) == ns)
+
+    def ns_queued(self, ns: str) -> int:
+        return sum(1 for uid in self.queue if self._ns(uid) == ns)
+
+    def _over_share(self, ns: str, weight: int) -> bool:
+        cap = self.fair_share.of(ns).running
+        return cap is not None and self.ns_running(ns) + weight > cap
+
+    def _clamp(self, weight: int, ns: str) -> int:
+        weight = max(1, min(weight, self.running_capacity))
+        cap = self.fair_share.of(ns).running
+        return min(weight, cap) if cap is not None else weight
+
     def _check(self) -> None:
         if self.down:
-            raise LedgerUnavailable("Redis at 127.0.0.1:0 is unreachable (the fake ledger is down)")
+            raise LedgerUnavailable(self.down_message)
         if self.wiped:
             raise NeedsRebuild("the capacity ledger is empty (Redis restarted?)")
 
     def _ms(self) -> int:
         return int(self.clock.now().timestamp() * 1000)
 
-    def _promote(self) -> tuple[Promotion, ...]:
+    def _promote(self) -> tuple[tuple[Promotion, ...], bool]:
+        """The promoted runs, and whether a run within its share waits for slots (a newcomer queues)."""
         out = []
-        while self.used() < self.running_capacity and self.queue:
-            uid = min(self.queue, key=lambda u: self.queue[u])
-            if self.weights.get(uid, 1) > self.running_capacity:
-                self.weights[uid] = self.running_capacity
-            if self.used() + self.weights.get(uid, 1) > self.running_capacity:
-                break  # strict order: the head waits for all its slots, nothing overtakes it
+        blocked: set[str] = set()
+        for uid in sorted(self.queue, key=lambda u: self.queue[u]):
+            if self.used() >= self.running_capacity:
+                return tuple(out), True
+            ns = self._ns(uid)
+            weight = self._clamp(self.weights.get(uid, 1), ns)
+            if weight > 1:
+                self.weights[uid] = weight
+            else:
+                self.weights.pop(uid, None)
+            if ns in blocked or self._over_share(ns, weight):
+                blocked.add(ns)  # passed over, and every later run of its namespace
+                continue
+            if self.used() + weight > self.running_capacity:
+                return tuple(out), True  # strict order: the head waits for all its slots
             del self.queue[uid]
             self.running[uid] = self._ms()
             out.append(Promotion(uid, self.refs.get(uid, "")))
-        return tuple(out)
+        return tuple(out), self.used() >= self.running_capacity
 
     def _position(self, uid: str) -> int:
         return sorted(self.queue.values()).index(self.queue[uid]) + 1
 
     async def admit(self, uid: str, ref: str, priority: int, weight: int = 1) -> AdmitResult:
         self._check()
-        weight = max(1, min(weight, self.running_capacity))
-        counts = lambda: dict(running=self.used(), queued=len(self.queue),  # noqa: E731
-                              weight=self.weights.get(uid, 1))
+        ns = ref.split("/", 1)[0]
+        weight = self._clamp(weight, ns)
+
+        def answer(state: AdmitState, limit: CapacityLimit = CapacityLimit.NONE, **extra: Any) -> AdmitResult:
+            return AdmitResult(state, running=self.used(), queued=len(self.queue),
+                               weight=self.weights.get(uid, 1) if uid in self.refs else 0,
+                               namespace_running=self.ns_running(ns), namespace_queued=self.ns_queued(ns),
+                               limit=limit, **extra)
+
+        def waits_for(w: int) -> CapacityLimit:
+            return CapacityLimit.NAMESPACE_RUNNING if self._over_share(ns, w) else CapacityLimit.RUNNING
+
         if uid in self.released:
-            return AdmitResult(AdmitState.RELEASED, **counts())
-        promoted = self._promote()
+            return answer(AdmitState.RELEASED)
+        promoted, stalled = self._promote()
         if uid in self.running:
-            return AdmitResult(AdmitState.RUNNING, granted_ms=self.running[uid], promoted=promoted, **counts())
+            return answer(AdmitState.RUNNING, granted_ms=self.running[uid], promoted=promoted)
         if uid in self.queue:
-            return AdmitResult(AdmitState.QUEUED, seq=self.queue[uid] % 2**40, position=self._position(uid),
-                               promoted=promoted, **counts())
+            return answer(AdmitState.QUEUED, waits_for(self.weights.get(uid, 1)), seq=self.queue[uid] % 2**40,
+                          position=self._position(uid), promoted=promoted)
         self.refs[uid] = ref
         if weight > 1:
             self.weights[uid] = weight
-        if self.used() + weight <= self.running_capacity and not self.queue:
+        if (self.used() + weight <= self.running_capacity and not self._over_share(ns, weight)
+                and self.ns_queued(ns) == 0 and not stalled):
             self.running[uid] = self._ms()
-            return AdmitResult(AdmitState.RUNNING, granted_ms=self.running[uid], promoted=promoted, **counts())
-        if len(self.queue) < self.queued_capacity:
+            return answer(AdmitState.RUNNING, granted_ms=self.running[uid], promoted=promoted)
+        ns_cap = self.fair_share.of(ns).queued
+        if ns_cap is not None and self.ns_queued(ns) >= ns_cap:
+            limit = CapacityLimit.NAMESPACE_QUEUED
+        elif len(self.queue) >= self.queued_capacity:
+            limit = CapacityLimit.QUEUED
+        else:
             self.seq += 1
             self.queue[uid] = queue_score(priority, self.seq)
-            return AdmitResult(AdmitState.QUEUED, seq=self.seq, position=self._position(uid), promoted=promoted,
-                               **counts())
+            return answer(AdmitState.QUEUED, waits_for(weight), seq=self.seq, position=self._position(uid),
+                          promoted=promoted)
         del self.refs[uid]
         self.weights.pop(uid, None)
-        return AdmitResult(AdmitState.REJECTED, promoted=promoted, **counts())
+        return answer(AdmitState.REJECTED, limit, promoted=promoted)
 
     async def release(self, uid: str, duration_ms: int | None = None) -> ReleaseResult:
         self._check()
@@ -328,7 +397,7 @@ class FakeLedger:
             removed = "queued"
         self.refs.pop(uid, None)
         self.weights.pop(uid, None)
-        return ReleaseResult(removed, self._promote())
+        return ReleaseResult(removed, self._promote()[0])
 
     async def ensure(self, uid: str, ref: str, kind: str, score: int = 0,
                      weight: int = 1) -> tuple[str, tuple[Promotion, ...]]:
@@ -340,9 +409,9 @@ class FakeLedger:
             self.weights[uid] = weight
         if kind == "running":
             self.running[uid] = self._ms()
-        else:
-            self.queue[uid] = score
-        return "added", self._promote()
+            return "added", ()
+        self.queue[uid] = score
+        return "added", self._promote()[0]
 
     async def rebuild(self, running: Sequence[tuple[str, str, int]], queued: Sequence[tuple[str, str, int, int]],
                       released: Sequence[str], seq_floor: int) -> tuple[bool, tuple[Promotion, ...]]:
@@ -352,19 +421,30 @@ class FakeLedger:
             return False, ()
         self.wiped = False
         self.running = {uid: self._ms() for uid, _, _ in running}
-        self.queue = {uid: score for uid, _, score, _ in queued}
-        self.refs = {uid: ref for uid, ref, _ in running} | {uid: ref for uid, ref, _, _ in queued}
-        self.weights = {uid: w for uid, _, w in running if w > 1} | {uid: w for uid, _, _, w in queued if w > 1}
+        self.queue = {uid: score for uid, _, score, _ in queued if uid not in self.running}
+        self.refs = {uid: ref for uid, ref, _, _ in queued} | {uid: ref for uid, ref, _ in running}
+        self.weights = {uid: w for uid, _, _, w in queued if w > 1} | {uid: w for uid, _, w in running if w > 1}
         self.released = set(released)
         self.seq = max(self.seq, seq_floor)
-        return True, self._promote()
+        return True, self._promote()[0]
+
+    async def recount(self) -> None:
+        self._check()  # the fake derives its per-namespace counts from the membership: nothing to redo
+
+    def _by_namespace(self, uids: Any, weighted: bool) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for uid in uids:
+            ns = self._ns(uid)
+            out[ns] = out.get(ns, 0) + (self.weights.get(uid, 1) if weighted else 1)
+        return out
 
     async def snapshot(self) -> Snapshot:
         if self.down:
             raise LedgerUnavailable("down")
         return Snapshot(None if self.wiped else "epoch", self.used(), len(self.queue), set(self.running),
                         sorted(self.queue.items(), key=lambda kv: kv[1]), dict(self.refs), set(self.released),
-                        dict(self.weights))
+                        dict(self.weights), namespace_running=self._by_namespace(self.running, True),
+                        namespace_queued=self._by_namespace(self.queue, False))
 
     async def epoch(self) -> str | None:
         if self.down:
@@ -388,6 +468,7 @@ class FakeStore:
         self.jobs: dict[str, JobRow] = {}
         self.job_tests: dict[str, dict[str, JobTestRow]] = {}  # job uid -> test name -> row
         self.down = False
+        self.down_message = "PostgreSQL at 127.0.0.1:0 is unavailable (the fake store is down)"
 
     @property
     def enabled(self) -> bool:
@@ -395,7 +476,7 @@ class FakeStore:
 
     async def upsert(self, rows: list[Row]) -> None:
         if self.down:
-            raise StoreUnavailable("PostgreSQL at 127.0.0.1:0 is unavailable (the fake store is down)")
+            raise StoreUnavailable(self.down_message)
         for row in rows:
             old = self.rows.get((row.uid, row.attempt))
             if old is None or not old.final or row.final:

@@ -57,3 +57,24 @@ def test_memory_forms():
     with pytest.raises(ValueError):
         normalise_memory("lots")
     assert metric_label_name("team") == "label_team"
+
+
+def test_fair_share_settings_default_to_no_limit_and_overrides_merge_with_the_defaults(clean_env):
+    fair = Settings().fair_share
+    assert fair.of("any") == fair.default and fair.default.running is None and fair.default.queued is None
+    s = Settings(SUPERCHECK_NAMESPACE_MAX_RUNNING="2", SUPERCHECK_NAMESPACE_MAX_QUEUED="10",
+                 SUPERCHECK_NAMESPACE_MAX_PRIORITY="100", SUPERCHECK_NAMESPACE_MAX_TIMEOUT_SECONDS="",
+                 SUPERCHECK_NAMESPACE_LIMITS='{"team-a": {"running": 4, "queued": null}, "batch": {"maxPriority": -5}}')
+    a, batch, other = s.fair_share.of("team-a"), s.fair_share.of("batch"), s.fair_share.of("other")
+    assert (a.running, a.queued, a.max_priority) == (4, None, 100)  # left out: the default; null: no limit
+    assert (batch.running, batch.queued, batch.max_priority) == (2, 10, -5)
+    assert (other.running, other.queued, other.max_timeout_seconds) == (2, 10, None)
+    assert s.fair_share.priority("team-a", 1000) == 100 and s.fair_share.priority("batch", 0) == -5
+    assert s.fair_share.priority("other", 3) == 3
+
+
+@pytest.mark.parametrize("value", ['{"team-a": {"runing": 4}}', '{"team-a": {"running": 0}}', '["team-a"]',
+                                   '{"team-a": {"maxPriority": 5000}}'])
+def test_fair_share_overrides_with_a_typo_or_out_of_range_are_refused_at_start(clean_env, value):
+    with pytest.raises(ValidationError):
+        Settings(SUPERCHECK_NAMESPACE_LIMITS=value)

@@ -76,6 +76,20 @@ def test_a_job_takes_its_slots_at_once_and_runs_one_pod_per_shard():
     run(go)
 
 
+def test_a_job_records_videos_only_when_asked():
+    async def go():
+        w = world(running_capacity=4, queued_capacity=5)
+        suite_cm(w)
+        w.kube.add_jobrun("quiet", job_spec(parallelism=1))
+        w.kube.add_jobrun("filmed", job_spec(parallelism=1, playwright={"video": "retain-on-failure"}))
+        await settle(w, "quiet")
+        await settle(w, "filmed")
+        video = {p["metadata"]["name"]: {e["name"]: e.get("value") for e in p["spec"]["containers"][0]["env"]}
+                 ["SUPERCHECK_PLAYWRIGHT_VIDEO"] for p in w.kube.pods()}
+        assert video == {"quiet-s1-a1": "off", "filmed-s1-a1": "retain-on-failure"}
+    run(go)
+
+
 def test_progress_follows_the_runners_logs_and_the_merged_report_ends_the_job():
     async def go():
         w = world(running_capacity=4, queued_capacity=5, database_url="postgresql://fake")

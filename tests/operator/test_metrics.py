@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import redis
 from operator_kit import throwaway_redis
 from prometheus_client import generate_latest
 
 from supercheck.config import Settings
-from supercheck.ledger import QUEUED_KEY, RUNNING_KEY
+from supercheck.ledger import QUEUED_KEY, RUNNING_KEY, Ledger
 from supercheck.metrics import Metrics
 
 
@@ -69,3 +71,26 @@ def test_capacity_gauges_are_read_from_redis_at_scrape_time(tmp_path):
         assert "supercheck_capacity_running_limit 3.0" in text and "supercheck_ledger_up 1.0" in text
     text = generate_latest(m.registry).decode()
     assert "supercheck_ledger_up 0.0" in text and "supercheck_capacity_running 2.0" in text
+
+
+@pytest.mark.integration
+def test_namespace_gauges_list_only_namespaces_holding_something(tmp_path):
+    """Fair share's per-namespace gauges, from the ledger's hashes: bounded by what the ledger holds."""
+    async def admit_and_release(url: str) -> None:
+        ledger = Ledger(url, 3, 5)
+        await ledger.rebuild([], [], [], 0)
+        await ledger.admit("a1", "team-a/r1", 0, weight=2)
+        await ledger.admit("b1", "team-b/r1", 0)
+        await ledger.admit("a2", "team-a/r2", 0)
+        await ledger.release("b1")  # team-b holds nothing now; a2 takes the slot
+        await ledger.admit("a3", "team-a/r3", 0)
+        await ledger.close()
+
+    with throwaway_redis(str(tmp_path)) as url:
+        asyncio.run(admit_and_release(url))
+        m = Metrics(Settings())
+        m.attach_ledger(url)
+        text = generate_latest(m.registry).decode()
+    assert 'supercheck_namespace_running{namespace="team-a"} 3.0' in text
+    assert 'supercheck_namespace_queued{namespace="team-a"} 1.0' in text
+    assert 'namespace="team-b"' not in text

@@ -96,3 +96,17 @@ def test_a_job_holds_its_slots_in_the_rebuilt_ledger():
     d = repair.desired_ledger([job, tr("t", "Running", "running")], [])
     running, _, _, _ = repair.rebuild_args(d)
     assert sorted(running) == [("job", "ns/job", 3), ("t", "ns/t", 1)]
+
+
+def test_rebuilt_queue_places_use_the_namespace_maximum_priority_and_counts_follow_the_refs():
+    from supercheck.fairshare import FairShare, NamespaceLimits, Share
+    fair = FairShare(Share(max_priority=10), {"vip": NamespaceLimits(maxPriority=None)})
+    flood = tr("f", "Queued", "queued", seq=1, priority=1000)
+    vip = tr("v", "Queued", "queued", seq=2, priority=1000)
+    vip["metadata"]["namespace"] = "vip"
+    d = repair.desired_ledger([flood, vip], [], fair)
+    assert d.queued == {"f": ("ns/f", queue_score(10, 1)), "v": ("vip/v", queue_score(1000, 2))}
+    snap = Snapshot(epoch="e", running_count=3, queued_count=2, running={"a", "job", "orphan"},
+                    queue=[("f", 0), ("v", 0)], refs={"a": "ns/a", "job": "ns/job", "f": "ns/f", "v": "vip/v"},
+                    weights={"job": 2})
+    assert repair.namespace_counts(snap) == ({"ns": 3, "": 1}, {"ns": 1, "vip": 1})

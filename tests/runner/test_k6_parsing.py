@@ -4,6 +4,7 @@ class, handleSummary's files; and the timer."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,17 @@ def test_command_line():
     env = k6.dashboard_env(Path("/w/out"), {})
     assert env["K6_WEB_DASHBOARD_EXPORT"] == "/w/out/report/index.html" and env["K6_WEB_DASHBOARD_PORT"] == "-1"
     assert k6.dashboard_env(Path("/w/out"), {"K6_WEB_DASHBOARD_PERIOD": "10s"})["K6_WEB_DASHBOARD_PERIOD"] == "10s"
+
+
+@pytest.mark.parametrize("args", [["--address", "0.0.0.0:6565"], ["-qa:6565"], ["--out", "csv=/tmp/x"],
+                                  ["--summary-export=/tmp/s.json"], ["--no-summary"], ["--log-output=file=/x"]])
+def test_flags_that_override_ours_are_refused_not_passed(args):
+    """k6 takes a flag's last value: the run's --address after our --address "" would open the REST API
+    (tests/security/test_spec_guards.py shows it with the real k6)."""
+    assert k6.refused_args(args) is not None and "spec.k6.args may not set" in k6.refused_args(args)
+    with pytest.raises(ValueError, match=re.escape(repr(args[0]))):
+        k6.command("k6", Path("/w/script.js"), Path("/w/out"), args)
+    assert k6.refused_args(["--vus", "3", "-d30s", "-e", "OUT=x"]) is None
 
 
 def test_timer_margin_and_budgets():

@@ -5,7 +5,9 @@
 * :mod:`.run` — one run's handle: its newest known body, resourceVersion-checked status
   patches, Events and its pods (:class:`RunHandle`).
 * :mod:`.admission` — admit, queue or reject through the capacity ledger; refuse what cannot run.
-* :mod:`.attempts` — launch an attempt's pod, observe it, retry by failure class.
+* :mod:`.attempts` — launch an attempt's pod, observe it, retry by failure class; a pod the API
+  server refuses ends the run.
+* :mod:`.snapshot` — the run's own script ConfigMap (within 1 MiB, never someone else's).
 * :mod:`.uploads` — each runner pod's upload grant, in a Secret of its own while the pod lives.
 * :mod:`.results` — release the slot, record rows in PostgreSQL, announce the end, honour the TTL.
 * :mod:`.testrun` — a TestRun's step and its cancellation, driving the three units above.

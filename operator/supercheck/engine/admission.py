@@ -3,16 +3,16 @@ queues it, or rejects it with a retry-after; a queued run waits for its promotio
 
 from __future__ import annotations
 
-from supercheck import podspec, scriptfiles
+from supercheck import envguard, podspec, scriptfiles
 from supercheck import transitions as tr
 from supercheck.clock import parse_iso
-from supercheck.engine import Step
+from supercheck.engine import Step, shares
 from supercheck.engine import attempts as att
 from supercheck.engine import results as res
+from supercheck.engine import snapshot as snap
 from supercheck.engine.run import Body, RunHandle, body_ref
 from supercheck.models import Phase, TestRunSpec, TestRunStatus
 from supercheck.ports import ApiUnavailable, Conflict
-from supercheck.retry import retry_after_seconds
 from supercheck.vocabulary import AdmitState, ConditionType, EventReason, Reason, not_found_reason
 
 # A queued run re-checks the ledger this often even without events.
@@ -21,6 +21,13 @@ QUEUE_BACKSTOP_SECONDS = 30.0
 
 def _keys(obj: Body) -> list[str]:
     return sorted({**(obj.get("data") or {}), **(obj.get("binaryData") or {})})
+
+
+def key_not_found(kind: str, name: str, where: str, key: str, obj: Body) -> str:
+    """Which key of which object is missing. A ConfigMap's keys are listed, to help; a Secret's never:
+    their names say what the Secret holds, and every reader of the run sees this message."""
+    listing = f" (it has: {', '.join(_keys(obj)) or 'no keys'})" if kind == "ConfigMap" else ""
+    return f"{kind} {name!r} referenced by {where} has no key {key!r}{listing}"
 
 
 async def missing_reference(run: RunHandle, spec: TestRunSpec) -> tuple[Reason, str] | None:
@@ -33,8 +40,10 @@ async def missing_reference(run: RunHandle, spec: TestRunSpec) -> tuple[Reason, 
             return not_found_reason(kind), (f"{kind} {name!r} referenced by {where} was not found in namespace "
                                             f"{run.namespace!r}; create it or fix the reference")
         if key is not None and key not in _keys(obj):
-            return Reason.KEY_NOT_FOUND, (f"{kind} {name!r} referenced by {where} has no key {key!r} "
-                                          f"(it has: {', '.join(_keys(obj)) or 'no keys'})")
+            return Reason.KEY_NOT_FOUND, key_not_found(kind, name, where, key, obj)
+    reserved = await envguard.reserved_env_from(kube, run.namespace, spec.envFrom)
+    if reserved:
+        return Reason.INVALID_SPEC, reserved
     ref = spec.script.configMapRef
     if ref is not None and scriptfiles.whole_configmap(spec):
         keys = _keys(await kube.get_configmap(run.namespace, ref.name) or {})
@@ -58,6 +67,9 @@ async def admit(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRunSt
         podspec.resolve_resources(spec, s)
     except podspec.ResourceBoundsError as exc:
         return await res.refuse(run, body, status, Reason.RESOURCES_OUT_OF_BOUNDS, str(exc))
+    too_long = shares.timeout_refusal(run, spec.timeoutSeconds)
+    if too_long:
+        return await res.refuse(run, body, status, Reason.NAMESPACE_LIMIT_EXCEEDED, too_long)
     missing = await missing_reference(run, spec)
     if missing:
         # A reference created right after the TestRun (kubectl apply -f dir/) gets a grace period.
@@ -73,28 +85,41 @@ async def admit(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRunSt
             return min(1.0, s.script_ref_grace_seconds - waited + 0.05)
         return await res.refuse(run, body, status, reason, message)
 
+    priority = shares.queue_priority(run, spec.priority)
     async with eng.gate.shared():
-        result = await eng.ledger.admit(run.uid, body_ref(body), spec.priority)
+        result = await eng.ledger.admit(run.uid, body_ref(body), priority)
         eng.wake_promoted(result.promoted)
+        if result.state != AdmitState.RELEASED:
+            shares.announce_priority(run, body, spec.priority, priority)
         if result.state == AdmitState.REJECTED:
-            avg = await eng.ledger.avg_run_seconds()
-            retry_after = retry_after_seconds(s.running_capacity, avg)
-            patch = tr.rejected_patch(status, retry_after, result.running, result.queued,
-                                      s.running_capacity, s.queued_capacity, now)
+            why = shares.rejection(run, "TestRun", result, await eng.ledger.avg_run_seconds())
+            patch = tr.rejected_patch(status, why.retry_after, result.running, result.queued,
+                                      s.running_capacity, s.queued_capacity, now, reason=why.reason,
+                                      message=why.message)
             body = await run.patch(body, patch)
             extra = run.extra_labels(body)
-            eng.metrics.rejections.labels(spec.type, Reason.CAPACITY_EXCEEDED, *extra).inc()
+            eng.metrics.rejections.labels(spec.type, why.reason, *extra).inc()
             eng.metrics.runs.labels(spec.type, Phase.REJECTED.value, *extra).inc()
-            run.event(body, "Warning", EventReason.CAPACITY_EXCEEDED, patch["message"])
+            run.event(body, "Warning", why.reason, patch["message"])
             return await res.finished(run, body, TestRunStatus.model_validate(body["status"]), spec)
         if result.state == AdmitState.RELEASED:
             # The ledger says this run already ended; the cluster must say so too, soon.
             return 0.0 if await run.refresh() is not None else None
         if result.state == AdmitState.QUEUED:
-            await att.ensure_script(run, body, spec)
-            body = await run.patch(body, tr.queued_patch(status, result.seq, result.position, now))
+            try:
+                await att.ensure_script(run, body, spec)
+            except snap.NoSnapshot as exc:
+                return await res.refuse(run, body, status, exc.reason, exc.message)
+            except snap.SnapshotBusy as exc:
+                run.log.info("%s", exc)
+                return s.service_retry_seconds  # the queue place is kept: admit is idempotent
+            note = shares.waiting_note(run, result)
+            patch = tr.queued_patch(status, result.seq, result.position, now)
+            patch["message"] += note
+            body = await run.patch(body, patch)
             run.event(body, "Normal", EventReason.QUEUED,
-                      f"all {s.running_capacity} running slots are taken; queued at position {result.position}")
+                      (note[2:] if note else f"all {s.running_capacity} running slots are taken") +
+                      f"; queued at position {result.position}")
             return QUEUE_BACKSTOP_SECONDS
         return await att.launch(run, body, spec, status, 1, result.granted_ms)
 
@@ -103,8 +128,9 @@ async def wait_in_queue(run: RunHandle, body: Body, spec: TestRunSpec, status: T
     """Queued: ask the ledger again (idempotent) whether the run was promoted to a running slot."""
     eng = run.eng
     s = eng.settings
+    priority = shares.queue_priority(run, spec.priority)
     async with eng.gate.shared():
-        result = await eng.ledger.admit(run.uid, body_ref(body), spec.priority)
+        result = await eng.ledger.admit(run.uid, body_ref(body), priority)
         eng.wake_promoted(result.promoted)
         if result.state == AdmitState.RUNNING:
             return await att.launch(run, body, spec, status, 1, result.granted_ms)
@@ -113,10 +139,11 @@ async def wait_in_queue(run: RunHandle, body: Body, spec: TestRunSpec, status: T
         if result.state == AdmitState.REJECTED:
             # The ledger lost the place and the queue is full now: the run cannot be kept.
             run.log.warning("queue place lost and the queue is full; the run is rejected")
-            patch = tr.rejected_patch(status, 1, result.running, result.queued, s.running_capacity,
-                                      s.queued_capacity, eng.clock.now())
+            why = shares.rejection(run, "TestRun", result, None)
+            patch = tr.rejected_patch(status, why.retry_after, result.running, result.queued, s.running_capacity,
+                                      s.queued_capacity, eng.clock.now(), reason=why.reason, message=why.message)
             body = await run.patch(body, patch)
-            run.event(body, "Warning", EventReason.CAPACITY_EXCEEDED, patch["message"])
+            run.event(body, "Warning", why.reason, patch["message"])
             return 0.0
     return QUEUE_BACKSTOP_SECONDS
 

@@ -11,25 +11,31 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
+from supercheck import envguard, podspec, scriptfiles
 from supercheck import pods as pod_state
-from supercheck import podspec, scriptfiles
 from supercheck import transitions as tr
 from supercheck.clock import iso, parse_iso
 from supercheck.engine import WAIT, Step, progress, uploads
 from supercheck.engine import results as res
+from supercheck.engine import snapshot as snap
+from supercheck.engine.isolation import ensure_runner_network_policy
 from supercheck.engine.run import Body, RunHandle
-from supercheck.models import TestRunSpec, TestRunStatus
+from supercheck.models import Phase, TestRunSpec, TestRunStatus
 from supercheck.pods import AttemptOutcome
-from supercheck.ports import AlreadyExists
-from supercheck.retry import decide
+from supercheck.ports import AlreadyExists, Refused
+from supercheck.retry import Decision, decide
 from supercheck.vocabulary import EventReason, PodStateKind, Reason, SlotState
+from supercheck_contract import FailureClass
 
 # Pod events drive the run; this backstop only re-checks in case an event was somehow missed.
 OBSERVE_BACKSTOP_SECONDS = 60.0
 
 
-class ScriptGone(Exception):
+class ScriptGone(snap.NoSnapshot):
     """The script's ConfigMap (or one of its keys) disappeared between admission and launch."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Reason.CONFIGMAP_NOT_FOUND, message)
 
 
 async def script_files(run: RunHandle, spec: TestRunSpec) -> tuple[dict[str, str], dict[str, str]]:
@@ -50,13 +56,43 @@ async def script_files(run: RunHandle, spec: TestRunSpec) -> tuple[dict[str, str
             {k: str(binary[k]) for k in wanted if k in binary})
 
 
-async def ensure_script(run: RunHandle, body: Body, spec: TestRunSpec) -> None:
-    """The run's own snapshot of its script and files, in a ConfigMap it owns (taken once, at admission)."""
+async def ensure_script(run: RunHandle, body: Body, spec: TestRunSpec) -> Body:
+    """The run's own snapshot of its script and files, in a ConfigMap it owns (taken once, at admission).
+
+    Raises :class:`supercheck.engine.snapshot.NoSnapshot` (the run cannot have one: it ends Error)
+    and :class:`~supercheck.engine.snapshot.SnapshotBusy` (try again shortly)."""
     cm = podspec.script_configmap(podspec.RunRef.from_body(body), spec, *await script_files(run, spec))
+    return await snap.ensure(run, cm)
+
+
+async def snapshot_for_pod(run: RunHandle, body: Body, spec: TestRunSpec, attempt: int) -> Body:
+    """The snapshot the attempt's pod is to mount: the run's own, never a ConfigMap of its name that is
+    someone else's. A run admitted straight away whose first attempt could not take it (an earlier run's
+    snapshot was still there) takes it now; a queued run took it while it waited."""
     try:
-        await run.eng.kube.create(cm)
-    except AlreadyExists:
-        pass
+        return await snap.current(run)
+    except snap.NoSnapshot as exc:
+        if exc.reason != Reason.CONFIGMAP_NOT_FOUND or attempt != 1 or (body.get("status") or {}).get("queuedAt"):
+            raise
+    return await ensure_script(run, body, spec)
+
+
+async def end_without_pod(run: RunHandle, body: Body, spec: TestRunSpec, reason: Reason, message: str) -> Step:
+    """The claimed attempt cannot have a pod (the API server refused it, or there is no snapshot of the
+    run's to mount): the run ends Error now, the attempt closed with the reason, the slot released.
+    Nothing is retried: the same request would be refused again."""
+    eng = run.eng
+    status = TestRunStatus.model_validate(body.get("status") or {})
+    outcome = AttemptOutcome(FailureClass.VALIDATION, None, message)
+    async with eng.gate.shared():
+        body = await run.patch(body, tr.terminal_patch(status, outcome, Decision(False, Phase.ERROR, reason),
+                                                       eng.clock.now()))
+        final = TestRunStatus.model_validate(body["status"])
+        await res.release(run, final)
+    run.log.info("%s", final.message)  # the Warning Event is announce_end's
+    eng.metrics.rejections.labels(spec.type, reason, *run.extra_labels(body)).inc()
+    res.announce_end(run, body, spec, final)
+    return await res.finished(run, body, final, spec)
 
 
 async def launch(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRunStatus, attempt: int,
@@ -67,6 +103,7 @@ async def launch(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRunS
     granted = datetime.fromtimestamp(granted_ms / 1000, now.tzinfo) if granted_ms else None
     name = podspec.pod_name(run.name, attempt)
     claim = run.patch(body, tr.claim_attempt_patch(status, attempt, name, granted, now))
+    snapshot: Body | None = None
     if attempt == 1 and status.slot != SlotState.QUEUED:
         # Admitted straight away: the script ConfigMap is written beside the claim, not after it
         # (a queued run wrote it while it waited).
@@ -75,11 +112,12 @@ async def launch(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRunS
             body = await claim
         finally:
             try:
-                await script
-            except ScriptGone as exc:
-                latest = run.body()
-                return await res.refuse(run, latest, TestRunStatus.model_validate(latest.get("status") or {}),
-                                        Reason.CONFIGMAP_NOT_FOUND, str(exc))
+                snapshot = await script
+            except snap.NoSnapshot as exc:
+                return await end_without_pod(run, run.body(), spec, exc.reason, exc.message)
+            except snap.SnapshotBusy as exc:
+                run.log.info("%s", exc)
+                return eng.settings.service_retry_seconds
     else:
         body = await claim
     if attempt == 1:
@@ -87,37 +125,49 @@ async def launch(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRunS
         if created and granted:
             eng.metrics.queue_wait.labels(spec.type, *run.extra_labels(body)).observe(
                 max(0.0, (granted - created).total_seconds()))
-    return await create_pod(run, body, spec, attempt, granted or now)
+    return await create_pod(run, body, spec, attempt, granted or now, snapshot)
 
 
-async def suite_layout(run: RunHandle, spec: TestRunSpec) -> scriptfiles.Layout | tuple[Reason, str]:
-    """A whole ConfigMap's files are those of the run's snapshot; why not, when it cannot be used."""
-    name = podspec.configmap_name(run.name)
-    snapshot = await run.eng.kube.get_configmap(run.namespace, name)
-    if snapshot is None:
-        return Reason.CONFIGMAP_NOT_FOUND, (f"the run's script snapshot, ConfigMap {name!r}, was deleted; "
-                                            "create the TestRun again")
-    try:
-        return scriptfiles.layout(spec, run.name, {**(snapshot.get("data") or {}),
-                                                   **(snapshot.get("binaryData") or {})})
-    except scriptfiles.LayoutError as exc:
-        return Reason.INVALID_SPEC, str(exc)
-
-
-async def create_pod(run: RunHandle, body: Body, spec: TestRunSpec, attempt: int, since: datetime) -> Step:
+async def create_pod(run: RunHandle, body: Body, spec: TestRunSpec, attempt: int, since: datetime,
+                     snapshot: Body | None = None) -> Step:
+    """Create the attempt's pod, mounting the run's own snapshot (``snapshot``: just ensured by the
+    caller; otherwise read and checked now). A pod the API server refuses ends the run."""
     eng = run.eng
+    try:
+        if snapshot is None:
+            snapshot = await snapshot_for_pod(run, body, spec, attempt)
+    except snap.NoSnapshot as exc:
+        return await end_without_pod(run, body, spec, exc.reason, exc.message)
+    except snap.SnapshotBusy as exc:
+        run.log.info("%s", exc)
+        return eng.settings.service_retry_seconds
     files = None
     if scriptfiles.whole_configmap(spec):
-        found = await suite_layout(run, spec)
-        if isinstance(found, tuple):
-            return await res.refuse(run, body, TestRunStatus.model_validate(body.get("status") or {}), *found)
-        files = found
+        # A whole ConfigMap's files are those of the run's snapshot.
+        try:
+            files = scriptfiles.layout(spec, run.name, {**(snapshot.get("data") or {}),
+                                                        **(snapshot.get("binaryData") or {})})
+        except scriptfiles.LayoutError as exc:
+            return await end_without_pod(run, body, spec, Reason.INVALID_SPEC, str(exc))
+    # Checked at admission too; again here, since the sources may have changed while the run waited.
+    reserved = await envguard.reserved_env_from(eng.kube, run.namespace, spec.envFrom)
+    if reserved:
+        return await end_without_pod(run, body, spec, Reason.INVALID_SPEC, reserved)
+    await ensure_runner_network_policy(eng, run.namespace)
     resources = podspec.resolve_resources(spec, eng.settings)
     pod = podspec.runner_pod(podspec.RunRef.from_body(body), spec, attempt, eng.settings, resources, files)
-    if not await uploads.grant(run, pod):
-        return eng.settings.service_retry_seconds
+    try:
+        if not await uploads.grant(run, pod):
+            return eng.settings.service_retry_seconds
+    except Refused as exc:
+        return await end_without_pod(run, body, spec, Reason.POD_REJECTED, (
+            f"attempt {attempt}: the API server refused runner pod {pod['metadata']['name']} ({exc.status}): {exc}"))
     try:
         await eng.kube.create(pod)
+    except Refused as exc:
+        return await end_without_pod(run, body, spec, Reason.POD_REJECTED, (
+            f"attempt {attempt}: the API server refused runner pod {pod['metadata']['name']} ({exc.status}): "
+            f"{exc}"))
     except AlreadyExists:
         existing = await eng.kube.get_pod(run.namespace, pod["metadata"]["name"])
         view = pod_state.pod_view(existing) if existing else None

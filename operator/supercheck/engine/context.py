@@ -80,6 +80,7 @@ class Engine:
     wakeups: dict[str, asyncio.Event] = field(default_factory=dict)
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     cancelling: set[str] = field(default_factory=set)
+    network_policies: set[str] = field(default_factory=set)  # namespaces whose runner policy is kept
     rebuild_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     # --- wake-ups: events, not polling

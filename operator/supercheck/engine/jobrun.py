@@ -18,19 +18,24 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from supercheck import jobpods, jobstate, podspec
+from supercheck import envguard, jobpods, jobstate, podspec
 from supercheck import pods as pod_state
 from supercheck import transitions as tr
 from supercheck.clock import iso, parse_iso
-from supercheck.engine import WAIT, Step, uploads
+from supercheck.engine import WAIT, Step, shares, uploads
+from supercheck.engine import snapshot as snap
+from supercheck.engine.admission import key_not_found
 from supercheck.engine.attempts import stop_live_pods
 from supercheck.engine.guard import guarded
+from supercheck.engine.isolation import ensure_runner_network_policy
 from supercheck.engine.run import Body, RunHandle, body_ref
 from supercheck.jobmodels import JobRunSpec, JobRunStatus, MergeStatus, ShardStatus, TestStatus
 from supercheck.jobpods import Suite
 from supercheck.models import Phase
-from supercheck.ports import AlreadyExists, ApiUnavailable, Conflict, LedgerUnavailable
-from supercheck.retry import TERMINAL_FOR, decide, retry_after_seconds
+from supercheck.pods import AttemptOutcome
+from supercheck.ports import AlreadyExists, ApiUnavailable, Conflict, LedgerUnavailable, Refused
+from supercheck.redact import redact_fields
+from supercheck.retry import TERMINAL_FOR, Decision, decide
 from supercheck.vocabulary import AdmitState, ConditionType, EventReason, PodStateKind, Reason, SlotState
 from supercheck_contract import FailureClass, Progress, TestEnded, last_progress, shard_prefix, tests_ended
 
@@ -101,8 +106,10 @@ async def _missing(run: RunHandle, spec: JobRunSpec) -> tuple[Reason, str] | Non
                     f"{kind} {name!r} referenced by {where} was not found in namespace {run.namespace!r}; "
                     "create it or fix the reference")
         if key is not None and key not in _keys(obj):
-            return Reason.KEY_NOT_FOUND, (f"{kind} {name!r} referenced by {where} has no key {key!r} "
-                                          f"(it has: {', '.join(_keys(obj)) or 'no keys'})")
+            return Reason.KEY_NOT_FOUND, key_not_found(kind, name, where, key, obj)
+    reserved = await envguard.reserved_env_from(kube, run.namespace, spec.envFrom)
+    if reserved:
+        return Reason.INVALID_SPEC, reserved
     return None
 
 
@@ -127,8 +134,11 @@ async def suite_of(run: RunHandle, spec: JobRunSpec) -> Suite | tuple[Reason, st
     return suite
 
 
-class SuiteGone(Exception):
+class SuiteGone(snap.NoSnapshot):
     """A ConfigMap of the suite (or one of its keys) disappeared between admission and the snapshot."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Reason.CONFIGMAP_NOT_FOUND, message)
 
 
 async def snapshot_files(run: RunHandle, spec: JobRunSpec) -> tuple[dict[str, str], dict[str, str]]:
@@ -163,13 +173,12 @@ async def snapshot_files(run: RunHandle, spec: JobRunSpec) -> tuple[dict[str, st
 
 
 async def ensure_snapshot(run: RunHandle, body: Body, spec: JobRunSpec) -> None:
+    """The job's own snapshot of its files (none for a git suite). Raises
+    :class:`supercheck.engine.snapshot.NoSnapshot` and :class:`~supercheck.engine.snapshot.SnapshotBusy`."""
     if spec.testsFrom is not None and spec.testsFrom.git is not None:
         return
     ref = podspec.RunRef.from_body(body)
-    try:
-        await run.eng.kube.create(jobpods.snapshot_configmap(ref, spec, *await snapshot_files(run, spec)))
-    except AlreadyExists:
-        pass
+    await snap.ensure(run, jobpods.snapshot_configmap(ref, spec, *await snapshot_files(run, spec)))
 
 
 async def admit(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStatus) -> Step:
@@ -181,6 +190,9 @@ async def admit(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
         jobpods.resources(spec, ref, s)
     except podspec.ResourceBoundsError as exc:
         return await refuse(run, body, status, Reason.RESOURCES_OUT_OF_BOUNDS, str(exc))
+    too_long = shares.timeout_refusal(run, spec.timeoutSeconds)
+    if too_long:
+        return await refuse(run, body, status, Reason.NAMESPACE_LIMIT_EXCEEDED, too_long)
     missing = await _missing(run, spec)
     suite = None
     if missing is None:
@@ -203,21 +215,23 @@ async def admit(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
         return await refuse(run, body, status, reason, message)
 
     shards = jobpods.shard_count(spec, s.running_capacity, len(suite.tests) if suite else None)
+    priority = shares.queue_priority(run, spec.priority)
     async with eng.gate.shared():
-        result = await eng.ledger.admit(run.uid, body_ref(body), spec.priority, shards)
+        result = await eng.ledger.admit(run.uid, body_ref(body), priority, shards)
         eng.wake_promoted(result.promoted)
+        if result.state != AdmitState.RELEASED:
+            shares.announce_priority(run, body, spec.priority, priority)
         if result.state == AdmitState.REJECTED:
-            retry_after = retry_after_seconds(s.running_capacity, await eng.ledger.avg_run_seconds())
-            message = (f"capacity exceeded: {result.running}/{s.running_capacity} running and "
-                       f"{result.queued}/{s.queued_capacity} queued; apply the JobRun again in about {retry_after}s")
+            why = shares.rejection(run, "JobRun", result, await eng.ledger.avg_run_seconds())
             body = await run.patch(body, {
-                "phase": Phase.REJECTED.value, "slot": None, "reason": Reason.CAPACITY_EXCEEDED,
-                "message": message, "retryAfterSeconds": retry_after, "completedAt": iso(now), "result": "rejected",
+                "phase": Phase.REJECTED.value, "slot": None, "reason": why.reason,
+                "message": why.message, "retryAfterSeconds": why.retry_after, "completedAt": iso(now),
+                "result": "rejected",
                 "conditions": tr.set_condition(status.conditions, ConditionType.ADMITTED, "False",
-                                               Reason.CAPACITY_EXCEEDED, message, now)})
-            eng.metrics.rejections.labels(spec.type, Reason.CAPACITY_EXCEEDED, *run.extra_labels(body)).inc()
+                                               why.reason, why.message, now)})
+            eng.metrics.rejections.labels(spec.type, why.reason, *run.extra_labels(body)).inc()
             announce_end(run, body, spec, _status(body))
-            run.event(body, "Warning", EventReason.CAPACITY_EXCEEDED, message)
+            run.event(body, "Warning", why.reason, why.message)
             return await finished(run, body, _status(body), spec)
         if result.state == AdmitState.RELEASED:
             return 0.0 if await run.refresh() is not None else None
@@ -226,13 +240,16 @@ async def admit(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
         if result.state == AdmitState.QUEUED:
             try:
                 await ensure_snapshot(run, body, spec)
-            except SuiteGone as exc:
-                return await refuse(run, body, status, Reason.CONFIGMAP_NOT_FOUND, str(exc))
+            except snap.NoSnapshot as exc:
+                return await refuse(run, body, status, exc.reason, exc.message)
+            except snap.SnapshotBusy as exc:
+                run.log.info("%s", exc)
+                return s.service_retry_seconds  # the queue place is kept: admit is idempotent
             body = await run.patch(body, {
                 "phase": Phase.QUEUED.value, "slot": SlotState.QUEUED, "slots": result.weight,
                 "queueSeq": result.seq, "queuedAt": status.queuedAt or iso(now), "reason": Reason.QUEUED,
                 "message": (f"waiting for {result.weight} running slot(s) at once; position {result.position} "
-                            "in the queue"),
+                            "in the queue" + shares.waiting_note(run, result)),
                 **listing,
                 "conditions": tr.set_condition(status.conditions, ConditionType.ADMITTED, "True", Reason.QUEUED,
                                                "admitted to the queue", now)})
@@ -245,7 +262,8 @@ async def admit(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
 async def wait_in_queue(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStatus) -> Step:
     eng = run.eng
     async with eng.gate.shared():
-        result = await eng.ledger.admit(run.uid, body_ref(body), spec.priority, status.slots or 1)
+        priority = shares.queue_priority(run, spec.priority)
+        result = await eng.ledger.admit(run.uid, body_ref(body), priority, status.slots or 1)
         eng.wake_promoted(result.promoted)
         if result.state == AdmitState.RUNNING:
             # The tests listed when it was queued (from its snapshot), not the source as it is now.
@@ -266,8 +284,11 @@ async def start(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
     granted = datetime.fromtimestamp(granted_ms / 1000, now.tzinfo) if granted_ms else now
     try:
         await ensure_snapshot(run, body, spec)
-    except SuiteGone as exc:
-        return await refuse(run, body, status, Reason.CONFIGMAP_NOT_FOUND, str(exc))
+    except snap.NoSnapshot as exc:
+        return await refuse(run, body, status, exc.reason, exc.message)
+    except snap.SnapshotBusy as exc:
+        run.log.info("%s", exc)
+        return eng.settings.service_retry_seconds  # the slots are kept: admit is idempotent
     if not tests and status.tests:
         tests = list(status.tests)
     if tests and len({t.shard for t in tests}) > shards:  # the queue granted fewer slots than it listed for
@@ -315,7 +336,8 @@ async def _read_runner(run: RunHandle, pod: str) -> tuple[list[TestEnded] | None
 
 async def _create(run: RunHandle, pod: Body, reads: Sequence[str] = ()) -> bool:
     """Create a pod, its upload grant first (reading ``reads``); False when one of that name (or its
-    grant's Secret) from another JobRun of this name is still there."""
+    grant's Secret) from another JobRun of this name is still there. Raises
+    :class:`supercheck.ports.Refused` when the API server refuses either."""
     if not await uploads.grant(run, pod, reads):
         return False
     try:
@@ -365,10 +387,13 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
         assert failed is not None
         cls = failed.failureClass or FailureClass.INFRASTRUCTURE
         phase, reason = TERMINAL_FOR[cls]
+        if status.reason == Reason.POD_REJECTED:  # a shard's pod was refused (said when it was)
+            reason = Reason.POD_REJECTED
         return await end(run, body, spec, status, tests, phase, reason,
                          f"shard {failed.index}: {failed.message or cls.value}", cls)
 
     limits = jobpods.resources(spec, ref, s)
+    await ensure_runner_network_policy(eng, run.namespace)
     remaining = max(1, int((deadline - now).total_seconds()))
     next_step: float = QUEUE_BACKSTOP_SECONDS
     read_due = run.progress_read_at is None or (now - run.progress_read_at).total_seconds() >= \
@@ -377,6 +402,7 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
         run.progress_read_at = now
     events: list[tuple[str, str, str]] = []
     claimed = False
+    refused: str | None = None  # a shard's pod was refused: the job ends
     git = spec.testsFrom is not None and spec.testsFrom.git is not None
     suite: Suite | None = None  # the snapshot's files, read when a pod is to be created
 
@@ -403,15 +429,35 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
         state = pod_state.observe(pod, seen_running=jobstate.shard_seen_running(sh))
         if state.kind == PodStateKind.ABSENT:
             if suite is None and not git:
-                snapshot = await eng.kube.get_configmap(run.namespace, podspec.configmap_name(run.name))
-                if snapshot is None:
-                    return await end(run, body, spec, status, tests, Phase.ERROR, Reason.CONFIGMAP_NOT_FOUND,
-                                     f"the job's snapshot, ConfigMap {podspec.configmap_name(run.name)!r}, was "
-                                     "deleted; create the JobRun again", FailureClass.VALIDATION)
+                try:
+                    snapshot = await snap.current(run)
+                except snap.NoSnapshot as exc:
+                    if await stop_live_pods(run):
+                        return 1.0  # the other shards' pods stop first
+                    return await end(run, body, spec, status, tests, Phase.ERROR, exc.reason, exc.message,
+                                     FailureClass.VALIDATION)
+                except snap.SnapshotBusy:
+                    next_step = min(next_step, s.service_retry_seconds)
+                    continue
                 suite = Suite(jobpods.suite_from_keys(spec, _keys(snapshot)).layout,
                               tuple(jobpods.Test(t.name, t.file) for t in tests))
-            await _create(run, jobpods.shard_pod(ref, spec, suite, sh.index, len(shards), sh.attempts, remaining,
-                                                 s, limits))
+            reserved = await envguard.reserved_env_from(eng.kube, run.namespace, spec.envFrom)
+            if reserved:  # checked at admission too; the sources may have changed since
+                if await stop_live_pods(run):
+                    return 1.0
+                return await end(run, body, spec, status, tests, Phase.ERROR, Reason.INVALID_SPEC, reserved,
+                                 FailureClass.VALIDATION)
+            shard_pod = jobpods.shard_pod(ref, spec, suite, sh.index, len(shards), sh.attempts, remaining, s,
+                                          limits)
+            try:
+                await _create(run, shard_pod)
+            except Refused as exc:
+                # The job cannot run this shard: it ends Error (its other pods are stopped first).
+                message = f"the API server refused runner pod {shard_pod['metadata']['name']} ({exc.status}): {exc}"
+                shards[i] = sh = jobstate.shard_ended(sh, AttemptOutcome(FailureClass.VALIDATION, None, message),
+                                                      Decision(False, Phase.ERROR, Reason.POD_REJECTED), now)
+                refused = f"shard {sh.index}: {message}"
+                break
             next_step = min(next_step, 1.0)
             continue
         if state.kind == PodStateKind.PENDING:
@@ -451,6 +497,14 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
         elif sh.state == "Error":
             next_step = 0.0
 
+    if refused is not None:
+        run.log.info("%s", refused)  # the Warning Event comes with the end, next step
+        body = await run.patch(body, {"shards": jobstate.dump_shards(shards), **jobstate.progress_fields(tests),
+                                      "reason": Reason.POD_REJECTED, "message": refused[:2048]})
+        for event_type, event_reason, text in events:
+            run.event(body, event_type, event_reason, text)
+        return 0.0  # the next step stops the other shards' pods and ends the job
+
     all_done = all(sh.state in ("Done",) for sh in shards)
     patch: dict[str, Any] = {"shards": jobstate.dump_shards(shards), **jobstate.progress_fields(tests)}
     running = sum(1 for sh in shards if sh.state in ("Running", "Uploading"))
@@ -488,6 +542,7 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
 
 def patch_changes(status: JobRunStatus, patch: dict[str, Any]) -> bool:
     current = status.model_dump(mode="json", exclude_none=True)
+    patch = redact_fields(patch)  # as the status holds it (RunHandle.patch), or it would never be equal
     return any(current.get(k) != v for k, v in patch.items())
 
 
@@ -526,8 +581,16 @@ async def merge(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
     ref = podspec.RunRef.from_body(body)
     if state.kind == PodStateKind.ABSENT:
         prefixes = [shard_prefix(run.namespace, run.name, run.uid, sh.index, sh.attempts) for sh in shards]
-        await _create(run, jobpods.merge_pod(ref, spec, prefixes, m.attempts, eng.settings, limits),
-                      jobpods.merge_reads([(sh.index, p) for sh, p in zip(shards, prefixes, strict=True)]))
+        merge_pod = jobpods.merge_pod(ref, spec, prefixes, m.attempts, eng.settings, limits)
+        try:
+            await _create(run, merge_pod,
+                          jobpods.merge_reads([(sh.index, p) for sh, p in zip(shards, prefixes, strict=True)]))
+        except Refused as exc:
+            # The tests ran and keep their verdict; only the merged report is missing.
+            said = f"the API server refused merge pod {merge_pod['metadata']['name']} ({exc.status}): {exc}"
+            await run.patch(body, {"merge": {**m.model_dump(mode="json", exclude_none=True), "state": "Error",
+                                             "message": said[:1024]}})
+            return 0.0
         return WAIT
     if state.kind == PodStateKind.PENDING:
         return QUEUE_BACKSTOP_SECONDS

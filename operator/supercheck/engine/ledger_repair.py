@@ -22,7 +22,8 @@ async def rebuild_ledger(eng: Engine) -> None:
         async with eng.gate.exclusive():
             testruns = await eng.kube.list_runs()
             pods = await eng.kube.list_pods(RUNNER_PODS)
-            running, queued, released, seq_floor = repair.rebuild_args(repair.desired_ledger(testruns, pods))
+            running, queued, released, seq_floor = repair.rebuild_args(
+                repair.desired_ledger(testruns, pods, eng.settings.fair_share))
             rebuilt, promoted = await eng.ledger.rebuild(running, queued, released, seq_floor)
         if rebuilt:
             log.warning("capacity ledger rebuilt from the cluster: %d running, %d queued", len(running), len(queued))
@@ -45,7 +46,13 @@ async def reconcile_ledger(eng: Engine) -> None:
     except (LedgerUnavailable, NeedsRebuild) as exc:
         log.info("ledger reconcile skipped: %s", exc)
         return
-    desired = repair.desired_ledger(testruns, pods)
+    if repair.namespace_counts(snapshot) != (snapshot.namespace_running, snapshot.namespace_queued):
+        # A ledger written before fair share (an upgrade), or drift: the shares must count right.
+        async with eng.gate.shared():
+            await eng.ledger.recount()
+        log.warning("per-namespace ledger counts recomputed from the runs the ledger holds")
+        eng.metrics.slots_repaired.labels("namespace_counts").inc()
+    desired = repair.desired_ledger(testruns, pods, eng.settings.fair_share)
     statuses = {tr["metadata"]["uid"]: repair.status_of(tr) for tr in testruns}
     plan = repair.repair_plan(snapshot, desired, statuses)
     for uid in plan.stale:

@@ -11,6 +11,7 @@ from typing import Any
 from supercheck.engine.context import Engine
 from supercheck.pods import PodView
 from supercheck.ports import Conflict
+from supercheck.redact import redact, redact_fields
 from supercheck.vocabulary import PLURALS, TESTRUN_KIND
 
 Body = dict[str, Any]
@@ -70,8 +71,12 @@ class RunHandle:
 
         A change of metadata alone (Kopf's finalizer, annotations) does not invalidate a decision
         taken on the status: the patch is retried once against the fresh resourceVersion.
+
+        Every reader of the run sees its status: the free-text fields (messages, a test's failure)
+        are redacted (:func:`supercheck.redact.redact_fields`) whatever error they quote.
         """
         kube = self.eng.kube
+        status_patch = redact_fields(status_patch)
         rv = body["metadata"].get("resourceVersion")
         try:
             updated = await kube.patch_status(self.namespace, self.name, status_patch, rv, self.plural)
@@ -85,7 +90,7 @@ class RunHandle:
         return updated
 
     def event(self, body: Body, type_: str, reason: str, message: str) -> None:
-        self.eng.events.post(body, type_, reason, message[:1024])
+        self.eng.events.post(body, type_, reason, redact(message)[:1024])
 
     def pod(self, name: str | None) -> PodView | None:
         for view in self.pods():

@@ -12,26 +12,29 @@ from collections.abc import Sequence
 
 from supercheck import grants, podspec
 from supercheck.engine.run import Body, RunHandle
-from supercheck.ports import AlreadyExists, ApiUnavailable
+from supercheck.ports import AlreadyExists, ApiUnavailable, Refused
 
 
 async def grant(run: RunHandle, pod: Body, reads: Sequence[str] = ()) -> bool:
     """Create ``pod``'s upload Secret (before the pod: a pod without it cannot start). Idempotent:
     one already there for this run is kept (the pod was already being created). False when a Secret
-    of that name belongs to another run of the same name, not yet collected: wait for it to go."""
+    of that name belongs to another run of the same name, not yet collected: wait for it to go.
+    Raises :class:`supercheck.ports.Refused` (naming the Secret) when the API server refuses it."""
     eng = run.eng
     config = podspec.pod_runner_config(pod)
     minted = grants.mint(eng.settings, config.bucket, config.prefix, podspec.grant_expiry(pod, eng.clock.now()),
                          reads)
     secret = podspec.upload_secret(pod, minted)
+    name = secret["metadata"]["name"]
     try:
         await eng.kube.create(secret)
+    except Refused as exc:  # a quota or an admission policy on Secrets: the pod could never start
+        raise Refused(exc.status, f"Secret {name!r} (the pod's upload grant): {exc}") from exc
     except AlreadyExists:
-        existing = await eng.kube.get_secret(run.namespace, secret["metadata"]["name"])
+        existing = await eng.kube.get_secret(run.namespace, name)
         owners = {o.get("uid") for o in ((existing or {}).get("metadata") or {}).get("ownerReferences") or []}
         if existing is not None and run.uid not in owners:
-            run.log.warning("Secret %s belongs to another run of this name; waiting for it to go",
-                            secret["metadata"]["name"])
+            run.log.warning("Secret %s belongs to another run of this name; waiting for it to go", name)
             return False
     return True
 
