@@ -332,6 +332,29 @@ def test_a_restarted_agent_removes_the_groups_a_crashed_one_left(cgroup_parent):
         assert CgroupManager(cgroup_parent).remove_stale() == 1
         assert sleeper.wait(timeout=10) == -9  # what was still in it was killed first
         assert not any(d.exists() for d in group.dirs.values())
+        manager.close()  # a clean stop leaves no folder of the agent's behind
+        assert not any(p.exists() for p in manager.parents.values())
+        manager = CgroupManager(cgroup_parent)  # for the fixture's own clean-up
     finally:
         if sleeper.poll() is None:
             sleeper.kill()
+
+
+def test_the_runners_tools_work_as_a_non_root_user_on_a_read_only_root(tmp_path, cgroup_parent):
+    """What the runner starts besides Python (k6 from the venv, Node, git for JobRun sources,
+    ffmpeg for videos), as uid 1000 with the runner pod's read-only root and emptyDir at /tmp."""
+    empty = materialize(EmptyDir(), tmp_path / "v-tmp", fs_group=1000)
+    k6 = Path(sys.executable).parent / "k6"
+    script = ("set -e; cd /tmp; "
+              f"{k6} version >/dev/null && echo k6-ok; "
+              "node -e 'require(\"fs\").writeFileSync(\"/tmp/n\", \"x\")' && echo node-ok; "
+              "git init -q /tmp/repo && git -C /tmp/repo -c user.email=a@b -c user.name=a commit -q --allow-empty -m x "
+              "&& echo git-ok; "
+              "ffmpeg -hide_banner -loglevel error -f lavfi -i color=c=red:s=32x32:d=0.2 -y /tmp/v.webm "
+              "&& echo ffmpeg-ok")
+    out = run_container("tools", tmp_path, cgroup_parent, {
+        "argv": ["sh", "-c", script], "env": {"HOME": "/tmp"}, "workdir": "/tmp",
+        "identity": {"uid": 1000, "gid": 1000, "groups": [1000], "noNewPrivs": True, "readOnlyRoot": True},
+        "mounts": [[str(empty), "/tmp", False]]})
+    assert out["exit_code"] == 0, out
+    assert out["log"] == ["k6-ok", "node-ok", "git-ok", "ffmpeg-ok"], out["log"]

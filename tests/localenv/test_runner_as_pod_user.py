@@ -56,7 +56,7 @@ allocatable = {"cpu": "2", "memory": "8Gi", "ephemeral-storage": "10Gi"}
 
 async def main():
     become_subreaper()
-    rt = ContainerRuntime(tmp / "state", CgroupManager(parent))
+    rt = ContainerRuntime(tmp / "state", CgroupManager(parent), tuple(given["hide"]))
     rt.start_background()
     objects = ObjectSnapshot({configmap["metadata"]["name"]: configmap}, {})
     volumes = {}
@@ -68,7 +68,7 @@ async def main():
     kube_env = container_env(pod, spec, objects, {}, allocatable)
     term = tmp / "termination-log"
     term.write_bytes(b""); term.chmod(0o666)
-    identity = container_identity(pod, spec)
+    identity = container_identity(pod, spec, switch_users=given["switch_users"])
     env = process_env(kube_env, inherited_env(os.environ, DEFAULT_INHERITED_ENV, os.path.dirname(sys.executable)),
                       pod["metadata"]["name"])
     if (home := home_for(identity, kube_env)) is not None:
@@ -107,6 +107,20 @@ def moto():
 
 
 @pytest.fixture
+def node_secrets():
+    """A stand-in for the local environment's .dev (its env file is 0644), outside /tmp (a runner
+    pod's emptyDir covers /tmp, which would hide it anyway): the agent hides it with --hide."""
+    dev = REPO / f".dev-test-{uuid.uuid4().hex[:8]}"
+    dev.mkdir()
+    (dev / "env").write_text("export AWS_SECRET_ACCESS_KEY=the-global-key\n")
+    (dev / "env").chmod(0o644)
+    yield dev
+    for f in dev.iterdir():
+        f.unlink()
+    dev.rmdir()
+
+
+@pytest.fixture
 def cgroup_parent():
     if os.geteuid() != 0:
         pytest.skip("switching users and making cgroups need root")
@@ -121,7 +135,8 @@ def cgroup_parent():
         os.rmdir(parent)
 
 
-def run_pod_as_the_agent(tmp_path: Path, parent: str, moto: str, spec: dict) -> dict:
+def run_pod_as_the_agent(tmp_path: Path, parent: str, moto: str, spec: dict, switch_users: bool = True,
+                         hide: tuple[str, ...] = ()) -> dict:
     settings = Settings(S3_ENDPOINT_URL=moto, RUNNER_UPLOAD_WINDOW_SECONDS=5)
     run = podspec.RunRef("team-a", f"as-user-{uuid.uuid4().hex[:6]}", str(uuid.uuid4()), {})
     ts = TestRunSpec.model_validate(spec)
@@ -130,7 +145,8 @@ def run_pod_as_the_agent(tmp_path: Path, parent: str, moto: str, spec: dict) -> 
     configmap = podspec.script_configmap(run, ts, {f.key: ts.script.inline or "" for f in layout(ts, run.name).files})
     # The S3 credentials: how a runner gets them is the grant's business (docs/security.md); here moto's keys.
     env = {"AWS_ACCESS_KEY_ID": "runner-test", "AWS_SECRET_ACCESS_KEY": "runner-test-secret"}
-    given = json.dumps({"pod": pod, "configmap": configmap, "env": env})
+    given = json.dumps({"pod": pod, "configmap": configmap, "env": env, "switch_users": switch_users,
+                        "hide": list(hide)})
     res = subprocess.run([sys.executable, "-c", HARNESS, str(tmp_path), parent, given],
                          capture_output=True, text=True, timeout=300, cwd=REPO)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -154,7 +170,8 @@ def test_a_k6_run_works_as_the_pods_user(tmp_path, cgroup_parent, moto):
     with Site() as site:
         script = ("import http from 'k6/http';\nimport { check } from 'k6';\n"
                   "export const options = { vus: 1, iterations: 3 };\n"
-                  f"export default function () {{ check(http.get('{site.url}/'), {{ 'ok': r => r.status === 200 }}); }}\n")
+                  "export default function () {\n"
+                  f"  check(http.get('{site.url}/'), {{ 'ok': r => r.status === 200 }});\n}}\n")
         out = run_pod_as_the_agent(tmp_path, cgroup_parent, moto,
                                    {"type": "k6", "script": {"inline": script}})
     assert out["identity"][0] == 1000
@@ -185,3 +202,47 @@ def test_a_playwright_run_with_chromium_works_as_the_pods_user(tmp_path, cgroup_
     assert out["exit_code"] == 0
     assert result.summary is not None and result.summary.passed == 1
     assert not [line for line in out["log"] if "no ffmpeg" in line or "EACCES" in line or "ermission denied" in line]
+
+
+@pytest.mark.parametrize("kind", ["k6", "playwright"])
+def test_the_security_suites_escape_attempts_are_all_denied_here(tmp_path, cgroup_parent, moto, node_secrets, kind):
+    """tests/security/test_node_limits.py's hostile scripts, in the pod as the agent runs it:
+    every attempt is refused (the cluster test then shows the same through the operator)."""
+    from tests.security.test_node_limits import ESCAPES_K6, ESCAPES_PLAYWRIGHT, with_node_secrets
+
+    if kind == "playwright" and not (REPO / "runner-image" / "node_modules" / "@playwright" / "test").is_dir():
+        pytest.skip("runner-image/node_modules is not installed (npm ci)")
+    script = with_node_secrets(ESCAPES_K6 if kind == "k6" else ESCAPES_PLAYWRIGHT, str(node_secrets / "env"))
+    spec = {"type": kind, "script": {"inline": script}}
+    if kind == "playwright":
+        spec["playwright"] = {"retries": 0, "workers": 1}
+    out = run_pod_as_the_agent(tmp_path, cgroup_parent, moto, spec, hide=(str(node_secrets),))
+    result = decode_termination_message(out["termination"])
+    assert result is not None, out["log"][-40:]
+    assert result.passed, (result.message, "\n".join(out["log"]))
+    if kind == "playwright":
+        assert result.summary is not None and result.summary.passed == result.summary.total == 8
+
+
+@pytest.mark.parametrize("kind", ["k6", "playwright"])
+def test_the_same_suite_fails_where_the_agent_runs_containers_as_root(tmp_path, cgroup_parent, moto, node_secrets,
+                                                                       kind):
+    """The control: with the agent's escape hatch (--run-as root) the hostile suite gets through,
+    so the test above shows the user switch at work, not a script that cannot fail."""
+    from tests.security.test_node_limits import ESCAPES_K6, ESCAPES_PLAYWRIGHT, with_node_secrets
+
+    if kind == "playwright" and not (REPO / "runner-image" / "node_modules" / "@playwright" / "test").is_dir():
+        pytest.skip("runner-image/node_modules is not installed (npm ci)")
+    script = with_node_secrets(ESCAPES_K6 if kind == "k6" else ESCAPES_PLAYWRIGHT, str(node_secrets / "env"))
+    spec = {"type": kind, "script": {"inline": script}}
+    if kind == "playwright":
+        spec["playwright"] = {"retries": 0, "workers": 1}
+    out = run_pod_as_the_agent(tmp_path, cgroup_parent, moto, spec, switch_users=False, hide=(str(node_secrets),))
+    result = decode_termination_message(out["termination"])
+    assert result is not None, out["log"][-40:]
+    assert not result.passed
+    if kind == "playwright":
+        for failed in ("runs as the pod user", "another user", "the node's secrets"):
+            assert failed in result.message, result.message
+    else:
+        assert result.k6 is not None and result.k6.checksFailed == 2, result.k6  # /etc/shadow, the node's secrets

@@ -70,10 +70,13 @@ class NodeAgent:
     async def run(self, stop: asyncio.Event) -> None:
         cfg = self.config
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        # Root's alone, as kubelet's /var/lib/kubelet: containers get their volumes through bind
+        # mounts the launcher makes as root, and must not walk into another pod's volumes or logs.
+        cfg.state_dir.chmod(0o700)
         if not become_subreaper():
             log.warning("could not become a child subreaper; orphaned container processes may linger as zombies")
         api = KubeAPI(cfg.kubeconfig)
-        runtime = ContainerRuntime(cfg.state_dir, enforcement(cfg))
+        runtime = ContainerRuntime(cfg.state_dir, enforcement(cfg), cfg.hidden_paths)
         leftovers = runtime.kill_leftovers()
         if leftovers:
             log.warning("killed %d container(s) left running by a previous agent run", leftovers)

@@ -196,6 +196,7 @@ class CgroupManager:
         if proc_cgroup is None:
             proc_cgroup = _read(Path("/proc/self/cgroup"))
         self.parents: dict[str, Path] = {}
+        self._bases: list[Path] = []
         for controller in CONTROLLERS:
             mount = root / controller
             if not (mount / "cgroup.procs").exists():
@@ -210,6 +211,7 @@ class CgroupManager:
             if not os.access(parent_dir, os.W_OK):
                 raise CgroupUnavailable(f"{parent_dir} is not writable")
             self.parents[controller] = parent_dir
+            self._bases.append(base)
         self.has_memsw = (self.parents["memory"] / "memory.memsw.limit_in_bytes").exists()
 
     def describe(self) -> str:
@@ -241,6 +243,18 @@ class CgroupManager:
             cg.remove()
             raise
         return cg
+
+    def close(self) -> None:
+        """Remove the (empty) parent folders, so nothing of the agent is left in its own group's tree."""
+        self.remove_stale()
+        for parent, base in zip(self.parents.values(), self._bases, strict=True):
+            folder = parent
+            while folder != base:
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    break
+                folder = folder.parent
 
     def remove_stale(self) -> int:
         """Remove every group under the parents (a previous agent run's); returns how many."""

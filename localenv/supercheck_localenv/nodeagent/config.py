@@ -32,6 +32,7 @@ class AgentConfig:
     cgroups: str = "auto"  # "auto": kernel limits where cgroup v1 cpu+memory are writable; "off": sampling
     run_as: str = "pod"  # "pod": the securityContext's user; "root": every container as root (the old way)
     cgroup_parent: str = ""  # folder under the agent's own cgroups; "" = supercheck-node-agent/<node>
+    hidden_paths: tuple[str, ...] = ()  # host folders non-root containers see as empty (secrets of the host)
 
     @property
     def cgroup_folder(self) -> str:
@@ -78,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-as", choices=("pod", "root"), default=os.environ.get(RUN_AS_ENV) or "pod",
                    help="pod: containers run as their securityContext runAsUser/runAsGroup (root when unset); "
                         f"root: every container as root, securityContext users ignored (env {RUN_AS_ENV})")
+    p.add_argument("--hide", action="append", default=[], metavar="PATH",
+                   help="a host folder that containers running as non-root users see empty (a read-only tmpfs "
+                        "over it), e.g. the local environment's .dev with its keys and passwords; repeatable")
     p.add_argument("--cgroup-parent", default="",
                    help="folder for the containers' groups under the agent's own cgroup in each hierarchy "
                         "(default supercheck-node-agent/<node name>); removed and re-made at start")
@@ -99,5 +103,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[AgentConfig, bool]:
                   "pods": a.pods},
         inherit_env=tuple(n.strip() for n in a.inherit_env.split(",") if n.strip()),
         max_grace_seconds=a.max_grace_seconds, heartbeat_seconds=a.heartbeat_seconds,
-        cgroups=a.cgroups, run_as=a.run_as, cgroup_parent=a.cgroup_parent.strip("/"))
+        cgroups=a.cgroups, run_as=a.run_as, cgroup_parent=a.cgroup_parent.strip("/"),
+        hidden_paths=tuple(str(Path(h).resolve()) for h in a.hide))
     return cfg, a.verbose

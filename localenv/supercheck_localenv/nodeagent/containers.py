@@ -284,9 +284,10 @@ class ContainerProcess:
 class ContainerRuntime:
     """``cgroups``: where containers get their kernel limits; None: memory limits by sampling."""
 
-    def __init__(self, state_dir: Path, cgroups: CgroupManager | None = None):
+    def __init__(self, state_dir: Path, cgroups: CgroupManager | None = None, hidden_paths: tuple[str, ...] = ()):
         self.state_dir = state_dir
         self.cgroups = cgroups
+        self.hidden_paths = hidden_paths  # covered for non-root containers (the launcher's "hide")
         self.registry_path = state_dir / "processes.json"
         self._procs: dict[int, ContainerProcess] = {}
         self._reaper: _Reaper | None = None
@@ -303,6 +304,8 @@ class ContainerRuntime:
         await self.stop_all(grace)
         if self._monitor:
             self._monitor.cancel()
+        if self.cgroups is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.cgroups.close)
 
     async def stop_all(self, grace: float) -> None:
         procs = list(self._procs.values())
@@ -330,7 +333,7 @@ class ContainerRuntime:
             json.dump({"argv": req.argv, "workdir": req.workdir, "agentPid": os.getpid(),
                        "mounts": [m.to_json() for m in req.mounts],
                        "hostPaths": host_paths(req.env.get("PATH", "")),
-                       "identity": req.identity.to_json(),
+                       "identity": req.identity.to_json(), "hide": list(self.hidden_paths),
                        "cgroupProcs": cgroup.procs_files if cgroup else [],
                        "noCommandMessage": req.no_command_message}, f)
 

@@ -110,7 +110,7 @@ def hidden_by(path, targets):
     return any(path.startswith(t.rstrip("/") + "/") for t in targets)
 
 
-def set_up_mounts(mounts, host_paths, identity):
+def set_up_mounts(mounts, host_paths, identity, hide=()):
     """Cover the folders a non-root user cannot pass, bind every volume at its mount path, then
     show again the host folders a volume or a cover hid.
 
@@ -126,6 +126,9 @@ def set_up_mounts(mounts, host_paths, identity):
         except OSError:
             pass
     masks = masks_for([p for p, _ in kept], identity)
+    if identity["uid"] != 0:  # the host's secrets (the local environment's .dev) are no image's files
+        wanted = sorted(set(masks) | {h for h in hide if os.path.isdir(h)})
+        masks = [m for m in wanted if not hidden_by(m, [o for o in wanted if o != m])]
     for m in masks:
         mount("tmpfs", m, MS_NOSUID | MS_NODEV, "tmpfs", MASK_OPTIONS)
     if identity["uid"] != 0:  # the pod's own /dev/shm, not the one every other pod writes to
@@ -214,7 +217,7 @@ def main():
     try:
         _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
         mount(None, "/", MS_REC | MS_PRIVATE)  # nothing we mount leaks back to the host
-        set_up_mounts(mounts, spec.get("hostPaths") or [], identity)
+        set_up_mounts(mounts, spec.get("hostPaths") or [], identity, spec.get("hide") or [])
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""
         fail(128, f"failed to set up the container's mounts: {exc.strerror or exc}{where}")
