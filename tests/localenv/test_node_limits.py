@@ -238,6 +238,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.integration
 def test_a_container_runs_as_its_user_and_sees_its_volumes_as_a_pod_would(tmp_path, cgroup_parent):
     repo = Path(__file__).resolve().parents[2]
     empty = materialize(EmptyDir(), tmp_path / "v-empty", fs_group=2000)
@@ -279,6 +280,7 @@ def test_a_container_runs_as_its_user_and_sees_its_volumes_as_a_pod_would(tmp_pa
     assert out["cgroup_dirs_left"] == []
 
 
+@pytest.mark.integration
 def test_a_non_root_container_without_read_only_root_still_cannot_write_roots_files(tmp_path, cgroup_parent):
     out = run_container("plain-user", tmp_path, cgroup_parent, {
         "argv": ["sh", "-c", "id -u; touch /etc/sc-probe 2>&1 || true; touch /var/tmp/sc-probe-$$ && echo tmp-ok; "
@@ -290,6 +292,7 @@ def test_a_non_root_container_without_read_only_root_still_cannot_write_roots_fi
     assert out["log"][2] == "tmp-ok"  # the root filesystem is only read-only when the container asks
 
 
+@pytest.mark.integration
 def test_a_memory_hog_is_oom_killed_by_the_kernel_at_its_limit(tmp_path, cgroup_parent):
     hog = ("import sys; chunks = []\n"
            "while True:\n    chunks.append(b'x' * (8 << 20)); print(len(chunks) * 8, flush=True)\n")
@@ -302,6 +305,7 @@ def test_a_memory_hog_is_oom_killed_by_the_kernel_at_its_limit(tmp_path, cgroup_
     assert out["cgroup_dirs_left"] == []
 
 
+@pytest.mark.integration
 def test_a_cpu_hog_is_throttled_to_its_quota(tmp_path, cgroup_parent):
     spin = ("import os, time\nstart = time.monotonic()\n"
             "while time.monotonic() - start < 2.0:\n    pass\n"
@@ -315,6 +319,7 @@ def test_a_cpu_hog_is_throttled_to_its_quota(tmp_path, cgroup_parent):
     assert out["cgroup_dirs_left"] == []
 
 
+@pytest.mark.integration
 def test_a_missing_command_as_a_user_is_a_start_error_and_leaves_no_cgroup(tmp_path, cgroup_parent):
     out = run_container("missing", tmp_path, cgroup_parent, {
         "argv": ["definitely-not-a-command-xyz"], "identity": {"uid": 1000, "gid": 1000}})
@@ -322,6 +327,7 @@ def test_a_missing_command_as_a_user_is_a_start_error_and_leaves_no_cgroup(tmp_p
     assert out["cgroup_dirs_left"] == []
 
 
+@pytest.mark.integration
 def test_a_restarted_agent_removes_the_groups_a_crashed_one_left(cgroup_parent):
     manager = CgroupManager(cgroup_parent)
     group = manager.create("left-behind", CgroupLimits(memory_bytes=64 << 20))
@@ -340,6 +346,7 @@ def test_a_restarted_agent_removes_the_groups_a_crashed_one_left(cgroup_parent):
             sleeper.kill()
 
 
+@pytest.mark.integration
 def test_the_runners_tools_work_as_a_non_root_user_on_a_read_only_root(tmp_path, cgroup_parent):
     """What the runner starts besides Python (k6 from the venv, Node, git for JobRun sources,
     ffmpeg for videos), as uid 1000 with the runner pod's read-only root and emptyDir at /tmp."""

@@ -97,13 +97,14 @@ async def _pipe_reader(fd: int) -> asyncio.StreamReader:
     return reader
 
 
-def host_paths(path_var: str) -> list[str]:
+def host_paths(path_var: str, browsers: str = "") -> list[str]:
     """The host folders that stand in for a container image's own files: the agent's working
-    directory (the checkout), its Python installation and the command search path. The
-    launcher shows them again inside the container when a volume would hide them (a pod's
-    emptyDir at /tmp hides a checkout that lives under /tmp); a real image is never hidden
-    by a volume mounted on another of its folders."""
-    paths = [os.getcwd(), sys.prefix, sys.base_prefix, *path_var.split(":")]
+    directory (the checkout), its Python installation, the command search path and Playwright's
+    browsers (when PLAYWRIGHT_BROWSERS_PATH names them). The launcher shows them again inside the
+    container when a volume would hide them (a pod's emptyDir at /tmp hides a checkout that lives
+    under /tmp), or when a non-root user could not reach them (pyenv under /root); a real image is
+    never hidden by a volume mounted on another of its folders."""
+    paths = [os.getcwd(), sys.prefix, sys.base_prefix, *path_var.split(":"), browsers]
     return sorted({os.path.realpath(p) for p in paths if p and os.path.isabs(p)})
 
 
@@ -332,7 +333,7 @@ class ContainerRuntime:
         with os.fdopen(fd, "w") as f:
             json.dump({"argv": req.argv, "workdir": req.workdir, "agentPid": os.getpid(),
                        "mounts": [m.to_json() for m in req.mounts],
-                       "hostPaths": host_paths(req.env.get("PATH", "")),
+                       "hostPaths": host_paths(req.env.get("PATH", ""), req.env.get("PLAYWRIGHT_BROWSERS_PATH", "")),
                        "identity": req.identity.to_json(), "hide": list(self.hidden_paths),
                        "cgroupProcs": cgroup.procs_files if cgroup else [],
                        "noCommandMessage": req.no_command_message}, f)
