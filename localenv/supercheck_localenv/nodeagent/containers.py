@@ -329,14 +329,20 @@ class ContainerRuntime:
             cgroup = await loop.run_in_executor(None, self.cgroups.create, req.cgroup_name or uuid.uuid4().hex,
                                                 req.cgroup_limits or CgroupLimits())
         spec_path = req.attempt_dir / "launch.json"
-        fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"argv": req.argv, "workdir": req.workdir, "agentPid": os.getpid(),
-                       "mounts": [m.to_json() for m in req.mounts],
-                       "hostPaths": host_paths(req.env.get("PATH", ""), req.env.get("PLAYWRIGHT_BROWSERS_PATH", "")),
-                       "identity": req.identity.to_json(), "hide": list(self.hidden_paths),
-                       "cgroupProcs": cgroup.procs_files if cgroup else [],
-                       "noCommandMessage": req.no_command_message}, f)
+        try:
+            fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump({"argv": req.argv, "workdir": req.workdir, "agentPid": os.getpid(),
+                           "mounts": [m.to_json() for m in req.mounts],
+                           "hostPaths": host_paths(req.env.get("PATH", ""),
+                                                   req.env.get("PLAYWRIGHT_BROWSERS_PATH", "")),
+                           "identity": req.identity.to_json(), "hide": list(self.hidden_paths),
+                           "cgroupProcs": cgroup.procs_files if cgroup else [],
+                           "noCommandMessage": req.no_command_message}, f)
+        except BaseException:
+            if cgroup is not None:
+                cgroup.remove()
+            raise
 
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
