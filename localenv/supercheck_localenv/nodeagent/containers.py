@@ -326,8 +326,11 @@ class ContainerRuntime:
         req.log_path.parent.mkdir(parents=True, exist_ok=True)
         cgroup = None
         if self.cgroups is not None:
-            cgroup = await loop.run_in_executor(None, self.cgroups.create, req.cgroup_name or uuid.uuid4().hex,
-                                                req.cgroup_limits or CgroupLimits())
+            try:
+                cgroup = await loop.run_in_executor(None, self.cgroups.create, req.cgroup_name or uuid.uuid4().hex,
+                                                    req.cgroup_limits or CgroupLimits())
+            except OSError as exc:  # the container still runs, as it would have before cgroups
+                log.warning("%s: cannot make its cgroups (%s): no CPU limit, memory limit sampled", req.name, exc)
         spec_path = req.attempt_dir / "launch.json"
         try:
             fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
