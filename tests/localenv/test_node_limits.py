@@ -16,6 +16,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -166,7 +167,11 @@ async def main():
     proc = await rt.start(req)
     dirs = [str(d) for d in proc.cgroup.dirs.values()]
     start_error = await proc.started()
-    info = await proc.wait()
+    if spec.get("stop_after") is not None:
+        await asyncio.sleep(spec["stop_after"])
+        info = await proc.stop(5)
+    else:
+        info = await proc.wait()
     print(json.dumps({
         "start_error": start_error, "exit_code": info.exit_code, "oom": info.oom_killed,
         "stats": info.cgroup_stats, "wall": time.monotonic() - started, "peak_rss_sampled": proc.peak_rss,
@@ -221,8 +226,9 @@ print(json.dumps({
     "uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(), "groups": sorted(os.getgroups()),
     "no_new_privs": status.get("NoNewPrivs", "").strip(),
     "cwd": os.getcwd(), "home": os.environ.get("HOME"),
-    "read_pid1_environ": attempt(read("/proc/1/environ")),
-    "read_agent_environ": attempt(read(f"/proc/{os.getppid()}/environ")) if os.getppid() > 1 else "no parent",
+    "ppid": os.getppid(),
+    "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+    "pid1_uid": [l.split()[1] for l in open("/proc/1/status") if l.startswith("Uid:")][0],
     "write_var_tmp": attempt(write("/var/tmp/sc-probe-" + str(os.getpid()))),
     "write_etc": attempt(write("/etc/sc-probe")),
     "write_repo": attempt(write(os.path.join(sys.argv[1], "sc-probe"))),
@@ -263,8 +269,9 @@ def test_a_container_runs_as_its_user_and_sees_its_volumes_as_a_pod_would(tmp_pa
     assert probe["read_secret_fsgroup"] == "ok"
     assert probe["termination"] == "ok" and out["term"] == "bye"
     # and what it may not
-    assert probe["read_pid1_environ"] == "Permission denied"
-    assert probe["read_agent_environ"] == "Permission denied"
+    # its own PID namespace: its init (PID 1, the container's user, as tini in our image) and itself
+    assert probe["ppid"] == 1 and probe["pids"] == [1, 2], probe["pids"]
+    assert probe["pid1_uid"] == "1000"
     assert probe["read_secret_0400"] == "Permission denied"
     assert probe["write_configmap"] == "Read-only file system"
     for where in ("write_var_tmp", "write_etc", "write_repo"):
@@ -365,3 +372,18 @@ def test_the_runners_tools_work_as_a_non_root_user_on_a_read_only_root(tmp_path,
         "mounts": [[str(empty), "/tmp", False]]})
     assert out["exit_code"] == 0, out
     assert out["log"] == ["k6-ok", "node-ok", "git-ok", "ffmpeg-ok"], out["log"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("script,stop_after,code", [
+    ("exit 7", None, 7),                     # the command's exit code, through the namespace's init
+    ("kill -9 $$", None, 137),               # killed by a signal: 128 + N, as a runtime reports it
+    ("sleep 1000 & echo started; wait", 1.0, 143),  # SIGTERM reaches the command (PID 2, not an init)
+])
+def test_exit_codes_and_signals_pass_through_the_pid_namespace(tmp_path, cgroup_parent, script, stop_after, code):
+    started = time.monotonic()
+    out = run_container("pidns", tmp_path, cgroup_parent, {
+        "argv": ["sh", "-c", script], "identity": {"uid": 1000, "gid": 1000}, "stop_after": stop_after})
+    assert out["start_error"] is None and out["exit_code"] == code, out
+    assert time.monotonic() - started < 20  # a stop did not wait for a SIGKILL
+    assert out["cgroup_dirs_left"] == []

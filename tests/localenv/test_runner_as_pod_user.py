@@ -56,7 +56,8 @@ allocatable = {"cpu": "2", "memory": "8Gi", "ephemeral-storage": "10Gi"}
 
 async def main():
     become_subreaper()
-    rt = ContainerRuntime(tmp / "state", CgroupManager(parent), tuple(given["hide"]))
+    rt = ContainerRuntime(tmp / "state", CgroupManager(parent), tuple(given["hide"]),
+                          pid_namespaces=given["pid_namespaces"])
     rt.start_background()
     objects = ObjectSnapshot({configmap["metadata"]["name"]: configmap}, {})
     volumes = {}
@@ -136,7 +137,7 @@ def cgroup_parent():
 
 
 def run_pod_as_the_agent(tmp_path: Path, parent: str, moto: str, spec: dict, switch_users: bool = True,
-                         hide: tuple[str, ...] = ()) -> dict:
+                         hide: tuple[str, ...] = (), pid_namespaces: bool = True) -> dict:
     settings = Settings(S3_ENDPOINT_URL=moto, RUNNER_UPLOAD_WINDOW_SECONDS=5)
     run = podspec.RunRef("team-a", f"as-user-{uuid.uuid4().hex[:6]}", str(uuid.uuid4()), {})
     ts = TestRunSpec.model_validate(spec)
@@ -146,7 +147,7 @@ def run_pod_as_the_agent(tmp_path: Path, parent: str, moto: str, spec: dict, swi
     # The S3 credentials: how a runner gets them is the grant's business (docs/security.md); here moto's keys.
     env = {"AWS_ACCESS_KEY_ID": "runner-test", "AWS_SECRET_ACCESS_KEY": "runner-test-secret"}
     given = json.dumps({"pod": pod, "configmap": configmap, "env": env, "switch_users": switch_users,
-                        "hide": list(hide)})
+                        "hide": list(hide), "pid_namespaces": pid_namespaces})
     res = subprocess.run([sys.executable, "-c", HARNESS, str(tmp_path), parent, given],
                          capture_output=True, text=True, timeout=300, cwd=REPO)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -204,10 +205,13 @@ def test_a_playwright_run_with_chromium_works_as_the_pods_user(tmp_path, cgroup_
     assert not [line for line in out["log"] if "no ffmpeg" in line or "EACCES" in line or "ermission denied" in line]
 
 
-@pytest.mark.parametrize("kind", ["k6", "playwright"])
-def test_the_security_suites_escape_attempts_are_all_denied_here(tmp_path, cgroup_parent, moto, node_secrets, kind):
+@pytest.mark.parametrize("kind,pid_namespaces", [("k6", True), ("playwright", True), ("playwright", False)])
+def test_the_security_suites_escape_attempts_are_all_denied_here(tmp_path, cgroup_parent, moto, node_secrets, kind,
+                                                                  pid_namespaces):
     """tests/security/test_node_limits.py's hostile scripts, in the pod as the agent runs it:
-    every attempt is refused (the cluster test then shows the same through the operator)."""
+    every attempt is refused (the cluster test then shows the same through the operator). Without
+    a PID namespace (--pid-namespace off) the node agent is on the script's parent chain, and its
+    environment is refused by the user switch alone."""
     from tests.security.test_node_limits import ESCAPES_K6, ESCAPES_PLAYWRIGHT, with_node_secrets
 
     if kind == "playwright" and not (REPO / "runner-image" / "node_modules" / "@playwright" / "test").is_dir():
@@ -216,7 +220,8 @@ def test_the_security_suites_escape_attempts_are_all_denied_here(tmp_path, cgrou
     spec = {"type": kind, "script": {"inline": script}}
     if kind == "playwright":
         spec["playwright"] = {"retries": 0, "workers": 1}
-    out = run_pod_as_the_agent(tmp_path, cgroup_parent, moto, spec, hide=(str(node_secrets),))
+    out = run_pod_as_the_agent(tmp_path, cgroup_parent, moto, spec, hide=(str(node_secrets),),
+                               pid_namespaces=pid_namespaces)
     result = decode_termination_message(out["termination"])
     assert result is not None, out["log"][-40:]
     assert result.passed, (result.message, "\n".join(out["log"]))

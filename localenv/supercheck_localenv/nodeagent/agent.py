@@ -39,7 +39,9 @@ def enforcement(cfg: AgentConfig) -> CgroupManager | None:
     choice, so the agent's log says which kind of limits and users the tests are seeing."""
     if cfg.run_as == "pod":
         log.info("containers run as their securityContext runAsUser/runAsGroup (root when unset), "
-                 "with fsGroup ownership on their volumes")
+                 "with fsGroup ownership on their volumes; non-root ones %s",
+                 "each in a PID namespace of its own" if cfg.pid_namespace == "non-root"
+                 else "in the host's PID namespace (--pid-namespace off)")
     else:
         log.warning("--run-as root: every container runs as root; runAsUser, runAsGroup, fsGroup and "
                     "runAsNonRoot are ignored")
@@ -76,7 +78,8 @@ class NodeAgent:
         if not become_subreaper():
             log.warning("could not become a child subreaper; orphaned container processes may linger as zombies")
         api = KubeAPI(cfg.kubeconfig)
-        runtime = ContainerRuntime(cfg.state_dir, enforcement(cfg), cfg.hidden_paths)
+        runtime = ContainerRuntime(cfg.state_dir, enforcement(cfg), cfg.hidden_paths,
+                                   pid_namespaces=cfg.pid_namespace == "non-root")
         leftovers = runtime.kill_leftovers()
         if leftovers:
             log.warning("killed %d container(s) left running by a previous agent run", leftovers)

@@ -13,6 +13,7 @@ DEFAULT_INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PLAY
 # The escape hatches, as variables too, so `make dev-up` picks them up from the shell.
 CGROUPS_ENV = "SUPERCHECK_NODE_AGENT_CGROUPS"  # auto | off
 RUN_AS_ENV = "SUPERCHECK_NODE_AGENT_RUN_AS"  # pod | root
+PID_NAMESPACE_ENV = "SUPERCHECK_NODE_AGENT_PID_NAMESPACE"  # non-root | off
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class AgentConfig:
     run_as: str = "pod"  # "pod": the securityContext's user; "root": every container as root (the old way)
     cgroup_parent: str = ""  # folder under the agent's own cgroups; "" = supercheck-node-agent/<node>
     hidden_paths: tuple[str, ...] = ()  # host folders non-root containers see as empty (secrets of the host)
+    pid_namespace: str = "non-root"  # "non-root": each non-root container in a PID namespace of its own; "off"
 
     @property
     def cgroup_folder(self) -> str:
@@ -79,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-as", choices=("pod", "root"), default=os.environ.get(RUN_AS_ENV) or "pod",
                    help="pod: containers run as their securityContext runAsUser/runAsGroup (root when unset); "
                         f"root: every container as root, securityContext users ignored (env {RUN_AS_ENV})")
+    p.add_argument("--pid-namespace", choices=("non-root", "off"),
+                   default=os.environ.get(PID_NAMESPACE_ENV) or "non-root",
+                   help="non-root: each container that runs as a non-root user gets its own PID namespace (it "
+                        "sees only its own processes in /proc, as a pod does); off: every container shares the "
+                        f"host's (env {PID_NAMESPACE_ENV})")
     p.add_argument("--hide", action="append", default=[], metavar="PATH",
                    help="a host folder that containers running as non-root users see empty (a read-only tmpfs "
                         "over it), e.g. the local environment's .dev with its keys and passwords; repeatable")
@@ -92,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None = None) -> tuple[AgentConfig, bool]:
     parser = build_parser()
     a = parser.parse_args(argv)
-    for flag, value, choices in (("--cgroups", a.cgroups, ("auto", "off")), ("--run-as", a.run_as, ("pod", "root"))):
+    for flag, value, choices in (("--cgroups", a.cgroups, ("auto", "off")), ("--run-as", a.run_as, ("pod", "root")),
+                                 ("--pid-namespace", a.pid_namespace, ("non-root", "off"))):
         if value not in choices:  # argparse checks given flags, not defaults taken from the environment
             parser.error(f"{flag}: {value!r} is not one of {', '.join(choices)}")
     cfg = AgentConfig(
@@ -104,5 +112,5 @@ def parse_args(argv: list[str] | None = None) -> tuple[AgentConfig, bool]:
         inherit_env=tuple(n.strip() for n in a.inherit_env.split(",") if n.strip()),
         max_grace_seconds=a.max_grace_seconds, heartbeat_seconds=a.heartbeat_seconds,
         cgroups=a.cgroups, run_as=a.run_as, cgroup_parent=a.cgroup_parent.strip("/"),
-        hidden_paths=tuple(str(Path(h).resolve()) for h in a.hide))
+        hidden_paths=tuple(str(Path(h).resolve()) for h in a.hide), pid_namespace=a.pid_namespace)
     return cfg, a.verbose

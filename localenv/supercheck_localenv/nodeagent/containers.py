@@ -285,10 +285,12 @@ class ContainerProcess:
 class ContainerRuntime:
     """``cgroups``: where containers get their kernel limits; None: memory limits by sampling."""
 
-    def __init__(self, state_dir: Path, cgroups: CgroupManager | None = None, hidden_paths: tuple[str, ...] = ()):
+    def __init__(self, state_dir: Path, cgroups: CgroupManager | None = None, hidden_paths: tuple[str, ...] = (),
+                 pid_namespaces: bool = True):
         self.state_dir = state_dir
         self.cgroups = cgroups
         self.hidden_paths = hidden_paths  # covered for non-root containers (the launcher's "hide")
+        self.pid_namespaces = pid_namespaces  # a PID namespace of its own for each non-root container
         self.registry_path = state_dir / "processes.json"
         self._procs: dict[int, ContainerProcess] = {}
         self._reaper: _Reaper | None = None
@@ -340,6 +342,7 @@ class ContainerRuntime:
                            "hostPaths": host_paths(req.env.get("PATH", ""),
                                                    req.env.get("PLAYWRIGHT_BROWSERS_PATH", "")),
                            "identity": req.identity.to_json(), "hide": list(self.hidden_paths),
+                           "pidNamespace": self.pid_namespaces and not req.identity.is_root,
                            "cgroupProcs": cgroup.procs_files if cgroup else [],
                            "noCommandMessage": req.no_command_message}, f)
         except BaseException:

@@ -30,9 +30,11 @@ import stat
 import sys
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWPID = 0x20000000
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
+MS_NOEXEC = 0x8
 MS_REMOUNT = 0x20
 MS_BIND = 0x1000
 MS_REC = 0x4000
@@ -163,9 +165,65 @@ def join_cgroups(procs_files):
             os.close(fd)
 
 
-def become(identity, agent_pid):
-    """Switch to the container's user for good (and keep dying with the agent: changing
-    credentials clears the parent-death signal)."""
+def exit_code(status):
+    return 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+def ignore_signals():
+    """A supervisor's signals: the agent signals the container's processes itself (by process
+    group, mount namespace and cgroup), so passing them on would deliver them twice."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+                signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def wait_for(child):
+    """Wait for ``child`` (reaping any other child meanwhile: an init reaps orphans) and end
+    with its exit code."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            os._exit(137)
+        if pid == child:
+            os._exit(exit_code(status))
+
+
+def enter_pid_namespace(identity):
+    """The container's own PID namespace, as on a real node: its processes see only each other
+    in /proc (another pod's environment is out of reach even under the same uid).
+
+    Three processes, like a runtime plus tini: this one stays outside and is what the agent
+    waits on; its child is PID 1 inside (mounts the namespace's /proc, then runs as the
+    container's user, as tini does in our image, reaps orphans, ends with the command); PID 1's
+    child goes on to become the command, as PID 2, so signals reach it with their usual effect
+    (a PID 1 ignores a SIGTERM it has no handler for).
+    """
+    _check(_libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+    init = os.fork()
+    if init:
+        os.close(START_FD)
+        ignore_signals()
+        wait_for(init)
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the namespace ends with the one outside
+    mount("proc", "/proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "proc")
+    command = os.fork()
+    if command:
+        os.close(START_FD)
+        ignore_signals()
+        try:
+            become(identity, 0)  # its parent is outside the namespace: getppid() says 0
+        except OSError:
+            pass  # the command's own switch reports it
+        wait_for(command)
+    return 1  # the command's parent, as it sees it
+
+
+def become(identity, parent_pid):
+    """Switch to the container's user for good (and keep dying with the agent, or with the PID
+    namespace's init: changing credentials clears the parent-death signal)."""
     if identity["uid"] != 0 or identity["gid"] != 0 or identity.get("groups"):  # root as it is: unchanged
         os.setgroups(identity.get("groups") or [])
         os.setresgid(identity["gid"], identity["gid"], identity["gid"])
@@ -173,7 +231,7 @@ def become(identity, agent_pid):
     if identity.get("noNewPrivs"):
         _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != agent_pid:
+    if os.getppid() != parent_pid:
         os._exit(137)
 
 
@@ -232,8 +290,14 @@ def main():
             mount(None, "/", MS_BIND | MS_REMOUNT | MS_RDONLY)
         except OSError as exc:
             fail(128, f"failed to make the root filesystem read-only: {exc.strerror or exc}")
+    parent = spec["agentPid"]
+    if spec.get("pidNamespace"):
+        try:
+            parent = enter_pid_namespace(identity)
+        except OSError as exc:
+            fail(128, f"failed to make the container's PID namespace: {exc.strerror or exc}")
     try:
-        become(identity, spec["agentPid"])
+        become(identity, parent)
     except OSError as exc:
         fail(128, f"failed to switch to user {identity['uid']}:{identity['gid']}: {exc.strerror or exc}")
     try:
