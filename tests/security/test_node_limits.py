@@ -160,17 +160,22 @@ def test_a_memory_hungry_run_is_oom_killed_by_the_kernel(operator, namespace, cu
 # ---------------------------------------------------------------- plain pods on the node agent
 
 
-def test_a_pod_runs_as_its_run_as_user_with_its_groups(namespace, core_v1):
-    manifest = pod_manifest("who", ["sh", "-c", "id -u; id -g; id -G; cat /proc/self/cgroup | grep -c supercheck"],
+def test_a_pod_runs_as_its_run_as_user_with_its_groups_in_its_own_pid_namespace(namespace, core_v1):
+    script = ("echo uid=$(id -u); echo gid=$(id -g); echo groups=$(id -G | tr ' ' ','); echo pid=$$; "
+              "echo visible=$(ls /proc | grep -c '^[0-9]'); echo cgroups=$(grep -c supercheck /proc/self/cgroup)")
+    manifest = pod_manifest("who", ["sh", "-c", script],
                             securityContext={"runAsUser": 1234, "runAsGroup": 2345, "fsGroup": 3456,
                                              "supplementalGroups": [4567]},
                             container={"resources": {"limits": {"cpu": "250m", "memory": "64Mi"}}})
     pod = run_pod(core_v1, namespace, manifest)
     assert pod["status"]["phase"] == "Succeeded", pod["status"]
-    out = core_v1.read_namespaced_pod_log("who", namespace).split()
-    assert out[:2] == ["1234", "2345"]
-    assert set(out[2:-1]) == {"2345", "3456", "4567"}
-    assert int(out[-1]) >= 2  # the cpu and memory groups the agent made
+    out = dict(line.split("=", 1) for line in core_v1.read_namespaced_pod_log("who", namespace).splitlines()
+               if "=" in line)
+    assert (out["uid"], out["gid"]) == ("1234", "2345")
+    assert set(out["groups"].split(",")) == {"2345", "3456", "4567"}
+    assert out["pid"] == "2"  # the command is PID 2 of its own namespace, under its init
+    assert int(out["visible"]) <= 5  # the init, sh, ls, grep: not the host's processes
+    assert int(out["cgroups"]) >= 2  # the cpu and memory groups the agent made
 
 
 def test_run_as_non_root_with_a_root_user_never_starts(namespace, core_v1):
