@@ -174,7 +174,7 @@ def test_a_pod_runs_as_its_run_as_user_with_its_groups_in_its_own_pid_namespace(
     assert (out["uid"], out["gid"]) == ("1234", "2345")
     assert set(out["groups"].split(",")) == {"2345", "3456", "4567"}
     assert out["pid"] == "2"  # the command is PID 2 of its own namespace, under its init
-    assert int(out["visible"]) <= 5  # the init, sh, ls, grep: not the host's processes
+    assert int(out["visible"]) <= 8  # the init, sh, its subshell, ls, grep: not the host's hundreds
     assert int(out["cgroups"]) >= 2  # the cpu and memory groups the agent made
 
 
