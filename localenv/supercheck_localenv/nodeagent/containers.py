@@ -14,7 +14,8 @@ Why the pieces look the way they do:
   OOM-kills at the memory limit, and the group's ``oom_kill`` counter says it happened. Only
   where cgroups are unavailable (or turned off) does the monitor task below enforce memory
   limits, by sampling every container's process tree each 250 ms and killing it over the limit.
-* the launcher runs the command as the container's user (``identity.py``).
+* the launcher runs the command as the container's user (``identity.py``), a non-root one in
+  a PID namespace of its own (the pid the agent waits on stays outside it).
 * ``processes.json`` in the state dir lists what is running, so a restarted agent can
   kill what a crashed one left behind ("adopt nothing").
 """
