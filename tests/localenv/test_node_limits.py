@@ -258,6 +258,11 @@ def test_a_container_runs_as_its_user_and_sees_its_volumes_as_a_pod_would(tmp_pa
         "identity": {"uid": 1000, "gid": 1000, "groups": [2000], "noNewPrivs": True, "readOnlyRoot": True},
         "mounts": [[str(empty), "/work-volume", False], [str(config), "/config", True],
                    [str(secret_fs), "/secret-fs", True], [str(secret_plain), "/secret-plain", True]]})
+    for point in ("/work-volume", "/config", "/secret-fs", "/secret-plain"):  # mount points left on the host
+        try:
+            os.rmdir(point)
+        except OSError:
+            pass
     assert out["start_error"] is None and out["exit_code"] == 0, out
     probe = json.loads(out["log"][-1])
     assert (probe["uid"], probe["euid"], probe["gid"], probe["groups"]) == (1000, 1000, 1000, [2000])
