@@ -39,6 +39,10 @@ from supercheck_contract import BUCKETS, TERMINATION_MESSAGE_PATH, RunnerConfig,
 CONTAINER_NAME = "runner"
 SCRIPT_DIR = "/supercheck/script"
 WORK_DIR = "/tmp/supercheck"
+# The container starts in the emptyDir itself, not in WORK_DIR: a runtime creates a missing
+# workingDir as root with mode 0755 (runc), which the runner's non-root user could not write;
+# the runner makes WORK_DIR itself, as its own user (docs/security.md, "The local environment").
+POD_WORKING_DIR = "/tmp"
 S3_SECRET_NAME = "supercheck-runner-s3"
 MAX_NAME = 63
 
@@ -331,7 +335,7 @@ def runner_pod(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settings,
                     "image": settings.runner_image,
                     "imagePullPolicy": settings.runner_image_pull_policy,
                     "command": ["supercheck-runner"],
-                    "workingDir": WORK_DIR,
+                    "workingDir": POD_WORKING_DIR,
                     "env": env,
                     "envFrom": [e.model_dump(exclude_none=True) for e in spec.envFrom]
                     if shape is None or shape.user_env else [],
