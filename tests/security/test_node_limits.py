@@ -160,8 +160,13 @@ def test_a_memory_hungry_run_is_oom_killed_by_the_kernel(operator, namespace, cu
 # ---------------------------------------------------------------- plain pods on the node agent
 
 
+def log_text(core_v1, namespace: str, pod: str) -> str:
+    # The raw body: the generated client turns a log into str(bytes) ("b'...'") with this API server.
+    return core_v1.read_namespaced_pod_log(pod, namespace, _preload_content=False).data.decode()
+
+
 def test_a_pod_runs_as_its_run_as_user_with_its_groups_in_its_own_pid_namespace(namespace, core_v1):
-    script = ("echo uid=$(id -u); echo gid=$(id -g); echo groups=$(id -G | tr ' ' ','); echo pid=$$; "
+    script = ("echo uid=$(id -u); echo gid=$(id -g); echo groups=$(id -G | tr ' ' ','); echo pid=$$$$; "
               "echo visible=$(ls /proc | grep -c '^[0-9]'); echo cgroups=$(grep -c supercheck /proc/self/cgroup)")
     manifest = pod_manifest("who", ["sh", "-c", script],
                             securityContext={"runAsUser": 1234, "runAsGroup": 2345, "fsGroup": 3456,
@@ -169,11 +174,12 @@ def test_a_pod_runs_as_its_run_as_user_with_its_groups_in_its_own_pid_namespace(
                             container={"resources": {"limits": {"cpu": "250m", "memory": "64Mi"}}})
     pod = run_pod(core_v1, namespace, manifest)
     assert pod["status"]["phase"] == "Succeeded", pod["status"]
-    out = dict(line.split("=", 1) for line in core_v1.read_namespaced_pod_log("who", namespace).splitlines()
+    out = dict(line.split("=", 1) for line in log_text(core_v1, namespace, "who").splitlines()
                if "=" in line)
     assert (out["uid"], out["gid"]) == ("1234", "2345")
     assert set(out["groups"].split(",")) == {"2345", "3456", "4567"}
-    assert out["pid"] == "2"  # the command is PID 2 of its own namespace, under its init
+    assert out["pid"] == "2"  # the command is PID 2 of its own namespace, under its init ($$$$: as a kubelet
+    # does, the node agent expands $(VAR) in a command and makes $$ one $)
     assert int(out["visible"]) <= 8  # the init, sh, its subshell, ls, grep: not the host's hundreds
     assert int(out["cgroups"]) >= 2  # the cpu and memory groups the agent made
 
