@@ -125,6 +125,7 @@ def start_node_agent(layout: Layout, pki: Pki) -> Proc | None:
                 f"--tls-cert={pki.cert('node-agent-serving')}",
                 f"--tls-key={pki.key('node-agent-serving')}",
                 f"--state-dir={layout.data('node-agent')}",
+                f"--hide={layout.dev}",  # keys, passwords and other pods' files: no pod's business
                 *(f"--{k}={v}" for k, v in NODE_RESOURCES.items()),
             ],
             env=_process_env(layout),

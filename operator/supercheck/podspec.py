@@ -51,6 +51,10 @@ from supercheck_contract.reserved import UPLOAD_SECRET_SUFFIX
 CONTAINER_NAME = "runner"
 SCRIPT_DIR = "/supercheck/script"
 WORK_DIR = "/tmp/supercheck"
+# The container starts in the emptyDir itself, not in WORK_DIR: a runtime creates a missing
+# workingDir as root with mode 0755 (runc), which the runner's non-root user could not write;
+# the runner makes WORK_DIR itself, as its own user (docs/security.md, "The local environment").
+POD_WORKING_DIR = "/tmp"
 MAX_NAME = 63
 UPLOAD_VOLUME = "upload-grant"
 GRANT_DIR, GRANT_FILE = posixpath.split(UPLOAD_GRANT_PATH)
@@ -364,7 +368,7 @@ def runner_pod(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settings,
                     "image": settings.runner_image,
                     "imagePullPolicy": settings.runner_image_pull_policy,
                     "command": ["supercheck-runner"],
-                    "workingDir": WORK_DIR,
+                    "workingDir": POD_WORKING_DIR,
                     "env": env,
                     "envFrom": [e.model_dump(exclude_none=True) for e in spec.envFrom]
                     if shape is None or shape.user_env else [],

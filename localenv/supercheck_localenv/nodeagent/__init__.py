@@ -1,8 +1,9 @@
 """The node agent: the local stand-in for kubelet and a container runtime.
 
 It registers a Node, keeps it Ready, and runs the containers of the pods bound to it as
-local processes (one mount namespace per container), reporting their lifecycle through
-the pods/status subresource and serving `kubectl logs`. See docs/node-agent.md.
+local processes (one mount namespace and one set of cgroups per container, as the
+container's user), reporting their lifecycle through the pods/status subresource and
+serving `kubectl logs`. See docs/node-agent.md.
 
 Modules, one concern each:
   config      command line -> AgentConfig
@@ -14,8 +15,10 @@ Modules, one concern each:
   envvars     pure: env, envFrom, valueFrom, $(VAR) expansion
   volumes     pure contents of volumes + writing them to the state dir
   mounts      pure: a container's bind mounts
-  containers  the runtime: spawn, log pumping, memory limits, reaping
-  launcher    runs in the child: mount namespace, bind mounts, exec
+  containers  the runtime: spawn, log pumping, kernel or sampled limits, reaping
+  cgroups     each container's cgroup v1 cpu and memory groups (quota, shares, OOM killer)
+  identity    pure: the user, groups and securityContext flags a container runs with
+  launcher    runs in the child: cgroups, mount namespace, bind mounts, user switch, exec
   proctree    finding, measuring and killing a container's processes
   logformat   CRI log files and `kubectl logs` queries
   logserver   the HTTPS endpoint the API server proxies `kubectl logs` to

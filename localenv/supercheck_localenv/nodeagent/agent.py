@@ -15,6 +15,7 @@ import os
 import sys
 import time
 
+from .cgroups import CgroupManager, CgroupUnavailable
 from .config import AgentConfig
 from .containers import ContainerRuntime
 from .envvars import inherited_env, service_env
@@ -33,6 +34,32 @@ LOG_RETENTION_SECONDS = 3600  # logs of pods that no longer exist are kept this 
 SWEEP_INTERVAL = 300
 
 
+def enforcement(cfg: AgentConfig) -> CgroupManager | None:
+    """The cgroups the containers get (None: memory limits by sampling), with one log line per
+    choice, so the agent's log says which kind of limits and users the tests are seeing."""
+    if cfg.run_as == "pod":
+        log.info("containers run as their securityContext runAsUser/runAsGroup (root when unset), "
+                 "with fsGroup ownership on their volumes; non-root ones %s",
+                 "each in a PID namespace of its own" if cfg.pid_namespace == "non-root"
+                 else "in the host's PID namespace (--pid-namespace off)")
+    else:
+        log.warning("--run-as root: every container runs as root; runAsUser, runAsGroup, fsGroup and "
+                    "runAsNonRoot are ignored")
+    if cfg.cgroups == "off":
+        log.warning("--cgroups off: no CPU limits; memory limits enforced by sampling every 250 ms")
+        return None
+    try:
+        manager = CgroupManager(cfg.cgroup_folder)
+    except CgroupUnavailable as exc:
+        log.warning("cgroups unavailable (%s): no CPU limits; memory limits enforced by sampling every 250 ms",
+                    exc)
+        return None
+    log.info("each container in its own cgroup v1 cpu and memory groups under %s: the kernel enforces "
+             "limits.cpu (CFS quota), requests.cpu (shares) and limits.memory (OOM killer)%s",
+             manager.describe(), "" if manager.has_memsw else "; no memsw file: swap is not limited")
+    return manager
+
+
 class NodeAgent:
     def __init__(self, config: AgentConfig):
         self.config = config
@@ -45,10 +72,14 @@ class NodeAgent:
     async def run(self, stop: asyncio.Event) -> None:
         cfg = self.config
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        # Root's alone, as kubelet's /var/lib/kubelet: containers get their volumes through bind
+        # mounts the launcher makes as root, and must not walk into another pod's volumes or logs.
+        cfg.state_dir.chmod(0o700)
         if not become_subreaper():
             log.warning("could not become a child subreaper; orphaned container processes may linger as zombies")
         api = KubeAPI(cfg.kubeconfig)
-        runtime = ContainerRuntime(cfg.state_dir)
+        runtime = ContainerRuntime(cfg.state_dir, enforcement(cfg), cfg.hidden_paths,
+                                   pid_namespaces=cfg.pid_namespace == "non-root")
         leftovers = runtime.kill_leftovers()
         if leftovers:
             log.warning("killed %d container(s) left running by a previous agent run", leftovers)
@@ -67,7 +98,7 @@ class NodeAgent:
             api=api, runtime=runtime, events=EventRecorder(api, cfg.node_name), node_name=cfg.node_name,
             state_dir=cfg.state_dir, allocatable=cfg.capacity, services=service_env(api_host, api_port),
             inherited=inherited_env(os.environ, cfg.inherit_env, os.path.dirname(sys.executable)),
-            max_grace_seconds=cfg.max_grace_seconds)
+            max_grace_seconds=cfg.max_grace_seconds, switch_users=cfg.run_as == "pod")
         runtime.start_background()
         server = LogServer(self.resolve_logs, address=cfg.address, port=cfg.port, cert=cfg.tls_cert,
                            key=cfg.tls_key, client_ca=cfg.client_ca)

@@ -9,8 +9,13 @@ Why the pieces look the way they do:
   child watcher: the agent is a child subreaper (orphans of containers come to it instead
   of becoming zombies under this machine's PID 1, which never reaps), so it must reap
   every child, not only the ones asyncio knows about.
-* a monitor task samples every container's process tree each 250 ms: memory limits are
-  enforced there (kernel cgroups are not used, so the OOM "killer" is ours).
+* each container attempt gets its own cgroup v1 ``cpu`` and ``memory`` groups
+  (``cgroups.py``), joined by the launcher before it execs: the kernel throttles the CPU and
+  OOM-kills at the memory limit, and the group's ``oom_kill`` counter says it happened. Only
+  where cgroups are unavailable (or turned off) does the monitor task below enforce memory
+  limits, by sampling every container's process tree each 250 ms and killing it over the limit.
+* the launcher runs the command as the container's user (``identity.py``), a non-root one in
+  a PID namespace of its own (the pid the agent waits on stays outside it).
 * ``processes.json`` in the state dir lists what is running, so a restarted agent can
   kill what a crashed one left behind ("adopt nothing").
 """
@@ -26,12 +31,15 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from . import logformat
+from .cgroups import CgroupLimits, CgroupManager, ContainerCgroup
+from .identity import ROOT, ContainerIdentity
 from .mounts import BindMount
 from .proctree import (
     AGENT_MNT_NS,
@@ -62,6 +70,9 @@ class LaunchRequest:
     attempt_dir: Path
     memory_limit: int | None = None
     no_command_message: str = ""
+    identity: ContainerIdentity = ROOT
+    cgroup_limits: CgroupLimits | None = None  # None: no CPU/memory limits, only the group
+    cgroup_name: str | None = None  # unique per attempt; None: made up
 
 
 @dataclass
@@ -69,6 +80,7 @@ class ExitInfo:
     exit_code: int
     finished_at: datetime
     oom_killed: bool = False
+    cgroup_stats: dict[str, int] | None = None  # the group's counters as the container ended
 
 
 def _high_fd(fd: int) -> int:
@@ -86,13 +98,14 @@ async def _pipe_reader(fd: int) -> asyncio.StreamReader:
     return reader
 
 
-def host_paths(path_var: str) -> list[str]:
+def host_paths(path_var: str, browsers: str = "") -> list[str]:
     """The host folders that stand in for a container image's own files: the agent's working
-    directory (the checkout), its Python installation and the command search path. The
-    launcher shows them again inside the container when a volume would hide them (a pod's
-    emptyDir at /tmp hides a checkout that lives under /tmp); a real image is never hidden
-    by a volume mounted on another of its folders."""
-    paths = [os.getcwd(), sys.prefix, sys.base_prefix, *path_var.split(":")]
+    directory (the checkout), its Python installation, the command search path and Playwright's
+    browsers (when PLAYWRIGHT_BROWSERS_PATH names them). The launcher shows them again inside the
+    container when a volume would hide them (a pod's emptyDir at /tmp hides a checkout that lives
+    under /tmp), or when a non-root user could not reach them (pyenv under /root); a real image is
+    never hidden by a volume mounted on another of its folders."""
+    paths = [os.getcwd(), sys.prefix, sys.base_prefix, *path_var.split(":"), browsers]
     return sorted({os.path.realpath(p) for p in paths if p and os.path.isabs(p)})
 
 
@@ -136,7 +149,7 @@ class ContainerProcess:
 
     def __init__(self, runtime: ContainerRuntime, req: LaunchRequest, pid: int,
                  exit_future: asyncio.Future, log_file, pumps: list[asyncio.Task],
-                 start_reader: asyncio.StreamReader):
+                 start_reader: asyncio.StreamReader, cgroup: ContainerCgroup | None = None):
         self.runtime = runtime
         self.req = req
         self.pid = pid
@@ -145,6 +158,7 @@ class ContainerProcess:
         self.started_at = datetime.now(UTC).replace(microsecond=0)
         self.create_time = process_create_time(pid) or time.time()
         self.memory_limit = req.memory_limit
+        self.cgroup = cgroup  # when set, the kernel enforces the limits and memory_limit is not polled
         # The container's mount namespace, held open by ``_ns_fd`` for as long as ``mnt_ns`` is
         # set: its inode number is a mark of this container only while we pin it (proctree.py).
         self.mnt_ns: int | None = None
@@ -212,6 +226,12 @@ class ContainerProcess:
         if self._exit_info is not None:
             return
         signal_members(self.pgid, self.mnt_ns, sig)
+        if self.cgroup is not None:  # the surest mark of all: no process leaves its cgroup
+            for pid in self.cgroup.pids():
+                try:
+                    os.kill(pid, sig)
+                except OSError:
+                    pass
 
     async def wait(self) -> ExitInfo:
         if self._finishing is None:
@@ -225,6 +245,8 @@ class ContainerProcess:
             # A container ends with its main process (as a PID namespace does): kill what is
             # left. The namespace is still pinned here, so this cannot reach another container.
             signal_members(self.pgid, self.mnt_ns, signal.SIGKILL)
+            if self.cgroup is not None:
+                self.cgroup.kill_all()
         finally:
             self._release_namespace()
         done, pending = await asyncio.wait(self._pumps, timeout=LOG_DRAIN_TIMEOUT)
@@ -234,8 +256,18 @@ class ContainerProcess:
             self._log_file.close()
         except OSError:
             pass
-        code = 137 if self.oom_killed else exit_code_from_status(status)
-        self._exit_info = ExitInfo(code, finished, self.oom_killed)
+        stats = None
+        if self.cgroup is not None:
+            # The kernel's word (containerd's rule): any OOM kill in the group makes the container
+            # OOMKilled, with the exit code its main process really had.
+            stats = self.cgroup.stats()
+            if stats.get("oom_kill", 0) > 0:
+                log.info("%s: the kernel's OOM killer ended %d process(es) at the memory limit %s",
+                         self.req.name, stats["oom_kill"], stats.get("memory_limit_in_bytes"))
+                self.oom_killed = True
+            await asyncio.get_running_loop().run_in_executor(None, self.cgroup.remove)
+        code = 137 if self.oom_killed and self.cgroup is None else exit_code_from_status(status)
+        self._exit_info = ExitInfo(code, finished, self.oom_killed, stats)
         self.runtime._forget(self)
         return self._exit_info
 
@@ -252,8 +284,14 @@ class ContainerProcess:
 
 
 class ContainerRuntime:
-    def __init__(self, state_dir: Path):
+    """``cgroups``: where containers get their kernel limits; None: memory limits by sampling."""
+
+    def __init__(self, state_dir: Path, cgroups: CgroupManager | None = None, hidden_paths: tuple[str, ...] = (),
+                 pid_namespaces: bool = True):
         self.state_dir = state_dir
+        self.cgroups = cgroups
+        self.hidden_paths = hidden_paths  # covered for non-root containers (the launcher's "hide")
+        self.pid_namespaces = pid_namespaces  # a PID namespace of its own for each non-root container
         self.registry_path = state_dir / "processes.json"
         self._procs: dict[int, ContainerProcess] = {}
         self._reaper: _Reaper | None = None
@@ -270,6 +308,8 @@ class ContainerRuntime:
         await self.stop_all(grace)
         if self._monitor:
             self._monitor.cancel()
+        if self.cgroups is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.cgroups.close)
 
     async def stop_all(self, grace: float) -> None:
         procs = list(self._procs.values())
@@ -287,13 +327,29 @@ class ContainerRuntime:
         loop = asyncio.get_running_loop()
         req.attempt_dir.mkdir(parents=True, exist_ok=True)
         req.log_path.parent.mkdir(parents=True, exist_ok=True)
+        cgroup = None
+        if self.cgroups is not None:
+            try:
+                cgroup = await loop.run_in_executor(None, self.cgroups.create, req.cgroup_name or uuid.uuid4().hex,
+                                                    req.cgroup_limits or CgroupLimits())
+            except OSError as exc:  # the container still runs, as it would have before cgroups
+                log.warning("%s: cannot make its cgroups (%s): no CPU limit, memory limit sampled", req.name, exc)
         spec_path = req.attempt_dir / "launch.json"
-        fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"argv": req.argv, "workdir": req.workdir, "agentPid": os.getpid(),
-                       "mounts": [m.to_json() for m in req.mounts],
-                       "hostPaths": host_paths(req.env.get("PATH", "")),
-                       "noCommandMessage": req.no_command_message}, f)
+        try:
+            fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump({"argv": req.argv, "workdir": req.workdir, "agentPid": os.getpid(),
+                           "mounts": [m.to_json() for m in req.mounts],
+                           "hostPaths": host_paths(req.env.get("PATH", ""),
+                                                   req.env.get("PLAYWRIGHT_BROWSERS_PATH", "")),
+                           "identity": req.identity.to_json(), "hide": list(self.hidden_paths),
+                           "pidNamespace": self.pid_namespaces and not req.identity.is_root,
+                           "cgroupProcs": cgroup.procs_files if cgroup else [],
+                           "noCommandMessage": req.no_command_message}, f)
+        except BaseException:
+            if cgroup is not None:
+                cgroup.remove()
+            raise
 
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -318,6 +374,8 @@ class ContainerRuntime:
         except BaseException:
             for fd_ in (out_r, err_r, st_r):
                 os.close(fd_)
+            if cgroup is not None:
+                cgroup.remove()
             raise
         finally:
             for fd_ in (out_w, err_w, st_w):
@@ -328,7 +386,7 @@ class ContainerRuntime:
                                              await _pipe_reader(st_r))
         pumps = [loop.create_task(self._pump(out_reader, "stdout", log_file)),
                  loop.create_task(self._pump(err_reader, "stderr", log_file))]
-        proc = ContainerProcess(self, req, pid, exit_future, log_file, pumps, st_reader)
+        proc = ContainerProcess(self, req, pid, exit_future, log_file, pumps, st_reader, cgroup)
         self._procs[pid] = proc
         self._save_registry()
         return proc
@@ -349,13 +407,13 @@ class ContainerRuntime:
         if self._procs.pop(proc.pid, None) is not None:
             self._save_registry()
 
-    # ------------------------------------------------------------ memory limits
+    # ------------------------------------------------------------ memory limits without cgroups
 
     async def _monitor_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(SAMPLE_INTERVAL)
-            procs = [p for p in self._procs.values() if not p.exited]
+            procs = [p for p in self._procs.values() if not p.exited and (p.mnt_ns is None or p.cgroup is None)]
             if not procs:
                 continue
             try:
@@ -373,7 +431,7 @@ class ContainerRuntime:
             if p.mnt_ns is None:
                 p.capture_namespace()
             ns = p.mnt_ns
-            if not p.memory_limit or p.exited:
+            if not p.memory_limit or p.exited or p.cgroup is not None:
                 continue
             rss = tree_rss(snap.members(p.pgid, ns))
             p.peak_rss = max(p.peak_rss, rss)
@@ -386,7 +444,8 @@ class ContainerRuntime:
 
     def _save_registry(self) -> None:
         entries = {p.container_id: {"pid": p.pid, "pgid": p.pgid, "createTime": p.create_time,
-                                    "mntNs": p.mnt_ns, "name": p.req.name}
+                                    "mntNs": p.mnt_ns, "name": p.req.name,
+                                    "cgroups": [str(d) for d in p.cgroup.dirs.values()] if p.cgroup else []}
                    for p in list(self._procs.values())}
         tmp = self.registry_path.with_suffix(".tmp")
         with self._registry_lock:
@@ -423,5 +482,12 @@ class ContainerRuntime:
                         os.kill(m, signal.SIGKILL)
                     except OSError:
                         pass
+            left = ContainerCgroup(cid, {str(i): Path(d) for i, d in enumerate(e.get("cgroups") or [])})
+            if left.dirs and any(d.exists() for d in left.dirs.values()):
+                left.remove()  # kills what is still in it (however it got away), then removes it
         self.registry_path.unlink(missing_ok=True)
+        if self.cgroups is not None:
+            stale = self.cgroups.remove_stale()
+            if stale:
+                log.info("removed %d cgroup(s) left by a previous agent run", stale)
         return found

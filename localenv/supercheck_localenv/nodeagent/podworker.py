@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import logformat
+from .cgroups import limits_from_resources
 from .containers import ContainerProcess, ContainerRuntime, LaunchRequest
 from .envvars import EnvError, ObjectSnapshot, container_argv, container_env, process_env, referenced_objects
 from .events import EventRecorder
+from .identity import IdentityError, container_identity, fs_group, home_for
 from .kubeapi import KubeAPI, KubeError
 from .mounts import HostVolume, MountError, container_mounts, subpath_sources
 from .podstatus import (
@@ -75,6 +77,7 @@ class AgentContext:
     services: Mapping[str, str]  # the `kubernetes` service variables
     inherited: Mapping[str, str]  # variables from the agent's own environment (PATH, HOME...)
     max_grace_seconds: int = 60
+    switch_users: bool = True  # False: every container as root (the agent's --run-as root)
 
     def pod_dir(self, uid: str) -> Path:
         return self.state_dir / "pods" / uid
@@ -448,9 +451,12 @@ class PodWorker:
         dirs: dict[str, HostVolume] = {}
         for vol in (self.pod.get("spec") or {}).get("volumes") or []:
             plan = render_volume(vol, self.pod, self.objects, self.tokens, self.ctx.allocatable)
-            path = materialize(plan, self.pod_dir / "volumes" / vol["name"])
+            path = materialize(plan, self.pod_dir / "volumes" / vol["name"], self._fs_group())
             dirs[vol["name"]] = HostVolume(str(path), read_only=isinstance(plan, FileSet) and plan.read_only)
         return dirs
+
+    def _fs_group(self) -> int | None:
+        return fs_group(self.pod) if self.ctx.switch_users else None
 
     async def _refresh_tokens_forever(self) -> None:
         while not self.finished.is_set():
@@ -464,7 +470,7 @@ class PodWorker:
                                                     for s in vol["projected"].get("sources") or []):
                         plan = render_volume(vol, self.pod, self.objects, self.tokens, self.ctx.allocatable)
                         if isinstance(plan, FileSet):
-                            write_files(self.pod_dir / "volumes" / vol["name"], plan.files)
+                            write_files(self.pod_dir / "volumes" / vol["name"], plan.files, self._fs_group())
                 log.info("%s: service account token refreshed", self.key)
             except (VolumeError, KubeError) as exc:
                 log.warning("%s: token refresh failed: %s", self.key, exc)
@@ -522,8 +528,9 @@ class PodWorker:
                 attempt_dir = self.pod_dir / "containers" / name / str(attempt_no)
                 term_file = attempt_dir / "termination-log"
                 mounts = container_mounts(spec, self.volume_dirs, str(term_file), kube_env)
+                identity = container_identity(self.pod, spec, switch_users=self.ctx.switch_users)
                 break
-            except (EnvError, MountError) as exc:
+            except (EnvError, MountError, IdentityError) as exc:
                 if track.waiting != ("CreateContainerConfigError", str(exc)):
                     self._event("Failed", f"Error: {exc}", warning=True, container=name)
                 track.set_waiting("CreateContainerConfigError", str(exc))
@@ -538,20 +545,26 @@ class PodWorker:
 
         attempt_dir.mkdir(parents=True, exist_ok=True)
         term_file.write_bytes(b"")
+        term_file.chmod(0o666)  # kubelet's mode: any container user may write its termination message
         for src in subpath_sources(spec, self.volume_dirs, kube_env):
             if not Path(src).exists():  # kubelet creates a missing subPath as a directory
                 Path(src).mkdir(parents=True, exist_ok=True)
         limits = (spec.get("resources") or {}).get("limits") or {}
         log_path = self.log_dir / name / f"{attempt_no}.log"
         image = spec.get("image", "")
+        env = process_env(kube_env, self.ctx.inherited, self.name)
+        home = home_for(identity, kube_env)
+        if home is not None:
+            env["HOME"] = home
         req = LaunchRequest(
-            name=f"{self.key}/{name}", argv=argv,
-            env=process_env(kube_env, self.ctx.inherited, self.name),
+            name=f"{self.key}/{name}", argv=argv, env=env,
             workdir=spec.get("workingDir") or "/", mounts=mounts, log_path=log_path,
             attempt_dir=attempt_dir,
             memory_limit=quantity_to_bytes(limits["memory"]) if limits.get("memory") else None,
             no_command_message=(f"no command specified: the node agent cannot run the default "
-                                f"entrypoint of image {image!r}; set command (and args) in the pod spec"))
+                                f"entrypoint of image {image!r}; set command (and args) in the pod spec"),
+            identity=identity, cgroup_limits=limits_from_resources(spec.get("resources")),
+            cgroup_name=f"{self.uid}_{name}_{attempt_no}")
         image_id = f"local://{image}"
         try:
             proc = await self.ctx.runtime.start(req)

@@ -6,12 +6,20 @@ configMap, secret, downwardAPI, projected (configMap, secret, downwardAPI,
 serviceAccountToken) and hostPath. Contents are written once when the pod starts; only
 service account tokens are refreshed afterwards (kubelet also refreshes ConfigMaps and
 Secrets; runner pods are short-lived and do not need it).
+
+Ownership and modes are kubelet's, so a container running as a non-root user can do with its
+volumes exactly what it could in a real pod: an emptyDir is mode 0777; with the pod's
+``fsGroup`` every file of an emptyDir, configMap, secret, downwardAPI or projected volume
+belongs to that group, with group read (and write, for an emptyDir) added and the setgid bit on
+directories (``SetVolumeOwnership``). Files keep their ``defaultMode``/``mode`` otherwise: a
+secret at 0400 without an fsGroup is root's alone, as it is on a real node.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +27,8 @@ from pathlib import Path
 from .envvars import EnvError, ObjectSnapshot, configmap_data, field_ref_value, resource_ref_value, secret_data
 
 DEFAULT_MODE = 0o644  # the API's default defaultMode (420)
+EMPTY_DIR_MODE = 0o777  # kubelet makes every emptyDir world-writable (fsGroup then adds setgid)
+RW_MASK, RO_MASK, EXEC_MASK = 0o660, 0o440, 0o110  # kubelet's volume_linux.go
 TOKEN_DEFAULT_EXPIRATION = 3600
 
 
@@ -174,7 +184,28 @@ def render_volume(volume: Mapping, pod: Mapping, objects: ObjectSnapshot,
 # ---------------------------------------------------------------- on disk
 
 
-def write_files(directory: Path, files: Mapping[str, tuple[bytes, int]]) -> None:
+def set_volume_ownership(directory: Path, fs_group: int, read_only: bool) -> None:
+    """kubelet's ``SetVolumeOwnership``: every file and folder to group ``fs_group``, group read
+    (and write unless the volume is read-only) added, setgid and group search on folders."""
+    mask = RO_MASK if read_only else RW_MASK
+
+    def own(path: str, is_dir: bool) -> None:
+        os.lchown(path, -1, fs_group)
+        if os.path.islink(path):  # kubelet leaves a symlink's mode alone
+            return
+        mode = os.lstat(path).st_mode & 0o7777
+        os.chmod(path, mode | mask | ((stat.S_ISGID | EXEC_MASK) if is_dir else 0))
+
+    for root, dirs, files in os.walk(directory):  # does not descend into symlinked folders
+        own(root, True)
+        for name in files:
+            own(os.path.join(root, name), False)
+        for name in dirs:
+            if os.path.islink(os.path.join(root, name)):
+                own(os.path.join(root, name), False)
+
+
+def write_files(directory: Path, files: Mapping[str, tuple[bytes, int]], fs_group: int | None = None) -> None:
     """Write (or rewrite) a FileSet: each file replaced atomically, so readers never see half a token."""
     directory.mkdir(parents=True, exist_ok=True)
     for rel, (content, mode) in files.items():
@@ -186,11 +217,16 @@ def write_files(directory: Path, files: Mapping[str, tuple[bytes, int]]) -> None
         with open(tmp, "wb") as f:
             f.write(content)
         os.chmod(tmp, mode & 0o7777)
+        if fs_group is not None:
+            os.chown(tmp, -1, fs_group)
+            os.chmod(tmp, (mode & 0o7777) | RO_MASK)
         os.replace(tmp, target)
+    if fs_group is not None:
+        set_volume_ownership(directory, fs_group, read_only=True)
 
 
-def materialize(plan: VolumePlan, directory: Path) -> Path:
-    """Create the volume on disk; returns the host path to bind-mount."""
+def materialize(plan: VolumePlan, directory: Path, fs_group: int | None = None) -> Path:
+    """Create the volume on disk, owned as kubelet would own it; returns the host path to bind-mount."""
     if isinstance(plan, HostPath):
         path = Path(plan.path)
         if plan.type in ("DirectoryOrCreate",) and not path.exists():
@@ -203,7 +239,11 @@ def materialize(plan: VolumePlan, directory: Path) -> Path:
         return path
     directory.mkdir(parents=True, exist_ok=True)
     if isinstance(plan, FileSet):
-        write_files(directory, plan.files)
+        write_files(directory, plan.files, fs_group)
+    else:
+        os.chmod(directory, EMPTY_DIR_MODE)
+        if fs_group is not None:
+            set_volume_ownership(directory, fs_group, read_only=False)
     return directory
 
 
