@@ -68,6 +68,11 @@ class Settings(BaseSettings):
                     "start and the runner's last S3 requests (the runner's own timers end it first)",
     )
     runner_run_as_user: int = Field(1000, ge=1, validation_alias=_env("RUNNER_RUN_AS_USER"))
+    runner_max_object_bytes: int = Field(
+        512 * 1024 * 1024, ge=1, le=5 * 1024**3, validation_alias=_env("RUNNER_MAX_OBJECT_BYTES"),
+        description="The largest single object a runner pod's upload grant lets it store (the POST policy's "
+                    "content-length-range); at most 5 GiB, S3's limit for one POST",
+    )
 
     # --- operator behaviour -----------------------------------------------------------
     metrics_port: int = Field(18080, ge=0, validation_alias=_env("SUPERCHECK_METRICS_PORT"))
