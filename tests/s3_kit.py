@@ -91,6 +91,7 @@ class ThrowawayS3:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        self.server.ports.remove_local_sockets()
 
     def create_buckets(self, names: Iterable[str]) -> None:
         client = self.client()

@@ -67,6 +67,13 @@ class WeedPorts:
         return [self.s3, self.s3_grpc, self.master, self.master_grpc, self.volume, self.volume_grpc,
                 self.filer, self.filer_grpc]
 
+    def remove_local_sockets(self) -> None:
+        """Remove the unix sockets a stopped server leaves in /tmp (`seaweedfs-<part>[-grpc]-<port>.sock`,
+        named by our ports, so ours alone); a server on the same port would replace them anyway."""
+        for port in self.all():
+            for sock in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
+                sock.unlink(missing_ok=True)
+
 
 @dataclass(frozen=True)
 class WeedServer:

@@ -131,16 +131,18 @@ def _chown_tree(path: Path, uid: int, gid: int) -> None:
             pass
 
 
-def s3_server(layout: Layout) -> seaweedfs.WeedServer:
+def s3_server(layout: Layout, ports: seaweedfs.WeedPorts | None = None) -> seaweedfs.WeedServer:
     """The local environment's S3: SeaweedFS with its data in .dev/data/s3, S3 on PORTS.s3 and the
     master, volume server and filer behind it on the seven ports after it."""
-    return seaweedfs.WeedServer(layout.data("s3"), seaweedfs.WeedPorts.consecutive(PORTS.s3), (S3_ADMIN,))
+    return seaweedfs.WeedServer(layout.data("s3"), ports or seaweedfs.WeedPorts.consecutive(PORTS.s3), (S3_ADMIN,))
 
 
-def start_s3(layout: Layout) -> Proc:
+def start_s3(layout: Layout, ports: seaweedfs.WeedPorts | None = None) -> Proc:
+    """Start SeaweedFS (idempotent) and wait until it stores objects: about 11 s on a fresh data folder
+    (the filer's first start), 4 s on an existing one. ``ports``: the tests' own, never PORTS.s3's."""
     proc = Proc(layout, "s3")
-    server = s3_server(layout)
-    weed = seaweedfs.weed_binary(layout.root)
+    server = s3_server(layout, ports)
+    weed = seaweedfs.weed_binary()
     argv = server.argv(weed)
     if proc.running() and (proc.record() or {}).get("argv") != argv:
         # Another S3 server (moto, before SeaweedFS) or another build of it: replace it.
@@ -148,17 +150,18 @@ def start_s3(layout: Layout) -> Proc:
     if not proc.running():
         server.write_config()
         proc.start(argv, env={"PATH": "/usr/bin:/bin", **seaweedfs.SERVER_ENV}, cwd=server.data_dir)
-    wait_for("s3", lambda: seaweedfs.ready(S3_ENDPOINT_URL, S3_ADMIN), 60, proc)
-    wait_for("s3 writes", lambda: seaweedfs.writable(S3_ENDPOINT_URL, S3_ADMIN), 60, proc)
+    wait_for("s3", lambda: seaweedfs.ready(server.endpoint, S3_ADMIN), 60, proc)
+    wait_for("s3 writes", lambda: seaweedfs.writable(server.endpoint, S3_ADMIN), 60, proc)
     return proc
 
 
-def stop_s3(layout: Layout) -> None:
+def stop_s3(layout: Layout, ports: seaweedfs.WeedPorts | None = None) -> None:
     Proc(layout, "s3").stop(timeout=seaweedfs.STOP_GRACE_SECONDS)
+    s3_server(layout, ports).ports.remove_local_sockets()
 
 
-def create_buckets(names) -> None:
-    s3 = seaweedfs.admin_client(S3_ENDPOINT_URL, S3_ADMIN)
+def create_buckets(names, endpoint: str = S3_ENDPOINT_URL) -> None:
+    s3 = seaweedfs.admin_client(endpoint, S3_ADMIN)
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
     for name in names:
         if name not in existing:

@@ -14,8 +14,9 @@ from botocore.exceptions import ClientError
 
 from supercheck_localenv import seaweedfs, services
 from supercheck_localenv.layout import PORTS, Layout
+from supercheck_localenv.procs import Proc
 from supercheck_localenv.seaweedfs import Identity, WeedPorts, WeedServer, identities_config, server_argv
-from tests.s3_kit import throwaway_s3
+from tests.s3_kit import free_ports, throwaway_s3
 
 WEED = Path("/cache/weed")
 
@@ -100,6 +101,30 @@ def test_an_upload_to_a_bucket_that_does_not_exist_creates_nothing(tmp_path):
         with pytest.raises(ClientError):
             s3.client().put_object(Bucket="no-such-bucket", Key="k", Body=b"x")
         assert {b["Name"] for b in s3.client().list_buckets()["Buckets"]} == {"artifacts"}
+
+
+@pytest.mark.integration
+def test_start_s3_replaces_another_s3_server_and_is_idempotent(tmp_path):
+    """What `make dev-up` runs (services.start_s3), on ports of the test's own in a layout of its own."""
+    layout = Layout(tmp_path)
+    ports = WeedPorts(*free_ports(8))
+    endpoint = f"http://127.0.0.1:{ports.s3}"
+    old = Proc(layout, "s3")  # the S3 an older .dev/ started (moto): recorded under the same name
+    old.start(["sleep", "300"])
+    old_pid = old.pid
+    try:
+        proc = services.start_s3(layout, ports)
+        assert proc.pid != old_pid and "weed" in Proc(layout, "s3").record()["argv"][0]
+        assert (tmp_path / ".dev" / "data" / "s3" / "s3-identities.json").exists()
+        services.create_buckets(["artifacts", "reports"], endpoint)
+        services.create_buckets(["artifacts", "reports"], endpoint)  # idempotent
+        pid = proc.pid
+        assert services.start_s3(layout, ports).pid == pid  # running with the same command: kept
+        assert anonymous_status("GET", f"{endpoint}/artifacts?list-type=2") == 403
+    finally:
+        services.stop_s3(layout, ports)
+    assert not Proc(layout, "s3").running()
+    assert not [p for port in ports.all() for p in Path("/tmp").glob(f"seaweedfs-*-{port}.sock")]
 
 
 # ------------------------------------------------------------------ cluster: the local environment's S3
