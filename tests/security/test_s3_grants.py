@@ -193,6 +193,17 @@ def test_an_upload_cannot_make_itself_public_or_add_fields_the_policy_does_not_n
         assert stored(s3, f"{PREFIX_A}/{key}") is None
 
 
+def test_seaweedfs_gap_form_fields_the_policy_does_not_name_other_than_x_amz_are_accepted(s3, settings):
+    """Where SeaweedFS is laxer than AWS (docs/security.md): AWS refuses any form field the policy does not
+    name; SeaweedFS refuses only unnamed x-amz-* fields and stores Cache-Control, Content-Disposition,
+    Content-Encoding and Expires as the object's headers, and accepts an unnamed acl. So the grant names acl
+    (private), and the rest only dresses the holder's own objects. Fails when SeaweedFS closes the gap."""
+    res = post(grant_a(settings), f"{PREFIX_A}/dressed.html", **{"Content-Disposition": "attachment"})
+    assert res.status == 204, res.data
+    head = s3.client().head_object(Bucket=BUCKET, Key=f"{PREFIX_A}/dressed.html")
+    assert head.get("ContentDisposition") == "attachment"
+
+
 def _sigv4_query(grant: UploadGrant) -> dict[str, str]:
     """The grant's own signing material, dressed as a presigned GET (the only signature a script has)."""
     return {"X-Amz-Algorithm": "AWS4-HMAC-SHA256", "X-Amz-Credential": grant.fields["x-amz-credential"],
