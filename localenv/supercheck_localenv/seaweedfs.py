@@ -27,6 +27,9 @@ ADMIN_ACTIONS = ("Admin", "Read", "List", "Tagging", "Write")
 # handful of volume slots serve every bucket. Small volumes keep the data folder small.
 VOLUME_SIZE_LIMIT_MB = 256
 MAX_VOLUMES = 100
+# Its configuration through the environment (WEED_ + the master.toml key): grow one volume at a time,
+# and allocate volume ids at once after a start (the default 5 s hold guards against volume servers of
+# a lost master still reporting in; here the one volume server is in the same process).
 SERVER_ENV = {"WEED_MASTER_VOLUME_GROWTH_COPY_1": "1", "WEED_MASTER_VOLUME_GROWTH_ALLOCATION_DEFERRAL": "0s"}
 # `weed server` stops its volume server before its filer, whose last metadata-log flush then waits
 # 15 s for a volume that is gone and is dropped anyway. Objects and the filer's store are on disk
