@@ -93,6 +93,16 @@ def test_a_grant_posts_under_its_own_prefix(s3, settings):
     assert res.status == 204, res.data
 
 
+def test_the_region_the_operator_signs_for_is_the_one_checked(s3, settings):
+    # AWS_REGION is part of the signature's scope: any region signs, and the server checks the one named.
+    grant = mint(settings.model_copy(update={"aws_region": "eu-west-1"}), BUCKET, PREFIX_A,
+                 datetime.now(UTC) + timedelta(minutes=5))
+    assert "/eu-west-1/s3/" in grant.fields["x-amz-credential"]
+    assert post(grant, f"{PREFIX_A}/region.html").status == 204
+    other_scope = grant.fields["x-amz-credential"].replace("/eu-west-1/", "/us-east-1/")
+    assert post(grant, f"{PREFIX_A}/region2.html", **{"x-amz-credential": other_scope}).status == 403
+
+
 def test_a_grant_cannot_post_under_another_runs_prefix(s3, settings, victim):
     res = post(grant_a(settings), VICTIM, b"<html>defaced by A</html>")
     assert res.status == 403, res.data
