@@ -4,7 +4,8 @@
 #
 #   hack/install-deps.sh          everything: system packages, the Python virtualenv, the
 #                                 runner's npm packages, Kubernetes (built from the Go module
-#                                 proxy, 6-8 min cold) and helm   (make deps; make test, dev-up, demo)
+#                                 proxy, 6-8 min cold), helm and SeaweedFS, the local S3 server
+#                                 (make deps; make test, dev-up, demo)
 #   hack/install-deps.sh python   only the Python virtualenv      (make deps-python; make unit, lint)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,3 +68,7 @@ hack/build-kube.sh >/dev/null
 
 # 5. helm, to render and validate the chart in the tests (and `make lint`'s helm lint).
 hack/build-helm.sh >/dev/null
+
+# 6. SeaweedFS, the local environment's S3 server (it checks signatures and POST policies, as the
+#    tests of the runners' upload grants need), built once per version into ~/.cache/supercheck.
+hack/build-seaweedfs.sh >/dev/null

@@ -272,7 +272,7 @@ class ServicesCtl:
         dev_services.start_postgres(self.layout)
 
     def s3_stop(self) -> None:
-        Proc(self.layout, "s3").stop()
+        dev_services.stop_s3(self.layout)
 
     def s3_start(self) -> None:
         from supercheck_contract import BUCKETS

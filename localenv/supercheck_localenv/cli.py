@@ -231,7 +231,10 @@ def down(layout: Layout) -> None:
         proc = Proc(layout, name)
         if proc.pid_file.exists():
             log(f"stopping {name}")
-            proc.stop()
+            if name == "s3":
+                services.stop_s3(layout)
+            else:
+                proc.stop()
 
 
 def status(layout: Layout) -> int:

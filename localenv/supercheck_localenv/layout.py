@@ -24,7 +24,7 @@ class Ports:
     node_agent: int = 20250  # the kubelet endpoint the API server proxies `kubectl logs` to
     redis: int = 16379
     postgres: int = 15432
-    s3: int = 19000
+    s3: int = 19000  # SeaweedFS: S3 here; its master, volume server and filer on the seven ports after it
     operator_metrics: int = 18080
     operator_health: int = 18081
 

@@ -1,10 +1,12 @@
 """The services Supercheck stores into, on loopback with data under `.dev/`:
 Redis and PostgreSQL from Debian's packages, and an S3 server.
 
-S3 is moto's server mode, not MinIO: MinIO is AGPL-3.0 (this workplace's package
-list marks it "use something else") and its build from the Go module proxy would add
-several minutes to every cold CI run on two cores. moto speaks the same S3 API
-(buckets, multipart, presigned URLs) that the runner and operator use through boto3.
+S3 is SeaweedFS (Apache-2.0, built from the Go module proxy by hack/build-seaweedfs.sh;
+see supercheck_localenv.seaweedfs), not MinIO, which is AGPL-3.0 (this workplace's package
+list marks it "use something else"), and no longer moto, which checks neither signatures nor
+POST policies: the runner pods' upload grants must be refused by the local S3 exactly where
+real S3 refuses them. One identity, the admin (S3_ACCESS_KEY), used by the operator to sign
+the grants, by the tests' fixtures and by `make demo`; no anonymous access.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ import pwd
 import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
-from supercheck_localenv.controlplane import http_ok, wait_for
+from supercheck_localenv import seaweedfs
+from supercheck_localenv.controlplane import wait_for
 from supercheck_localenv.layout import PORTS, Layout
 from supercheck_localenv.procs import Proc
 
@@ -30,6 +32,7 @@ S3_SECRET_KEY = "supercheck-secret"
 REDIS_URL = f"redis://127.0.0.1:{PORTS.redis}/0"
 DATABASE_URL = f"postgresql://{PG_USER}@127.0.0.1:{PORTS.postgres}/{PG_DB}"
 S3_ENDPOINT_URL = f"http://127.0.0.1:{PORTS.s3}"
+S3_ADMIN = seaweedfs.Identity("supercheck-admin", S3_ACCESS_KEY, S3_SECRET_KEY)
 
 
 def redis_ping() -> bool:
@@ -128,27 +131,37 @@ def _chown_tree(path: Path, uid: int, gid: int) -> None:
             pass
 
 
-def start_s3(layout: Layout) -> Proc:
+def s3_server(layout: Layout, ports: seaweedfs.WeedPorts | None = None) -> seaweedfs.WeedServer:
+    """The local environment's S3: SeaweedFS with its data in .dev/data/s3, S3 on PORTS.s3 and the
+    master, volume server and filer behind it on the seven ports after it."""
+    return seaweedfs.WeedServer(layout.data("s3"), ports or seaweedfs.WeedPorts.consecutive(PORTS.s3), (S3_ADMIN,))
+
+
+def start_s3(layout: Layout, ports: seaweedfs.WeedPorts | None = None) -> Proc:
+    """Start SeaweedFS (idempotent) and wait until it stores objects: about 11 s on a fresh data folder
+    (the filer's first start), 4 s on an existing one. ``ports``: the tests' own, never PORTS.s3's."""
     proc = Proc(layout, "s3")
+    server = s3_server(layout, ports)
+    weed = seaweedfs.weed_binary()
+    argv = server.argv(weed)
+    if proc.running() and (proc.record() or {}).get("argv") != argv:
+        # Another S3 server (moto, before SeaweedFS) or another build of it: replace it.
+        proc.stop(timeout=seaweedfs.STOP_GRACE_SECONDS)
     if not proc.running():
-        proc.start(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(PORTS.s3)],
-            env={"PATH": "/usr/bin:/bin", "MOTO_ALLOW_NONEXISTENT_REGION": "true"},
-        )
-    wait_for("s3", lambda: http_ok(f"{S3_ENDPOINT_URL}/moto-api/"), 60, proc)
+        server.write_config()
+        proc.start(argv, env={"PATH": "/usr/bin:/bin", **seaweedfs.SERVER_ENV}, cwd=server.data_dir)
+    wait_for("s3", lambda: seaweedfs.ready(server.endpoint, S3_ADMIN), 60, proc)
+    wait_for("s3 writes", lambda: seaweedfs.writable(server.endpoint, S3_ADMIN), 60, proc)
     return proc
 
 
-def create_buckets(names) -> None:
-    import boto3
+def stop_s3(layout: Layout, ports: seaweedfs.WeedPorts | None = None) -> None:
+    Proc(layout, "s3").stop(timeout=seaweedfs.STOP_GRACE_SECONDS)
+    s3_server(layout, ports).ports.remove_local_sockets()
 
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=S3_ENDPOINT_URL,
-        aws_access_key_id=S3_ACCESS_KEY,
-        aws_secret_access_key=S3_SECRET_KEY,
-        region_name="us-east-1",
-    )
+
+def create_buckets(names, endpoint: str = S3_ENDPOINT_URL) -> None:
+    s3 = seaweedfs.admin_client(endpoint, S3_ADMIN)
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
     for name in names:
         if name not in existing:

@@ -91,8 +91,9 @@ class Settings(BaseSettings):
         description="Files one attempt may store (result.json aside)",
     )
     runner_max_artifact_object_bytes: int = Field(
-        DEFAULT_MAX_OBJECT_BYTES, ge=1, validation_alias=_env("RUNNER_MAX_ARTIFACT_OBJECT_BYTES"),
-        description="Largest single file a runner may store: its upload grant's content-length-range",
+        DEFAULT_MAX_OBJECT_BYTES, ge=1, le=5 * 1024**3, validation_alias=_env("RUNNER_MAX_ARTIFACT_OBJECT_BYTES"),
+        description="Largest single file a runner may store: its upload grant's content-length-range (at most "
+                    "5 GiB, S3's limit for one POST)",
     )
     runner_runtime_class_name: str | None = Field(
         None, validation_alias=_env("RUNNER_RUNTIME_CLASS_NAME"),

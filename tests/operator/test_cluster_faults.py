@@ -187,7 +187,7 @@ def test_s3_stopped_while_a_run_uploads_shows_uploading_and_loses_nothing(operat
         wait_for(lambda: any(reason == "StorageUnavailable" for reason, _ in events_for(core_v1, namespace, "blip")),
                  30, what="a StorageUnavailable Event")
     finally:
-        services.s3_start()  # empty, as the local S3 (moto) comes back; its buckets are created again
+        services.s3_start()  # the local S3 (SeaweedFS) comes back with its data; create_buckets is a no-op
     _every_artifact_in_s3(custom_objects, s3_client, namespace, "blip")
 
 
