@@ -183,10 +183,35 @@ def refusal_hint(specifier: str, uses: Sequence[Mapping[str, Any]] = ()) -> str 
     return REFUSAL_HINTS.get(key) or REFUSAL_HINTS.get(_package_of(key))
 
 
+NESTING_FIX = ("flatten it: give the inner parts names (const step = ...), build deep data with a loop or "
+               "JSON.parse, and keep test code a few levels deep")
+
+
+def nesting_issues(facts: Mapping[str, Any]) -> list[Issue]:
+    """A file nested deeper than the parser follows (``tooDeep``): the script's fault, said with the fix,
+    never a crash of the validator (which would be classed infrastructure and retried)."""
+    deep = facts.get("tooDeep")
+    if not deep:
+        return []
+    if deep.get("line") is None:
+        return [Issue(None, None, f"the script nests too deeply to be checked (the parser ran out of stack); "
+                                  f"{NESTING_FIX}")]
+    return [Issue(deep["line"], deep["column"], f"brackets nested more than {deep['limit']} levels deep, more than "
+                                                f"the validator reads; {NESTING_FIX}")]
+
+
+def nesting_error() -> ValidationError:
+    """The validator itself ran out of stack on a file: the same verdict as :func:`nesting_issues`."""
+    return ValidationError(nesting_issues({"tooDeep": {"line": None}}))
+
+
 def playwright_issues(facts: Mapping[str, Any], allowed: Sequence[str], importer: str = "",
                       files: Collection[str] = ()) -> list[Issue]:
     """Decide on what ``validate.mjs`` reported of ``importer``, a file of the suite ``files``.
-    Syntax errors first: nothing else is reliable then."""
+    Nesting too deep to parse, then syntax errors, first: nothing else is reliable then."""
+    deep = nesting_issues(facts)
+    if deep:
+        return deep
     syntax = [Issue(e["line"], e["column"], f"syntax error: {e['message']}") for e in facts.get("syntaxErrors", [])]
     if syntax:
         return syntax
@@ -258,6 +283,66 @@ def summary_path_issues(facts: Mapping[str, Any]) -> list[Issue]:
     return issues
 
 
+def _outside(path: str) -> str | None:
+    """Why a path a k6 script names is outside its suite's folder (None: it is inside)."""
+    if path.startswith("/") or path.lower().startswith("file:"):
+        return "an absolute path"
+    if path.startswith("~"):
+        return "a path in a home directory"
+    if ".." in re.split(r"[\\/]", path):
+        return "a path that climbs out with '..'"
+    return None
+
+
+K6_READ_FIX = ("a k6 script reads only the files of its suite: add the file to spec.script.configMapRef.files "
+               "and name it by a relative path ('./data.json')")
+
+
+def k6_read_issues(facts: Mapping[str, Any]) -> list[Issue]:
+    """The files a k6 script reads (open(), k6/experimental/fs, gRPC's load()) stay in its suite's folder:
+    ``open('/proc/self/environ')`` would read the runner's environment, ``open('/var/run/secrets/...')`` a
+    token. open() must name its file literally, or the check cannot see where it leads."""
+    issues = []
+    for r in facts.get("fileReads", []):
+        call, path = r["call"], r["path"]
+        if path is None or r.get("prefix"):
+            if call != "open":
+                continue
+            issues.append(Issue(r["line"], r["column"], (
+                "open() with a computed path cannot be checked; name a file of the suite with a literal relative "
+                "path ('./data.json'); to choose by environment, open each file by name and pick one with __ENV "
+                "(const data = { a: open('./a.json'), b: open('./b.json') }[__ENV.SET])")))
+            continue
+        why = _outside(path)
+        if why:
+            issues.append(Issue(r["line"], r["column"], f"{call}('{path}') reads {why}, outside the suite's folder; "
+                                                         f"{K6_READ_FIX}"))
+    return issues
+
+
+def k6_import_issues(facts: Mapping[str, Any]) -> list[Issue]:
+    """An import of a file outside the suite (``/etc/x.js``, ``file:///...``) reads the pod's files as code."""
+    issues = []
+    for imp in facts.get("imports", []):
+        spec = imp["specifier"]
+        why = None if spec.startswith(("http://", "https://", "k6")) else _outside(spec)
+        if why:
+            issues.append(Issue(imp["line"], imp["column"], f"import of '{spec}' is {why}, outside the suite's "
+                                                            "folder; import the suite's files by relative paths "
+                                                            "('./lib/helpers.js')"))
+    return issues
+
+
+def k6_issues(facts: Mapping[str, Any]) -> list[Issue]:
+    """What ``validate.mjs`` reported of a k6 script, before k6 itself looks at it."""
+    deep = nesting_issues(facts)
+    if deep:
+        return deep
+    issues = summary_path_issues(facts) + k6_read_issues(facts) + k6_import_issues(facts)
+    issues.sort(key=lambda i: (i.line or 0, i.column or 0))
+    return issues
+
+
 def remote_modules(facts: Mapping[str, Any]) -> list[str]:
     return [i["specifier"] for i in facts.get("imports", []) if "://" in i["specifier"]]
 
@@ -311,6 +396,8 @@ def file_facts(paths: Sequence[Path], *, node: str, validator: Path, node_module
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ValidatorUnavailable(f"the script validator could not run: {exc}") from exc
+    if proc.returncode != 0 and "Maximum call stack size exceeded" in proc.stderr:
+        raise nesting_error()  # validate.mjs reports this itself; a crash all the same is the script's depth
     if proc.returncode != 0:
         raise ValidatorUnavailable(f"the script validator failed: {proc.stderr.strip()[-500:]}")
     try:
@@ -330,7 +417,7 @@ def script_facts(script: Path, *, node: str, validator: Path, node_modules: Path
 def validate_k6(script: Path, *, k6: str, env: Mapping[str, str], cwd: Path, timeout: float,
                 node: str, validator: Path, node_modules: Path) -> None:
     facts = script_facts(script, node=node, validator=validator, node_modules=node_modules, timeout=timeout)
-    issues = summary_path_issues(facts)
+    issues = k6_issues(facts)
     if issues:
         raise ValidationError(issues)
     try:
