@@ -282,12 +282,18 @@ function facts(file) {
       return { path: null, prefix: false };
     };
     const add = (call, node) => reads.push({ call, ...pathOf(node), ...position(node) });
+    const openers = new Set(['open']); // and its aliases: import { open as fsOpen } from 'k6/experimental/fs'
+    const aliases = (node) => {
+      if (ts.isImportSpecifier(node) && (node.propertyName || node.name).text === 'open') openers.add(node.name.text);
+      ts.forEachChild(node, aliases);
+    };
+    aliases(source);
     const walk = (node) => {
       if (ts.isCallExpression(node) && node.arguments.length > 0) {
         const callee = unparen(node.expression);
         const name = ts.isIdentifier(callee) ? callee.text
           : ts.isPropertyAccessExpression(callee) ? callee.name.text : null;
-        if (name === 'open' || name === 'loadProtoset') add(name, node.arguments[0]);
+        if (openers.has(name) || name === 'loadProtoset') add(openers.has(name) ? 'open' : name, node.arguments[0]);
         else if (name === 'load' && ts.isPropertyAccessExpression(callee)) {
           const [dirs, ...protos] = node.arguments;
           const list = unparen(dirs);
@@ -367,7 +373,8 @@ const MEMBER_REFUSALS = {
   getPrototypeOf: 'reaches the prototypes of functions, whose constructor builds code from a string ' +
     '(Object.getPrototypeOf(async function () {}).constructor); use instanceof to test a type',
   setPrototypeOf: 'changes objects the runner\'s and Playwright\'s code rely on; build the object you need instead',
-  __proto__: 'reaches and changes prototypes the runner\'s and Playwright\'s code rely on; use instanceof to test ' +
+  // (a computed key: a plain `__proto__:` would set the object's prototype instead of a member)
+  ['__proto__']: 'reaches and changes prototypes the runner\'s and Playwright\'s code rely on; use instanceof to test ' +
     'a type, and build the object you need instead',
 };
 // Chromium switches that make the browser run another program (a command prefix, a launcher, a
