@@ -153,7 +153,7 @@ function facts(file) {
     ts.forEachChild(node, visit);
   }
 
-  const checkEscapes = escapeChecker(finding);
+  const checkEscapes = escapeChecker(source, finding);
 
   function propertyName(name) {
     if (ts.isIdentifier(name) || ts.isStringLiteral(name)) return name.text;
@@ -325,7 +325,7 @@ function facts(file) {
 
 // Members of process a test uses; every other one is refused (binding, dlopen, getBuiltinModule...).
 const PROCESS_MEMBERS = new Set(['env', 'platform', 'arch', 'version', 'versions', 'cwd', 'hrtime', 'nextTick',
-  'uptime', 'memoryUsage', 'cpuUsage', 'stdout', 'stderr', 'pid', 'argv', 'on', 'once', 'off', 'exitCode',
+  'uptime', 'memoryUsage', 'cpuUsage', 'stdout', 'stderr', 'pid', 'on', 'once', 'off', 'exitCode',
   'emitWarning']);
 // ...and why the well-known ones are refused.
 const PROCESS_WHY = {
@@ -333,7 +333,7 @@ const PROCESS_WHY = {
   _linkedBinding: 'reaches Node.js internals past the import check',
   dlopen: 'loads native code',
   mainModule: 'reaches the module loader (process.mainModule.require) past the import check',
-  getBuiltinModule: "loads any built-in module (child_process, fs) past the import check; import it, if the allow-list has it",
+  getBuiltinModule: 'loads any built-in module (child_process, fs) past the import check',
   execve: 'replaces the test with another program',
   kill: 'signals other processes',
   chdir: 'changes the directory the runner works in',
@@ -342,6 +342,9 @@ const PROCESS_WHY = {
   moduleLoadList: 'lists Node.js internals',
   report: 'writes diagnostic reports with the environment in them',
 };
+const PROCESS_FIX = 'import the modules a test may use by name (import ... from), reach the network with ' +
+  'page.request or fetch, and files through Playwright (testInfo.outputPath, download.createReadStream)';
+const PROCESS_BY_NAME = 'process.env.NAME, process.platform, process.arch, process.cwd()...';
 const GLOBAL_OBJECTS = new Set(['globalThis', 'global']);
 // Global names that must not be passed around as values (aliased, destructured out of globalThis).
 const GUARDED_GLOBALS = new Set(['eval', 'Function', 'Reflect', 'require', 'module', 'process', 'globalThis',
@@ -364,6 +367,8 @@ const LAUNCH_OPTIONS = {
   connectOptions: 'drives a browser outside this pod, where the run\'s limits and network rules do not apply; ' +
     HOW_TO_RUN_A_BROWSER,
 };
+const PLAYWRIGHT_INTERNALS = 'reaches Playwright\'s internal protocol (launching programs, reading and writing ' +
+  'files by path), past what is checked here; use Playwright\'s public API';
 const MEMBER_REFUSALS = {
   launchServer: 'starts a browser server other programs can connect to; ' + HOW_TO_RUN_A_BROWSER,
   connectOverCDP: 'drives a browser outside this pod, where the run\'s limits and network rules do not apply; ' +
@@ -374,6 +379,11 @@ const MEMBER_REFUSALS = {
     '(Object.getPrototypeOf(async function () {}).constructor); use instanceof to test a type',
   setPrototypeOf: 'changes objects the runner\'s and Playwright\'s code rely on; build the object you need instead',
   // (a computed key: a plain `__proto__:` would set the object's prototype instead of a member)
+  _channel: PLAYWRIGHT_INTERNALS,
+  _connection: PLAYWRIGHT_INTERNALS,
+  _localUtils: PLAYWRIGHT_INTERNALS,
+  _wrapApiCall: PLAYWRIGHT_INTERNALS,
+  _initializer: PLAYWRIGHT_INTERNALS,
   ['__proto__']: 'reaches and changes prototypes the runner\'s and Playwright\'s code rely on; use instanceof to test ' +
     'a type, and build the object you need instead',
 };
@@ -384,8 +394,18 @@ const DANGEROUS_SWITCH = /^--?(?:[a-z0-9-]*cmd-prefix|[a-z0-9-]*launcher|browser
 // would overflow its stack a few hundred levels further on (the depth a test needs is far lower).
 export const MAX_NESTING = 256;
 
-function escapeChecker(finding) {
+function escapeChecker(source, finding) {
   const refuse = (node, rule, message) => finding(node, rule, message);
+  // Local names of @playwright/test's browser types: import { chromium as browser } is guarded as chromium is.
+  const browserTypes = new Set(BROWSER_TYPES);
+  for (const s of source.statements) {
+    if (!ts.isImportDeclaration(s) || !ts.isStringLiteral(s.moduleSpecifier) ||
+      s.moduleSpecifier.text !== '@playwright/test') continue;
+    const named = s.importClause && s.importClause.namedBindings;
+    if (named && ts.isNamedImports(named)) {
+      for (const el of named.elements) if (BROWSER_TYPES.has((el.propertyName || el.name).text)) browserTypes.add(el.name.text);
+    }
+  }
 
   function literalText(node) {
     if (node && (ts.isStringLiteral(node) || ts.isNoSubstitutionTemplateLiteral(node))) return node.text;
@@ -483,20 +503,22 @@ function escapeChecker(finding) {
 
   function processUse(node, spelled) {
     const use = useOf(node);
-    const allowed = [...PROCESS_MEMBERS].slice(0, 6).join(', ');
     if (use.kind === 'value') {
       return refuse(node, 'process-value', `${spelled} passed around as a value reaches its internals ` +
-        `(binding, dlopen, getBuiltinModule) unseen; use its members by name (${spelled}.env.NAME, ${allowed}...)`);
+        `(binding, dlopen, getBuiltinModule) unseen; use its members by name (${PROCESS_BY_NAME})`);
     }
     const names = use.kind === 'member' ? [use.computed ? null : use.name] : use.names;
     for (const name of names) {
       if (name === null) {
         refuse(node, 'process-computed', `${spelled}[...] with a computed name cannot be checked; use ` +
-          `${spelled}.env.NAME, ${allowed}... by name`);
-      } else if (!PROCESS_MEMBERS.has(name) || (name === 'env' && use.kind === 'destructure')) {
-        const why = PROCESS_WHY[name] || `is not among the members a test may use (${[...PROCESS_MEMBERS].join(', ')})`;
-        const fix = name === 'env' ? '; read variables as process.env.NAME' : '';
-        refuse(node, 'process-internals', `${spelled}.${name} ${why}${fix}`);
+          `its members by name (${PROCESS_BY_NAME})`);
+      } else if (name === 'env' && use.kind === 'destructure') {
+        refuse(node, 'env-value', `destructuring env out of ${spelled} lets it be changed unseen; read variables ` +
+          'as process.env.NAME');
+      } else if (!PROCESS_MEMBERS.has(name)) {
+        const why = PROCESS_WHY[name] ? `${PROCESS_WHY[name]}; ${PROCESS_FIX}`
+          : `is not among the members a test may use (${[...PROCESS_MEMBERS].join(', ')})`;
+        refuse(node, 'process-internals', `${spelled}.${name} ${why}`);
       } else if (name === 'env' && use.kind === 'member') {
         envUse(use.access, spelled);
       }
@@ -580,6 +602,11 @@ function escapeChecker(finding) {
         refuse(prop, 'launch-options', `${where}: spread options cannot be checked; write the launch options out`);
         continue;
       }
+      if (prop.name && ts.isComputedPropertyName(prop.name) && literalText(prop.name.expression) === null) {
+        refuse(prop, 'launch-options', `${where}: an option with a computed name cannot be checked; write its ` +
+          'name out');
+        continue;
+      }
       const key = prop.name && (ts.isIdentifier(prop.name) || ts.isStringLiteral(prop.name)) ? prop.name.text : null;
       if (key === 'env') {
         refuse(prop, 'launch-env', `${where}: env sets the browser's environment (LD_PRELOAD would run code in ` +
@@ -598,8 +625,18 @@ function escapeChecker(finding) {
 
   function isBrowserType(expr) {
     const e = outer(expr);
-    if (ts.isIdentifier(e)) return BROWSER_TYPES.has(e.text);
+    if (ts.isIdentifier(e)) return browserTypes.has(e.text);
     return ts.isPropertyAccessExpression(e) && BROWSER_TYPES.has(e.name.text);
+  }
+
+  // chromium & co. are used by their members' names (chromium.launch({...})): passed on, or reached by a
+  // computed name, they could launch with options built where the check does not see them.
+  function browserTypeUse(node) {
+    const use = useOf(node);
+    if (use.kind === 'member' && !use.computed) return;
+    const what = use.kind === 'member' ? `${node.text}[...] with a computed name` : `${node.text} passed on`;
+    refuse(node, 'browser-type', `${what} cannot be checked (its launch options, launchServer); use ` +
+      `${node.text}.launch({ ... }) with the options written out, or the browser fixture`);
   }
 
   function nestingFunction(node) {
@@ -615,6 +652,7 @@ function escapeChecker(finding) {
     if (ts.isIdentifier(node) && isReference(node)) {
       const name = node.text;
       if (GUARDED_GLOBALS.has(name)) globalUse(name, node, name);
+      else if (browserTypes.has(name)) browserTypeUse(node);
       else if (name === 'arguments' && nestingFunction(node) === undefined) {
         refuse(node, 'module-arguments', 'arguments at the top level of a file are the module loader\'s ' +
           '(require among them), reaching past the import check; name what you need');
@@ -664,9 +702,11 @@ function escapeChecker(finding) {
         (ts.isElementAccessExpression(p) && p.argumentExpression === node) ||
         ts.isImportDeclaration(p) || ts.isExportDeclaration(p) || ts.isExternalModuleReference(p);
       if (DANGEROUS_SWITCH.test(text)) {
-        refuse(node, 'browser-switch', `the browser switch '${text.split('=')[0]}' makes the browser start ` +
-          'another program or open its automation port; the runner\'s browser runs with the switches it needs: ' +
-          'add only ones that change what the page sees (--lang, --window-size, --proxy-server...)');
+        const does = /remote-debugging/i.test(text) ? 'opens the browser\'s automation port to the network'
+          : 'makes the browser start another program';
+        refuse(node, 'browser-switch', `the browser switch '${text.split('=')[0]}' ${does}; the runner's ` +
+          'browser runs with the switches it needs: add only ones that change what the page sees (--lang, ' +
+          '--window-size, --proxy-server...)');
       } else if (!isKeyOrMember && (text === 'constructor' || Object.hasOwn(LAUNCH_OPTIONS, text) ||
         Object.hasOwn(MEMBER_REFUSALS, text))) {
         // The name written as a string (Reflect.get(x, 'constructor'), Object.defineProperty(o, 'executablePath'))

@@ -175,6 +175,13 @@ def fs_hint(uses: Sequence[Mapping[str, Any]]) -> str:
     return f"{REFUSAL_HINTS['fs']}{seen}; instead, " + "; ".join(hints)
 
 
+# Subpaths of allowed packages that are programs, not libraries: refused whatever the allow-list says.
+REFUSED_SUBPATHS = {
+    "@playwright/test/cli": "it is Playwright's command line, which installs browsers and starts test runs and "
+                            "servers; a test imports @playwright/test",
+}
+
+
 def refusal_hint(specifier: str, uses: Sequence[Mapping[str, Any]] = ()) -> str | None:
     """Why a well-known module is refused (None for the rest)."""
     key = _module_key(specifier)
@@ -222,6 +229,10 @@ def playwright_issues(facts: Mapping[str, Any], allowed: Sequence[str], importer
             found, why = resolve_import(importer, spec, files)
             if found is None:
                 issues.append(Issue(imp["line"], imp["column"], f"import of '{spec}' {why}"))
+            continue
+        if spec in REFUSED_SUBPATHS:
+            issues.append(Issue(imp["line"], imp["column"], f"import of '{spec}' is not allowed "
+                                                            f"({REFUSED_SUBPATHS[spec]})"))
             continue
         if module_allowed(spec, allowed):
             continue

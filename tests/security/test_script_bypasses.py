@@ -139,7 +139,7 @@ FOUND_SINCE = [
            "the launch options must be written out", runs_in_node=False),
     Bypass("renderer command prefix",
            "await chromium.launch({ args: ['--renderer-cmd-prefix=/usr/bin/touch ' + MARKER] });",
-           "the browser switch '--renderer-cmd-prefix' makes the browser start another program",
+           "the browser switch '--renderer-cmd-prefix' makes the browser start another program;",
            runs_in_node=False),
     Bypass("utility command prefix", "await chromium.launch({ args: ['--utility-cmd-prefix=/bin/sh'] });",
            "the browser switch '--utility-cmd-prefix'", runs_in_node=False),
@@ -148,7 +148,7 @@ FOUND_SINCE = [
     Bypass("browser subprocess path", "await chromium.launch({ args: ['--browser-subprocess-path=/bin/sh'] });",
            "the browser switch '--browser-subprocess-path'", runs_in_node=False),
     Bypass("remote debugging port", "await chromium.launch({ args: ['--remote-debugging-port=9222'] });",
-           "open its automation port", runs_in_node=False),
+           "opens the browser's automation port to the network", runs_in_node=False),
     Bypass("browser env", "await chromium.launch({ env: { LD_PRELOAD: './tests/payload.so' } });",
            "env sets the browser's environment", runs_in_node=False),
     Bypass("args computed", "const extra = ['--gpu-', 'launcher=/bin/sh'].join(''); "
@@ -172,6 +172,19 @@ FOUND_SINCE = [
            "changing Array.prototype changes code the runner and Playwright share", runs_in_node=False),
     Bypass("__proto__", "({}).__proto__.headless = false;", ".__proto__ reaches and changes prototypes",
            runs_in_node=False),
+    Bypass("computed launch option", "await chromium.launch({ ['executable' + 'Path']: '/bin/sh' });",
+           "an option with a computed name cannot be checked", runs_in_node=False),
+    Bypass("browser type passed on", "const o = {}; o['executable' + 'Path'] = '/bin/sh'; "
+                                     "await chromium.launch.call(chromium, o);", "chromium passed on cannot be checked",
+           runs_in_node=False),
+    Bypass("browser type by a computed name", "const how = 'launch' + 'Server'; await chromium[how]();",
+           "chromium[...] with a computed name cannot be checked", runs_in_node=False),
+    Bypass("Playwright's protocol", "await page._channel.evaluateExpression({ expression: '1' });",
+           "._channel reaches Playwright's internal protocol", runs_in_node=False),
+    Bypass("Playwright's command line", "require('@playwright/test/cli');",
+           "import of '@playwright/test/cli' is not allowed (it is Playwright's command line", runs_in_node=False),
+    Bypass("process.argv changed", "process.argv.push('install');", "process.argv is not among the members",
+           runs_in_node=False),  # for the command line above
 ]
 
 BYPASSES = FROM_THE_ISSUE + FOUND_SINCE
