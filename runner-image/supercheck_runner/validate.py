@@ -3,15 +3,27 @@
 Both: the script and the files beside it (:mod:`supercheck_runner.project`) are within the size
 limit together, code is UTF-8 text, and no file brings its own ``node_modules``.
 
+Both: no file nests brackets deeper than the parser follows (``tooDeep``: a validation error with
+its line, not a crash of the validator that would be classed infrastructure and retried).
+
 Playwright (TypeScript or JavaScript), every code file of the suite:
   * it parses (TypeScript's parser, through ``runner-image/validate.mjs``);
-  * it imports only modules on the allow-list (``SUPERCHECK_ALLOWED_MODULES``), and files of the
-    suite by relative paths that stay in its folder and name a file that is there;
+  * it imports only modules on the allow-list (``SUPERCHECK_ALLOWED_MODULES``; never Playwright's
+    command line), and files of the suite by relative paths that stay in its folder and name a
+    file that is there;
   * none of the constructs that get around the import check or write outside the work
-    directory (eval, Function, process.binding, computed require()/import(), absolute paths).
+    directory: the guarded globals (eval, Function, Reflect, require, module, process,
+    globalThis) used only in the shapes a test needs, never passed on or reached by a computed
+    name; no ``.constructor`` (Function's way back in), no changed prototypes, no top-level
+    ``arguments``, no ``with``; no browser launch option that starts another program
+    (executablePath, ignoreDefaultArgs, command-prefix switches, env) or drives a browser outside
+    the pod (connect, connectOverCDP, launchServer, _electron); no absolute paths.
 k6:
   * the files its ``handleSummary`` returns stay in the work directory (no absolute path, no
     ``..``): only what k6 writes there is uploaded (facts from ``validate.mjs``);
+  * the files it reads (``open()``, k6/experimental/fs, gRPC ``load()``) and imports are the
+    suite's: no absolute path, no ``..``, and ``open()`` names its file literally (else
+    ``open('/proc/self/environ')`` reads the runner's environment during ``k6 inspect`` itself);
   * ``k6 inspect --execution-requirements`` accepts it: it parses, its init code runs, its
     options are valid, and every scenario's function exists (so a script without a default
     export, and no scenario naming another function, is refused). A remote module that cannot
@@ -22,9 +34,10 @@ The policy (:func:`playwright_issues`) is a pure function over the facts the nod
 reports, so it is unit-tested without node. Every issue names its line.
 
 What this is not: a sandbox. A determined script can reach further than a static check
-sees; the isolation boundary is the pod (non-root user, only the work directory writable,
-resource limits, no service account token). The check refuses mistakes and the obvious
-ways out, with a message that says where and why.
+sees (a member's name computed on an ordinary object, ``x[k]``, is out of its reach); the
+isolation boundary is the pod (docs/security.md: no shared credentials, a per-pod S3 grant,
+a NetworkPolicy, an optional RuntimeClass, resource limits, a non-root user). The check
+refuses mistakes and the easy ways out, with a message that says where, why, and what to do.
 """
 
 from __future__ import annotations

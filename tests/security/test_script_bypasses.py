@@ -26,8 +26,7 @@ from supercheck_contract import ExitCode, FailureClass
 from supercheck_runner import validate
 from supercheck_runner.settings import DEFAULT_ALLOWED_MODULES
 from supercheck_runner.validate import ValidationError
-from tests.runner.conftest import NODE_MODULES, REPO, free_port, make_runner, s3_client, start_moto, stop, \
-    wait_for_port
+from tests.runner.conftest import NODE_MODULES, REPO, free_port, make_runner, s3_client, start_moto, stop, wait_for_port
 
 VALIDATOR = REPO / "runner-image" / "validate.mjs"
 
@@ -89,8 +88,8 @@ FOUND_SINCE = [
            "new (require('worker_threads').Worker)(\"require('child_process').execSync('touch ' + "
            "require('worker_threads').workerData)\", { eval: true, workerData: MARKER });",
            "import of 'worker_threads' is not allowed", runs_in_node=False),  # the worker outlives the check
-    Bypass("process.dlopen", "process.dlopen({ exports: {} }, './tests/payload.so');", "process.dlopen loads native code",
-           runs_in_node=False),  # needs a shared library beside the script
+    Bypass("process.dlopen", "process.dlopen({ exports: {} }, './tests/payload.so');",
+           "process.dlopen loads native code", runs_in_node=False),  # needs a shared library beside the script
     Bypass("module.constructor._load", f"module.constructor._load('child_process').execSync({CMD});",
            "module.constructor reaches the module loader"),
     Bypass("process.mainModule.require", f"process.mainModule.require('child_process').execSync({CMD});",
@@ -165,8 +164,8 @@ FOUND_SINCE = [
     Bypass("_electron", "const { _electron: electron } = require('@playwright/test'); "
                         "const app = await electron.launch({ args: ['main.js'] });",
            "_electron starts the Electron program", runs_in_node=False),
-    Bypass("prototype polluted", "Object.prototype.ignoreDefaultArgs = true;", "ignoreDefaultArgs drops the command line",
-           runs_in_node=False),
+    Bypass("prototype polluted", "Object.prototype.ignoreDefaultArgs = true;",
+           "ignoreDefaultArgs drops the command line", runs_in_node=False),
     Bypass("prototype polluted by defineProperty",
            "Object.defineProperty(Array.prototype, 'x', { get() { return 1; } });",
            "changing Array.prototype changes code the runner and Playwright share", runs_in_node=False),
@@ -411,7 +410,7 @@ def test_a_k6_script_reading_the_runners_environment_is_refused_before_k6_runs(r
     marker = tmp_path / "escaped"
     script = ("import http from 'k6/http';\n"
               "const env = open('/proc/self/environ');\n"
-              f"export default function () {{ http.post('http://127.0.0.1:9/', env); }}\n")
+              "export default function () { http.post('http://127.0.0.1:9/', env); }\n")
     run = run_runner("k6", script, timeout_seconds=60)
     assert_refused_before_running(run, marker, "open('/proc/self/environ') reads an absolute path")
     assert "line 2," in run.result.message
