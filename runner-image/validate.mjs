@@ -369,6 +369,8 @@ const LAUNCH_OPTIONS = {
 };
 const PLAYWRIGHT_INTERNALS = 'reaches Playwright\'s internal protocol (launching programs, reading and writing ' +
   'files by path), past what is checked here; use Playwright\'s public API';
+const CALL_STACK = 'reaches the functions on the call stack and their arguments (the module wrapper\'s hold ' +
+  'require), past the import check; pass what a function needs as its arguments';
 const MEMBER_REFUSALS = {
   launchServer: 'starts a browser server other programs can connect to; ' + HOW_TO_RUN_A_BROWSER,
   connectOverCDP: 'drives a browser outside this pod, where the run\'s limits and network rules do not apply; ' +
@@ -379,6 +381,9 @@ const MEMBER_REFUSALS = {
     '(Object.getPrototypeOf(async function () {}).constructor); use instanceof to test a type',
   setPrototypeOf: 'changes objects the runner\'s and Playwright\'s code rely on; build the object you need instead',
   // (a computed key: a plain `__proto__:` would set the object's prototype instead of a member)
+  caller: CALL_STACK,
+  arguments: CALL_STACK,
+  prepareStackTrace: CALL_STACK,
   _channel: PLAYWRIGHT_INTERNALS,
   _connection: PLAYWRIGHT_INTERNALS,
   _localUtils: PLAYWRIGHT_INTERNALS,

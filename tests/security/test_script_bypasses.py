@@ -122,6 +122,11 @@ FOUND_SINCE = [
            "Reflect reaches members"),
     Bypass("the module wrapper's arguments", f"arguments[1]('child_process').execSync({CMD});",
            "arguments at the top level of a file are the module loader's", top_level=True),
+    Bypass("a function's caller", f"function f() {{ return f.caller; }}\n"
+                                  f"f().arguments[1]('child_process').execSync({CMD});",
+           ".caller reaches the functions on the call stack", top_level=True),
+    Bypass("prepareStackTrace", "Error.prepareStackTrace = (e, frames) => frames.map((f) => f.getFunction());",
+           ".prepareStackTrace reaches the functions on the call stack", runs_in_node=False),  # needs a sloppy frame
     Bypass("with (process)", f"with (process) {{ {CP}.execSync({CMD}); }}", "with hides which names",
            top_level=True),
     Bypass("(require)(computed)", f"const n = 'child' + '_process'; (require)(n).execSync({CMD});",
