@@ -15,8 +15,12 @@ out are closed, not that no way is left.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -246,6 +250,46 @@ def test_the_snippet_escapes_when_nothing_checks_it(tmp_path, bypass):
     out = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path,
                          env={"NODE_PATH": str(NODE_MODULES), "PATH": "/usr/local/bin:/usr/bin:/bin"})
     assert marker.exists(), f"the snippet did not escape: {out.stderr[-800:]}"
+
+
+CHROMIUM = "/usr/lib/chromium/chromium" if Path("/usr/lib/chromium/chromium").exists() else "chromium"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("switch", ["--renderer-cmd-prefix=/bin/sh -c touch${IFS}MARKER",
+                                    "--utility-cmd-prefix=/bin/sh -c touch${IFS}MARKER",
+                                    "--browser-subprocess-path=PROGRAM"])
+def test_the_switches_start_a_program_in_real_chromium(tmp_path, switch):
+    """The switches refused above are real ways out: Chromium starts the program they name.
+    (executablePath here only points Playwright at the system's Chromium, as the runner does.)"""
+    marker = tmp_path / "escaped"
+    program = tmp_path / "program.sh"  # a file of the suite, or one saved from a download, in a real attack
+    program.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    program.chmod(0o755)
+    arg = switch.replace("MARKER", str(marker)).replace("PROGRAM", str(program))
+    script = tmp_path / "launch.cjs"
+    script.write_text(
+        "const { chromium } = require('@playwright/test');\n"
+        "(async () => {\n"
+        f"  const browser = await chromium.launch({{ executablePath: {json.dumps(CHROMIUM)}, "
+        f"args: [{json.dumps(arg)}], timeout: 20000 }});\n"
+        "  await browser.newPage().catch(() => {});\n"
+        "  await browser.close();\n"
+        "})().catch(() => {});\n")
+    # Its own session, so that whatever Chromium leaves behind (a renderer that never answered) goes too.
+    proc = subprocess.Popen(["node", str(script)], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True,
+                            env={"NODE_PATH": str(NODE_MODULES), "PATH": "/usr/local/bin:/usr/bin:/bin",
+                                 "HOME": str(tmp_path)})
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert marker.exists(), f"Chromium did not start the program of {switch.split('=')[0]}"
 
 
 # --- lint, not a straitjacket: what tests do stays allowed ----------------------------------------
