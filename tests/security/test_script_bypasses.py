@@ -463,3 +463,46 @@ def test_a_k6_script_reading_the_runners_environment_is_refused_before_k6_runs(r
     run = run_runner("k6", script, timeout_seconds=60)
     assert_refused_before_running(run, marker, "open('/proc/self/environ') reads an absolute path")
     assert "line 2," in run.result.message
+
+
+# --- on the local control plane (written for the lead's cluster run) --------------------------------
+
+
+@pytest.fixture
+def quick_operator(operator_ctl):
+    operator_ctl.start(SUPERCHECK_RETRY_BACKOFF_SECONDS="0.5")
+    return operator_ctl
+
+
+def terminal_status(custom_objects, namespace: str, name: str, timeout: float = 180) -> dict:
+    from tests.operator.operator_kit import TERMINAL, get_run, phase, wait_for
+
+    run = wait_for(lambda: (r := get_run(custom_objects, namespace, name)) and phase(r) in TERMINAL and r,
+                   timeout, what=f"{name} terminal")
+    return run["status"]
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(300)
+def test_a_testrun_with_a_bypass_ends_error_validation_on_its_first_attempt(quick_operator, namespace,
+                                                                            custom_objects):
+    from tests.operator.operator_kit import create, make_run
+
+    source, line = spec_with(FROM_THE_ISSUE[0], "/tmp/supercheck-escaped")
+    create(custom_objects, namespace, make_run("bypass", source, type="playwright"))
+    st = terminal_status(custom_objects, namespace, "bypass")
+    assert (st["phase"], st["reason"], st["failureClass"], st["attempts"]) == (
+        "Error", "InvalidScript", "validation", 1), st
+    assert f"line {line}," in st["message"] and "process.getBuiltinModule" in st["message"], st["message"]
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(300)
+def test_a_deeply_nested_testrun_is_not_retried_as_infrastructure(quick_operator, namespace, custom_objects):
+    from tests.operator.operator_kit import create, make_run
+
+    script = "export default function () {\n  const x = " + "[" * 1024 + "]" * 1024 + ";\n}\n"
+    create(custom_objects, namespace, make_run("deep", script))  # k6: validate.mjs reads it first
+    st = terminal_status(custom_objects, namespace, "deep")
+    assert (st["phase"], st["failureClass"], st["attempts"]) == ("Error", "validation", 1), st
+    assert "nested more than 256 levels deep" in st["message"], st["message"]
