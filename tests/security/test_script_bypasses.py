@@ -44,6 +44,9 @@ class Bypass:
     words: str  # what the refusal says
     top_level: bool = False  # the snippet is placed at the file's top level, not in a test
     runs_in_node: bool = True  # plain Node.js runs it and starts a program (checked below)
+    # ...and so does Playwright's loader, which compiles every spec in strict mode (where `with` is a
+    # syntax error and `.caller` throws: those are refused as they are in plain Node.js, all the same)
+    strict: bool = True
 
 
 CMD = "'touch ' + MARKER"
@@ -128,11 +131,11 @@ FOUND_SINCE = [
            "arguments at the top level of a file are the module loader's", top_level=True),
     Bypass("a function's caller", f"function f() {{ return f.caller; }}\n"
                                   f"f().arguments[1]('child_process').execSync({CMD});",
-           ".caller reaches the functions on the call stack", top_level=True),
+           ".caller reaches the functions on the call stack", top_level=True, strict=False),
     Bypass("prepareStackTrace", "Error.prepareStackTrace = (e, frames) => frames.map((f) => f.getFunction());",
            ".prepareStackTrace reaches the functions on the call stack", runs_in_node=False),  # needs a sloppy frame
     Bypass("with (process)", f"with (process) {{ {CP}.execSync({CMD}); }}", "with hides which names",
-           top_level=True),
+           top_level=True, strict=False),
     Bypass("(require)(computed)", f"const n = 'child' + '_process'; (require)(n).execSync({CMD});",
            "require() with a computed module name"),
     Bypass("globalThis.process", f"globalThis.process.{CP}.execSync({CMD});", "globalThis.process.getBuiltinModule"),
@@ -250,6 +253,29 @@ def test_the_snippet_escapes_when_nothing_checks_it(tmp_path, bypass):
     out = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path,
                          env={"NODE_PATH": str(NODE_MODULES), "PATH": "/usr/local/bin:/usr/bin:/bin"})
     assert marker.exists(), f"the snippet did not escape: {out.stderr[-800:]}"
+
+
+@pytest.mark.timeout(300)
+def test_the_snippets_escape_under_playwrights_own_loader(tmp_path):
+    """The issue's "passed and ran": each snippet, in a spec of its own, run by the Playwright test
+    runner the runner uses (its loader and its workers, no validation), starts a program. The
+    specs need no browser: the tests take no page."""
+    cases = [b for b in BYPASSES if b.runs_in_node and b.strict]
+    for i, bypass in enumerate(cases):
+        marker = tmp_path / f"escaped-{i}"
+        top = bypass.snippet if bypass.top_level else ""
+        body = "" if bypass.top_level else bypass.snippet
+        (tmp_path / f"case{i}.spec.ts").write_text(
+            "import { test, chromium } from '@playwright/test';\n"
+            f"const MARKER = {json.dumps(str(marker))};\n{top}\n"
+            f"test({json.dumps(bypass.name)}, async () => {{\n  {body}\n}});\n")
+    (tmp_path / "playwright.config.mjs").write_text("export default { workers: 2, timeout: 30000 };\n")
+    (tmp_path / "node_modules").symlink_to(NODE_MODULES)
+    out = subprocess.run(["node", str(NODE_MODULES / "@playwright" / "test" / "cli.js"), "test", "--reporter=line"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=240,
+                         env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path)})
+    missed = [b.name for i, b in enumerate(cases) if not (tmp_path / f"escaped-{i}").exists()]
+    assert not missed, f"{missed} did not escape under Playwright: {out.stdout[-2000:]}"
 
 
 CHROMIUM = "/usr/lib/chromium/chromium" if Path("/usr/lib/chromium/chromium").exists() else "chromium"
