@@ -283,8 +283,12 @@ function facts(file) {
     };
     const add = (call, node) => reads.push({ call, ...pathOf(node), ...position(node) });
     const openers = new Set(['open']); // and its aliases: import { open as fsOpen } from 'k6/experimental/fs'
+    const fsModules = new Set(); // import fs from / import * as fs from 'k6/experimental/fs': fs.open(path)
     const aliases = (node) => {
       if (ts.isImportSpecifier(node) && (node.propertyName || node.name).text === 'open') openers.add(node.name.text);
+      if (ts.isImportDeclaration(node) && literalText(node.moduleSpecifier) === 'k6/experimental/fs') {
+        for (const [local, member] of importClauseBindings(node.importClause)) if (member === null) fsModules.add(local);
+      }
       ts.forEachChild(node, aliases);
     };
     aliases(source);
@@ -293,7 +297,10 @@ function facts(file) {
         const callee = unparen(node.expression);
         const name = ts.isIdentifier(callee) ? callee.text
           : ts.isPropertyAccessExpression(callee) ? callee.name.text : null;
-        if (openers.has(name) || name === 'loadProtoset') add(openers.has(name) ? 'open' : name, node.arguments[0]);
+        // open(path), fs.open(path) of k6/experimental/fs; not window.open(url) in a browser test
+        const opens = ts.isIdentifier(callee) ? openers.has(name)
+          : name === 'open' && ts.isIdentifier(callee.expression) && fsModules.has(callee.expression.text);
+        if (opens || name === 'loadProtoset') add(opens ? 'open' : name, node.arguments[0]);
         else if (name === 'load' && ts.isPropertyAccessExpression(callee)) {
           const [dirs, ...protos] = node.arguments;
           const list = unparen(dirs);
@@ -703,7 +710,11 @@ function escapeChecker(source, finding) {
     if (ts.isStringLiteral(node) || ts.isNoSubstitutionTemplateLiteral(node) || ts.isTemplateHead(node)) {
       const text = node.text;
       const p = node.parent;
-      const isKeyOrMember = (ts.isPropertyAssignment(p) && p.name === node) ||
+      // A test's title may say 'constructor': test('constructor', ...), test.describe(...), test.step(...).
+      const callee = ts.isCallExpression(p) && p.arguments[0] === node ? outer(p.expression) : null;
+      const isTitle = callee !== null && ['test', 'describe', 'step', 'it'].includes(
+        ts.isIdentifier(callee) ? callee.text : ts.isPropertyAccessExpression(callee) ? callee.name.text : '');
+      const isKeyOrMember = isTitle || (ts.isPropertyAssignment(p) && p.name === node) ||
         (ts.isElementAccessExpression(p) && p.argumentExpression === node) ||
         ts.isImportDeclaration(p) || ts.isExportDeclaration(p) || ts.isExternalModuleReference(p);
       if (DANGEROUS_SWITCH.test(text)) {

@@ -337,7 +337,7 @@ function total(...prices: number[]) {
   return Array.prototype.slice.call(arguments).reduce((a: number, b: number) => a + b, 0);
 }
 
-test('allowed', async ({ page }, testInfo) => {
+test('constructor', async ({ page }, testInfo) => {
   await page.goto(base);
   const cart = new Cart();
   expect(cart.constructor.name).toBe('Cart');
@@ -395,6 +395,8 @@ K6_READS = [
     ("const t = open(`${__ENV.DIR}/users.json`);", "open() with a computed path cannot be checked"),
     ("import { open as fsOpen } from 'k6/experimental/fs';\nconst file = await fsOpen('/proc/self/environ');",
      "open('/proc/self/environ') reads an absolute path"),
+    ("import * as fs from 'k6/experimental/fs';\nconst file = await fs.open('/proc/self/environ');",
+     "open('/proc/self/environ') reads an absolute path"),
     ("import grpc from 'k6/net/grpc';\nconst client = new grpc.Client();\nclient.load(['/etc'], 'x.proto');",
      "load('/etc') reads an absolute path"),
     ("import secrets from '/etc/secrets/lib.js';", "import of '/etc/secrets/lib.js' is an absolute path"),
@@ -417,6 +419,7 @@ def test_k6_reads_of_the_suites_own_files_pass(tmp_path):
     script = tmp_path / "script.js"
     script.write_text("import http from 'k6/http';\nimport { check } from './lib/check.js';\n"
                       "const users = JSON.parse(open('./data/users.json'));\nconst raw = open('data.bin', 'b');\n"
+                      "const popup = () => page.evaluate(() => window.open('/help'));\n"
                       "export default function () { http.get(users[0].url); }\n")
     facts = validate.script_facts(script, node="node", validator=VALIDATOR, node_modules=NODE_MODULES, timeout=60)
     assert validate.k6_issues(facts) == []
