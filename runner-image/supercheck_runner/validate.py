@@ -43,6 +43,7 @@ refuses mistakes and the easy ways out, with a message that says where, why, and
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 import subprocess
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -307,13 +308,15 @@ def summary_path_issues(facts: Mapping[str, Any]) -> list[Issue]:
     return issues
 
 
-def _outside(path: str) -> str | None:
-    """Why a path a k6 script names is outside its suite's folder (None: it is inside)."""
+def _outside(path: str, importer: str = "") -> str | None:
+    """Why a path a k6 script names, relative to the script ``importer`` (its path in the suite), is
+    outside the suite's folder (None: it is inside; ``load/a.js`` may name ``../lib/site.js``)."""
     if path.startswith("/") or path.lower().startswith("file:"):
         return "an absolute path"
     if path.startswith("~"):
         return "a path in a home directory"
-    if ".." in re.split(r"[\\/]", path):
+    joined = posixpath.normpath(posixpath.join(posixpath.dirname(importer), path.replace("\\", "/")))
+    if joined == ".." or joined.startswith("../"):
         return "a path that climbs out with '..'"
     return None
 
@@ -322,7 +325,7 @@ K6_READ_FIX = ("a k6 script reads only the files of its suite: add the file to s
                "and name it by a relative path ('./data.json')")
 
 
-def k6_read_issues(facts: Mapping[str, Any]) -> list[Issue]:
+def k6_read_issues(facts: Mapping[str, Any], importer: str = "") -> list[Issue]:
     """The files a k6 script reads (open(), k6/experimental/fs, gRPC's load()) stay in its suite's folder:
     ``open('/proc/self/environ')`` would read the runner's environment, ``open('/var/run/secrets/...')`` a
     token. open() must name its file literally, or the check cannot see where it leads."""
@@ -337,19 +340,19 @@ def k6_read_issues(facts: Mapping[str, Any]) -> list[Issue]:
                 "path ('./data.json'); to choose by environment, open each file by name and pick one with __ENV "
                 "(const data = { a: open('./a.json'), b: open('./b.json') }[__ENV.SET])")))
             continue
-        why = _outside(path)
+        why = _outside(path, importer)
         if why:
             issues.append(Issue(r["line"], r["column"], f"{call}('{path}') reads {why}, outside the suite's folder; "
                                                          f"{K6_READ_FIX}"))
     return issues
 
 
-def k6_import_issues(facts: Mapping[str, Any]) -> list[Issue]:
+def k6_import_issues(facts: Mapping[str, Any], importer: str = "") -> list[Issue]:
     """An import of a file outside the suite (``/etc/x.js``, ``file:///...``) reads the pod's files as code."""
     issues = []
     for imp in facts.get("imports", []):
         spec = imp["specifier"]
-        why = None if spec.startswith(("http://", "https://", "k6")) else _outside(spec)
+        why = None if spec.startswith(("http://", "https://", "k6")) else _outside(spec, importer)
         if why:
             issues.append(Issue(imp["line"], imp["column"], f"import of '{spec}' is {why}, outside the suite's "
                                                             "folder; import the suite's files by relative paths "
@@ -357,12 +360,13 @@ def k6_import_issues(facts: Mapping[str, Any]) -> list[Issue]:
     return issues
 
 
-def k6_issues(facts: Mapping[str, Any]) -> list[Issue]:
-    """What ``validate.mjs`` reported of a k6 script, before k6 itself looks at it."""
+def k6_issues(facts: Mapping[str, Any], importer: str = "") -> list[Issue]:
+    """What ``validate.mjs`` reported of the k6 script ``importer`` (its path in the suite), before k6
+    itself looks at it."""
     deep = nesting_issues(facts)
     if deep:
         return deep
-    issues = summary_path_issues(facts) + k6_read_issues(facts) + k6_import_issues(facts)
+    issues = summary_path_issues(facts) + k6_read_issues(facts, importer) + k6_import_issues(facts, importer)
     issues.sort(key=lambda i: (i.line or 0, i.column or 0))
     return issues
 
@@ -441,7 +445,11 @@ def script_facts(script: Path, *, node: str, validator: Path, node_modules: Path
 def validate_k6(script: Path, *, k6: str, env: Mapping[str, str], cwd: Path, timeout: float,
                 node: str, validator: Path, node_modules: Path) -> None:
     facts = script_facts(script, node=node, validator=validator, node_modules=node_modules, timeout=timeout)
-    issues = k6_issues(facts)
+    try:
+        importer = script.relative_to(cwd).as_posix()  # k6 runs from the suite's folder
+    except ValueError:
+        importer = script.name
+    issues = k6_issues(facts, importer)
     if issues:
         raise ValidationError(issues)
     try:

@@ -420,3 +420,13 @@ def test_the_nesting_count_skips_strings_comments_and_regular_expressions(tmp_pa
                     "// " + "{" * 400 + "\nconst t = `" + "[" * 400 + "`;\n")
     message = refused(tmp_path / "deep", "const s = `" + "${[" * 300 + "1" + "]}" * 300 + "`;\n")
     assert message.startswith("line 1, column ") and "nested more than 256 levels deep" in message
+
+
+def test_k6_paths_are_judged_from_the_file_that_names_them():
+    imports = {"imports": [{"specifier": "../lib/site.js", "line": 1, "column": 1, "kind": "import"}],
+               "fileReads": [{"call": "open", "path": "../data/u.json", "prefix": False, "line": 2, "column": 1}]}
+    assert validate.k6_issues(imports, "load/home.k6.js") == []
+    texts = [i.message for i in validate.k6_issues(imports, "home.k6.js")]
+    assert "climbs out with '..'" in texts[0] and "climbs out with '..'" in texts[1]
+    assert validate.k6_read_issues(reads(("open", "load/../../../x", False)), "a/b.js")[0].line == 1
+    assert validate.k6_read_issues(reads(("open", "load/../../x", False)), "a/b.js") == []  # a/load/../../x is x
