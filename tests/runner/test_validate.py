@@ -430,3 +430,45 @@ def test_k6_paths_are_judged_from_the_file_that_names_them():
     assert "climbs out with '..'" in texts[0] and "climbs out with '..'" in texts[1]
     assert validate.k6_read_issues(reads(("open", "load/../../../x", False)), "a/b.js")[0].line == 1
     assert validate.k6_read_issues(reads(("open", "load/../../x", False)), "a/b.js") == []  # a/load/../../x is x
+
+
+def example_suites() -> list[tuple[str, str, dict[str, str]]]:
+    """(example, type, files) for every run in examples/: its inline script, or the files of the ConfigMap
+    it names, at the paths it gives them (as the operator lays them out)."""
+    import yaml
+
+    found = []
+    for path in sorted((REPO / "examples").glob("*.yaml")):
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        maps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
+        for doc in docs:
+            if doc["kind"] not in ("TestRun", "JobRun"):
+                continue
+            spec = doc["spec"]
+            source = spec.get("script") or spec.get("testsFrom") or {}
+            if "inline" in source:
+                files = {"script.js" if spec["type"] == "k6" else "test.spec.ts": source["inline"]}
+            else:
+                ref = source["configMapRef"]
+                data = maps[ref["name"]]
+                placed = {f["key"]: f.get("path", f["key"]) for f in ref.get("files", [])}
+                keys = [ref["key"], *placed] if "key" in ref else list(data)
+                files = {placed.get(k, ref.get("path", k) if k == ref.get("key") else k): data[k] for k in keys}
+            found.append((f"{path.name}:{doc['metadata']['name']}", spec["type"], files))
+    return found
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("example, kind, files", example_suites(), ids=[e for e, _, _ in example_suites()])
+def test_the_examples_pass_validation(tmp_path, example, kind, files):
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    if kind == "playwright":
+        validate.validate_playwright(tmp_path, list(files), None, node="node", validator=VALIDATOR,
+                                     node_modules=NODE_MODULES, allowed=DEFAULT_ALLOWED_MODULES, timeout=60)
+    else:
+        for rel in files:
+            facts = validate.script_facts(tmp_path / rel, node="node", validator=VALIDATOR,
+                                          node_modules=NODE_MODULES, timeout=60)
+            assert validate.k6_issues(facts, rel) == []
