@@ -352,7 +352,6 @@ const PROCESS_WHY = {
 const PROCESS_FIX = 'import the modules a test may use by name (import ... from), reach the network with ' +
   'page.request or fetch, and files through Playwright (testInfo.outputPath, download.createReadStream)';
 const PROCESS_BY_NAME = 'process.env.NAME, process.platform, process.arch, process.cwd()...';
-const GLOBAL_OBJECTS = new Set(['globalThis', 'global']);
 // Global names that must not be passed around as values (aliased, destructured out of globalThis).
 const GUARDED_GLOBALS = new Set(['eval', 'Function', 'Reflect', 'require', 'module', 'process', 'globalThis',
   'global']);
@@ -387,7 +386,6 @@ const MEMBER_REFUSALS = {
   getPrototypeOf: 'reaches the prototypes of functions, whose constructor builds code from a string ' +
     '(Object.getPrototypeOf(async function () {}).constructor); use instanceof to test a type',
   setPrototypeOf: 'changes objects the runner\'s and Playwright\'s code rely on; build the object you need instead',
-  // (a computed key: a plain `__proto__:` would set the object's prototype instead of a member)
   caller: CALL_STACK,
   arguments: CALL_STACK,
   prepareStackTrace: CALL_STACK,
@@ -396,15 +394,20 @@ const MEMBER_REFUSALS = {
   _localUtils: PLAYWRIGHT_INTERNALS,
   _wrapApiCall: PLAYWRIGHT_INTERNALS,
   _initializer: PLAYWRIGHT_INTERNALS,
+  // (a computed key: a plain `__proto__:` would set the object's prototype instead of a member)
   ['__proto__']: 'reaches and changes prototypes the runner\'s and Playwright\'s code rely on; use instanceof to test ' +
     'a type, and build the object you need instead',
 };
+// Names refused when written as strings too (Reflect.get(f, 'constructor'), Object.defineProperty(o,
+// 'executablePath', ...)); not 'caller' or 'arguments', which are words a page shows.
+const STRING_NAMES = new Set(['constructor', ...Object.keys(LAUNCH_OPTIONS), ...Object.keys(MEMBER_REFUSALS)]
+  .filter((n) => n !== 'caller' && n !== 'arguments'));
 // Chromium switches that make the browser run another program (a command prefix, a launcher, a
 // subprocess path), or open its automation port to the network.
 const DANGEROUS_SWITCH = /^--?(?:[a-z0-9-]*cmd-prefix|[a-z0-9-]*launcher|browser-subprocess-path|remote-debugging-(?:port|address|socket-name))\b/i;
 // Nesting deeper than this is refused before parsing: TypeScript's parser recurses once per level and
 // would overflow its stack a few hundred levels further on (the depth a test needs is far lower).
-export const MAX_NESTING = 256;
+const MAX_NESTING = 256;
 
 function escapeChecker(source, finding) {
   const refuse = (node, rule, message) => finding(node, rule, message);
@@ -723,8 +726,7 @@ function escapeChecker(source, finding) {
         refuse(node, 'browser-switch', `the browser switch '${text.split('=')[0]}' ${does}; the runner's ` +
           'browser runs with the switches it needs: add only ones that change what the page sees (--lang, ' +
           '--window-size, --proxy-server...)');
-      } else if (!isKeyOrMember && (text === 'constructor' || Object.hasOwn(LAUNCH_OPTIONS, text) ||
-        Object.hasOwn(MEMBER_REFUSALS, text))) {
+      } else if (!isKeyOrMember && STRING_NAMES.has(text)) {
         // The name written as a string (Reflect.get(x, 'constructor'), Object.defineProperty(o, 'executablePath'))
         // reaches the same member as writing it out.
         const why = text === 'constructor' ? 'names the constructors of functions, which build code from a string'
@@ -755,13 +757,11 @@ function escapeChecker(source, finding) {
   };
 }
 
-// Last, once every constant above is defined.
-for (const file of files) process.stdout.write(JSON.stringify(guardedFacts(file)) + '\n');
 
 // --- nesting: refused before the parser recurses into it -------------------------------------------
 
 // The deepest point of the brackets ( [ { and ${ } in the text, counted by TypeScript's scanner (which
-// does not recurse): { depth, line, column } where it first goes over MAX_NESTING, else null.
+// does not recurse): { line, column } where it first goes over MAX_NESTING, else null.
 function tooDeep(text, file) {
   const variant = /\.[jt]sx$/.test(file) ? ts.LanguageVariant.JSX : ts.LanguageVariant.Standard;
   const scanner = ts.createScanner(ts.ScriptTarget.Latest, true, variant, text);
@@ -814,3 +814,6 @@ function guardedFacts(file) {
     return { ...empty, tooDeep: { line: null, column: null, limit: MAX_NESTING } };
   }
 }
+
+// Last, once every constant above (the constants of the escape rules among them) is defined.
+for (const file of files) process.stdout.write(JSON.stringify(guardedFacts(file)) + '\n');

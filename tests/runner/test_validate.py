@@ -472,3 +472,10 @@ def test_the_examples_pass_validation(tmp_path, example, kind, files):
             facts = validate.script_facts(tmp_path / rel, node="node", validator=VALIDATOR,
                                           node_modules=NODE_MODULES, timeout=60)
             assert validate.k6_issues(facts, rel) == []
+
+
+@pytest.mark.integration
+def test_words_a_page_shows_are_not_refused_as_names(tmp_path):
+    check(tmp_path, "import { test } from '@playwright/test';\ntest('constructor', async ({ page }) => {\n"
+                    "  await page.getByText('caller').click();\n  await page.getByLabel('arguments').fill('x');\n"
+                    "});\n")
