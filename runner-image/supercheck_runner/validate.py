@@ -22,8 +22,8 @@ k6:
   * the files its ``handleSummary`` returns stay in the work directory (no absolute path, no
     ``..``): only what k6 writes there is uploaded (facts from ``validate.mjs``);
   * the files it reads (``open()``, k6/experimental/fs, gRPC ``load()``) and imports are the
-    suite's: no absolute path, no ``..``, and ``open()`` names its file literally (else
-    ``open('/proc/self/environ')`` reads the runner's environment during ``k6 inspect`` itself);
+    suite's: no absolute path, no ``..`` out of the suite, and ``open()`` names its file literally
+    (else k6 reads any file the pod's user can, during ``k6 inspect`` itself);
   * ``k6 inspect --execution-requirements`` accepts it: it parses, its init code runs, its
     options are valid, and every scenario's function exists (so a script without a default
     export, and no scenario naming another function, is refused). A remote module that cannot
@@ -327,8 +327,10 @@ K6_READ_FIX = ("a k6 script reads only the files of its suite: add the file to s
 
 def k6_read_issues(facts: Mapping[str, Any], importer: str = "") -> list[Issue]:
     """The files a k6 script reads (open(), k6/experimental/fs, gRPC's load()) stay in its suite's folder:
-    ``open('/proc/self/environ')`` would read the runner's environment, ``open('/var/run/secrets/...')`` a
-    token. open() must name its file literally, or the check cannot see where it leads."""
+    k6 reads any file the pod's user can (``open('/var/run/secrets/...')``, a token; the runner's own
+    files), and ``k6 inspect`` runs that init code while validating. open() must name its file
+    literally, or the check cannot see where it leads. Relative paths are judged from ``importer``,
+    the script's path in the suite."""
     issues = []
     for r in facts.get("fileReads", []):
         call, path = r["call"], r["path"]

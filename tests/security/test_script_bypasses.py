@@ -415,6 +415,29 @@ def test_k6_file_reads_outside_the_suite_are_refused(tmp_path, snippet, words):
     assert "spec.script.configMapRef.files" in text or "relative path" in text
 
 
+@pytest.mark.parametrize("path", ["ABSOLUTE", "../outside/secret.txt"])
+def test_k6_reads_files_outside_its_suite_when_nothing_checks_it(tmp_path, path):
+    """Without the check, k6 itself (k6 inspect, which the runner runs to validate) reads any file the
+    pod's user can: a mounted token, a Secret volume of another container, the runner's own files.
+    (procfs files such as /proc/self/environ fail in k6 with an I/O error; they are refused all the same.)"""
+    from supercheck_runner.settings import RunnerSettings
+
+    secret = tmp_path / "outside" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("top-secret-value\n")
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    script = suite / "script.js"
+    named = str(secret) if path == "ABSOLUTE" else path
+    script.write_text(f"const s = open({json.dumps(named)});\nthrow new Error('read: ' + s.trim());\n"
+                      "export default function () {}\n")
+    out = subprocess.run([RunnerSettings.from_env({}).k6, "inspect", str(script)], capture_output=True, text=True,
+                         timeout=60, cwd=suite, env={"PATH": "/usr/bin:/bin"})
+    assert "read: top-secret-value" in out.stdout + out.stderr, out.stderr[-500:]
+    facts = validate.script_facts(script, node="node", validator=VALIDATOR, node_modules=NODE_MODULES, timeout=60)
+    assert "outside the suite's folder" in validate.format_issues(validate.k6_issues(facts, "script.js"))
+
+
 def test_k6_reads_of_the_suites_own_files_pass(tmp_path):
     script = tmp_path / "script.js"
     script.write_text("import http from 'k6/http';\nimport { check } from './lib/check.js';\n"
@@ -482,16 +505,18 @@ def test_a_deeply_nested_script_ends_the_run_as_validation_not_infrastructure(ru
 
 
 @pytest.mark.timeout(300)
-def test_a_k6_script_reading_the_runners_environment_is_refused_before_k6_runs(run_runner, tmp_path):
-    # k6 inspect runs the init code, so the refusal must come before it: the marker is what the
-    # script's own http.post would have sent out, had it read the file.
-    marker = tmp_path / "escaped"
+def test_a_k6_script_reading_a_file_outside_its_suite_is_refused_before_k6_runs(run_runner, tmp_path):
+    # k6 inspect runs the init code, so the refusal comes from the static check, before k6 starts
+    # (a k6 script cannot create a marker file: the run's output and result say it never ran).
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top-secret-value\n")
     script = ("import http from 'k6/http';\n"
-              "const env = open('/proc/self/environ');\n"
-              "export default function () { http.post('http://127.0.0.1:9/', env); }\n")
+              f"const stolen = open({json.dumps(str(secret))});\n"
+              "export default function () { http.post('http://127.0.0.1:9/', stolen); }\n")
     run = run_runner("k6", script, timeout_seconds=60)
-    assert_refused_before_running(run, marker, "open('/proc/self/environ') reads an absolute path")
-    assert "line 2," in run.result.message
+    assert_refused_before_running(run, tmp_path / "no-marker-for-k6", f"open('{secret}') reads an absolute path")
+    assert "line 2," in run.result.message and "spec.script.configMapRef.files" in run.result.message
+    assert "top-secret-value" not in run.output + run.termination_message
 
 
 # --- on the local control plane (written for the lead's cluster run) --------------------------------
