@@ -3,15 +3,27 @@
 Both: the script and the files beside it (:mod:`supercheck_runner.project`) are within the size
 limit together, code is UTF-8 text, and no file brings its own ``node_modules``.
 
+Both: no file nests brackets deeper than the parser follows (``tooDeep``: a validation error with
+its line, not a crash of the validator that would be classed infrastructure and retried).
+
 Playwright (TypeScript or JavaScript), every code file of the suite:
   * it parses (TypeScript's parser, through ``runner-image/validate.mjs``);
-  * it imports only modules on the allow-list (``SUPERCHECK_ALLOWED_MODULES``), and files of the
-    suite by relative paths that stay in its folder and name a file that is there;
+  * it imports only modules on the allow-list (``SUPERCHECK_ALLOWED_MODULES``; never Playwright's
+    command line), and files of the suite by relative paths that stay in its folder and name a
+    file that is there;
   * none of the constructs that get around the import check or write outside the work
-    directory (eval, Function, process.binding, computed require()/import(), absolute paths).
+    directory: the guarded globals (eval, Function, Reflect, require, module, process,
+    globalThis) used only in the shapes a test needs, never passed on or reached by a computed
+    name; no ``.constructor`` (Function's way back in), no changed prototypes, no top-level
+    ``arguments``, no ``with``; no browser launch option that starts another program
+    (executablePath, ignoreDefaultArgs, command-prefix switches, env) or drives a browser outside
+    the pod (connect, connectOverCDP, launchServer, _electron); no absolute paths.
 k6:
   * the files its ``handleSummary`` returns stay in the work directory (no absolute path, no
     ``..``): only what k6 writes there is uploaded (facts from ``validate.mjs``);
+  * the files it reads (``open()``, k6/experimental/fs, gRPC ``load()``) and imports are the
+    suite's: no absolute path, no ``..`` out of the suite, and ``open()`` names its file literally
+    (else k6 reads any file the pod's user can, during ``k6 inspect`` itself);
   * ``k6 inspect --execution-requirements`` accepts it: it parses, its init code runs, its
     options are valid, and every scenario's function exists (so a script without a default
     export, and no scenario naming another function, is refused). A remote module that cannot
@@ -22,14 +34,16 @@ The policy (:func:`playwright_issues`) is a pure function over the facts the nod
 reports, so it is unit-tested without node. Every issue names its line.
 
 What this is not: a sandbox. A determined script can reach further than a static check
-sees; the isolation boundary is the pod (non-root user, only the work directory writable,
-resource limits, no service account token). The check refuses mistakes and the obvious
-ways out, with a message that says where and why.
+sees (a member's name computed on an ordinary object, ``x[k]``, is out of its reach); the
+isolation boundary is the pod (docs/security.md: no shared credentials, a per-pod S3 grant,
+a NetworkPolicy, an optional RuntimeClass, resource limits, a non-root user). The check
+refuses mistakes and the easy ways out, with a message that says where, why, and what to do.
 """
 
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 import subprocess
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -175,6 +189,13 @@ def fs_hint(uses: Sequence[Mapping[str, Any]]) -> str:
     return f"{REFUSAL_HINTS['fs']}{seen}; instead, " + "; ".join(hints)
 
 
+# Subpaths of allowed packages that are programs, not libraries: refused whatever the allow-list says.
+REFUSED_SUBPATHS = {
+    "@playwright/test/cli": "it is Playwright's command line, which installs browsers and starts test runs and "
+                            "servers; a test imports @playwright/test",
+}
+
+
 def refusal_hint(specifier: str, uses: Sequence[Mapping[str, Any]] = ()) -> str | None:
     """Why a well-known module is refused (None for the rest)."""
     key = _module_key(specifier)
@@ -183,10 +204,35 @@ def refusal_hint(specifier: str, uses: Sequence[Mapping[str, Any]] = ()) -> str 
     return REFUSAL_HINTS.get(key) or REFUSAL_HINTS.get(_package_of(key))
 
 
+NESTING_FIX = ("flatten it: give the inner parts names (const step = ...), build deep data with a loop or "
+               "JSON.parse, and keep test code a few levels deep")
+
+
+def nesting_issues(facts: Mapping[str, Any]) -> list[Issue]:
+    """A file nested deeper than the parser follows (``tooDeep``): the script's fault, said with the fix,
+    never a crash of the validator (which would be classed infrastructure and retried)."""
+    deep = facts.get("tooDeep")
+    if not deep:
+        return []
+    if deep.get("line") is None:
+        return [Issue(None, None, f"the script nests too deeply to be checked (the parser ran out of stack); "
+                                  f"{NESTING_FIX}")]
+    return [Issue(deep["line"], deep["column"], f"brackets nested more than {deep['limit']} levels deep, more than "
+                                                f"the validator reads; {NESTING_FIX}")]
+
+
+def nesting_error() -> ValidationError:
+    """The validator itself ran out of stack on a file: the same verdict as :func:`nesting_issues`."""
+    return ValidationError(nesting_issues({"tooDeep": {"line": None}}))
+
+
 def playwright_issues(facts: Mapping[str, Any], allowed: Sequence[str], importer: str = "",
                       files: Collection[str] = ()) -> list[Issue]:
     """Decide on what ``validate.mjs`` reported of ``importer``, a file of the suite ``files``.
-    Syntax errors first: nothing else is reliable then."""
+    Nesting too deep to parse, then syntax errors, first: nothing else is reliable then."""
+    deep = nesting_issues(facts)
+    if deep:
+        return deep
     syntax = [Issue(e["line"], e["column"], f"syntax error: {e['message']}") for e in facts.get("syntaxErrors", [])]
     if syntax:
         return syntax
@@ -197,6 +243,10 @@ def playwright_issues(facts: Mapping[str, Any], allowed: Sequence[str], importer
             found, why = resolve_import(importer, spec, files)
             if found is None:
                 issues.append(Issue(imp["line"], imp["column"], f"import of '{spec}' {why}"))
+            continue
+        if spec in REFUSED_SUBPATHS:
+            issues.append(Issue(imp["line"], imp["column"], f"import of '{spec}' is not allowed "
+                                                            f"({REFUSED_SUBPATHS[spec]})"))
             continue
         if module_allowed(spec, allowed):
             continue
@@ -258,6 +308,71 @@ def summary_path_issues(facts: Mapping[str, Any]) -> list[Issue]:
     return issues
 
 
+def _outside(path: str, importer: str = "") -> str | None:
+    """Why a path a k6 script names, relative to the script ``importer`` (its path in the suite), is
+    outside the suite's folder (None: it is inside; ``load/a.js`` may name ``../lib/site.js``)."""
+    if path.startswith("/") or path.lower().startswith("file:"):
+        return "an absolute path"
+    if path.startswith("~"):
+        return "a path in a home directory"
+    joined = posixpath.normpath(posixpath.join(posixpath.dirname(importer), path.replace("\\", "/")))
+    if joined == ".." or joined.startswith("../"):
+        return "a path that climbs out with '..'"
+    return None
+
+
+K6_READ_FIX = ("a k6 script reads only the files of its suite: add the file to spec.script.configMapRef.files "
+               "and name it by a relative path ('./data.json')")
+
+
+def k6_read_issues(facts: Mapping[str, Any], importer: str = "") -> list[Issue]:
+    """The files a k6 script reads (open(), k6/experimental/fs, gRPC's load()) stay in its suite's folder:
+    k6 reads any file the pod's user can (``open('/var/run/secrets/...')``, a token; the runner's own
+    files), and ``k6 inspect`` runs that init code while validating. open() must name its file
+    literally, or the check cannot see where it leads. Relative paths are judged from ``importer``,
+    the script's path in the suite."""
+    issues = []
+    for r in facts.get("fileReads", []):
+        call, path = r["call"], r["path"]
+        if path is None or r.get("prefix"):
+            if call != "open":
+                continue
+            issues.append(Issue(r["line"], r["column"], (
+                "open() with a computed path cannot be checked; name a file of the suite with a literal relative "
+                "path ('./data.json'); to choose by environment, open each file by name and pick one with __ENV "
+                "(const data = { a: open('./a.json'), b: open('./b.json') }[__ENV.SET])")))
+            continue
+        why = _outside(path, importer)
+        if why:
+            issues.append(Issue(r["line"], r["column"], f"{call}('{path}') reads {why}, outside the suite's folder; "
+                                                         f"{K6_READ_FIX}"))
+    return issues
+
+
+def k6_import_issues(facts: Mapping[str, Any], importer: str = "") -> list[Issue]:
+    """An import of a file outside the suite (``/etc/x.js``, ``file:///...``) reads the pod's files as code."""
+    issues = []
+    for imp in facts.get("imports", []):
+        spec = imp["specifier"]
+        why = None if spec.startswith(("http://", "https://", "k6")) else _outside(spec, importer)
+        if why:
+            issues.append(Issue(imp["line"], imp["column"], f"import of '{spec}' is {why}, outside the suite's "
+                                                            "folder; import the suite's files by relative paths "
+                                                            "('./lib/helpers.js')"))
+    return issues
+
+
+def k6_issues(facts: Mapping[str, Any], importer: str = "") -> list[Issue]:
+    """What ``validate.mjs`` reported of the k6 script ``importer`` (its path in the suite), before k6
+    itself looks at it."""
+    deep = nesting_issues(facts)
+    if deep:
+        return deep
+    issues = summary_path_issues(facts) + k6_read_issues(facts, importer) + k6_import_issues(facts, importer)
+    issues.sort(key=lambda i: (i.line or 0, i.column or 0))
+    return issues
+
+
 def remote_modules(facts: Mapping[str, Any]) -> list[str]:
     return [i["specifier"] for i in facts.get("imports", []) if "://" in i["specifier"]]
 
@@ -311,6 +426,8 @@ def file_facts(paths: Sequence[Path], *, node: str, validator: Path, node_module
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ValidatorUnavailable(f"the script validator could not run: {exc}") from exc
+    if proc.returncode != 0 and "Maximum call stack size exceeded" in proc.stderr:
+        raise nesting_error()  # validate.mjs reports this itself; a crash all the same is the script's depth
     if proc.returncode != 0:
         raise ValidatorUnavailable(f"the script validator failed: {proc.stderr.strip()[-500:]}")
     try:
@@ -330,7 +447,11 @@ def script_facts(script: Path, *, node: str, validator: Path, node_modules: Path
 def validate_k6(script: Path, *, k6: str, env: Mapping[str, str], cwd: Path, timeout: float,
                 node: str, validator: Path, node_modules: Path) -> None:
     facts = script_facts(script, node=node, validator=validator, node_modules=node_modules, timeout=timeout)
-    issues = summary_path_issues(facts)
+    try:
+        importer = script.relative_to(cwd).as_posix()  # k6 runs from the suite's folder
+    except ValueError:
+        importer = script.name
+    issues = k6_issues(facts, importer)
     if issues:
         raise ValidationError(issues)
     try:

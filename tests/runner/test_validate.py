@@ -138,7 +138,7 @@ def test_typescript_syntax_error_points_at_its_line(tmp_path):
     ("const m = 'net';\nawait import(m);", 2, "computed module name"),
     ("eval('1 + 1');", 1, "eval()"),
     ("const f = new Function('return process');", 1, "new Function()"),
-    ("const f = (() => {}).constructor.constructor('return 1');", 1, ".constructor.constructor"),
+    ("const f = (() => {}).constructor.constructor('return 1');", 1, ".constructor reaches the constructors"),
     ("process.binding('tcp_wrap');", 1, "process.binding"),
     ("const r = process.mainModule;", 1, "process.mainModule"),
     ("import { test } from '@playwright/test';\ntest('x', async ({ page }) => {\n"
@@ -326,3 +326,156 @@ def test_the_api_the_fs_hint_points_at_passes_validation_and_works_in_chromium(r
     assert run.result.summary.passed == 1
     doc = (REPO / "docs" / "runner.md").read_text()
     assert WITHOUT_FS in doc  # the documented example is this one
+
+
+# --- issue 10: nesting, escapes, k6 file reads ---------------------------------------------------
+
+
+def test_too_deep_nesting_is_an_issue_with_its_place_and_the_fix():
+    (issue,) = playwright_issues({"tooDeep": {"line": 2, "column": 267, "limit": 256},
+                                  "syntaxErrors": [{"line": 2, "column": 1, "message": "x"}]}, DEFAULT_ALLOWED_MODULES)
+    assert str(issue).startswith("line 2, column 267: brackets nested more than 256 levels deep")
+    assert "flatten it" in str(issue)
+    (issue,) = validate.nesting_issues({"tooDeep": {"line": None, "column": None, "limit": 256}})
+    assert issue.line is None and "the parser ran out of stack" in issue.message
+    assert validate.k6_issues({"tooDeep": {"line": 1, "column": 1, "limit": 256},
+                               "fileReads": [{"call": "open", "path": "/etc/x", "line": 3, "column": 1}]}) == [
+        Issue(1, 1, validate.nesting_issues({"tooDeep": {"line": 1, "column": 1, "limit": 256}})[0].message)]
+
+
+@pytest.mark.integration
+def test_a_validator_that_runs_out_of_stack_is_the_scripts_fault_not_ours(tmp_path):
+    # validate.mjs reports depth itself; should node still die of it, the verdict is the same (not
+    # ValidatorUnavailable, which is classed infrastructure and retried).
+    recurse = tmp_path / "recurse.mjs"
+    recurse.write_text("const f = (n) => f(n + 1) + 1; f(0);\n")
+    script = tmp_path / "x.spec.ts"
+    script.write_text("x\n")
+    with pytest.raises(ValidationError, match="nests too deeply to be checked"):
+        validate.file_facts([script], node="node", validator=recurse, node_modules=NODE_MODULES, timeout=60)
+    crash = tmp_path / "crash.mjs"
+    crash.write_text("throw new Error('boom');\n")
+    with pytest.raises(validate.ValidatorUnavailable, match="boom"):
+        validate.file_facts([script], node="node", validator=crash, node_modules=NODE_MODULES, timeout=60)
+
+
+def reads(*entries):
+    return {"fileReads": [{"call": c, "path": p, "prefix": pre, "line": i + 1, "column": 7}
+                          for i, (c, p, pre) in enumerate(entries)]}
+
+
+def test_k6_reads_inside_the_suite_pass_and_outside_are_refused_with_the_fix():
+    assert validate.k6_read_issues(reads(("open", "./data.json", False), ("open", "data/u.csv", False),
+                                         ("load", None, False), ("loadProtoset", "x.pb", False))) == []
+    issues = validate.k6_read_issues(reads(("open", "/proc/self/environ", False), ("open", "~/.aws/x", False),
+                                           ("open", "a/../../x", False), ("load", "/etc", False),
+                                           ("open", None, False), ("open", "./data/", True)))
+    texts = [str(i) for i in issues]
+    assert texts[0].startswith("line 1, column 7: open('/proc/self/environ') reads an absolute path, outside")
+    assert "a path in a home directory" in texts[1] and "climbs out with '..'" in texts[2]
+    assert texts[3].startswith("line 4, column 7: load('/etc') reads an absolute path")
+    assert all("spec.script.configMapRef.files" in t for t in texts[:4])
+    assert texts[4].startswith("line 5, column 7: open() with a computed path cannot be checked")
+    assert texts[5].startswith("line 6, column 7: open() with a computed path")  # a template's tail is computed
+
+
+def test_k6_imports_of_files_outside_the_suite_are_refused():
+    imports = [{"specifier": s, "line": i + 1, "column": 1, "kind": "import"} for i, s in enumerate(
+        ["k6/http", "https://jslib.k6.io/k6-summary/0.0.2/index.js", "./lib/a.js", "/etc/x.js", "file:///etc/y.js",
+         "../../z.js"])]
+    issues = validate.k6_import_issues({"imports": imports})
+    assert [(i.line, i.message.split(" is ")[1].split(",")[0]) for i in issues] == [
+        (4, "an absolute path"), (5, "an absolute path"), (6, "a path that climbs out with '..'")]
+
+
+def test_playwrights_command_line_is_refused_whatever_the_allow_list():
+    issues = playwright_issues(facts("@playwright/test/cli", "@playwright/test/reporter"), DEFAULT_ALLOWED_MODULES)
+    assert [str(i) for i in issues] == ["line 1, column 1: import of '@playwright/test/cli' is not allowed (it is "
+                                        "Playwright's command line, which installs browsers and starts test runs "
+                                        "and servers; a test imports @playwright/test)"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("source", [
+    "const base = process.env.BASE_URL ?? 'http://x';\nconst all = { ...process.env };\n",
+    "const keys = Object.keys(process.env);\nif (process.platform === 'linux') {}\n",
+    "class A {}\nconst n = new A().constructor.name;\nconst k = { constructor: 1 };\n",
+    "module.exports = { a: 1 };\nexports.b = 2;\n",
+    "globalThis.shared = 1;\nconst f = globalThis.fetch;\n",
+    "function sum() { return Array.prototype.slice.call(arguments); }\n",
+    "import { chromium } from '@playwright/test';\nconst p = chromium.executablePath();\n"
+    "const b = await chromium.launch({ headless: true, args: ['--lang=de'] });\n",
+    "import { test } from '@playwright/test';\ntest.use({ launchOptions: { slowMo: 10 } });\n",
+    "setTimeout(() => {}, 1);\nconst t: Function = () => {};\ntype R = typeof require;\n",
+    "const a = [[[[1]]]];\nconst deep = " + "(" * 200 + "1" + ")" * 200 + ";\n",
+    "const re = /[(((((]/;\nconst s = `${'('.repeat(3)}`;\n",
+])
+def test_what_tests_do_passes(tmp_path, source):
+    check(tmp_path, source)
+
+
+@pytest.mark.integration
+def test_the_nesting_count_skips_strings_comments_and_regular_expressions(tmp_path):
+    check(tmp_path, "const s = '" + "(" * 400 + "'; /* " + "[" * 400 + " */\nconst r = /" + "\\(" * 400 + "/;\n"
+                    "// " + "{" * 400 + "\nconst t = `" + "[" * 400 + "`;\n")
+    message = refused(tmp_path / "deep", "const s = `" + "${[" * 300 + "1" + "]}" * 300 + "`;\n")
+    assert message.startswith("line 1, column ") and "nested more than 256 levels deep" in message
+
+
+def test_k6_paths_are_judged_from_the_file_that_names_them():
+    imports = {"imports": [{"specifier": "../lib/site.js", "line": 1, "column": 1, "kind": "import"}],
+               "fileReads": [{"call": "open", "path": "../data/u.json", "prefix": False, "line": 2, "column": 1}]}
+    assert validate.k6_issues(imports, "load/home.k6.js") == []
+    texts = [i.message for i in validate.k6_issues(imports, "home.k6.js")]
+    assert "climbs out with '..'" in texts[0] and "climbs out with '..'" in texts[1]
+    assert validate.k6_read_issues(reads(("open", "load/../../../x", False)), "a/b.js")[0].line == 1
+    assert validate.k6_read_issues(reads(("open", "load/../../x", False)), "a/b.js") == []  # a/load/../../x is x
+
+
+def example_suites() -> list[tuple[str, str, dict[str, str]]]:
+    """(example, type, files) for every run in examples/: its inline script, or the files of the ConfigMap
+    it names, at the paths it gives them (as the operator lays them out)."""
+    import yaml
+
+    found = []
+    for path in sorted((REPO / "examples").glob("*.yaml")):
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        maps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
+        for doc in docs:
+            if doc["kind"] not in ("TestRun", "JobRun"):
+                continue
+            spec = doc["spec"]
+            source = spec.get("script") or spec.get("testsFrom") or {}
+            if "inline" in source:
+                files = {"script.js" if spec["type"] == "k6" else "test.spec.ts": source["inline"]}
+            else:
+                ref = source["configMapRef"]
+                data = maps[ref["name"]]
+                placed = {f["key"]: f.get("path", f["key"]) for f in ref.get("files", [])}
+                keys = [ref["key"], *placed] if "key" in ref else list(data)
+                files = {placed.get(k, ref.get("path", k) if k == ref.get("key") else k): data[k] for k in keys}
+            found.append((f"{path.name}:{doc['metadata']['name']}", spec["type"], files))
+    return found
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("example, kind, files", example_suites(), ids=[e for e, _, _ in example_suites()])
+def test_the_examples_pass_validation(tmp_path, example, kind, files):
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    if kind == "playwright":
+        validate.validate_playwright(tmp_path, list(files), None, node="node", validator=VALIDATOR,
+                                     node_modules=NODE_MODULES, allowed=DEFAULT_ALLOWED_MODULES, timeout=60)
+    else:
+        for rel in files:
+            facts = validate.script_facts(tmp_path / rel, node="node", validator=VALIDATOR,
+                                          node_modules=NODE_MODULES, timeout=60)
+            assert validate.k6_issues(facts, rel) == []
+
+
+@pytest.mark.integration
+def test_words_a_page_shows_are_not_refused_as_names(tmp_path):
+    check(tmp_path, "import { test } from '@playwright/test';\ntest('constructor', async ({ page }) => {\n"
+                    "  await page.getByText('caller').click();\n  await page.getByLabel('arguments').fill('x');\n"
+                    "});\n")
