@@ -7,6 +7,7 @@ starts from clean Redis, PostgreSQL and S3 state (`clean_services`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,13 +166,14 @@ def clean_services(kube_env, redis_client, s3_client):
                 s3_client.delete_objects(Bucket=bucket["Name"], Delete={"Objects": keys})
 
 
-@pytest.fixture
-def namespace(kube_env, core_v1, clean_services, request):
+@contextlib.contextmanager
+def scratch_namespace(core_v1, name: str) -> Iterator[str]:
+    """A namespace of the test's own: made, its default ServiceAccount waited for, and deleted
+    afterwards, waiting until it is gone so that finalizers (the operator's) run before the next
+    test cleans the services."""
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
-    name = f"t-{request.node.name[:30].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}"
-    name = "".join(c for c in name if c.isalnum() or c == "-")
     core_v1.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
 
     def default_sa():
@@ -193,11 +196,17 @@ def namespace(kube_env, core_v1, clean_services, request):
         except ApiException as e:
             return e.status == 404
 
-    # Wait so that finalizers (the operator's) run before the next test cleans the services.
     try:
         wait_until(gone, 90, interval=0.5, what=f"namespace {name} deleted")
     except AssertionError as exc:  # pragma: no cover - reported, not fatal for the test that passed
         print(f"warning: {exc}", file=sys.stderr)
+
+
+@pytest.fixture
+def namespace(kube_env, core_v1, clean_services, request):
+    name = f"t-{request.node.name[:30].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}"
+    with scratch_namespace(core_v1, "".join(c for c in name if c.isalnum() or c == "-")) as made:
+        yield made
 
 
 @dataclass

@@ -7,6 +7,7 @@ termination message and what it leaves in S3.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -89,9 +90,9 @@ def s3_client(endpoint: str):
     )
 
 
-@pytest.fixture(scope="session")
-def s3_endpoint():
-    """moto's S3 server on a free port, with the contract's BUCKETS."""
+@contextlib.contextmanager
+def moto_with_buckets() -> Iterator[str]:
+    """moto's S3 server on a free port, with the contract's BUCKETS: its endpoint URL."""
     port = free_port()
     proc = start_moto(port)
     try:
@@ -103,6 +104,12 @@ def s3_endpoint():
         yield endpoint
     finally:
         stop(proc)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    with moto_with_buckets() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="session")

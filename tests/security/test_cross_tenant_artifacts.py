@@ -18,6 +18,7 @@ import urllib3
 from kubernetes.client import ApiException
 
 from supercheck_contract import UploadGrant
+from tests.conftest import scratch_namespace
 from tests.operator.operator_kit import QUICK_K6, SLEEPY_K6, create, get_run, make_run, phase, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -32,13 +33,10 @@ def operator(operator_ctl):
 
 
 @pytest.fixture
-def victim_namespace(core_v1):
-    from kubernetes import client
-
-    name = f"t-victim-{uuid.uuid4().hex[:5]}"
-    core_v1.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    core_v1.delete_namespace(name)
+def victim_namespace(namespace, core_v1):
+    """Tenant B's namespace (after `namespace`, whose fixture cleans the services first)."""
+    with scratch_namespace(core_v1, f"t-victim-{uuid.uuid4().hex[:5]}") as name:
+        yield name
 
 
 def ended(custom_objects, namespace: str, name: str) -> dict:

@@ -13,10 +13,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from kubernetes import client
-from kubernetes.client.rest import ApiException
 
-from tests.conftest import wait_until
+from tests.conftest import scratch_namespace
 from tests.operator.operator_kit import (
     GROUP,
     PLURAL,
@@ -42,28 +40,8 @@ NS_QUEUED = "supercheck:ledger:namespace-queued"
 @pytest.fixture
 def other_namespace(namespace, core_v1):
     """A second tenant's namespace (after `namespace`, whose fixture cleans the services first)."""
-    name = f"t-fair-b-{uuid.uuid4().hex[:5]}"
-    core_v1.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-
-    def default_sa():
-        try:
-            return core_v1.read_namespaced_service_account("default", name)
-        except ApiException:
-            return None
-    wait_until(default_sa, 30, what=f"default ServiceAccount in {name}")
-    yield name
-    try:
-        core_v1.delete_namespace(name)
-    except ApiException:
-        return
-
-    def gone():
-        try:
-            core_v1.read_namespace(name)
-            return False
-        except ApiException as e:
-            return e.status == 404
-    wait_until(gone, 90, interval=0.5, what=f"namespace {name} deleted")
+    with scratch_namespace(core_v1, f"t-fair-b-{uuid.uuid4().hex[:5]}") as name:
+        yield name
 
 
 def sleepy(name: str, seconds: int, priority: int = 0, **spec) -> dict:

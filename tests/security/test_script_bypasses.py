@@ -30,7 +30,7 @@ from supercheck_contract import ExitCode, FailureClass
 from supercheck_runner import validate
 from supercheck_runner.settings import DEFAULT_ALLOWED_MODULES
 from supercheck_runner.validate import ValidationError
-from tests.runner.conftest import NODE_MODULES, REPO, free_port, make_runner, s3_client, start_moto, stop, wait_for_port
+from tests.runner.conftest import NODE_MODULES, REPO, make_runner, moto_with_buckets
 
 VALIDATOR = REPO / "runner-image" / "validate.mjs"
 
@@ -454,19 +454,8 @@ def test_k6_reads_of_the_suites_own_files_pass(tmp_path):
 @pytest.fixture(scope="module")
 def s3_endpoint():
     """moto's S3 server, as tests/runner/conftest.py starts it (its fixtures are not visible here)."""
-    from supercheck_contract import BUCKETS
-
-    port = free_port()
-    proc = start_moto(port)
-    try:
-        wait_for_port(port)
-        endpoint = f"http://127.0.0.1:{port}"
-        client = s3_client(endpoint)
-        for bucket in BUCKETS.values():
-            client.create_bucket(Bucket=bucket)
+    with moto_with_buckets() as endpoint:
         yield endpoint
-    finally:
-        stop(proc)
 
 
 @pytest.fixture
