@@ -338,8 +338,13 @@ def preflight(client: S3Client, bucket: str, endpoint: str | None = None) -> Sto
     Raises :class:`S3Unavailable` for a misconfiguration (no such bucket, access denied...):
     running a test whose results can never be kept wastes the attempt. An outage (refused,
     timed out, 5xx) is *returned*: the caller runs the test anyway and uploads within the window."""
+    return _checked(lambda: client.head_bucket(Bucket=bucket), bucket, endpoint)
+
+
+def _checked(request: Callable[[], object], bucket: str, endpoint: str | None) -> StorageProblem | None:
+    """Make the preflight ``request``: None when it worked, an outage returned, anything else raised."""
     try:
-        client.head_bucket(Bucket=bucket)
+        request()
         return None
     except Exception as exc:  # every error is classified; a bug of ours still shows in the text
         problem = classify(exc, bucket=bucket, endpoint=endpoint)
@@ -355,14 +360,8 @@ def preflight_post(client: S3Client, bucket: str, key: str, body: bytes,
     check). It proves what the uploads need — the endpoint, the bucket, the policy's signature and
     expiry — before the attempt's time is spent. Raises :class:`S3Unavailable` when S3 refuses or is
     misconfigured; returns an outage (the test runs anyway)."""
-    try:
-        client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type(key))
-        return None
-    except Exception as exc:  # every error is classified; a bug of ours still shows in the text
-        problem = classify(exc, bucket=bucket, endpoint=endpoint)
-        if problem.kind != Kind.OUTAGE:
-            raise S3Unavailable(problem) from exc
-        return problem
+    return _checked(lambda: client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type(key)),
+                    bucket, endpoint)
 
 
 class Uploader:
