@@ -17,7 +17,6 @@ import stat
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -181,21 +180,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-
-@pytest.fixture
-def cgroup_parent():
-    """A parent folder of this test's own, removed (with anything left in it) afterwards."""
-    needs_root()
-    name = f"supercheck-test-{uuid.uuid4().hex[:8]}"
-    try:
-        manager = CgroupManager(name)
-    except CgroupUnavailable as exc:
-        pytest.skip(f"no writable cgroup v1 cpu+memory here: {exc}")
-    yield name
-    manager.remove_stale()
-    for parent in manager.parents.values():
-        os.rmdir(parent)
 
 
 def run_container(case: str, tmp_path: Path, parent: str, spec: dict, timeout: float = 90) -> dict:

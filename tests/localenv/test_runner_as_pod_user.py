@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -30,7 +29,6 @@ from supercheck.config import Settings
 from supercheck.models import TestRunSpec
 from supercheck.scriptfiles import layout
 from supercheck_contract import decode_termination_message
-from supercheck_localenv.nodeagent.cgroups import CgroupManager, CgroupUnavailable
 from tests.runner.conftest import Site, moto_with_buckets
 
 pytestmark = pytest.mark.integration
@@ -112,21 +110,6 @@ def node_secrets():
     for f in dev.iterdir():
         f.unlink()
     dev.rmdir()
-
-
-@pytest.fixture
-def cgroup_parent():
-    if os.geteuid() != 0:
-        pytest.skip("switching users and making cgroups need root")
-    name = f"supercheck-test-{uuid.uuid4().hex[:8]}"
-    try:
-        manager = CgroupManager(name)
-    except CgroupUnavailable as exc:
-        pytest.skip(f"no writable cgroup v1 cpu+memory here: {exc}")
-    yield name
-    manager.remove_stale()
-    for parent in manager.parents.values():
-        os.rmdir(parent)
 
 
 def run_pod_as_the_agent(tmp_path: Path, parent: str, moto: str, spec: dict, switch_users: bool = True,
