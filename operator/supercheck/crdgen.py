@@ -1,4 +1,4 @@
-"""Generate the TestRun and JobRun CRDs (and Kopf's peering CRDs) from the pydantic models.
+"""Generate the TestRun, JobRun, RunSchedule and Monitor CRDs (and Kopf's peering CRDs) from the pydantic models.
 
     python -m supercheck.crdgen            # writes crds/*.yaml
     python -m supercheck.crdgen --check    # exits 1 when a committed file differs
@@ -23,12 +23,16 @@ import yaml
 from supercheck.config import Settings
 from supercheck.jobmodels import JobRunSpec, JobRunStatus
 from supercheck.models import VERSION, TestRunSpec, TestRunStatus
+from supercheck.monitormodels import MonitorSpec, MonitorStatus
+from supercheck.schedmodels import RunScheduleSpec, RunScheduleStatus
 from supercheck.vocabulary import GROUP
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
 TESTRUN_FILE = "testruns.supercheck.io.yaml"
 JOBRUN_FILE = "jobruns.supercheck.io.yaml"
 PEERING_FILE = "kopf-peering.yaml"
+RUNSCHEDULE_FILE = "runschedules.supercheck.io.yaml"
+MONITOR_FILE = "monitors.supercheck.io.yaml"
 
 _DROP = {"title", "$defs", "additionalProperties", "discriminator"}
 
@@ -101,14 +105,24 @@ def _quantity_rule(field: str, maximum: str, setting: str) -> dict[str, Any]:
     }
 
 
-def spec_schema(settings: Settings, model: type[TestRunSpec] | type[JobRunSpec] = TestRunSpec) -> dict[str, Any]:
-    schema = structural(model.model_json_schema(mode="validation"))
-    res = schema["properties"]["resources"]
-    res["x-kubernetes-validations"] = [
+def _bound_resources(spec: dict[str, Any], settings: Settings) -> None:
+    """The configured runner limits as CEL bounds on ``spec.resources`` (a spec's, or a template's)."""
+    spec["properties"]["resources"]["x-kubernetes-validations"] = [
         _quantity_rule("cpu", settings.runner_max_cpu, "RUNNER_MAX_CPU"),
         _quantity_rule("memory", settings.runner_max_memory, "RUNNER_MAX_MEMORY"),
         _quantity_rule("ephemeralStorage", settings.runner_max_ephemeral_storage, "RUNNER_MAX_EPHEMERAL_STORAGE"),
     ]
+
+
+def _unique_test_names(spec: dict[str, Any]) -> None:
+    # Unique test names, said by the API server itself ("Duplicate value"), at no CEL cost.
+    spec["properties"]["tests"]["x-kubernetes-list-type"] = "map"
+    spec["properties"]["tests"]["x-kubernetes-list-map-keys"] = ["name"]
+
+
+def spec_schema(settings: Settings, model: type[TestRunSpec] | type[JobRunSpec] = TestRunSpec) -> dict[str, Any]:
+    schema = structural(model.model_json_schema(mode="validation"))
+    _bound_resources(schema, settings)
     return schema
 
 
@@ -150,14 +164,59 @@ def jobrun_crd(settings: Settings | None = None) -> dict[str, Any]:
     settings = settings or Settings()
     spec = spec_schema(settings, JobRunSpec)
     default = settings.job_execution_timeout_ms // 1000
-    # Unique test names, said by the API server itself ("Duplicate value"), at no CEL cost.
-    spec["properties"]["tests"]["x-kubernetes-list-type"] = "map"
-    spec["properties"]["tests"]["x-kubernetes-list-map-keys"] = ["name"]
+    _unique_test_names(spec)
     spec["properties"]["timeoutSeconds"]["description"] = (
         f"The whole job's budget; default JOB_EXECUTION_TIMEOUT_MS / 1000 ({default} s here)")
     return _run_crd("JobRun", "jobruns", "jr", JOBRUN_PRINTER_COLUMNS,
                     "A suite of Playwright or k6 tests run as one job, in shards of runner pods.",
                     spec, status_schema(JobRunStatus))
+
+
+RUNSCHEDULE_PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
+    {"name": "Suspend", "type": "boolean", "jsonPath": ".spec.suspend"},
+    {"name": "Active", "type": "string", "jsonPath": ".status.active[*].name", "priority": 1},
+    {"name": "Last Schedule", "type": "date", "jsonPath": ".status.lastScheduleTime"},
+    {"name": "Last Result", "type": "string", "jsonPath": ".status.lastRun.phase"},
+    {"name": "Passed", "type": "integer", "jsonPath": ".status.passedRuns"},
+    {"name": "Failed", "type": "integer", "jsonPath": ".status.failedRuns"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {"name": "Next", "type": "date", "jsonPath": ".status.nextScheduleTime", "priority": 1},
+]
+
+
+def runschedule_crd(settings: Settings | None = None) -> dict[str, Any]:
+    settings = settings or Settings()
+    spec = structural(RunScheduleSpec.model_json_schema(mode="validation"))
+    _bound_resources(spec["properties"]["testRun"], settings)
+    _bound_resources(spec["properties"]["jobRun"], settings)
+    _unique_test_names(spec["properties"]["jobRun"])
+    return _run_crd("RunSchedule", "runschedules", "rsched", RUNSCHEDULE_PRINTER_COLUMNS,
+                    "A TestRun or JobRun started on a cron schedule (a CronJob's semantics).",
+                    spec, status_schema(RunScheduleStatus))
+
+
+MONITOR_PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "State", "type": "string", "jsonPath": ".status.state"},
+    {"name": "Since", "type": "date", "jsonPath": ".status.since"},
+    {"name": "Latency", "type": "integer", "jsonPath": ".status.lastLatencyMs"},
+    {"name": "Uptime 24h", "type": "number", "jsonPath": ".status.uptime.last24h"},
+    {"name": "Interval", "type": "string", "jsonPath": ".spec.interval"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {"name": "Failures", "type": "integer", "jsonPath": ".status.consecutiveFailures", "priority": 1},
+    {"name": "Uptime 7d", "type": "number", "jsonPath": ".status.uptime.last7d", "priority": 1},
+    {"name": "Last Result", "type": "string", "jsonPath": ".status.lastResult", "priority": 1},
+]
+
+
+def monitor_crd(settings: Settings | None = None) -> dict[str, Any]:
+    settings = settings or Settings()
+    spec = structural(MonitorSpec.model_json_schema(mode="validation"))
+    _bound_resources(spec["properties"]["playwright"], settings)
+    _bound_resources(spec["properties"]["k6"], settings)
+    return _run_crd("Monitor", "monitors", "mon", MONITOR_PRINTER_COLUMNS,
+                    "A site checked every interval (HTTP, TCP, or a Playwright or k6 script), with a state, "
+                    "uptime and alerts.", spec, status_schema(MonitorStatus))
 
 
 def _run_crd(kind: str, plural: str, short: str, columns: list[dict[str, Any]], description: str,
@@ -260,6 +319,8 @@ def files(settings: Settings | None = None) -> dict[str, str]:
         TESTRUN_FILE: render([testrun_crd(settings)]),
         JOBRUN_FILE: render([jobrun_crd(settings)]),
         PEERING_FILE: render(peering_crds()),
+        RUNSCHEDULE_FILE: render([runschedule_crd(settings)]),
+        MONITOR_FILE: render([monitor_crd(settings)]),
     }
 
 

@@ -149,6 +149,27 @@ class Kube:
             if exc.status not in (404, 409):
                 raise
 
+    # --- runs made by a RunSchedule or a Monitor, and those kinds' status
+    async def create_run(self, obj: Obj, plural: str = TESTRUNS) -> Obj | None:
+        """Create a TestRun or JobRun; None when one of that name exists already (a deterministic
+        name makes the creation idempotent: that is how a scheduled time is never run twice)."""
+        ns = obj["metadata"]["namespace"]
+        try:
+            return await self._run(self.custom.create_namespaced_custom_object, GROUP, VERSION, ns, plural, obj)
+        except ApiException as exc:
+            if exc.status == 409:
+                return None
+            refusal = refused(exc)
+            if refusal is not None:
+                raise refusal from exc
+            raise
+
+    async def list_labelled(self, namespace: str, plural: str, label_selector: str) -> list[Obj]:
+        """The objects of ``plural`` in ``namespace`` carrying these labels."""
+        out = await self._run(self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural,
+                              label_selector=label_selector)
+        return cast(list[Obj], out.get("items", []))
+
     # --- Pods, ConfigMaps, Secrets
     async def create(self, obj: Obj) -> Obj:
         ns = obj["metadata"]["namespace"]

@@ -16,6 +16,9 @@ GROUP = "supercheck.io"
 TESTRUN_KIND, TESTRUNS = "TestRun", "testruns"
 JOBRUN_KIND, JOBRUNS = "JobRun", "jobruns"
 PLURALS = {TESTRUN_KIND: TESTRUNS, JOBRUN_KIND: JOBRUNS}
+# The kinds that make runs: a RunSchedule (on a cron) and a Monitor (checks; synthetic ones as TestRuns).
+RUNSCHEDULE_KIND, RUNSCHEDULES = "RunSchedule", "runschedules"
+MONITOR_KIND, MONITORS = "Monitor", "monitors"
 
 # ---------------------------------------------------------------- labels on the objects a run owns
 
@@ -29,6 +32,9 @@ LABEL_JOBRUN_UID = f"{GROUP}/jobrun-uid"
 LABEL_SHARD = f"{GROUP}/shard"  # a JobRun's shard (1-based); "merge" for its report merge pod
 LABEL_ATTEMPT = f"{GROUP}/attempt"
 LABEL_TYPE = f"{GROUP}/type"
+LABEL_SCHEDULE = f"{GROUP}/schedule"  # on the runs a RunSchedule creates: its name
+LABEL_MONITOR = f"{GROUP}/monitor"  # on the TestRuns of a synthetic Monitor: its name
+ANNOTATION_SCHEDULED_TIME = f"{GROUP}/scheduled-time"  # the due time (RFC 3339, UTC) a run was created for
 RUNNER_SELECTOR = {LABEL_MANAGED_BY: MANAGER}
 
 
