@@ -59,9 +59,24 @@ def test_chart_objects_pass_server_side_validation(helm, kubectl, namespace):
 @pytest.mark.integration
 def test_chart_ships_the_crds_and_dashboard(helm):
     manifest = render(helm, "--include-crds")
-    assert "name: testruns.supercheck.io" in manifest and "name: jobruns.supercheck.io" in manifest
+    for crd in ("testruns", "jobruns", "runschedules", "monitors"):
+        assert f"name: {crd}.supercheck.io" in manifest
     dashboard = render(helm, "--show-only", "templates/grafana-dashboard.yaml")
     assert "supercheck_capacity_running" in dashboard and "supercheck_capacity_queued" in dashboard
+
+
+@pytest.mark.integration
+def test_prometheus_rule_alerts_on_a_monitor_down_and_late_schedules(helm):
+    assert "PrometheusRule" not in render(helm)  # off by default: it needs the Prometheus Operator's CRDs
+    rule = yaml.safe_load(render(helm, "--set", "metrics.prometheusRule.enabled=true",
+                                 "--set", "metrics.prometheusRule.labels.release=kube-prometheus-stack",
+                                 "--show-only", "templates/prometheusrule.yaml"))
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    down = alerts["SupercheckMonitorDown"]
+    assert "supercheck_monitor_up" in down["expr"] and down["for"] == "2m"
+    assert "{{ $labels.monitor }}" in down["annotations"]["summary"]  # Prometheus' template, not Helm's
+    assert "supercheck_schedule_lag_seconds_bucket" in alerts["SupercheckScheduleLagging"]["expr"]
 
 
 # The operator's RBAC, the aggregated roles and `kubectl auth can-i`: tests/security/test_chart_rbac.py

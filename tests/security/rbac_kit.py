@@ -64,7 +64,9 @@ CLIENT_CALLS: dict[str, list[Request]] = {
     "list_cluster_custom_object": [Request("list", SC, "testruns", None), Request("list", SC, "jobruns", None)],
     "list_namespaced_custom_object": [Request("list", SC, "testruns"), Request("list", SC, "jobruns")],
     "patch_namespaced_custom_object_status": [Request("patch", SC, "testruns/status", name="r"),
-                                              Request("patch", SC, "jobruns/status", name="r")],
+                                              Request("patch", SC, "jobruns/status", name="r"),
+                                              Request("patch", SC, "runschedules/status", name="s"),
+                                              Request("patch", SC, "monitors/status", name="m")],
     "delete_namespaced_custom_object": [Request("delete", SC, "testruns", name="r"),
                                         Request("delete", SC, "jobruns", name="r")],
     "create_namespaced_pod": [Request("create", "", "pods")],
@@ -84,32 +86,35 @@ CLIENT_CALLS: dict[str, list[Request]] = {
     "list_namespaced_pod": [Request("list", "", "pods")],
     "read_namespaced_pod_log": [Request("get", "", "pods/log", name="p")],
     "create_cluster_custom_object": [Request("create", "kopf.dev", "clusterkopfpeerings", None)],
-    "create_namespaced_custom_object": [Request("create", "kopf.dev", "kopfpeerings")],
+    # A RunSchedule's runs and a synthetic Monitor's TestRuns (the peering object of a namespace: KOPF_NAMESPACED)
+    "create_namespaced_custom_object": [Request("create", SC, "testruns"), Request("create", SC, "jobruns")],
 }
 
 # Calls made only in one mode: cluster-wide (all namespaces, cluster peering) or namespaced.
 CLUSTER_WIDE_ONLY = {"list_cluster_custom_object", "list_pod_for_all_namespaces", "create_cluster_custom_object"}
-NAMESPACED_ONLY = {"list_namespaced_custom_object", "list_namespaced_pod", "create_namespaced_custom_object"}
+NAMESPACED_ONLY = {"list_namespaced_pod"}
 
 # What Kopf does by itself: watch the runs and the runner pods (list + watch), patch the runs
 # (finalizer, its annotations), post Events, scan CRDs, peer.
+KINDS = ("testruns", "jobruns", "runschedules", "monitors")
 KOPF_NEEDS: list[Request] = [
-    *(Request(v, SC, r) for v in ("list", "watch") for r in ("testruns", "jobruns")),
-    Request("patch", SC, "testruns", name="r"), Request("patch", SC, "jobruns", name="r"),
+    *(Request(v, SC, r) for v in ("list", "watch") for r in KINDS),
+    *(Request("patch", SC, r, name="r") for r in KINDS),
     Request("list", "", "pods"), Request("watch", "", "pods"),
     Request("create", "", "events"),
     Request("list", "apiextensions.k8s.io", "customresourcedefinitions", None),
     Request("watch", "apiextensions.k8s.io", "customresourcedefinitions", None),
     # blockOwnerDeletion on the pods' and ConfigMaps' ownerReferences (OwnerReferencesPermissionEnforcement)
-    Request("update", SC, "testruns/finalizers", name="r"), Request("update", SC, "jobruns/finalizers", name="r"),
+    *(Request("update", SC, f"{r}/finalizers", name="r") for r in KINDS),
 ]
 KOPF_CLUSTER_WIDE = [
-    *(Request(v, SC, r, None) for v in ("list", "watch") for r in ("testruns", "jobruns")),
+    *(Request(v, SC, r, None) for v in ("list", "watch") for r in KINDS),
     Request("list", "", "pods", None), Request("watch", "", "pods", None),
     Request("patch", "kopf.dev", "clusterkopfpeerings", None, "supercheck"),
     *(Request(v, "kopf.dev", "clusterkopfpeerings", None) for v in ("list", "watch")),
 ]
 KOPF_NAMESPACED = [
+    Request("create", "kopf.dev", "kopfpeerings"),  # made by the operator (ensure_peering) for Kopf
     Request("patch", "kopf.dev", "kopfpeerings", name="supercheck"),
     *(Request(v, "kopf.dev", "kopfpeerings") for v in ("list", "watch")),
     Request("list", "", "namespaces", None), Request("watch", "", "namespaces", None),
@@ -127,7 +132,8 @@ MUST_NOT: list[Request] = [
     Request("create", "rbac.authorization.k8s.io", "rolebindings"),
     Request("escalate", "rbac.authorization.k8s.io", "clusterroles", None),
     Request("delete", "", "nodes", None, "n"),
-    Request("create", SC, "testruns"),  # the operator runs tests, it does not start them
+    Request("update", SC, "testruns", name="r"),  # a user's run is never rewritten, only its status
+    Request("deletecollection", SC, "testruns"),
     Request("delete", "apiextensions.k8s.io", "customresourcedefinitions", None, "testruns.supercheck.io"),
     Request("list", "events.k8s.io", "events"),
 ]

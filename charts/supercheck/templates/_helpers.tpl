@@ -34,10 +34,23 @@ each of watchNamespaces. Each verb is one the code uses (docs/security.md, "RBAC
 - apiGroups: [supercheck.io]
   resources: [testruns/status, jobruns/status]
   verbs: [patch]
-# Runner pods and script ConfigMaps carry an ownerReference with blockOwnerDeletion, which
-# (with the OwnerReferencesPermissionEnforcement admission plugin) needs update on the owner's finalizers.
+# RunSchedules and Monitors start runs: a schedule's at each due time, a synthetic monitor's at each
+# check (named after the time, so a second create of one time is refused, never doubled).
 - apiGroups: [supercheck.io]
-  resources: [testruns/finalizers, jobruns/finalizers]
+  resources: [testruns, jobruns]
+  verbs: [create]
+# RunSchedules and Monitors: Kopf lists, watches and patches them; the operator writes their status.
+- apiGroups: [supercheck.io]
+  resources: [runschedules, monitors]
+  verbs: [list, watch, patch]
+- apiGroups: [supercheck.io]
+  resources: [runschedules/status, monitors/status]
+  verbs: [patch]
+# Runner pods and script ConfigMaps carry an ownerReference with blockOwnerDeletion, as do the runs
+# of a schedule or a monitor, which (with the OwnerReferencesPermissionEnforcement admission plugin)
+# needs update on the owner's finalizers.
+- apiGroups: [supercheck.io]
+  resources: [testruns/finalizers, jobruns/finalizers, runschedules/finalizers, monitors/finalizers]
   verbs: [update]
 # Runner pods: created per attempt, read and deleted by name, listed and watched by label.
 - apiGroups: [""]
@@ -52,7 +65,7 @@ each of watchNamespaces. Each verb is one the code uses (docs/security.md, "RBAC
   resources: [configmaps]
   verbs: [get, create]
 # Secrets, by name only (never list or watch): the Secrets a run's env references (their keys are
-# checked before a pod starts), a notification's urlFrom, and the runner's upload Secret (created,
+# checked before a pod starts), a notification's urlFrom, a monitor's HTTP header values, and the runner's upload Secret (created,
 # deleted with the attempt).
 - apiGroups: [""]
   resources: [secrets]
