@@ -1,8 +1,11 @@
-"""`make demo`: run the example TestRuns and JobRuns on the local environment and print their results.
+"""`make demo`: run the examples on the local environment and print their results.
 
 Serves `examples/site/` on 127.0.0.1:18090 as the system under test (the examples need
 no internet), applies every manifest in `examples/` to the namespace `supercheck-demo`,
-follows the runs with a line per transition, and ends with a result table.
+follows the runs, monitors and schedules with a line per transition until every run has ended,
+every monitor has a state (Up, once its first checks pass) and every schedule has run once, and ends
+with result tables. The site stops with the demo, so the demo suspends its monitors and schedules
+last (a monitor of a stopped site would only go Down).
 """
 
 from __future__ import annotations
@@ -90,9 +93,47 @@ def print_table(runs: list[dict]) -> None:
                 result_text(st), duration_text(st), artifacts_text(st),
             )
         )
+    _print_rows(rows)
+
+
+def print_monitors(monitors: list[dict]) -> None:
+    rows = [("MONITOR", "CHECK", "STATE", "LATENCY", "UPTIME 24H", "LAST RESULT")]
+    for mon in sorted(monitors, key=lambda m: m["metadata"]["name"]):
+        st, spec = mon.get("status") or {}, mon["spec"]
+        check = next((k for k in ("http", "tcp", "playwright", "k6") if k in spec), "-")
+        uptime = (st.get("uptime") or {}).get("last24h")
+        rows.append((mon["metadata"]["name"], check, st.get("state", "-"),
+                     f"{st['lastLatencyMs']} ms" if st.get("lastLatencyMs") is not None else "-",
+                     f"{uptime:g}%" if isinstance(uptime, (int, float)) else "-", st.get("lastResult") or "-"))
+    _print_rows(rows)
+
+
+def print_schedules(schedules: list[dict]) -> None:
+    rows = [("SCHEDULE", "SCHEDULE SPEC", "LAST RUN", "PHASE", "PASSED", "FAILED", "NEXT")]
+    for sched in sorted(schedules, key=lambda m: m["metadata"]["name"]):
+        st = sched.get("status") or {}
+        last = st.get("lastRun") or {}
+        rows.append((sched["metadata"]["name"], sched["spec"]["schedule"], last.get("name", "-"),
+                     last.get("phase", "-"), str(st.get("passedRuns", 0)), str(st.get("failedRuns", 0)),
+                     st.get("nextScheduleTime") or "-"))
+    _print_rows(rows)
+
+
+def _print_rows(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _list(api, plural: str) -> list[dict]:
+    return api.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, plural)["items"]
+
+
+def _settled(runs: list[dict], monitors: list[dict], schedules: list[dict]) -> bool:
+    ended = {p.value for p in TERMINAL_PHASES}
+    return (bool(runs) and all((r.get("status") or {}).get("phase") in ended for r in runs)
+            and all((m.get("status") or {}).get("state") in ("Up", "Down") for m in monitors)
+            and all((s.get("status") or {}).get("lastRun") for s in schedules))
 
 
 def main() -> int:
@@ -104,8 +145,9 @@ def main() -> int:
 
     api = client.CustomObjectsApi(config.new_client_from_config(config_file=str(layout.kubeconfig)))
     _kubectl("create", "namespace", NAMESPACE)
-    # A demo is repeatable: earlier runs of the examples make way for new ones.
-    _kubectl("delete", "testruns,jobruns", "--all", "-n", NAMESPACE, "--wait=true", "--timeout=60s")
+    # A demo is repeatable: earlier runs, schedules and monitors of the examples make way for new ones.
+    _kubectl("delete", "runschedules,monitors,testruns,jobruns", "--all", "-n", NAMESPACE, "--wait=true",
+             "--timeout=60s")
     manifests = sorted((layout.root / "examples").glob("*.yaml"))
     for manifest in manifests:
         res = _kubectl("apply", "-n", NAMESPACE, "-f", str(manifest))
@@ -117,9 +159,19 @@ def main() -> int:
     seen: dict[str, tuple] = {}
     deadline = time.monotonic() + TIMEOUT_S
     runs: list[dict] = []
+    monitors: list[dict] = []
+    schedules: list[dict] = []
     while time.monotonic() < deadline:
         runs = [{**r, "kind": kind} for plural, kind in (("testruns", "TestRun"), ("jobruns", "JobRun"))
-                for r in api.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, plural)["items"]]
+                for r in _list(api, plural)]
+        monitors, schedules = _list(api, "monitors"), _list(api, "runschedules")
+        for mon in monitors:
+            st = mon.get("status") or {}
+            state = (st.get("state") or "Unknown", None)
+            if seen.get("monitor/" + mon["metadata"]["name"]) != state:
+                seen["monitor/" + mon["metadata"]["name"]] = state
+                print(f"{time.strftime('%H:%M:%S')}  monitor {mon['metadata']['name']:14} {state[0]:10} "
+                      f"{st.get('lastResult') or ''}")
         for run in runs:
             st = run.get("status") or {}
             state = (st.get("phase"), st.get("attempts") or st.get("progressText"))
@@ -130,16 +182,29 @@ def main() -> int:
                         f"tests {st.get('progressText', '-')}")
                 print(f"{time.strftime('%H:%M:%S')}  {run['metadata']['name']:22} "
                       f"{st.get('phase', 'Pending'):10} {step}{detail}")
-        if runs and all((r.get("status") or {}).get("phase") in {p.value for p in TERMINAL_PHASES} for r in runs):
+        if _settled(runs, monitors, schedules):
             break
         time.sleep(1)
+    # The site stops now: suspend what would otherwise go on checking it and starting runs against it.
+    for plural, items in (("monitors", monitors), ("runschedules", schedules)):
+        for item in items:
+            api.patch_namespaced_custom_object(GROUP, VERSION, NAMESPACE, plural, item["metadata"]["name"],
+                                               {"spec": {"suspend": True}})
     server.shutdown()
     print()
     print_table(runs)
-    print(f"\nInspect: source .dev/env && kubectl get testruns,jobruns -n {NAMESPACE}; "
+    if monitors:
+        print()
+        print_monitors(monitors)
+    if schedules:
+        print()
+        print_schedules(schedules)
+    print(f"\nInspect: source .dev/env && kubectl get supercheck -n {NAMESPACE}; "
           f"kubectl describe testrun <name> -n {NAMESPACE}")
-    done = all((r.get("status") or {}).get("phase") in {p.value for p in TERMINAL_PHASES} for r in runs)
-    return 0 if done and runs else 1
+    if monitors or schedules:
+        print("The demo's monitors and schedules are suspended (its site is gone); resume one with "
+              f"kubectl patch monitor <name> -n {NAMESPACE} --type merge -p '{{\"spec\":{{\"suspend\":false}}}}'")
+    return 0 if _settled(runs, monitors, schedules) else 1
 
 
 if __name__ == "__main__":
