@@ -93,11 +93,20 @@ def test_examples_run_end_to_end(kube_env, demo_site, namespace, kubectl, custom
 
 
 def test_examples_are_valid_manifests():
-    """Every example parses, and every TestRun and JobRun in it names the demo site it is run against."""
+    """Every example parses, and every run in it (a TestRun, a JobRun, a RunSchedule's template, a
+    synthetic Monitor's script) names the demo site it is run against; an HTTP or TCP Monitor checks it."""
     for path in sorted(EXAMPLES.glob("*.yaml")):
         docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
-        runs = [d for d in docs if d["kind"] in ("TestRun", "JobRun")]
-        assert runs, f"{path.name} has no TestRun or JobRun"
-        for run in runs:
-            env = {e["name"]: e.get("value") for e in run["spec"].get("env", [])}
+        specs = [d["spec"] for d in docs if d["kind"] in ("TestRun", "JobRun")]
+        specs += [d["spec"].get("testRun") or d["spec"]["jobRun"] for d in docs if d["kind"] == "RunSchedule"]
+        monitors = [d["spec"] for d in docs if d["kind"] == "Monitor"]
+        specs += [m.get("playwright") or m["k6"] for m in monitors if "playwright" in m or "k6" in m]
+        assert specs or monitors, f"{path.name} has no TestRun, JobRun, RunSchedule or Monitor"
+        for spec in specs:
+            env = {e["name"]: e.get("value") for e in spec.get("env", [])}
             assert env.get("TARGET_URL") == "http://127.0.0.1:18090", path.name
+        for mon in monitors:
+            if "http" in mon:
+                assert mon["http"]["url"].startswith("http://127.0.0.1:18090"), path.name
+            if "tcp" in mon:
+                assert (mon["tcp"]["host"], mon["tcp"]["port"]) == ("127.0.0.1", 18090), path.name
