@@ -33,6 +33,7 @@ from supercheck.vocabulary import (
     LABEL_SCHEDULE,
     PLURALS,
     RUNSCHEDULE_KIND,
+    TESTRUN_KIND,
     ScheduleReason,
 )
 
@@ -93,7 +94,8 @@ class ScheduledRun:
                                                "scheduledTime": stamp(self.scheduled) if self.scheduled else None})
 
     @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> ScheduledRun:
+    def from_body(cls, body: Mapping[str, Any], kind: str | None = None) -> ScheduledRun:
+        """``kind``: as listed (an item of a list may come without its kind)."""
         meta = body.get("metadata") or {}
         status = body.get("status") or {}
         annotations = meta.get("annotations") or {}
@@ -101,7 +103,7 @@ class ScheduledRun:
             scheduled = parse_iso(annotations.get(ANNOTATION_SCHEDULED_TIME))
         except ValueError:
             scheduled = None
-        return cls(kind=str(body.get("kind") or "TestRun"), name=meta["name"], uid=meta.get("uid", ""),
+        return cls(kind=kind or str(body.get("kind") or TESTRUN_KIND), name=meta["name"], uid=meta.get("uid", ""),
                    phase=status.get("phase"), scheduled=scheduled, completed_at=status.get("completedAt"),
                    result=status.get("result"), deleting=bool(meta.get("deletionTimestamp")))
 
@@ -316,10 +318,10 @@ def plan(name: str, spec: RunScheduleSpec, status: RunScheduleStatus, now: datet
         return done(next_due)
     late = (now - due).total_seconds()
     if spec.startingDeadlineSeconds is not None and late > spec.startingDeadlineSeconds:
+        # Said once: the message names the time, not how late it is now (which would change at every tick).
         draft.say(ScheduleReason.MISSED_SCHEDULE,
-                  f"missed {stamp(due)}: {late:.0f}s late, more than startingDeadlineSeconds "
-                  f"({spec.startingDeadlineSeconds}); the next run is at {st.nextScheduleTime}",
-                  "Warning", once=True, previous=previous)
+                  f"missed {stamp(due)}: found more than startingDeadlineSeconds ({spec.startingDeadlineSeconds}) "
+                  f"after it; the next run is at {st.nextScheduleTime}", "Warning", once=True, previous=previous)
         return done(next_due)
 
     if active and spec.concurrencyPolicy == "Forbid":
