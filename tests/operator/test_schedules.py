@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import yaml
 
 from supercheck.schedmodels import RunScheduleSpec, RunScheduleStatus
 from supercheck.schedules import (
@@ -347,3 +349,28 @@ def test_the_run_object_of_a_jobrun_template():
 def test_which_phases_end_a_run(phase, ended, passed):
     r = run(20, phase)
     assert (r.ended, r.passed) == (ended, passed)
+
+
+# ---------------------------------------------------------------- the examples, as written
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _manifests() -> list[dict]:
+    docs = []
+    for f in sorted((REPO / "examples").glob("*.y*ml")):
+        docs += [d for d in yaml.safe_load_all(f.read_text()) if d]
+    text = (REPO / "docs" / "schedules-and-monitors.md").read_text()
+    section = text.split("## RunSchedule", 1)[1].split("\n## ", 1)[0]
+    for block in re.findall(r"```yaml\n(.*?)```", section, re.S):
+        docs += [d for d in yaml.safe_load_all(block) if d]
+    return [d for d in docs if d.get("kind") == "RunSchedule"]
+
+
+def test_the_documented_and_example_schedules_are_valid_and_due():
+    found = _manifests()
+    assert {d["metadata"]["name"] for d in found} >= {"k6-every-minute", "shop-nightly"}
+    for doc in found:
+        s = RunScheduleSpec.model_validate(doc["spec"])
+        p = plan(doc["metadata"]["name"], s, RunScheduleStatus(), at(86400 * 2), CREATED, [])
+        assert p.create is not None and p.status.reason == ScheduleReason.RUN_CREATED, doc["metadata"]["name"]

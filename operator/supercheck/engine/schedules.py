@@ -117,8 +117,9 @@ async def _create(eng: Engine, body: Body, spec: RunScheduleSpec, p: Plan, logge
         made = await eng.kube.create_run(run_object(body, spec, new.due), new.plural)
     except Refused as exc:
         logger.warning("RunSchedule %s/%s: %s was refused: %s", namespace, meta["name"], what, exc)
+        # Redacted here, as the status will hold it: the next tick compares its message with this one.
         return p.create_failed(ScheduleReason.CREATE_REFUSED,
-                               f"{what} was refused by the API server ({exc.status}): {exc}; trying again")
+                               redact(f"{what} was refused by the API server ({exc.status}): {exc}; trying again"))
     if made is None:  # the name is taken: by this schedule (another replica, an earlier life) or not?
         there = await eng.kube.get_run(namespace, new.name, new.plural)
         if there is not None and not owned_by(there, meta["uid"]):
