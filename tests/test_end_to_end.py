@@ -93,10 +93,13 @@ def test_examples_run_end_to_end(kube_env, demo_site, namespace, kubectl, custom
 
 
 def test_examples_are_valid_manifests():
-    """Every example parses, and every TestRun and JobRun in it names the demo site it is run against."""
+    """Every example parses, and every TestRun and JobRun in it (a RunSchedule's template too) names the demo
+    site it is run against."""
     for path in sorted(EXAMPLES.glob("*.yaml")):
         docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
         runs = [d for d in docs if d["kind"] in ("TestRun", "JobRun")]
+        runs += [{"spec": d["spec"].get("testRun") or d["spec"].get("jobRun")} for d in docs
+                 if d["kind"] == "RunSchedule"]
         assert runs, f"{path.name} has no TestRun or JobRun"
         for run in runs:
             env = {e["name"]: e.get("value") for e in run["spec"].get("env", [])}
