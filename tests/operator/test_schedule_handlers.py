@@ -58,7 +58,7 @@ def test_runs_are_created_on_time_by_the_daemon_loop_with_the_real_clock():
         assert 3 <= len(made) <= 4, made
         count = w.eng.metrics.registry.get_sample_value("supercheck_schedule_lag_seconds_count")
         total = w.eng.metrics.registry.get_sample_value("supercheck_schedule_lag_seconds_sum")
-        assert count == len(made) and total is not None and total / count < 0.1, (count, total)
+        assert count == len(made) and total is not None and total / count < 0.5, (count, total)  # < 2 s required
         assert wake_key(uid) not in w.eng.wakeups  # forgotten with its daemon
     asyncio.run(go())
 
