@@ -42,6 +42,16 @@ MAX_LABEL_VALUE = 63
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # due times are whole seconds
 
 
+def _parse(text: str | None) -> datetime | None:
+    """An RFC 3339 time; one without an offset is UTC, one that is not a time None (an annotation is
+    anyone's to edit)."""
+    try:
+        t = parse_iso(text)
+    except (TypeError, ValueError):
+        return None
+    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
+
+
 def stamp(t: datetime) -> str:
     """A due time as the status and the run's annotation hold it: RFC 3339, UTC, whole seconds."""
     return t.astimezone(UTC).strftime(TIME_FORMAT)
@@ -99,10 +109,7 @@ class ScheduledRun:
         meta = body.get("metadata") or {}
         status = body.get("status") or {}
         annotations = meta.get("annotations") or {}
-        try:
-            scheduled = parse_iso(annotations.get(ANNOTATION_SCHEDULED_TIME))
-        except ValueError:
-            scheduled = None
+        scheduled = _parse(annotations.get(ANNOTATION_SCHEDULED_TIME))
         return cls(kind=kind or str(body.get("kind") or TESTRUN_KIND), name=meta["name"], uid=meta.get("uid", ""),
                    phase=status.get("phase"), scheduled=scheduled, completed_at=status.get("completedAt"),
                    result=status.get("result"), deleting=bool(meta.get("deletionTimestamp")))
@@ -181,6 +188,7 @@ class Plan:
     events: tuple[Event, ...] = ()
     wake_at: datetime | None = None
     skipped: datetime | None = None  # a due time skipped (Forbid)
+    scheduled_before: str | None = None  # lastScheduleTime as it stands without ``create``
 
     @property
     def changed(self) -> bool:
@@ -191,7 +199,7 @@ class Plan:
         next tick, until a later time supersedes it); the rest of the plan stands."""
         assert self.create is not None
         status = self.status.model_copy(update={
-            "lastScheduleTime": self.previous.lastScheduleTime,
+            "lastScheduleTime": self.scheduled_before,
             "active": [r for r in self.status.active if r.name != self.create.name],
             "reason": reason.value, "message": message})
         events = tuple(e for e in self.events if e.reason not in (ScheduleReason.RUN_CREATED,
@@ -206,11 +214,6 @@ def _latest(values: Iterable[datetime | None]) -> datetime | None:
     return max(present) if present else None
 
 
-def _parse(text: str | None) -> datetime | None:
-    try:
-        return parse_iso(text)
-    except ValueError:
-        return None
 
 
 def _named(runs: Sequence[ScheduledRun]) -> str:
@@ -343,5 +346,5 @@ def plan(name: str, spec: RunScheduleSpec, status: RunScheduleStatus, now: datet
         draft.say(ScheduleReason.RUN_CREATED, f"created {new.kind} {new.name} for {stamp(due)}", "Normal")
     st.active = [*st.active, ScheduledRunRef.model_validate({"kind": new.kind, "name": new.name,
                                                               "scheduledTime": stamp(due)})]
-    st.lastScheduleTime = stamp(due)
-    return done(next_due, create=new, replace=replaced)
+    before, st.lastScheduleTime = st.lastScheduleTime, stamp(due)
+    return done(next_due, create=new, replace=replaced, scheduled_before=before)

@@ -374,3 +374,20 @@ def test_the_documented_and_example_schedules_are_valid_and_due():
         s = RunScheduleSpec.model_validate(doc["spec"])
         p = plan(doc["metadata"]["name"], s, RunScheduleStatus(), at(86400 * 2), CREATED, [])
         assert p.create is not None and p.status.reason == ScheduleReason.RUN_CREATED, doc["metadata"]["name"]
+
+
+def test_create_failed_keeps_the_last_time_the_runs_show():
+    p = tick(41, RunScheduleStatus(lastScheduleTime=stamp(at(0))), [run(20, "Passed")])
+    assert p.create is not None and p.create.due == at(40)
+    failed = p.create_failed(ScheduleReason.RUN_NAME_TAKEN, "taken")
+    assert failed.status.lastScheduleTime == stamp(at(20))  # the run of 20 exists: that time stays spent
+
+
+def test_an_edited_annotation_is_read_or_ignored_never_fatal():
+    body = {"kind": "TestRun", "metadata": {"name": "x", "uid": "u", "annotations": {
+        "supercheck.io/scheduled-time": "2030-01-01T12:00:20"}}}  # no offset: UTC
+    assert ScheduledRun.from_body(body).scheduled == at(20)
+    body["metadata"]["annotations"]["supercheck.io/scheduled-time"] = "yesterday"
+    assert ScheduledRun.from_body(body).scheduled is None
+    p = tick(20, runs=[ScheduledRun.from_body(body)])
+    assert p.create is not None
