@@ -126,7 +126,8 @@ def spec_schema(settings: Settings, model: type[TestRunSpec] | type[JobRunSpec] 
     return schema
 
 
-def status_schema(model: type[TestRunStatus] | type[JobRunStatus] = TestRunStatus) -> dict[str, Any]:
+def status_schema(model: type[TestRunStatus | JobRunStatus | RunScheduleStatus | MonitorStatus] = TestRunStatus
+                  ) -> dict[str, Any]:
     schema = structural(model.model_json_schema(mode="serialization"), keep_defaults=False)
     conditions = schema["properties"]["conditions"]
     conditions["x-kubernetes-list-type"] = "map"
@@ -181,7 +182,8 @@ RUNSCHEDULE_PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Passed", "type": "integer", "jsonPath": ".status.passedRuns"},
     {"name": "Failed", "type": "integer", "jsonPath": ".status.failedRuns"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-    {"name": "Next", "type": "date", "jsonPath": ".status.nextScheduleTime", "priority": 1},
+    # A time to come: as written (a "date" column shows an age, which kubectl prints as <invalid> for the future).
+    {"name": "Next", "type": "string", "jsonPath": ".status.nextScheduleTime", "priority": 1},
 ]
 
 

@@ -51,6 +51,7 @@ class JobRow:
     report_prefix: str | None = None
     report_key: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    schedule: str | None = None  # the RunSchedule that created the job (supercheck.rows.schedule_of)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from supercheck.jobrows import JobRow, JobTestRow
 from supercheck.models import AttemptRecord, Phase
 from supercheck.pods import AttemptOutcome
 from supercheck.retry import Decision
+from supercheck.rows import schedule_of
 from supercheck_contract import FailureClass, Progress, TestEnded, TestOutcome
 
 DONE_STATES = ("Done", "Failed", "Error")
@@ -219,7 +220,8 @@ def rows(body: Mapping[str, Any], status: JobRunStatus) -> tuple[JobRow, list[Jo
                  not_run=sum(1 for t in status.tests if t.outcome in (None, TestOutcome.NOT_RUN)),
                  queued_at=status.queuedAt, started_at=status.startedAt, completed_at=status.completedAt,
                  report_bucket=art.bucket if art else None, report_prefix=art.prefix if art else None,
-                 report_key=art.report if art else None, labels=dict(meta.get("labels") or {}))
+                 report_key=art.report if art else None, labels=dict(meta.get("labels") or {}),
+                 schedule=schedule_of(meta))
     tests = [JobTestRow(name=t.name, outcome=(t.outcome or TestOutcome.NOT_RUN).value, file=t.file,
                         duration_ms=t.durationMs, retries=t.retries or 0, shard=t.shard, failure=t.failure)
              for t in status.tests]

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 DURATION_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
 WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5)
+SCHEDULE_LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600)  # late: caught up after a while
 
 
 class LedgerGauges:
@@ -117,6 +118,16 @@ class Metrics:
                                  ["type", "outcome", *extra], registry=r)
         self.notifications = Counter("supercheck_notifications_total", "Webhook notifications, by result",
                                      ["result", *extra], registry=r)
+        # RunSchedules: how late a due time's run was created, what was created and what skipped. Labelled by
+        # namespace at most (schedules are user objects: their names would make the series unbounded).
+        self.schedule_lag = Histogram("supercheck_schedule_lag_seconds",
+                                      "From a RunSchedule's due time to its run created", buckets=SCHEDULE_LAG_BUCKETS,
+                                      registry=r)
+        self.schedule_runs = Counter("supercheck_schedule_runs_created_total", "Runs created by RunSchedules",
+                                     ["namespace"], registry=r)
+        self.schedule_skipped = Counter("supercheck_schedule_skipped_total",
+                                        "Due times a RunSchedule skipped (concurrencyPolicy Forbid, a run active)",
+                                        ["namespace"], registry=r)
         self._pending: set[str] = set()
         self._pending_lock = threading.Lock()
         self._gauges: LedgerGauges | None = None

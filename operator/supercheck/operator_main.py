@@ -28,6 +28,7 @@ from supercheck import (
     handlers,  # noqa: F401 - registers the handlers with Kopf
     kube,
     redact,
+    schedule_handlers,  # registers the RunSchedule handlers with Kopf
 )
 from supercheck.config import Settings
 
@@ -39,7 +40,8 @@ class _QuietWakeups(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
-        return not (msg.startswith(("Handler 'runner_pod_changed'", "Handler 'testrun_changed'", "Daemon 'drive'"))
+        return not (msg.startswith(("Handler 'runner_pod_changed'", "Handler 'testrun_changed'", "Daemon 'drive'",
+                                    *schedule_handlers.QUIET_HANDLERS))
                     and msg.endswith("succeeded."))
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from supercheck.models import Phase, TestRunStatus
 from supercheck.transitions import current_attempt
+from supercheck.vocabulary import LABEL_SCHEDULE, RUNSCHEDULE_KIND
 
 
 @dataclass
@@ -34,6 +35,17 @@ class Row:
     k6: dict[str, Any] | None = None
     artifacts: dict[str, Any] | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    schedule: str | None = None  # the RunSchedule that created the run (schedule_of)
+
+
+def schedule_of(meta: Mapping[str, Any]) -> str | None:
+    """The RunSchedule that created the run: its controller's name (the whole name), else the run's
+    ``supercheck.io/schedule`` label (a long name's label is cut and hashed); None for a run made otherwise."""
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("kind") == RUNSCHEDULE_KIND and ref.get("name"):
+            return str(ref["name"])
+    label = (meta.get("labels") or {}).get(LABEL_SCHEDULE)
+    return str(label) if label else None
 
 
 def rows_to_record(body: Mapping[str, Any], status: TestRunStatus) -> list[Row]:
@@ -42,7 +54,7 @@ def rows_to_record(body: Mapping[str, Any], status: TestRunStatus) -> list[Row]:
     spec = body.get("spec") or {}
     base = dict(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"], type=spec.get("type", ""),
                 priority=int(spec.get("priority") or 0), labels=dict(meta.get("labels") or {}),
-                queued_at=status.queuedAt)
+                queued_at=status.queuedAt, schedule=schedule_of(meta))
     rows: list[Row] = []
     phase = status.phase
     terminal = phase is not None and phase.terminal
@@ -81,4 +93,4 @@ def start_row(body: Mapping[str, Any], status: TestRunStatus) -> Row:
                type=spec.get("type", ""), phase=Phase.RUNNING.value, final=False,
                priority=int(spec.get("priority") or 0), pod_name=status.podName, queued_at=status.queuedAt,
                started_at=(rec.startedAt if rec else None) or status.startedAt,
-               labels=dict(meta.get("labels") or {}))
+               labels=dict(meta.get("labels") or {}), schedule=schedule_of(meta))

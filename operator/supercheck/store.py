@@ -46,12 +46,13 @@ INSERT INTO runs (uid, attempt, namespace, name, type, phase, final, priority, r
                   failure_class, exit_code, pod_name, queued_at, started_at, completed_at, duration_ms,
                   total, passed, failed, flaky, skipped,
                   k6_thresholds_passed, k6_checks_passed, k6_checks_failed, k6_iterations,
-                  k6_http_req_duration_p95_ms, artifacts_bucket, artifacts_prefix, artifacts_report, labels)
+                  k6_http_req_duration_p95_ms, artifacts_bucket, artifacts_prefix, artifacts_report, labels,
+                  schedule)
 VALUES (%(uid)s, %(attempt)s, %(namespace)s, %(name)s, %(type)s, %(phase)s, %(final)s, %(priority)s,
         %(reason)s, %(message)s, %(failure_class)s, %(exit_code)s, %(pod_name)s, %(queued_at)s,
         %(started_at)s, %(completed_at)s, %(duration_ms)s, %(total)s, %(passed)s, %(failed)s, %(flaky)s,
         %(skipped)s, %(k6_thresholds_passed)s, %(k6_checks_passed)s, %(k6_checks_failed)s,
-        %(k6_iterations)s, %(k6_p95)s, %(bucket)s, %(prefix)s, %(report)s, %(labels)s)
+        %(k6_iterations)s, %(k6_p95)s, %(bucket)s, %(prefix)s, %(report)s, %(labels)s, %(schedule)s)
 ON CONFLICT (uid, attempt) DO UPDATE SET
     namespace = EXCLUDED.namespace, name = EXCLUDED.name, type = EXCLUDED.type,
     phase = EXCLUDED.phase, final = EXCLUDED.final, priority = EXCLUDED.priority,
@@ -64,7 +65,8 @@ ON CONFLICT (uid, attempt) DO UPDATE SET
     k6_checks_failed = EXCLUDED.k6_checks_failed, k6_iterations = EXCLUDED.k6_iterations,
     k6_http_req_duration_p95_ms = EXCLUDED.k6_http_req_duration_p95_ms,
     artifacts_bucket = EXCLUDED.artifacts_bucket, artifacts_prefix = EXCLUDED.artifacts_prefix,
-    artifacts_report = EXCLUDED.artifacts_report, labels = EXCLUDED.labels, updated_at = now()
+    artifacts_report = EXCLUDED.artifacts_report, labels = EXCLUDED.labels, schedule = EXCLUDED.schedule,
+    updated_at = now()
 WHERE NOT runs.final OR EXCLUDED.final
 """
 
@@ -77,7 +79,8 @@ def row_params(row: Row) -> dict[str, Any]:
     d["message"] = redact(d["message"]) if d["message"] else d["message"]
     return {
         **{key: d[key] for key in ("uid", "attempt", "namespace", "name", "type", "phase", "final", "priority",
-                                   "reason", "message", "failure_class", "exit_code", "pod_name")},
+                                   "reason", "message", "failure_class", "exit_code", "pod_name",
+                                   "schedule")},
         "queued_at": parse_iso(row.queued_at),
         "started_at": started,
         "completed_at": completed,
@@ -102,11 +105,11 @@ def row_params(row: Row) -> dict[str, Any]:
 UPSERT_JOB = """
 INSERT INTO jobs (uid, namespace, name, type, phase, final, reason, message, priority, parallelism,
                   total, completed, passed, failed, flaky, skipped, not_run, queued_at, started_at,
-                  completed_at, duration_ms, report_bucket, report_prefix, report_key, labels)
+                  completed_at, duration_ms, report_bucket, report_prefix, report_key, labels, schedule)
 VALUES (%(uid)s, %(namespace)s, %(name)s, %(type)s, %(phase)s, %(final)s, %(reason)s, %(message)s,
         %(priority)s, %(parallelism)s, %(total)s, %(completed)s, %(passed)s, %(failed)s, %(flaky)s,
         %(skipped)s, %(not_run)s, %(queued_at)s, %(started_at)s, %(completed_at)s, %(duration_ms)s,
-        %(report_bucket)s, %(report_prefix)s, %(report_key)s, %(labels)s)
+        %(report_bucket)s, %(report_prefix)s, %(report_key)s, %(labels)s, %(schedule)s)
 ON CONFLICT (uid) DO UPDATE SET
     namespace = EXCLUDED.namespace, name = EXCLUDED.name, type = EXCLUDED.type, phase = EXCLUDED.phase,
     final = EXCLUDED.final, reason = EXCLUDED.reason, message = EXCLUDED.message,
@@ -117,7 +120,7 @@ ON CONFLICT (uid) DO UPDATE SET
     started_at = COALESCE(EXCLUDED.started_at, jobs.started_at), completed_at = EXCLUDED.completed_at,
     duration_ms = EXCLUDED.duration_ms, report_bucket = EXCLUDED.report_bucket,
     report_prefix = EXCLUDED.report_prefix, report_key = EXCLUDED.report_key, labels = EXCLUDED.labels,
-    updated_at = now()
+    schedule = EXCLUDED.schedule, updated_at = now()
 WHERE NOT jobs.final OR EXCLUDED.final
 RETURNING uid
 """

@@ -120,6 +120,20 @@ class EventReason(enum.StrEnum):
     NOTIFICATION_FAILED = "NotificationFailed"
 
 
+class ScheduleReason(enum.StrEnum):
+    """A RunSchedule's ``status.reason``, and the reasons of the Events it posts."""
+
+    WAITING = "Waiting"  # no run yet (or again, after a suspension or an invalid schedule): the next is due later
+    RUN_CREATED = "RunCreated"
+    RUN_SKIPPED = "RunSkipped"  # concurrencyPolicy Forbid with a run still active
+    RUN_REPLACED = "RunReplaced"  # concurrencyPolicy Replace: the active runs deleted, a new one created
+    MISSED_SCHEDULE = "MissedSchedule"  # a missed time later than startingDeadlineSeconds: not started
+    SUSPENDED = "Suspended"
+    INVALID_SCHEDULE = "InvalidSchedule"  # spec.schedule or spec.timeZone cannot be evaluated: no runs
+    CREATE_REFUSED = "CreateRefused"  # the API server refused the run (a quota, a policy): tried again later
+    RUN_NAME_TAKEN = "RunNameTaken"  # a run of the due time's name exists and is not this schedule's
+
+
 class SlotState(enum.StrEnum):
     """What the capacity ledger holds for a run (``status.slot``)."""
 

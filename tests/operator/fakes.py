@@ -41,7 +41,7 @@ from supercheck.ports import (
 from supercheck.rows import Row
 from supercheck.vocabulary import AdmitState, CapacityLimit
 
-KINDS = {"testruns": "TestRun", "jobruns": "JobRun"}
+KINDS = {"testruns": "TestRun", "jobruns": "JobRun", "runschedules": "RunSchedule", "monitors": "Monitor"}
 
 
 class FakeClock:
@@ -190,10 +190,46 @@ class FakeKube:
         return copy.deepcopy(self._stamp(obj))
 
     async def delete_run(self, namespace: str, name: str, uid: str, plural: str = "testruns") -> None:
+        """As the API server: an object with finalizers gets a deletionTimestamp (its finalizer's handler
+        removes it: ``finalize``), one without is gone at once; another uid is left alone."""
         self._check("delete_run")
-        obj = self.objects.get((KINDS[plural], namespace, name))
-        if obj is not None and obj["metadata"]["uid"] == uid:
-            del self.objects[("TestRun", namespace, name)]
+        key = (KINDS[plural], namespace, name)
+        obj = self.objects.get(key)
+        if obj is None or obj["metadata"]["uid"] != uid:
+            return
+        if obj["metadata"].get("finalizers"):
+            obj["metadata"].setdefault("deletionTimestamp", self.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"))
+            self._stamp(obj)
+        else:
+            del self.objects[key]
+
+    def finalize(self, kind: str, name: str, namespace: str = "ns") -> None:
+        """The finalizer's handler is done: the object being deleted is gone."""
+        del self.objects[(kind, namespace, name)]
+
+    async def create_run(self, obj: dict[str, Any], plural: str = "testruns") -> dict[str, Any] | None:
+        self._check(f"create_run {obj['kind']}")
+        assert KINDS[plural] == obj["kind"], (plural, obj["kind"])
+        refusal = self.refusals.get(f"{obj['kind']}/{obj['metadata']['name']}") or self.refusals.get(obj["kind"])
+        if refusal is not None:
+            raise refusal
+        if (obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]) in self.objects:
+            return None
+        return self.add(copy.deepcopy(obj))
+
+    async def list_labelled(self, namespace: str, plural: str, label_selector: str) -> list[dict[str, Any]]:
+        """Equality selectors only (``k=v,k2=v2``), as the operator writes them."""
+        self._check(f"list_labelled {plural}")
+        wanted = dict(part.split("=", 1) for part in label_selector.split(",") if part)
+        return [copy.deepcopy(o) for (k, ns, _), o in sorted(self.objects.items())
+                if k == KINDS[plural] and ns == namespace
+                and all((o["metadata"].get("labels") or {}).get(lk) == lv for lk, lv in wanted.items())]
+
+    def set_phase(self, kind: str, name: str, phase: str, namespace: str = "ns", **status: Any) -> None:
+        """The run's own daemon moved it on (another engine, played by the test)."""
+        obj = self.objects[(kind, namespace, name)]
+        _merge(obj.setdefault("status", {}), {"phase": phase, **status})
+        self._stamp(obj)
 
     async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         self._check(f"create {obj['kind']}")

@@ -17,7 +17,6 @@ from operator_kit import free_port, throwaway_postgres
 from supercheck import store as store_module
 from supercheck.clock import iso
 from supercheck.jobrows import JobRow, JobTestRow
-from supercheck.rows import Row
 from supercheck.store import FAILURE_MAX_CHARS, Store, StoreUnavailable, migrations
 
 pytestmark = pytest.mark.integration
@@ -73,14 +72,15 @@ def select(url: str, sql: str, *params) -> list[tuple]:
 
 
 def test_migration_0002_is_applied_to_a_database_of_the_previous_operator(pg_url, monkeypatch):
-    async def previous_operator():  # knew 0001 only, and wrote a run
+    async def previous_operator():  # knew 0001 only, and wrote a run (with its own statement: 0001's columns)
         monkeypatch.setattr(store_module, "migrations", lambda: migrations()[:1])
         store = Store(pg_url)
         assert await store.ready()
-        await store.upsert([Row(namespace="ns", name="r", uid="u1", attempt=1, type="k6", phase="Passed",
-                                final=True)])
         await store.close()
         monkeypatch.undo()
+        with psycopg.connect(pg_url) as conn:
+            conn.execute("INSERT INTO runs (uid, attempt, namespace, name, type, phase, final)"
+                         " VALUES ('u1', 1, 'ns', 'r', 'k6', 'Passed', true)")
 
     run(previous_operator())
     assert select(pg_url, "SELECT version FROM schema_migrations ORDER BY version") == [("0001",)]
@@ -98,7 +98,7 @@ def test_migration_0002_is_applied_to_a_database_of_the_previous_operator(pg_url
             await conn.close()
 
     run(this_operator())
-    assert select(pg_url, "SELECT version FROM schema_migrations ORDER BY version") == [("0001",), ("0002",)]
+    assert select(pg_url, "SELECT version FROM schema_migrations ORDER BY version") == [(v,) for v, _ in migrations()]
     assert select(pg_url, "SELECT uid, phase FROM runs") == [("u1", "Passed")]  # the old rows are untouched
     assert select(pg_url, "SELECT count(*) FROM jobs") == [(1,)]
     indexes = {r[0] for r in select(pg_url, "SELECT indexname FROM pg_indexes"
