@@ -126,7 +126,8 @@ def spec_schema(settings: Settings, model: type[TestRunSpec] | type[JobRunSpec] 
     return schema
 
 
-def status_schema(model: type[TestRunStatus] | type[JobRunStatus] = TestRunStatus) -> dict[str, Any]:
+def status_schema(model: type[TestRunStatus] | type[JobRunStatus] | type[RunScheduleStatus] | type[MonitorStatus]
+                  = TestRunStatus) -> dict[str, Any]:
     schema = structural(model.model_json_schema(mode="serialization"), keep_defaults=False)
     conditions = schema["properties"]["conditions"]
     conditions["x-kubernetes-list-type"] = "map"

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from supercheck import (
     handlers,  # noqa: F401 - registers the handlers with Kopf
     kube,
+    monitor_handlers,  # noqa: F401 - the Monitor handlers; after `handlers`, whose start-up they build on
     redact,
 )
 from supercheck.config import Settings
@@ -39,8 +40,13 @@ class _QuietWakeups(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
-        return not (msg.startswith(("Handler 'runner_pod_changed'", "Handler 'testrun_changed'", "Daemon 'drive'"))
+        return not (msg.startswith(("Handler 'runner_pod_changed'", "Handler 'testrun_changed'", "Daemon 'drive'",
+                                    *MONITOR_WAKEUPS))
                     and msg.endswith("succeeded."))
+
+
+# The Monitor handlers that only wake a daemon, and the daemon's own exit (supercheck.monitor_handlers).
+MONITOR_WAKEUPS = ("Handler 'monitor_run_changed'", "Handler 'monitor_changed'", "Daemon 'monitor'")
 
 
 def ensure_peering(settings: Settings) -> bool:

@@ -41,7 +41,7 @@ from supercheck.ports import (
 from supercheck.rows import Row
 from supercheck.vocabulary import AdmitState, CapacityLimit
 
-KINDS = {"testruns": "TestRun", "jobruns": "JobRun"}
+KINDS = {"testruns": "TestRun", "jobruns": "JobRun", "monitors": "Monitor"}
 
 
 class FakeClock:
@@ -129,6 +129,29 @@ class FakeKube:
     def pods(self, namespace: str = "ns") -> list[dict[str, Any]]:
         return [copy.deepcopy(o) for (k, ns, _), o in sorted(self.objects.items()) if k == "Pod" and ns == namespace]
 
+    # --- Monitors (tests/operator/test_engine_monitors.py)
+    def add_monitor(self, name: str, spec: dict[str, Any], namespace: str = "ns",
+                    status: dict[str, Any] | None = None) -> dict[str, Any]:
+        obj: dict[str, Any] = {"apiVersion": "supercheck.io/v1alpha1", "kind": "Monitor",
+                               "metadata": {"name": name, "namespace": namespace, "generation": 1}, "spec": spec}
+        if status is not None:
+            obj["status"] = status
+        return self.add(obj)
+
+    def monitor(self, name: str, namespace: str = "ns") -> dict[str, Any]:
+        return copy.deepcopy(self.objects[("Monitor", namespace, name)])
+
+    def set_monitor_spec(self, name: str, namespace: str = "ns", **spec: Any) -> None:
+        """The user edits the Monitor's spec: its generation moves on."""
+        obj = self.objects[("Monitor", namespace, name)]
+        obj["spec"].update(spec)
+        obj["metadata"]["generation"] = int(obj["metadata"].get("generation") or 1) + 1
+        self._stamp(obj)
+
+    def finish_testrun(self, name: str, phase: str, namespace: str = "ns", **status: Any) -> None:
+        """The TestRun reaches ``phase`` (as the run engine would write it)."""
+        self.touch_testrun(name, namespace, phase=phase, **status)
+
     def touch_testrun(self, name: str, namespace: str = "ns", **status: Any) -> None:
         """Someone else writes the TestRun's status (another replica): its resourceVersion moves on."""
         obj = self.objects[("TestRun", namespace, name)]
@@ -193,7 +216,25 @@ class FakeKube:
         self._check("delete_run")
         obj = self.objects.get((KINDS[plural], namespace, name))
         if obj is not None and obj["metadata"]["uid"] == uid:
-            del self.objects[("TestRun", namespace, name)]
+            del self.objects[(KINDS[plural], namespace, name)]
+
+    async def create_run(self, obj: dict[str, Any], plural: str = "testruns") -> dict[str, Any] | None:
+        """As the adapter: None when a run of that name exists already; a refusal (``refuse_create``) raised."""
+        self._check(f"create_run {obj['kind']}")
+        refusal = self.refusals.get(f"{obj['kind']}/{obj['metadata']['name']}") or self.refusals.get(obj["kind"])
+        if refusal is not None:
+            raise refusal
+        if (KINDS[plural], obj["metadata"]["namespace"], obj["metadata"]["name"]) in self.objects:
+            return None
+        return self.add(copy.deepcopy(obj))
+
+    async def list_labelled(self, namespace: str, plural: str, label_selector: str) -> list[dict[str, Any]]:
+        """Objects of ``plural`` in ``namespace`` with every ``key=value`` of the selector."""
+        self._check(f"list_labelled {plural}")
+        wanted = dict(part.split("=", 1) for part in label_selector.split(",") if part)
+        return [copy.deepcopy(o) for (k, ns, _), o in sorted(self.objects.items())
+                if k == KINDS[plural] and ns == namespace
+                and all((o["metadata"].get("labels") or {}).get(key) == v for key, v in wanted.items())]
 
     async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         self._check(f"create {obj['kind']}")
