@@ -28,6 +28,8 @@ from supercheck.ports import ApiUnavailable, Conflict
 from supercheck.store import Store
 from supercheck.vocabulary import GROUP, LABEL_MONITOR, MONITORS, TESTRUNS
 
+FINAL_WRITE_SECONDS = 5.0
+
 
 def monitors_of(memo: Any) -> Monitors:
     mons = memo.get("monitors")
@@ -96,3 +98,8 @@ async def monitor(body: kopf.Body, uid: str, stopped: kopf.DaemonStopped, logger
     finally:
         mon.hide_state()  # deleted, or another replica leads now: its series is not this process's to show
         mons.forget(uid)
+        reason = stopped.reason
+        if reason is not None and not reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
+            # A restart or a new leader: what the write policy held back (counters, uptime) is not lost.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(mon.flush(), FINAL_WRITE_SECONDS)
