@@ -93,11 +93,19 @@ def test_examples_run_end_to_end(kube_env, demo_site, namespace, kubectl, custom
 
 
 def test_examples_are_valid_manifests():
-    """Every example parses, and every TestRun and JobRun in it names the demo site it is run against."""
+    """Every example parses, and every TestRun, JobRun and Monitor in it names the demo site it is run against."""
+    from supercheck.monitormodels import MonitorSpec
+
     for path in sorted(EXAMPLES.glob("*.yaml")):
         docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
         runs = [d for d in docs if d["kind"] in ("TestRun", "JobRun")]
-        assert runs, f"{path.name} has no TestRun or JobRun"
+        monitors = [MonitorSpec.model_validate(d["spec"]) for d in docs if d["kind"] == "Monitor"]
+        assert runs or monitors, f"{path.name} has no TestRun, JobRun or Monitor"
         for run in runs:
             env = {e["name"]: e.get("value") for e in run["spec"].get("env", [])}
             assert env.get("TARGET_URL") == "http://127.0.0.1:18090", path.name
+        for mon in monitors:
+            synthetic = mon.playwright or mon.k6
+            target = mon.http.url if mon.http else {e.name: e.value for e in synthetic.env}.get("TARGET_URL") \
+                if synthetic else f"{mon.tcp.host}:{mon.tcp.port}" if mon.tcp else None
+            assert target and target.startswith(("http://127.0.0.1:18090", "127.0.0.1:18090")), path.name

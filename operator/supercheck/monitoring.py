@@ -116,7 +116,7 @@ def initial_status(status: MonitorStatus, at: datetime) -> MonitorStatus:
 def record_check(status: MonitorStatus, result: CheckResult, at: datetime, failure_threshold: int,
                  success_threshold: int) -> tuple[MonitorStatus, Change | None]:
     """The status after a check made at ``at``, and the state change it caused (None: none)."""
-    s = status.model_copy(deep=True)
+    s = status.model_copy()  # shallow: the lists below are replaced, never changed in place
     s.checks += 1
     s.lastCheckAt = iso(at)
     s.lastLatencyMs = result.latency_ms
@@ -235,18 +235,21 @@ def _hour_text(hour: datetime) -> str:
 
 
 def count_check(buckets: Sequence[UptimeBucket], at: datetime, ok: bool) -> list[UptimeBucket]:
-    """The buckets with this check counted in its hour; those older than 168 hours before it dropped."""
+    """The buckets with this check counted in its hour; those older than 168 hours before it dropped.
+
+    A new list; the buckets not counted in are shared, not copied (this runs at every check)."""
     hour = _hour_text(hour_start(at))
     oldest = _hour_text(hour_start(at) - timedelta(hours=UPTIME_HOURS_KEPT - 1))
-    out = [b.model_copy() for b in buckets if b.hour >= oldest]
-    for b in out:
-        if b.hour == hour:
-            b.checks += 1
-            b.failures += 0 if ok else 1
-            break
-    else:
-        out.append(UptimeBucket(hour=hour, checks=1, failures=0 if ok else 1))
-    out.sort(key=lambda b: b.hour)
+    out = [b for b in buckets if b.hour >= oldest]
+    failed = 0 if ok else 1
+    for i in range(len(out) - 1, -1, -1):  # the current hour is the last bucket, nearly always
+        if out[i].hour == hour:
+            b = out[i]
+            out[i] = b.model_copy(update={"checks": b.checks + 1, "failures": b.failures + failed})
+            return out
+    out.append(UptimeBucket(hour=hour, checks=1, failures=failed))
+    if len(out) > 1 and out[-2].hour > hour:  # a check of an earlier hour than the newest (a clock step)
+        out.sort(key=lambda b: b.hour)
     return out
 
 
@@ -290,7 +293,7 @@ def write_due(written: MonitorStatus | None, current: MonitorStatus, written_at:
         return True
     if salient(written) != salient(current):
         return True
-    return written != current and (now - written_at).total_seconds() >= refresh_seconds
+    return (now - written_at).total_seconds() >= refresh_seconds and written != current
 
 
 def status_patch(status: MonitorStatus) -> dict[str, Any]:

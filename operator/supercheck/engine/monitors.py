@@ -144,7 +144,7 @@ class MonitorHandle:
             return False
         except Conflict:  # the Monitor is gone: its daemon is being stopped
             return True
-        self.written, self.written_at = self.status.model_copy(deep=True), now
+        self.written, self.written_at = self.status.model_copy(), now  # (statuses are replaced, never changed)
         return True
 
     async def flush(self) -> None:
