@@ -150,6 +150,26 @@ class Settings(BaseSettings):
         description="Namespaces to watch (comma-separated); empty: all namespaces",
     )
 
+    # --- Monitors (supercheck.engine.monitors; docs/schedules-and-monitors.md) -----------
+    monitor_concurrency: int = Field(
+        100, ge=1, validation_alias=_env("SUPERCHECK_MONITOR_CONCURRENCY"),
+        description="HTTP and TCP checks the operator makes at once (the others wait their turn: check lag)",
+    )
+    monitor_priority: int = Field(
+        100, ge=PRIORITY_MIN, le=PRIORITY_MAX, validation_alias=_env("SUPERCHECK_MONITOR_PRIORITY"),
+        description="Priority of a synthetic check's TestRun when its Monitor sets none (above the TestRun "
+                    "default 0: a check is due now, an ad-hoc run can wait)",
+    )
+    monitor_status_refresh_seconds: float = Field(
+        60.0, gt=0, validation_alias=_env("SUPERCHECK_MONITOR_STATUS_REFRESH_SECONDS"),
+        description="A Monitor's status is written when a reader would act on it (state, failure, recovery, "
+                    "message) and otherwise at most this often (uptime, latency, counters)",
+    )
+    monitor_results_retention_days: float = Field(
+        30.0, ge=0, validation_alias=_env("SUPERCHECK_MONITOR_RESULTS_RETENTION_DAYS"),
+        description="monitor_results rows older than this are deleted (swept hourly); 0: kept forever",
+    )
+
     # --- fair share between namespaces (supercheck.fairshare); unset: no limit -----------
     namespace_max_running: int | None = Field(
         None, ge=1, validation_alias=_env("SUPERCHECK_NAMESPACE_MAX_RUNNING"),

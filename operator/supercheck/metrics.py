@@ -30,6 +30,9 @@ DURATION_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
 WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5)
 SCHEDULE_LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600)  # late: caught up after a while
+# Monitors: a check takes milliseconds (HTTP, TCP) to minutes (a synthetic run); its lag should stay small
+CHECK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
 
 
 class LedgerGauges:
@@ -128,6 +131,19 @@ class Metrics:
         self.schedule_skipped = Counter("supercheck_schedule_skipped_total",
                                         "Due times a RunSchedule skipped (concurrencyPolicy Forbid, a run active)",
                                         ["namespace"], registry=r)
+        # Monitors (supercheck.engine.monitors): per-monitor state, the checks' duration and lag
+        self.monitor_up = Gauge("supercheck_monitor_up", "1: the Monitor is Up, 0: Down (absent: Unknown, "
+                                "suspended or deleted)", ["namespace", "monitor"], registry=r)
+        self.monitor_check_duration = Histogram("supercheck_monitor_check_duration_seconds",
+                                                "One check: an HTTP request, a TCP connect, a synthetic TestRun",
+                                                ["namespace", "type"], buckets=CHECK_BUCKETS, registry=r)
+        self.monitor_check_lag = Histogram("supercheck_monitor_check_lag_seconds",
+                                           "From a check's due time to its start (waiting for a check slot)",
+                                           buckets=LAG_BUCKETS, registry=r)
+        self.monitor_checks = Counter("supercheck_monitor_checks_total",
+                                      "Monitor checks by result: ok, failed, none (no result: a synthetic run "
+                                      "rejected or cancelled, a header's Secret missing), skipped (the previous "
+                                      "synthetic check still running)", ["type", "result"], registry=r)
         self._pending: set[str] = set()
         self._pending_lock = threading.Lock()
         self._gauges: LedgerGauges | None = None

@@ -27,8 +27,9 @@ from pydantic import ValidationError
 from supercheck import (
     handlers,  # noqa: F401 - registers the handlers with Kopf
     kube,
+    monitor_handlers,  # noqa: F401 - the Monitor handlers; after `handlers`, whose start-up they build on
     redact,
-    schedule_handlers,  # registers the RunSchedule handlers with Kopf
+    schedule_handlers,  # registers the RunSchedule handlers with Kopf (and names their quiet wake-ups)
 )
 from supercheck.config import Settings
 
@@ -41,8 +42,12 @@ class _QuietWakeups(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
         return not (msg.startswith(("Handler 'runner_pod_changed'", "Handler 'testrun_changed'", "Daemon 'drive'",
-                                    *schedule_handlers.QUIET_HANDLERS))
+                                    *schedule_handlers.QUIET_HANDLERS, *MONITOR_WAKEUPS))
                     and msg.endswith("succeeded."))
+
+
+# The Monitor handlers that only wake a daemon, and the daemon's own exit (supercheck.monitor_handlers).
+MONITOR_WAKEUPS = ("Handler 'monitor_run_changed'", "Handler 'monitor_changed'", "Daemon 'monitor'")
 
 
 def ensure_peering(settings: Settings) -> bool:

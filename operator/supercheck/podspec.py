@@ -30,6 +30,7 @@ from supercheck.vocabulary import (
     LABEL_JOBRUN,
     LABEL_JOBRUN_UID,
     LABEL_MANAGED_BY,
+    LABEL_MONITOR,
     LABEL_SHARD,
     LABEL_TESTRUN,
     LABEL_TESTRUN_UID,
@@ -243,6 +244,13 @@ def upload_secret(pod: Mapping[str, Any], grant: UploadGrant) -> dict[str, Any]:
     }
 
 
+def artifacts_bucket(run: RunRef, spec: TestRunSpec) -> str:
+    """Where an attempt's artifacts go: a Monitor's synthetic check (a TestRun labelled
+    ``supercheck.io/monitor``) to the monitor bucket, any other run to its type's. The upload grant is
+    minted for the bucket of the pod's RunnerConfig, so this one choice decides both."""
+    return BUCKETS["monitor"] if LABEL_MONITOR in run.labels else BUCKETS[spec.type]
+
+
 def runner_config(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settings,
                   files: Layout | None = None) -> RunnerConfig:
     pw = spec.playwright
@@ -256,7 +264,7 @@ def runner_config(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settin
         runName=run.name,
         namespace=run.namespace,
         attempt=attempt,
-        bucket=BUCKETS[spec.type],
+        bucket=artifacts_bucket(run, spec),
         prefix=artifact_prefix(run.namespace, run.name, run.uid, attempt),
         playwrightRetries=pw.retries if pw and pw.retries is not None else settings.playwright_retries,
         playwrightTrace=pw.trace if pw and pw.trace is not None else settings.playwright_trace,

@@ -1,5 +1,6 @@
 """PostgreSQL: versioned migrations at start-up, one idempotent upsert per (uid, attempt) of a
-TestRun (``runs``), one per JobRun with its tests (``jobs``, ``job_tests``).
+TestRun (``runs``), one per JobRun with its tests (``jobs``, ``job_tests``), batches of Monitor
+checks (``monitor_results``, written by :mod:`supercheck.monitorresults`).
 
 The CR status is the truth while PostgreSQL is away: the operator keeps ``status.recorded``
 (the attempts whose final row landed) and retries the rest until they land. A provisional
@@ -12,8 +13,9 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
+from datetime import datetime
 from importlib import resources
 from typing import Any
 
@@ -21,6 +23,7 @@ import psycopg
 
 from supercheck.clock import parse_iso
 from supercheck.jobrows import JobRow, JobTestRow, check_tests, duration_ms
+from supercheck.monitorresults import MonitorResultRow
 from supercheck.ports import StoreUnavailable
 from supercheck.redact import location, redact
 from supercheck.rows import Row
@@ -176,6 +179,23 @@ def job_tests_params(job: JobRow, tests: list[JobTestRow]) -> dict[str, Any]:
             "completed_at": parse_iso(job.completed_at), "tests": json.dumps(rows)}
 
 
+INSERT_MONITOR_RESULT = """
+INSERT INTO monitor_results (uid, due_at, namespace, name, type, checked_at, ok, latency_ms, message)
+VALUES (%(uid)s, %(due_at)s, %(namespace)s, %(name)s, %(type)s, %(checked_at)s, %(ok)s, %(latency_ms)s,
+        %(message)s)
+ON CONFLICT (uid, due_at) DO NOTHING
+"""
+DELETE_OLD_MONITOR_RESULTS = """
+DELETE FROM monitor_results WHERE ctid IN (
+    SELECT ctid FROM monitor_results WHERE checked_at < %(cutoff)s LIMIT %(batch)s)
+"""
+MONITOR_MESSAGE_MAX_CHARS = 1024
+
+
+def monitor_result_params(row: MonitorResultRow) -> dict[str, Any]:
+    return {**asdict(row), "message": _text(row.message, MONITOR_MESSAGE_MAX_CHARS)}
+
+
 class Store:
     def __init__(self, url: str | None, *, connect_timeout: float = 3.0):
         self.url = url
@@ -233,6 +253,38 @@ class Store:
                 await cur.execute(UPSERT_JOB_TESTS, tests_params)
 
         await self._transaction(write)
+
+    # --- Monitor checks (monitor_results; supercheck.monitorresults batches them)
+    async def insert_monitor_results(self, rows: Sequence[MonitorResultRow]) -> None:
+        """Rows of checks, in one transaction and one pipelined statement; a row already there (same
+        monitor, same due time) is left as it is. StoreUnavailable when PostgreSQL cannot be reached."""
+        if not rows or not self.enabled:
+            return
+        params = [monitor_result_params(r) for r in rows]
+
+        async def write(cur: psycopg.AsyncCursor[Any]) -> None:
+            await cur.executemany(INSERT_MONITOR_RESULT, params)
+
+        await self._transaction(write)
+
+    async def delete_monitor_results_before(self, cutoff: datetime, batch: int = 10_000) -> int:
+        """Delete the rows of checks made before ``cutoff``, ``batch`` rows per transaction (a long
+        history goes without one long lock); the number deleted."""
+        if not self.enabled:
+            return 0
+        deleted = 0
+        while True:
+            count = 0
+
+            async def work(cur: psycopg.AsyncCursor[Any]) -> None:
+                nonlocal count
+                await cur.execute(DELETE_OLD_MONITOR_RESULTS, {"cutoff": cutoff, "batch": batch})
+                count = cur.rowcount
+
+            await self._transaction(work)
+            deleted += count
+            if count < batch:
+                return deleted
 
     async def _transaction(self, work: Callable[[psycopg.AsyncCursor[Any]], Awaitable[None]]) -> None:
         """Run ``work`` in one transaction; any trouble with PostgreSQL is StoreUnavailable (the

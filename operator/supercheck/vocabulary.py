@@ -118,6 +118,9 @@ class EventReason(enum.StrEnum):
     DATABASE_UNAVAILABLE = "DatabaseUnavailable"
     NOTIFIED = "Notified"
     NOTIFICATION_FAILED = "NotificationFailed"
+    # a Monitor's state changes (supercheck.engine.monitors)
+    MONITOR_DOWN = "MonitorDown"
+    MONITOR_UP = "MonitorUp"
 
 
 class ScheduleReason(enum.StrEnum):

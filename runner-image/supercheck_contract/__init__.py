@@ -392,7 +392,8 @@ RunnerResult.model_rebuild()
 
 
 # The artifact buckets. The operator picks one by test type ("playwright", "k6"); a Playwright JobRun
-# uses "playwright-job"; "monitor" has no user yet, but the local environment creates all four.
+# uses "playwright-job"; a Monitor's synthetic check (Playwright or k6) "monitor". The local environment
+# creates all four.
 BUCKETS = {
     "playwright": "playwright-test-artifacts",
     "playwright-job": "playwright-job-artifacts",

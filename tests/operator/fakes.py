@@ -129,6 +129,29 @@ class FakeKube:
     def pods(self, namespace: str = "ns") -> list[dict[str, Any]]:
         return [copy.deepcopy(o) for (k, ns, _), o in sorted(self.objects.items()) if k == "Pod" and ns == namespace]
 
+    # --- Monitors (tests/operator/test_engine_monitors.py)
+    def add_monitor(self, name: str, spec: dict[str, Any], namespace: str = "ns",
+                    status: dict[str, Any] | None = None) -> dict[str, Any]:
+        obj: dict[str, Any] = {"apiVersion": "supercheck.io/v1alpha1", "kind": "Monitor",
+                               "metadata": {"name": name, "namespace": namespace, "generation": 1}, "spec": spec}
+        if status is not None:
+            obj["status"] = status
+        return self.add(obj)
+
+    def monitor(self, name: str, namespace: str = "ns") -> dict[str, Any]:
+        return copy.deepcopy(self.objects[("Monitor", namespace, name)])
+
+    def set_monitor_spec(self, name: str, namespace: str = "ns", **spec: Any) -> None:
+        """The user edits the Monitor's spec: its generation moves on."""
+        obj = self.objects[("Monitor", namespace, name)]
+        obj["spec"].update(spec)
+        obj["metadata"]["generation"] = int(obj["metadata"].get("generation") or 1) + 1
+        self._stamp(obj)
+
+    def finish_testrun(self, name: str, phase: str, namespace: str = "ns", **status: Any) -> None:
+        """The TestRun reaches ``phase`` (as the run engine would write it)."""
+        self.touch_testrun(name, namespace, phase=phase, **status)
+
     def touch_testrun(self, name: str, namespace: str = "ns", **status: Any) -> None:
         """Someone else writes the TestRun's status (another replica): its resourceVersion moves on."""
         obj = self.objects[("TestRun", namespace, name)]

@@ -60,7 +60,8 @@ SC = "supercheck.io"
 # requests it makes; "RUN_NS" is a namespace where runs live. A new call fails
 # test_every_client_call_is_in_the_table until it is added here (and the chart grants it).
 CLIENT_CALLS: dict[str, list[Request]] = {
-    "get_namespaced_custom_object": [Request("get", SC, "testruns", name="r"), Request("get", SC, "jobruns", name="r")],
+    "get_namespaced_custom_object": [Request("get", SC, "testruns", name="r"), Request("get", SC, "jobruns", name="r"),
+                                     Request("get", SC, "runschedules", name="s")],
     "list_cluster_custom_object": [Request("list", SC, "testruns", None), Request("list", SC, "jobruns", None)],
     "list_namespaced_custom_object": [Request("list", SC, "testruns"), Request("list", SC, "jobruns")],
     "patch_namespaced_custom_object_status": [Request("patch", SC, "testruns/status", name="r"),

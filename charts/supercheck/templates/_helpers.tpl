@@ -39,9 +39,13 @@ each of watchNamespaces. Each verb is one the code uses (docs/security.md, "RBAC
 - apiGroups: [supercheck.io]
   resources: [testruns, jobruns]
   verbs: [create]
-# RunSchedules and Monitors: Kopf lists, watches and patches them; the operator writes their status.
+# RunSchedules and Monitors: Kopf lists, watches and patches them; the operator writes their status
+# and reads a schedule afresh before each due time (its status decides what is due).
 - apiGroups: [supercheck.io]
-  resources: [runschedules, monitors]
+  resources: [runschedules]
+  verbs: [get, list, watch, patch]
+- apiGroups: [supercheck.io]
+  resources: [monitors]
   verbs: [list, watch, patch]
 - apiGroups: [supercheck.io]
   resources: [runschedules/status, monitors/status]
