@@ -92,6 +92,21 @@ def test_examples_run_end_to_end(kube_env, demo_site, namespace, kubectl, custom
     assert samples[("supercheck_testruns_total", (("phase", "Passed"), ("type", "playwright")))] >= 2
 
 
+def test_the_example_monitor_goes_up_on_the_demo_site(kube_env, demo_site, namespace, kubectl, custom_objects):
+    """What `make demo` shows: the example HTTP monitor checks the demo site and goes Up (first check at once)."""
+    res = kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "monitor-http.yaml"))
+    assert res.returncode == 0, res.stderr
+
+    def up():
+        mon = custom_objects.get_namespaced_custom_object("supercheck.io", "v1alpha1", namespace, "monitors",
+                                                          "demo-shop")
+        return mon if (mon.get("status") or {}).get("state") == "Up" else None
+
+    st = wait_until(up, 60, 1, "the demo-shop monitor Up")["status"]
+    assert st["lastResult"].startswith("HTTP 200 in") and st["consecutiveFailures"] == 0
+    assert st["uptime"]["last24h"] == 100
+
+
 def test_examples_are_valid_manifests():
     """Every example parses, and every run in it (a TestRun, a JobRun, a RunSchedule's template, a
     synthetic Monitor's script) names the demo site it is run against; an HTTP or TCP Monitor checks it."""
