@@ -10,6 +10,12 @@ once (``SUPERCHECK_MONITOR_CONCURRENCY``); a check waits for a slot before its t
 opens a fresh connection (no keep-alive): the latency is a new visitor's (connection and TLS included),
 and a server closing an idle kept-alive connection at the moment it is reused can never pass for an outage.
 Messages never quote the URL, which may carry a token.
+
+The checks go out from the operator, where no runner NetworkPolicy applies, so an address guard stands
+in for one: no connection, first or after a redirect, named or literal, reaches an address in
+``SUPERCHECK_MONITOR_DENIED_CIDRS`` (link-local by default: the cloud metadata services). HTTP checks
+are guarded where aiohttp makes each socket (``socket_factory``, given every resolved address), TCP
+checks by resolving first and connecting to an allowed address.
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import socket
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any
 
 import aiohttp
 
@@ -30,6 +38,53 @@ from supercheck.redact import redact
 
 BODY_LIMIT = 1024 * 1024  # bodyContains looks at the first MiB of the body
 MAX_REDIRECTS = 10
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class DeniedAddress(OSError):
+    """A check was about to connect to an address the operator's settings deny."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(errno.EACCES, f"address {address} is denied to monitors (SUPERCHECK_MONITOR_DENIED_CIDRS)")
+
+
+class AddressGuard:
+    """Whether a check may connect to an address (``denied``: CIDRs)."""
+
+    def __init__(self, denied: Iterable[str] = ()) -> None:
+        self.denied: list[Network] = [ipaddress.ip_network(c, strict=False) for c in denied]
+
+    def check(self, address: str) -> None:
+        """Raise :class:`DeniedAddress` for a denied address (an IPv4-mapped IPv6 one is seen as IPv4)."""
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if any(ip.version == net.version and ip in net for net in self.denied):
+            raise DeniedAddress(str(ip))
+
+    def socket_factory(self, addr_info: tuple[Any, ...]) -> socket.socket:
+        """aiohttp's socket maker, guarded: ``addr_info`` is (family, type, proto, canonname, sockaddr)."""
+        family, type_, proto, _, sockaddr = addr_info
+        self.check(str(sockaddr[0]))
+        sock = socket.socket(family=family, type=type_, proto=proto)
+        sock.setblocking(False)
+        return sock
+
+    async def resolve(self, host: str, port: int) -> list[tuple[Any, ...]]:
+        """The addresses of ``host`` a check may connect to; DeniedAddress when there are none."""
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        allowed, denied = [], None
+        for info in infos:
+            try:
+                self.check(str(info[4][0]))
+                allowed.append(info)
+            except DeniedAddress as exc:
+                denied = exc
+        if not allowed and denied is not None:
+            raise denied
+        return allowed
 
 
 def _ms(started: float) -> int:
@@ -55,6 +110,8 @@ def _os_error_text(exc: BaseException | None) -> str:
     """An OS-level connection error in words, without the address (the caller knows it)."""
     if exc is None:
         return "cannot connect"
+    if isinstance(exc, DeniedAddress):
+        return str(exc.strerror)
     if isinstance(exc, ConnectionRefusedError) or getattr(exc, "errno", None) == errno.ECONNREFUSED:
         return "connection refused"
     if isinstance(exc, ConnectionResetError):
@@ -130,18 +187,30 @@ async def http_check(session: aiohttp.ClientSession, check: HttpCheck, headers: 
         return CheckResult(False, _ms(started), redact(f"{type(exc).__name__}: {exc}")[:512])
 
 
-async def tcp_check(check: TcpCheck) -> CheckResult:
+async def tcp_check(check: TcpCheck, guard: AddressGuard | None = None) -> CheckResult:
     """Connect to ``host:port`` (and close at once): good when the connection is accepted."""
     started = time.monotonic()
     timeout = check.timeoutSeconds
     writer: asyncio.StreamWriter | None = None
+    guard = guard or AddressGuard()
     try:
         async with asyncio.timeout(timeout):
-            _, writer = await asyncio.open_connection(check.host, check.port)
+            infos = await guard.resolve(check.host, check.port)
+            last: OSError | None = None
+            for info in infos:  # each allowed address in turn, as open_connection would try them
+                try:
+                    _, writer = await asyncio.open_connection(info[4][0], check.port)
+                    break
+                except OSError as exc:
+                    last = exc
+            if writer is None:
+                raise last or OSError(errno.EHOSTUNREACH, "no address")
         latency = _ms(started)
         return CheckResult(True, latency, f"TCP connect in {latency} ms")
     except TimeoutError:
         return CheckResult(False, _ms(started), f"no answer within {_seconds(timeout)}")
+    except DeniedAddress as exc:
+        return CheckResult(False, _ms(started), str(exc.strerror))
     except OSError as exc:
         if isinstance(exc, socket.gaierror):
             return CheckResult(False, _ms(started), f"cannot resolve host {check.host}")
@@ -156,8 +225,9 @@ async def tcp_check(check: TcpCheck) -> CheckResult:
 class Checker:
     """The operator's checks: one session, at most ``concurrency`` checks at once."""
 
-    def __init__(self, concurrency: int) -> None:
+    def __init__(self, concurrency: int, denied_cidrs: Iterable[str] = ()) -> None:
         self.concurrency = concurrency
+        self.guard = AddressGuard(denied_cidrs)
         self._slots = asyncio.Semaphore(concurrency)
         self._session: aiohttp.ClientSession | None = None
 
@@ -171,7 +241,8 @@ class Checker:
         if self._session is None or self._session.closed:
             # No pool: every request has a connection of its own (see the module's docstring); no limit
             # but the slots. The default TLS context verifies; a check with tlsVerify false passes ssl=False.
-            connector = aiohttp.TCPConnector(limit=0, force_close=True, ttl_dns_cache=10)
+            connector = aiohttp.TCPConnector(limit=0, force_close=True, ttl_dns_cache=10,
+                                             socket_factory=self.guard.socket_factory)
             self._session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
         return self._session
 
@@ -179,7 +250,7 @@ class Checker:
         return await http_check(self.session(), check, headers)
 
     async def tcp(self, check: TcpCheck) -> CheckResult:
-        return await tcp_check(check)
+        return await tcp_check(check, self.guard)
 
     async def close(self) -> None:
         if self._session is not None:

@@ -30,6 +30,9 @@ DEFAULT_DNS_EGRESS: tuple[dict[str, Any], ...] = (
 )
 # The cloud instance-metadata service (AWS, GCP, Azure, OpenStack; AWS's IPv6 one): node credentials.
 DEFAULT_EGRESS_EXCLUDED_CIDRS = ("169.254.169.254/32", "fd00:ec2::254/128")
+# Addresses the operator's own monitor checks never connect to: link-local (the cloud metadata services
+# at 169.254.169.254, their IPv6 and Alibaba's address), where a check could read credentials meant for the node.
+DEFAULT_MONITOR_DENIED_CIDRS = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32")
 
 
 def _env(*names: str) -> AliasChoices:
@@ -155,6 +158,12 @@ class Settings(BaseSettings):
         100, ge=1, validation_alias=_env("SUPERCHECK_MONITOR_CONCURRENCY"),
         description="HTTP and TCP checks the operator makes at once (the others wait their turn: check lag)",
     )
+    monitor_denied_cidrs: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_MONITOR_DENIED_CIDRS),
+        validation_alias=_env("SUPERCHECK_MONITOR_DENIED_CIDRS"),
+        description="Addresses HTTP and TCP monitor checks may not connect to (they go out from the operator, "
+                    "not from a runner pod: no NetworkPolicy of the runners applies to them)",
+    )
     monitor_priority: int = Field(
         100, ge=PRIORITY_MIN, le=PRIORITY_MAX, validation_alias=_env("SUPERCHECK_MONITOR_PRIORITY"),
         description="Priority of a synthetic check's TestRun when its Monitor sets none (above the TestRun "
@@ -238,7 +247,7 @@ class Settings(BaseSettings):
                 _check_keys(port, {"protocol", "port", "endPort"}, "a NetworkPolicyPort")
         return value
 
-    @field_validator("runner_egress_excluded_cidrs", mode="before")
+    @field_validator("runner_egress_excluded_cidrs", "monitor_denied_cidrs", mode="before")
     @classmethod
     def _parse_cidrs(cls, value: object) -> object:
         if isinstance(value, str):

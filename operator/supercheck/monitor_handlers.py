@@ -44,7 +44,7 @@ async def monitors_startup(memo: Any, **_: Any) -> None:
     cfg = eng.settings
     results = MonitorResults(Store(cfg.database_url), retention_days=cfg.monitor_results_retention_days,
                              retry_seconds=cfg.service_retry_seconds)
-    memo.monitors = Monitors(eng, Checker(cfg.monitor_concurrency), results)
+    memo.monitors = Monitors(eng, Checker(cfg.monitor_concurrency, cfg.monitor_denied_cidrs), results)
     memo.monitor_tasks = [asyncio.create_task(results.run(), name="monitor_results writer")]
 
 

@@ -228,3 +228,85 @@ async def http_check_session(url: str, headers: dict[str, str]) -> CheckResult:
 
     async with aiohttp.ClientSession() as session:
         return await http_check(session, HttpCheck(url=url), headers)
+
+
+# ---------------------------------------------------------------- the address guard (no metadata service)
+
+
+def test_the_default_guard_denies_the_cloud_metadata_addresses_only():
+    from supercheck.checks import AddressGuard, DeniedAddress
+    from supercheck.config import DEFAULT_MONITOR_DENIED_CIDRS
+
+    guard = AddressGuard(DEFAULT_MONITOR_DENIED_CIDRS)
+    for address in ("169.254.169.254", "::ffff:169.254.169.254", "fd00:ec2::254", "fe80::1%eth0", "100.100.100.200"):
+        with pytest.raises(DeniedAddress, match="denied to monitors"):
+            guard.check(address)
+    for address in ("127.0.0.1", "10.0.0.1", "8.8.8.8", "::1", "2001:db8::1"):
+        guard.check(address)
+
+
+async def _denied_http(url: str, site: Site, denied: list[str]) -> CheckResult:
+    checker = Checker(2, denied)
+    try:
+        return await checker.http(HttpCheck(url=url), {})
+    finally:
+        await checker.close()
+
+
+def test_an_http_check_never_connects_to_a_denied_address_named_or_literal():
+    async def scenario():
+        site = await Site().start()
+        try:
+            by_ip = await _denied_http(site.url, site, ["127.0.0.0/8"])
+            by_name = await _denied_http(f"http://localhost:{site.port}/", site, ["127.0.0.0/8", "::1/128"])
+            allowed = await _denied_http(site.url, site, ["169.254.0.0/16"])
+            return by_ip, by_name, allowed, len(site.requests)
+        finally:
+            await site.stop()
+
+    by_ip, by_name, allowed, requests = run(scenario())
+    for result in (by_ip, by_name):
+        assert not result.ok and "denied to monitors (SUPERCHECK_MONITOR_DENIED_CIDRS)" in result.message, result
+    assert allowed.ok and requests == 1  # only the allowed check reached the site
+
+
+def test_a_redirect_to_a_denied_address_is_not_followed_there():
+    from aiohttp import web
+
+    async def scenario():
+        target = await Site().start()  # 127.0.0.1: denied
+        async def redirect(_: web.Request) -> web.Response:
+            raise web.HTTPFound(f"http://127.0.0.1:{target.port}/")
+
+        app = web.Application()
+        app.router.add_get("/", redirect)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        front = web.TCPSite(runner, "127.0.0.2", 0)  # the whole of 127/8 is loopback on Linux
+        await front.start()
+        port = front._server.sockets[0].getsockname()[1]
+        try:
+            return await _denied_http(f"http://127.0.0.2:{port}/", target, ["127.0.0.1/32"]), len(target.requests)
+        finally:
+            await runner.cleanup()
+            await target.stop()
+
+    result, reached = run(scenario())
+    assert not result.ok and "address 127.0.0.1 is denied" in result.message and reached == 0
+
+
+def test_a_tcp_check_never_connects_to_a_denied_address():
+    async def scenario():
+        site = await Site().start()
+        checker = Checker(1, ["127.0.0.0/8", "::1/128"])
+        try:
+            denied = await checker.tcp(TcpCheck(host="localhost", port=site.port))
+            allowed = await Checker(1, ["169.254.0.0/16"]).tcp(TcpCheck(host="127.0.0.1", port=site.port))
+            return denied, allowed
+        finally:
+            await checker.close()
+            await site.stop()
+
+    denied, allowed = run(scenario())
+    assert not denied.ok and "denied to monitors" in denied.message
+    assert allowed.ok
