@@ -256,5 +256,6 @@ class JobRunStatus(_Model):
     notifications: list[Notification] = Field(default_factory=list)
     recorded: bool = Field(default=False, description="The final rows are in PostgreSQL (jobs, job_tests)")
     conditions: list[Condition] = Field(default_factory=list)
-    observedGeneration: int | None = None
+    observedGeneration: int | None = Field(
+        default=None, description="metadata.generation of the spec the operator last acted on")
 

@@ -577,11 +577,16 @@ class TestRunSpec(_Model):
 
 
 class Condition(_Model):
+    """As the Kubernetes API conventions have it (metav1.Condition): a reason always, the spec's
+    generation it was set for, and lastTransitionTime moved only by a change of status."""
+
     type: str = Field(description=", ".join(ConditionType))
     status: Literal["True", "False", "Unknown"]
-    reason: str | None = None
+    reason: str = Field(min_length=1, description="CamelCase, e.g. the phase or the run's reason")
     message: str | None = None
     lastTransitionTime: str | None = None
+    observedGeneration: int | None = Field(
+        default=None, ge=0, description="metadata.generation of the spec this condition was set for")
 
 
 class AttemptRecord(_Model):

@@ -16,7 +16,10 @@ from supercheck_contract import STORAGE_BACK, STORAGE_UNAVAILABLE, FailureClass,
 
 
 def set_condition(conditions: Sequence[Condition | Mapping[str, Any]], ctype: str, status: str, reason: str,
-                  message: str, now: datetime) -> list[dict[str, Any]]:
+                  message: str, now: datetime, generation: int | None = None) -> list[dict[str, Any]]:
+    """``conditions`` with ``ctype`` set, as the Kubernetes API conventions say: ``lastTransitionTime``
+    moves only when the status changes; ``observedGeneration`` is the spec's generation it was set
+    for (kept from before when ``generation`` is None)."""
     out: list[dict[str, Any]] = []
     found = False
     for c in conditions:
@@ -31,12 +34,90 @@ def set_condition(conditions: Sequence[Condition | Mapping[str, Any]], ctype: st
                 "message": message,
                 "lastTransitionTime": (iso(now) if changed or not c.get("lastTransitionTime")
                                        else c["lastTransitionTime"]),
+                **({"observedGeneration": c["observedGeneration"]} if c.get("observedGeneration") is not None
+                   else {}),
             }
+            if generation is not None:
+                c["observedGeneration"] = generation
         out.append(c)
     if not found:
-        out.append({"type": ctype, "status": status, "reason": reason, "message": message,
-                    "lastTransitionTime": iso(now)})
+        c = {"type": ctype, "status": status, "reason": reason, "message": message, "lastTransitionTime": iso(now)}
+        if generation is not None:
+            c["observedGeneration"] = generation
+        out.append(c)
     return out
+
+
+# ---------------------------------------------------------------- lifecycle conditions
+#
+# What a pipeline or a GitOps tool waits on, derived from the phase alone and written in the same
+# status patch as the phase (RunHandle.patch), so they never disagree with it:
+#
+# * Completed  True once the run is terminal (reason: the phase), False before (reason: the
+#              phase it is in): `kubectl wait --for=condition=Completed` returns for every end.
+# * Succeeded  True when it Passed, False for any other end (reason: the run's reason, e.g.
+#              TestsFailed), Unknown before.
+# * Ready      kstatus (Flux, cli-utils) and most dashboards read Ready: False while the run is
+#              not over (kstatus: InProgress), True when it Passed (kstatus: Current).
+# * Stalled    True when it ended other than Passed. kstatus has no other way to say Failed: with
+#              Ready=False alone a failed run would stay InProgress for ever.
+#
+# kstatus's other generic condition, Reconciling, is not written: Ready=False says InProgress already.
+
+
+def lifecycle_conditions(phase: str, reason: str | None, message: str | None) -> list[tuple[str, str, str, str]]:
+    """(type, status, reason, message) of the four lifecycle conditions for a run in ``phase``."""
+    try:
+        p = Phase(phase)
+    except ValueError:
+        p = Phase.PENDING
+    why = reason or p.value
+    text = (message or why)[:1024]
+    if not p.terminal:
+        return [
+            (ConditionType.COMPLETED, "False", p.value, f"the run is {p.value}"),
+            (ConditionType.SUCCEEDED, "Unknown", p.value, f"the run is {p.value}"),
+            (ConditionType.READY, "False", p.value, text),
+            (ConditionType.STALLED, "False", p.value, f"the run is {p.value}"),
+        ]
+    passed = p == Phase.PASSED
+    return [
+        (ConditionType.COMPLETED, "True", p.value, f"the run ended: {p.value}"),
+        (ConditionType.SUCCEEDED, "True" if passed else "False", why, text),
+        (ConditionType.READY, "True" if passed else "False", p.value, text),
+        (ConditionType.STALLED, "False" if passed else "True", p.value,
+         f"the run ended: {p.value}" if passed else text),
+    ]
+
+
+def with_lifecycle(status: Mapping[str, Any] | None, patch: Mapping[str, Any], generation: int | None,
+                   now: datetime) -> dict[str, Any]:
+    """``patch`` (a status merge patch over ``status``) with ``observedGeneration`` and the lifecycle
+    conditions of the phase the run will be in; every condition carries ``generation``, the spec's
+    generation this write was decided on."""
+    status = status or {}
+
+    def after(field: str) -> Any:
+        return patch[field] if field in patch else status.get(field)
+
+    conditions: list[Any] = list(after("conditions") or [])
+    for ctype, value, reason, message in lifecycle_conditions(after("phase") or Phase.PENDING.value,
+                                                              after("reason"), after("message")):
+        conditions = set_condition(conditions, ctype, value, reason, message, now)
+    if generation is not None:
+        conditions = [{**c, "observedGeneration": generation} for c in conditions]
+    out = {**patch, "conditions": conditions}
+    if generation is not None:
+        out["observedGeneration"] = generation
+    return out
+
+
+def references_resolved_patch(conditions: Sequence[Condition], now: datetime) -> dict[str, Any] | None:
+    """Every referenced ConfigMap and Secret exists now: ``ReferencesResolved`` True, if it said False."""
+    if not any(c.type == ConditionType.REFERENCES_RESOLVED and c.status != "True" for c in conditions):
+        return None
+    return {"conditions": set_condition(conditions, ConditionType.REFERENCES_RESOLVED, "True", Reason.RESOLVED,
+                                        "every referenced ConfigMap and Secret exists", now)}
 
 
 def has_condition(status: TestRunStatus, ctype: str, value: str, reason: str | None = None) -> bool:

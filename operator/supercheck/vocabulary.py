@@ -46,6 +46,11 @@ class ConditionType(enum.StrEnum):
     REFERENCES_RESOLVED = "ReferencesResolved"
     RESULTS_RECORDED = "ResultsRecorded"
     NOTIFIED = "Notified"  # spec.notify: every webhook told of the end (False: one could not be)
+    # The lifecycle, for `kubectl wait`, kstatus (Flux) and Argo CD (supercheck.transitions.lifecycle_conditions)
+    COMPLETED = "Completed"  # True once terminal, whatever the end
+    SUCCEEDED = "Succeeded"  # True: Passed; False: any other end; Unknown before
+    READY = "Ready"  # True: Passed; kstatus reads False as InProgress
+    STALLED = "Stalled"  # True: ended other than Passed; kstatus reads it as Failed
 
 
 class Reason(enum.StrEnum):
@@ -63,6 +68,7 @@ class Reason(enum.StrEnum):
     CONFIGMAP_NOT_FOUND = "ConfigMapNotFound"
     SECRET_NOT_FOUND = "SecretNotFound"
     KEY_NOT_FOUND = "KeyNotFound"
+    RESOLVED = "Resolved"  # ReferencesResolved True: every referenced ConfigMap and Secret exists
     # the run's script snapshot (a ConfigMap of its own) cannot be taken or is not the run's own
     SNAPSHOT_REJECTED = "SnapshotRejected"  # too large for a ConfigMap, or refused by the API server
     SNAPSHOT_CONFLICT = "SnapshotConflict"  # a ConfigMap of the snapshot's name is someone else's

@@ -107,7 +107,7 @@ def test_a_missing_configmap_waits_out_its_grace_then_errors_with_the_keys_it_ha
         assert 0 < delay <= 1.0
         st = w.status("cm")
         assert (st["phase"], st["reason"]) == ("Pending", "ConfigMapNotFound")
-        assert [c["type"] for c in st["conditions"]] == ["ReferencesResolved"]
+        assert {c["type"]: c["status"] for c in st["conditions"]}["ReferencesResolved"] == "False"
         # the ConfigMap appears, with the wrong key, and the grace period runs out
         w.kube.add({"kind": "ConfigMap", "metadata": {"name": "scripts", "namespace": "ns"},
                     "data": {"other.js": "x"}})

@@ -84,6 +84,10 @@ async def admit(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRunSt
                                                    reason, message, now)})
             return min(1.0, s.script_ref_grace_seconds - waited + 0.05)
         return await res.refuse(run, body, status, reason, message)
+    resolved = tr.references_resolved_patch(status.conditions, now)
+    if resolved:  # a reference waited for has appeared: say so before the run goes on
+        body = await run.patch(body, resolved)
+        status = TestRunStatus.model_validate(body.get("status") or {})
 
     priority = shares.queue_priority(run, spec.priority)
     async with eng.gate.shared():

@@ -213,6 +213,10 @@ async def admit(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
                                                                       reason, message, now)})
             return min(1.0, s.script_ref_grace_seconds - waited + 0.05)
         return await refuse(run, body, status, reason, message)
+    resolved = tr.references_resolved_patch(status.conditions, now)
+    if resolved:  # a reference waited for has appeared: say so before the job goes on
+        body = await run.patch(body, resolved)
+        status = _status(body)
 
     shards = jobpods.shard_count(spec, s.running_capacity, len(suite.tests) if suite else None)
     priority = shares.queue_priority(run, spec.priority)

@@ -12,6 +12,7 @@ from supercheck.engine.context import Engine
 from supercheck.pods import PodView
 from supercheck.ports import Conflict
 from supercheck.redact import redact, redact_fields
+from supercheck.transitions import with_lifecycle
 from supercheck.vocabulary import PLURALS, TESTRUN_KIND
 
 Body = dict[str, Any]
@@ -74,9 +75,14 @@ class RunHandle:
 
         Every reader of the run sees its status: the free-text fields (messages, a test's failure)
         are redacted (:func:`supercheck.redact.redact_fields`) whatever error they quote.
+
+        Every write carries the lifecycle conditions of the phase it leaves the run in, and the
+        spec's generation it was decided on (:func:`supercheck.transitions.with_lifecycle`): the
+        terminal phase and Completed/Succeeded/Ready/Stalled land in one write, never apart.
         """
         kube = self.eng.kube
-        status_patch = redact_fields(status_patch)
+        status_patch = with_lifecycle(body.get("status"), redact_fields(status_patch),
+                                      body["metadata"].get("generation"), self.eng.clock.now())
         rv = body["metadata"].get("resourceVersion")
         try:
             updated = await kube.patch_status(self.namespace, self.name, status_patch, rv, self.plural)
