@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from supercheck import resubmit
+
 if TYPE_CHECKING:  # config imports NamespaceLimits from here
     from supercheck.config import Settings
 
@@ -102,10 +104,11 @@ class FairShare:
 SETTINGS_HINT = "set by the cluster admin in SUPERCHECK_NAMESPACE_LIMITS or SUPERCHECK_NAMESPACE_MAX_{}"
 
 
-def queued_share_message(kind: str, namespace: str, queued: int, limit: int, retry_after: int) -> str:
+def queued_share_message(kind: str, namespace: str, queued: int, limit: int, retry_after: int,
+                         name: str | None = None) -> str:
     return (f"namespace share exceeded: namespace {namespace!r} already has {queued}/{limit} runs queued "
             f"(the namespace's queued limit, {SETTINGS_HINT.format('QUEUED')}); "
-            f"apply the {kind} again in about {retry_after}s")
+            f"{resubmit.advice(kind, name, retry_after)}")
 
 
 def running_share_note(namespace: str, running: int, limit: int) -> str:

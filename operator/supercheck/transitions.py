@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from supercheck import resubmit
 from supercheck.clock import human_duration, iso, parse_iso
 from supercheck.models import AttemptRecord, Condition, Phase, TestRunStatus
 from supercheck.pods import AttemptOutcome, PodView
@@ -165,7 +166,7 @@ def rejected_patch(status: TestRunStatus, retry_after: int, running: int, queued
     """Rejected for a full queue; ``reason``/``message``: another limit's (a namespace's share)."""
     if message is None:
         message = (f"capacity exceeded: {running}/{running_capacity} running and {queued}/{queued_capacity} "
-                   f"queued; apply the TestRun again in about {retry_after}s")
+                   f"queued; {resubmit.advice('TestRun', None, retry_after)}")
     return {
         "phase": Phase.REJECTED.value,
         "attempts": status.attempts,

@@ -80,7 +80,7 @@ def test_beyond_the_queue_a_run_is_rejected_with_a_retry_after_and_holds_nothing
         assert (st["phase"], st["reason"], st["slot"] if "slot" in st else None) == ("Rejected", "CapacityExceeded",
                                                                                      None)
         assert st["retryAfterSeconds"] >= 1
-        assert "1/1 running and 1/1 queued" in st["message"] and "apply the TestRun again" in st["message"]
+        assert "1/1 running and 1/1 queued" in st["message"] and "kubectl delete testrun " in st["message"]
         assert "CapacityExceeded" in w.events.reasons()
         assert w.metric("supercheck_rejections_total", type="k6", reason="CapacityExceeded") == 1
         assert len(w.ledger.running) == 1 and len(w.ledger.queue) == 1

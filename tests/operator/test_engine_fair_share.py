@@ -189,6 +189,7 @@ def test_a_jobrun_beyond_its_namespace_queue_share_is_rejected_naming_it():
         assert await settle(w, "k") is None
         st = status(w, "k")
         assert (st["phase"], st["reason"]) == ("Rejected", "NamespaceLimitExceeded")
-        assert "namespace 'ns' already has 0/0 runs queued" in st["message"] and "the JobRun again" in st["message"]
+        assert "namespace 'ns' already has 0/0 runs queued" in st["message"]
+        assert "kubectl delete jobrun " in st["message"]
         assert st["retryAfterSeconds"] >= 1 and not w.ledger.queue
     run(go)

@@ -184,7 +184,7 @@ def test_k6_result_line_and_rejected_row():
     st = _status()
     st = _status(**tr.rejected_patch(st, 7, 3, 5, 3, 5, NOW))
     assert st.phase == Phase.REJECTED and st.retryAfterSeconds == 7 and st.reason == "CapacityExceeded"
-    assert "apply the TestRun again in about 7s" in st.message
+    assert "create it again in about 7s" in st.message and "kubectl delete testrun" in st.message
     rows = result_rows.rows_to_record(K6_BODY, st)
     assert [(r.attempt, r.phase) for r in rows] == [(0, "Rejected")]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from supercheck import fairshare
+from supercheck import fairshare, resubmit
 from supercheck.engine.run import Body, RunHandle
 from supercheck.ports import AdmitResult
 from supercheck.retry import retry_after_seconds
@@ -58,11 +58,11 @@ def rejection(run: RunHandle, kind: str, result: AdmitResult, avg_run_seconds: f
         retry_after = retry_after_seconds(slots, avg_run_seconds)
         return Rejection(Reason.NAMESPACE_LIMIT_EXCEEDED,
                          fairshare.queued_share_message(kind, run.namespace, result.namespace_queued, share.queued,
-                                                        retry_after), retry_after)
+                                                        retry_after, run.name), retry_after)
     retry_after = retry_after_seconds(s.running_capacity, avg_run_seconds)
     return Rejection(Reason.CAPACITY_EXCEEDED,
                      f"capacity exceeded: {result.running}/{s.running_capacity} running and "
-                     f"{result.queued}/{s.queued_capacity} queued; apply the {kind} again in about {retry_after}s",
+                     f"{result.queued}/{s.queued_capacity} queued; {resubmit.advice(kind, run.name, retry_after)}",
                      retry_after)
 
 
