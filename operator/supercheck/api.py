@@ -46,9 +46,13 @@ def make_app(hub: Hub, gate: Gate, *, heartbeat_seconds: float = 15.0, max_strea
     app[OPEN] = set()
     app.router.add_get(f"/api/v1/namespaces/{{namespace}}/{RUN_KINDS}/{{name}}/events", run_events)
     app.router.add_get("/api/v1/namespaces/{namespace}/events", namespace_events)
-    app.router.add_get("/healthz", lambda _: web.Response(text="ok"))
+    app.router.add_get("/healthz", healthz)
     app.on_shutdown.append(_close_streams)
     return app
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.Response(text="ok")
 
 
 def status_body(code: int, message: str) -> web.Response:
