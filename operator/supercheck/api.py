@@ -130,7 +130,8 @@ async def _stream(request: web.Request, sub: Subscription, *, ends_with_run: boo
 
 async def _close_streams(app: web.Application) -> None:
     app[HUB].close_all()
-    for sub in list(app[OPEN]):
+    opened: set[Subscription] = app[OPEN]
+    for sub in list(opened):
         sub.closed = True
         sub.wake.set()
 
@@ -138,7 +139,7 @@ async def _close_streams(app: web.Application) -> None:
 class ApiServer:
     """The API's aiohttp site on a port (0: chosen by the OS; see ``port`` once started)."""
 
-    def __init__(self, app: web.Application, port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 - a Service
+    def __init__(self, app: web.Application, port: int, host: str = "0.0.0.0") -> None:
         self.app = app
         self.host = host
         self.requested_port = port

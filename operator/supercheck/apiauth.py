@@ -146,11 +146,13 @@ class Gate:
             user = await self.users.get(key, lambda: self.reviewer.authenticate(token))
             if user is None:
                 return decide(None, wanted, [])
-            allowed = [await self.accesses.get((key, a), lambda a=a: self.reviewer.allowed(user, a))
-                       for a in wanted]
+            allowed = [await self._allowed(key, user, a) for a in wanted]
         except ReviewUnavailable as exc:
             return Decision(503, f"the API server could not review the token: {exc}")
         return decide(user, wanted, allowed)
+
+    async def _allowed(self, key: str, user: User, access: Access) -> bool:
+        return bool(await self.accesses.get((key, access), lambda: self.reviewer.allowed(user, access)))
 
 
 # ---------------------------------------------------------------- the reviews on the API server

@@ -62,10 +62,10 @@ def _observe(memo: Any, plural: str, type_: str | None, body: kopf.Body) -> None
 
 
 @kopf.on.event(GROUP, VERSION, TESTRUNS)
-def testrun_streamed(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:  # noqa: A002 - Kopf's name
+def testrun_streamed(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
     _observe(memo, TESTRUNS, type, body)
 
 
 @kopf.on.event(GROUP, VERSION, JOBRUNS)
-def jobrun_streamed(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:  # noqa: A002 - Kopf's name
+def jobrun_streamed(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
     _observe(memo, JOBRUNS, type, body)
