@@ -305,3 +305,38 @@ def test_decisions_expire_after_the_ttl():
         assert (await gate.check(f"Bearer {ALLOWED}", wanted)).status == 200  # an error is not cached
 
     asyncio.run(main())
+
+
+def test_the_operator_start_up_serves_the_api_and_kopf_events_feed_it():
+    """The Kopf wiring (supercheck.stream_handlers): start-up makes the hub and the server on
+    SUPERCHECK_API_PORT; each TestRun/JobRun event goes to the hub; clean-up stops the server."""
+    import socket
+
+    import kopf
+
+    from supercheck import stream_handlers
+    from supercheck.config import Settings
+
+    with socket.socket() as s:  # a free port, for the setting (0 means no API)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    async def main():
+        memo = kopf.Memo(settings=Settings(SUPERCHECK_API_PORT=str(port)))
+        await stream_handlers.api_startup(memo=memo)
+        try:
+            stream_handlers.testrun_streamed(type=None, body=run("Running", 1), memo=memo)
+            stream_handlers.jobrun_streamed(type="DELETED", body=run("Running", 0, name="j"), memo=memo)
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                    assert resp.status == 200
+                async with session.get(f"http://127.0.0.1:{port}{RUN_PATH}") as resp:
+                    assert resp.status == 401  # the real reviewer is never asked without a token
+        finally:
+            await stream_handlers.api_cleanup(memo=memo)
+        assert [e.state.phase for e in memo.hub.ring] == ["Running"]  # a run never seen is not "deleted"
+        memo_off = kopf.Memo(settings=Settings(SUPERCHECK_API_PORT="0"))
+        await stream_handlers.api_startup(memo=memo_off)
+        assert isinstance(memo_off.hub, Hub) and "api_server" not in memo_off
+
+    asyncio.run(main())
