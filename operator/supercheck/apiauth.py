@@ -159,11 +159,17 @@ class Gate:
 
 
 class KubeReviewer:
-    """TokenReview and SubjectAccessReview on the API server, off the event loop (the client blocks)."""
+    """TokenReview and SubjectAccessReview on the API server, off the event loop (the client blocks).
+    One client each, made at the first review (after the operator loaded its configuration), so the
+    reviews reuse their connections."""
+
+    def __init__(self) -> None:
+        self._authentication: Any = None
+        self._authorization: Any = None
 
     async def authenticate(self, token: str) -> User | None:
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}
-        status = (await asyncio.to_thread(_create_token_review, body)).get("status") or {}
+        status = (await asyncio.to_thread(self._create_token_review, body)).get("status") or {}
         if not status.get("authenticated"):
             return None
         user = status.get("user") or {}
@@ -182,8 +188,20 @@ class KubeReviewer:
         if user.uid:
             spec["uid"] = user.uid
         body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
-        status = (await asyncio.to_thread(_create_subject_access_review, body)).get("status") or {}
+        status = (await asyncio.to_thread(self._create_subject_access_review, body)).get("status") or {}
         return bool(status.get("allowed")) and not status.get("denied")
+
+    def _create_token_review(self, body: dict[str, Any]) -> dict[str, Any]:
+        if self._authentication is None:
+            self._authentication = kubernetes.client.AuthenticationV1Api()
+        api = self._authentication
+        return _review(api.create_token_review, body)
+
+    def _create_subject_access_review(self, body: dict[str, Any]) -> dict[str, Any]:
+        if self._authorization is None:
+            self._authorization = kubernetes.client.AuthorizationV1Api()
+        api = self._authorization
+        return _review(api.create_subject_access_review, body)
 
 
 def _review(call: Callable[..., Any], body: dict[str, Any]) -> dict[str, Any]:
@@ -195,13 +213,3 @@ def _review(call: Callable[..., Any], body: dict[str, Any]) -> dict[str, Any]:
     except (OSError, ValueError, kubernetes.client.exceptions.OpenApiException) as exc:
         raise ReviewUnavailable(str(exc)) from exc
     return data if isinstance(data, dict) else {}
-
-
-def _create_token_review(body: dict[str, Any]) -> dict[str, Any]:
-    api = kubernetes.client.AuthenticationV1Api()
-    return _review(api.create_token_review, body)
-
-
-def _create_subject_access_review(body: dict[str, Any]) -> dict[str, Any]:
-    api = kubernetes.client.AuthorizationV1Api()
-    return _review(api.create_subject_access_review, body)

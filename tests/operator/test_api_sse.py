@@ -340,3 +340,65 @@ def test_the_operator_start_up_serves_the_api_and_kopf_events_feed_it():
         assert isinstance(memo_off.hub, Hub) and "api_server" not in memo_off
 
     asyncio.run(main())
+
+
+def test_the_kube_reviewer_asks_the_api_server_what_kubectl_would(monkeypatch):
+    """KubeReviewer's TokenReview and SubjectAccessReview bodies and answers, on an HTTP server standing in
+    for the API server (the real one: tests/operator/test_cluster_sse.py)."""
+    import kubernetes
+    from aiohttp import web
+
+    from supercheck.apiauth import KubeReviewer
+
+    seen: list[tuple[str, dict]] = []
+
+    async def token_review(request):
+        body = await request.json()
+        seen.append(("tokenreview", body))
+        if body["spec"]["token"] == "broken":
+            return web.Response(status=500, text="etcd away")
+        ok = body["spec"]["token"] == "good"
+        user = {"username": "system:serviceaccount:team-a:ci", "uid": "u1",
+                "groups": ["system:serviceaccounts", "system:authenticated"], "extra": {"k": ["v"]}}
+        return web.json_response({**body, "status": {"authenticated": ok, **({"user": user} if ok else {})}})
+
+    async def access_review(request):
+        body = await request.json()
+        seen.append(("sar", body))
+        allowed = body["spec"]["resourceAttributes"].get("name") == "r1"
+        return web.json_response({**body, "status": {"allowed": allowed}})
+
+    async def main():
+        app = web.Application()
+        app.router.add_post("/apis/authentication.k8s.io/v1/tokenreviews", token_review)
+        app.router.add_post("/apis/authorization.k8s.io/v1/subjectaccessreviews", access_review)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        cfg = kubernetes.client.Configuration()
+        cfg.host = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+        for name in ("AuthenticationV1Api", "AuthorizationV1Api"):
+            real = getattr(kubernetes.client, name)
+            monkeypatch.setattr(kubernetes.client, name, lambda real=real: real(kubernetes.client.ApiClient(cfg)))
+        try:
+            reviewer = KubeReviewer()
+            assert await reviewer.authenticate("nope") is None
+            user = await reviewer.authenticate("good")
+            assert user == User("system:serviceaccount:team-a:ci", "u1",
+                                ("system:serviceaccounts", "system:authenticated"), {"k": ("v",)})
+            assert await reviewer.allowed(user, Access(NS, "testruns", "r1"))
+            assert not await reviewer.allowed(user, Access(NS, "jobruns"))
+            with pytest.raises(ReviewUnavailable):
+                await reviewer.authenticate("broken")
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())
+    sar = [body for kind, body in seen if kind == "sar"]
+    assert sar[0]["spec"] == {"user": "system:serviceaccount:team-a:ci", "uid": "u1",
+                              "groups": ["system:serviceaccounts", "system:authenticated"], "extra": {"k": ["v"]},
+                              "resourceAttributes": {"namespace": NS, "verb": "watch", "group": "supercheck.io",
+                                                     "resource": "testruns", "name": "r1"}}
+    assert "name" not in sar[1]["spec"]["resourceAttributes"]
+    assert seen[0][1] == {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": "nope"}}
