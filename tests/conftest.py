@@ -247,6 +247,7 @@ class OperatorCtl:
                 **cli.operator_config({k: str(v) for k, v in (config_env or self.config).items()}),
                 "SUPERCHECK_METRICS_PORT": str(PORTS.operator_metrics + 10 * n),
                 "SUPERCHECK_HEALTH_PORT": str(PORTS.operator_health + 10 * n),
+                "SUPERCHECK_API_PORT": str(PORTS.operator_api + 10 * n),
             },
         )
         proc.start([sys.executable, "-m", "supercheck.operator_main"], env=env, cwd=self.layout.root)

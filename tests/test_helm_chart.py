@@ -167,3 +167,37 @@ def test_fair_share_values_become_the_operators_settings(helm, tmp_path):
             fair.default.max_timeout_seconds) == (2, 5, 100, 3600)
     team_a = fair.of("team-a")
     assert (team_a.running, team_a.queued, team_a.max_priority) == (4, None, 100)  # null lifts the limit
+
+
+@pytest.mark.integration
+def test_chart_exposes_the_api_service_and_optionally_an_ingress(helm):
+    """The live run streams (docs/api.md): a Service port, the operator's port setting, an optional Ingress."""
+    objects = [o for o in yaml.safe_load_all(render(helm)) if o]
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["SUPERCHECK_API_PORT"] == "18082"
+    assert {"name": "api", "containerPort": 18082} in container["ports"]
+    service = next(o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "sc-supercheck-api")
+    assert service["spec"]["ports"] == [{"name": "api", "port": 18082, "targetPort": "api"}]
+    assert not [o for o in objects if o["kind"] == "Ingress"]
+
+    objects = [o for o in yaml.safe_load_all(render(
+        helm, "--set", "api.ingress.enabled=true", "--set", "api.ingress.host=checks.example.com",
+        "--set", "api.ingress.className=nginx", "--set", "api.ingress.tls[0].secretName=api-tls",
+        "--set", "api.ingress.tls[0].hosts[0]=checks.example.com")) if o]
+    ingress = next(o for o in objects if o["kind"] == "Ingress")
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["spec"]["tls"] == [{"secretName": "api-tls", "hosts": ["checks.example.com"]}]
+    rule = ingress["spec"]["rules"][0]
+    assert rule["host"] == "checks.example.com"
+    assert rule["http"]["paths"][0]["backend"]["service"] == {"name": "sc-supercheck-api", "port": {"name": "api"}}
+
+    objects = [o for o in yaml.safe_load_all(render(helm, "--set", "api.enabled=false",
+                                                    "--set", "api.ingress.enabled=true")) if o]
+    assert not [o for o in objects if o["kind"] == "Ingress" or o["metadata"]["name"] == "sc-supercheck-api"]
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["SUPERCHECK_API_PORT"] == "0"
+    role = next(o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "sc-supercheck")
+    assert not [r for r in role["rules"] if "tokenreviews" in r["resources"]]

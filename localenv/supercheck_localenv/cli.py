@@ -68,6 +68,7 @@ def service_env(layout: Layout) -> dict[str, str]:
         "AWS_SECRET_ACCESS_KEY": services.S3_SECRET_KEY,
         "AWS_REGION": "us-east-1",
         "SUPERCHECK_METRICS_URL": f"http://127.0.0.1:{PORTS.operator_metrics}/metrics",
+        "SUPERCHECK_API_URL": f"http://127.0.0.1:{PORTS.operator_api}",
     }
 
 
@@ -142,6 +143,7 @@ def operator_config(overrides: dict[str, str]) -> dict[str, str]:
         if k in OPERATOR_CONFIG_VARS or (k.startswith(OPERATOR_CONFIG_PREFIXES) and k != "SUPERCHECK_DEV_ROOT")
     }
     config.pop("SUPERCHECK_METRICS_URL", None)
+    config.pop("SUPERCHECK_API_URL", None)  # .dev/env's, for clients: not the operator's configuration
     config.update(overrides)
     return config
 
@@ -164,6 +166,7 @@ def start_operator(layout: Layout, config: dict[str, str], force: bool = False) 
     extra = {
         "SUPERCHECK_METRICS_PORT": str(PORTS.operator_metrics),
         "SUPERCHECK_HEALTH_PORT": str(PORTS.operator_health),
+        "SUPERCHECK_API_PORT": str(PORTS.operator_api),
         **config,
     }
     proc.start(

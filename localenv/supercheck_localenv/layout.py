@@ -27,6 +27,7 @@ class Ports:
     s3: int = 19000  # SeaweedFS: S3 here; its master, volume server and filer on the seven ports after it
     operator_metrics: int = 18080
     operator_health: int = 18081
+    operator_api: int = 18082  # the live run streams (SUPERCHECK_API_URL)
 
 
 @dataclass(frozen=True)

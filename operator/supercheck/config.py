@@ -179,6 +179,32 @@ class Settings(BaseSettings):
         description="monitor_results rows older than this are deleted (swept hourly); 0: kept forever",
     )
 
+    # --- the API: live run streams (supercheck.api; docs/api.md) -----------------------
+    api_port: int = Field(
+        18082, ge=0, validation_alias=_env("SUPERCHECK_API_PORT"),
+        description="Port of the API (Server-Sent Events of the runs); 0: no API",
+    )
+    api_heartbeat_seconds: float = Field(
+        15.0, gt=0, validation_alias=_env("SUPERCHECK_API_HEARTBEAT_SECONDS"),
+        description="A comment line on every quiet stream this often (proxies keep it open; dead clients found)",
+    )
+    api_auth_cache_seconds: float = Field(
+        10.0, ge=0, validation_alias=_env("SUPERCHECK_API_AUTH_CACHE_SECONDS"),
+        description="How long a TokenReview and a SubjectAccessReview answer is reused for the same token",
+    )
+    api_run_history: int = Field(
+        64, ge=1, validation_alias=_env("SUPERCHECK_API_RUN_HISTORY"),
+        description="Events kept per run for Last-Event-ID resume",
+    )
+    api_history: int = Field(
+        10_000, ge=1, validation_alias=_env("SUPERCHECK_API_HISTORY"),
+        description="Events kept for all runs (namespace streams' Last-Event-ID resume)",
+    )
+    api_max_streams: int = Field(
+        5_000, ge=1, validation_alias=_env("SUPERCHECK_API_MAX_STREAMS"),
+        description="Streams open at once; beyond: 429",
+    )
+
     # --- fair share between namespaces (supercheck.fairshare); unset: no limit -----------
     namespace_max_running: int | None = Field(
         None, ge=1, validation_alias=_env("SUPERCHECK_NAMESPACE_MAX_RUNNING"),

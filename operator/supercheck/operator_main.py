@@ -30,6 +30,7 @@ from supercheck import (
     monitor_handlers,  # noqa: F401 - the Monitor handlers; after `handlers`, whose start-up they build on
     redact,
     schedule_handlers,  # registers the RunSchedule handlers with Kopf (and names their quiet wake-ups)
+    stream_handlers,  # the live run streams (hub and API server); after `handlers`, which sets the settings
 )
 from supercheck.config import Settings
 
@@ -42,7 +43,8 @@ class _QuietWakeups(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
         return not (msg.startswith(("Handler 'runner_pod_changed'", "Handler 'testrun_changed'", "Daemon 'drive'",
-                                    *schedule_handlers.QUIET_HANDLERS, *MONITOR_WAKEUPS))
+                                    *schedule_handlers.QUIET_HANDLERS, *MONITOR_WAKEUPS,
+                                    *stream_handlers.QUIET_HANDLERS))
                     and msg.endswith("succeeded."))
 
 
