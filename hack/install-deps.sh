@@ -67,11 +67,14 @@ fi
 #    one build's module downloads overlap another's compiling (Go's caches take concurrent builds).
 #    4. Kubernetes and etcd; 5. helm, to render and validate the chart in the tests (and `make
 #    lint`'s helm lint); 6. SeaweedFS, the local environment's S3 server (it checks signatures and
-#    POST policies, as the tests of the runners' upload grants need).
+#    POST policies, as the tests of the runners' upload grants need); 7. a minimal OpenTelemetry
+#    Collector (OTLP receiver, file exporter: hack/otelcol), the trace sink of tracing's tests and
+#    of `supercheck-dev up --tracing`.
 pids=()
 hack/build-kube.sh >/dev/null & pids+=($!)
 hack/build-helm.sh >/dev/null & pids+=($!)
 hack/build-seaweedfs.sh >/dev/null & pids+=($!)
+hack/build-otelcol.sh >/dev/null & pids+=($!)
 for pid in "${pids[@]}"; do
   wait "$pid"
 done

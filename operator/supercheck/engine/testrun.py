@@ -16,6 +16,7 @@ from supercheck.engine import Step
 from supercheck.engine import admission as adm
 from supercheck.engine import attempts as att
 from supercheck.engine import results as res
+from supercheck.engine import traces
 from supercheck.engine.guard import guarded
 from supercheck.engine.run import RunHandle
 from supercheck.models import Phase, TestRunSpec, TestRunStatus
@@ -79,6 +80,7 @@ async def cancel(run: RunHandle) -> None:
         spec_type = (fresh.get("spec") or {}).get("type", "")
         eng.metrics.runs.labels(spec_type, Phase.CANCELLED.value, *run.extra_labels(fresh)).inc()
         run.event(fresh, "Normal", EventReason.CANCELLED, status.message or "cancelled")
+        traces.run_ended(run, fresh)
     else:
         await res.release(run, status)  # idempotent: a crash may have left it held
     owed = result_rows.rows_to_record(fresh, status)
