@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/receiver"
 	"go.opentelemetry.io/collector/receiver/otlpreceiver"
+	"go.opentelemetry.io/collector/service/telemetry/otelconftelemetry"
 )
 
 func components() (otelcol.Factories, error) {
@@ -32,6 +33,8 @@ func components() (otelcol.Factories, error) {
 	factories.Processors = map[component.Type]processor.Factory{}
 	factories.Connectors = map[component.Type]connector.Factory{}
 	factories.Extensions = map[component.Type]extension.Factory{}
+	// The collector's own logs and (switched off) metrics: required since v0.13x.
+	factories.Telemetry = otelconftelemetry.NewFactory()
 	return factories, nil
 }
 

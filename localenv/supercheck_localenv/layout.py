@@ -27,6 +27,8 @@ class Ports:
     s3: int = 19000  # SeaweedFS: S3 here; its master, volume server and filer on the seven ports after it
     operator_metrics: int = 18080
     operator_health: int = 18081
+    otlp_grpc: int = 14317  # the OpenTelemetry Collector when tracing is on (supercheck_localenv.otelcol)
+    otlp_http: int = 14318
 
 
 @dataclass(frozen=True)

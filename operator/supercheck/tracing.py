@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 Attributes = Mapping[str, str | int | float | bool]
 
 OPERATOR_SERVICE = "supercheck-operator"
+RUNNER_PHASES = ("validation", "execution", "upload")  # the runner's spans (supercheck_runner.tracing.PHASES)
 RUNNER_SERVICE = "supercheck-runner"
 
 # The operator's OTLP settings that a runner pod gets too (its spans go to the same collector).
@@ -207,6 +208,14 @@ def exporter_choice(environ: Mapping[str, str]) -> tuple[str | None, str]:
     return "otlp", "OTLP over HTTP"
 
 
+def traces_endpoint(environ: Mapping[str, str]) -> str:
+    """Where OTLP/HTTP spans are posted, as the specification derives it from the two variables."""
+    explicit = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    if explicit:
+        return explicit
+    return environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318").rstrip("/") + "/v1/traces"
+
+
 def runner_env(environ: Mapping[str, str], trace: RunTrace, attempt: int) -> dict[str, str]:
     """What a runner pod needs to join the run's trace: ``TRACEPARENT`` (its attempt span as parent)
     and the operator's OTLP settings (``SUPERCHECK_RUNNER_OTLP_ENDPOINT``: another endpoint for pods)."""
@@ -305,6 +314,9 @@ class _ChosenIds:
         chosen = self.chosen.get()
         return chosen[1] if chosen else self._random.generate_span_id()
 
+    def is_trace_id_random(self) -> bool:
+        return self.chosen.get() is None  # a run's trace id is derived from its uid (a hash, not W3C random)
+
 
 def tracer_with(processor: SpanProcessor, environ: Mapping[str, str] | None = None,
                 service: str = OPERATOR_SERVICE) -> RunTracer:
@@ -333,6 +345,7 @@ def from_env(environ: Mapping[str, str]) -> RunTracer:
     else:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        exporter = OTLPSpanExporter()  # endpoint, headers, timeout: from the OTEL_EXPORTER_OTLP_* variables
+        # The endpoint from ``environ``; headers, timeout, compression from the process's OTEL_EXPORTER_OTLP_*.
+        exporter = OTLPSpanExporter(endpoint=traces_endpoint(environ))
     log.info("tracing on: %s", why)
     return tracer_with(BatchSpanProcessor(exporter), environ)

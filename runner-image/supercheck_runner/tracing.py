@@ -33,6 +33,14 @@ def wanted(environ: Mapping[str, str]) -> bool:
         environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
 
 
+def traces_endpoint(environ: Mapping[str, str]) -> str:
+    """Where OTLP/HTTP spans are posted, as the specification derives it from the two variables."""
+    explicit = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    if explicit:
+        return explicit
+    return environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").rstrip("/") + "/v1/traces"
+
+
 class Phases:
     """One span at a time: :meth:`enter` ends the current phase's span and starts the next one."""
 
@@ -95,7 +103,7 @@ def start(environ: Mapping[str, str], attributes: Mapping[str, str | int] | None
         parent = TraceContextTextMapPropagator().extract({"traceparent": environ[TRACEPARENT_ENV]})
         service = environ.get("OTEL_SERVICE_NAME") or RUNNER_SERVICE
         provider = TracerProvider(resource=Resource.create({"service.name": service}), shutdown_on_exit=False)
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=traces_endpoint(environ))))
         return Phases(provider.get_tracer("supercheck.runner"), parent, provider, attributes)
     except Exception:  # noqa: BLE001 - a run without its spans is still a run
         log.exception("tracing not started")
