@@ -22,9 +22,9 @@ from typing import Any, cast
 
 import kopf
 
+from supercheck import tracing
 from supercheck.config import Settings
 from supercheck.engine import jobrun
-from supercheck import tracing
 from supercheck.engine.context import Engine
 from supercheck.engine.ledger_repair import clean_finished_pods, rebuild_ledger, reconcile_ledger
 from supercheck.engine.run import RunHandle

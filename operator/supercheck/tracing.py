@@ -257,11 +257,11 @@ class RunTracer:
             return
         try:
             self._record(trace, span)
-        except Exception:  # noqa: BLE001 - tracing must not break a run
+        except Exception:  # tracing must not break a run
             log.exception("span %r of trace %s not recorded", span.name, trace.trace_id)
 
     def _record(self, trace: RunTrace, span: SpanRecord) -> None:
-        from opentelemetry import trace as api
+        from opentelemetry import trace as otel
         from opentelemetry.context import Context
         from opentelemetry.trace import Status, StatusCode
 
@@ -269,9 +269,9 @@ class RunTracer:
         if span.parent_id is None:
             ctx = Context()
         else:
-            parent = api.SpanContext(int(trace.trace_id, 16), int(span.parent_id, 16), is_remote=True,
-                                     trace_flags=api.TraceFlags(api.TraceFlags.SAMPLED))
-            ctx = api.set_span_in_context(api.NonRecordingSpan(parent), Context())
+            parent = otel.SpanContext(int(trace.trace_id, 16), int(span.parent_id, 16), is_remote=True,
+                                      trace_flags=otel.TraceFlags(otel.TraceFlags.SAMPLED))
+            ctx = otel.set_span_in_context(otel.NonRecordingSpan(parent), Context())
         token = self._ids.chosen.set((int(trace.trace_id, 16), int(span.span_id, 16)))
         try:
             sdk_span = self._tracer.start_span(span.name, context=ctx, attributes=dict(span.attributes),

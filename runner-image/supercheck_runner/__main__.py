@@ -603,8 +603,9 @@ def _main(argv: list[str] | None = None) -> int:
     shutil.rmtree(out, ignore_errors=True)  # everything under out/ is uploaded: nothing stale
     out.mkdir(parents=True, exist_ok=True)
     say = RunLog(out / "console.log")
-    tracing.current = tracing.start(os.environ, {"supercheck.namespace": config.namespace,
-                                                 "supercheck.run": config.runName, "supercheck.attempt": config.attempt})
+    span_attributes: dict[str, str | int] = {"supercheck.namespace": config.namespace, "supercheck.run": config.runName,
+                                              "supercheck.attempt": config.attempt}
+    tracing.current = tracing.start(os.environ, span_attributes)
     margin = settings.timeout_margin_seconds
     margin = default_margin(config.timeoutSeconds) if margin is None else margin
     deadline = Deadline.after(execution_budget(config.timeoutSeconds, margin), start=started)

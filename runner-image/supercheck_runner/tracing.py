@@ -62,7 +62,7 @@ class Phases:
         try:
             self._end()
             self._span = self._tracer.start_span(name, context=self._parent, attributes=self._attributes)
-        except Exception:  # noqa: BLE001 - tracing must not break a run
+        except Exception:  # tracing must not break a run
             log.exception("span %s not started", name)
 
     def fail(self, message: str) -> None:
@@ -85,7 +85,7 @@ class Phases:
         try:
             self._end()
             self._provider.force_flush(int(timeout_seconds * 1000))
-        except Exception:  # noqa: BLE001 - the run's result is written already; tracing must not change it
+        except Exception:  # the run's result is written already; tracing must not change it
             log.exception("spans not flushed")
 
 
@@ -105,7 +105,7 @@ def start(environ: Mapping[str, str], attributes: Mapping[str, str | int] | None
         provider = TracerProvider(resource=Resource.create({"service.name": service}), shutdown_on_exit=False)
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=traces_endpoint(environ))))
         return Phases(provider.get_tracer("supercheck.runner"), parent, provider, attributes)
-    except Exception:  # noqa: BLE001 - a run without its spans is still a run
+    except Exception:  # a run without its spans is still a run
         log.exception("tracing not started")
         return Phases()
 

@@ -12,11 +12,10 @@ from pydantic import ValidationError
 
 from supercheck import rows as result_rows
 from supercheck import transitions as tr
-from supercheck.engine import Step
+from supercheck.engine import Step, traces
 from supercheck.engine import admission as adm
 from supercheck.engine import attempts as att
 from supercheck.engine import results as res
-from supercheck.engine import traces
 from supercheck.engine.guard import guarded
 from supercheck.engine.run import RunHandle
 from supercheck.models import Phase, TestRunSpec, TestRunStatus
