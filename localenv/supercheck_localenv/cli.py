@@ -8,6 +8,10 @@
 `make dev-up` and `make dev-down` call this. Operator configuration variables
 (RUNNING_CAPACITY=3 ...) come from the command line or the environment; when they
 differ from those of the running operator, only the operator is restarted.
+
+    supercheck-dev up SUPERCHECK_TRACING=1   tracing on (docs/tracing.md): an OpenTelemetry
+                                             Collector on 14317/14318 writing .dev/data/otel/traces.json,
+                                             and the operator exporting to it
 """
 
 from __future__ import annotations
@@ -51,6 +55,13 @@ COMPONENTS = (
     "operator",
 )
 NODE_RESOURCES = {"cpu": "16", "memory": "32Gi", "ephemeral-storage": "100Gi", "pods": "110"}
+# Started only with tracing on (SUPERCHECK_TRACING=1), so not among COMPONENTS (which `status` requires).
+OPTIONAL_COMPONENTS = ("otelcol",)
+TRACING_SWITCH = "SUPERCHECK_TRACING"
+
+
+def tracing_on(config: dict[str, str]) -> bool:
+    return config.get(TRACING_SWITCH, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def log(msg: str) -> None:
@@ -169,6 +180,9 @@ def start_operator(layout: Layout, config: dict[str, str], force: bool = False) 
         "SUPERCHECK_API_PORT": str(PORTS.operator_api),
         **config,
     }
+    if tracing_on(config):
+        services.start_otelcol(layout)
+        extra.setdefault("OTEL_EXPORTER_OTLP_ENDPOINT", services.collector(layout).endpoint)
     proc.start(
         [sys.executable, "-m", "supercheck.operator_main"],
         env=_process_env(layout, extra),
@@ -230,7 +244,7 @@ def up(layout: Layout, overrides: dict[str, str], keep_operator: bool = False) -
 
 def down(layout: Layout) -> None:
     # Reverse order: the operator and node agent first, so no pod is started as we go.
-    for name in reversed(COMPONENTS):
+    for name in (*reversed(COMPONENTS), *OPTIONAL_COMPONENTS):
         proc = Proc(layout, name)
         if proc.pid_file.exists():
             log(f"stopping {name}")
@@ -247,6 +261,10 @@ def status(layout: Layout) -> int:
         pid = proc.pid
         print(f"{name:26} {'running pid ' + str(pid) if pid else 'stopped'}")
         code |= pid is None
+    for name in OPTIONAL_COMPONENTS:
+        pid = Proc(layout, name).pid
+        if pid:
+            print(f"{name:26} running pid {pid}")
     return code
 
 

@@ -28,6 +28,8 @@ class Ports:
     operator_metrics: int = 18080
     operator_health: int = 18081
     operator_api: int = 18082  # the live run streams (SUPERCHECK_API_URL)
+    otlp_grpc: int = 14317  # the OpenTelemetry Collector when tracing is on (supercheck_localenv.otelcol)
+    otlp_http: int = 14318
 
 
 @dataclass(frozen=True)

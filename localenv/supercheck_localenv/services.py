@@ -18,7 +18,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from supercheck_localenv import seaweedfs
+from supercheck_localenv import otelcol, seaweedfs
 from supercheck_localenv.controlplane import wait_for
 from supercheck_localenv.layout import PORTS, Layout
 from supercheck_localenv.procs import Proc
@@ -166,3 +166,23 @@ def create_buckets(names, endpoint: str = S3_ENDPOINT_URL) -> None:
     for name in names:
         if name not in existing:
             s3.create_bucket(Bucket=name)
+
+
+def collector(layout: Layout) -> otelcol.Collector:
+    """The local environment's trace sink (tracing on): OTLP on PORTS.otlp_grpc and PORTS.otlp_http,
+    spans written to .dev/data/otel/traces.json."""
+    return otelcol.Collector(layout.data("otel"), PORTS.otlp_grpc, PORTS.otlp_http)
+
+
+def start_otelcol(layout: Layout) -> Proc:
+    """Start the OpenTelemetry Collector (idempotent; the first time builds it: minutes)."""
+    proc = Proc(layout, "otelcol")
+    server = collector(layout)
+    argv = server.argv(otelcol.binary())
+    if proc.running() and (proc.record() or {}).get("argv") != argv:
+        proc.stop()
+    if not proc.running():
+        server.write_config()
+        proc.start(argv, env={"PATH": "/usr/bin:/bin"}, cwd=server.data_dir)
+    wait_for("otelcol", server.ready, 30, proc)
+    return proc

@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
 import kopf
 
+from supercheck import tracing
 from supercheck.config import Settings
 from supercheck.engine import jobrun
 from supercheck.engine.context import Engine
@@ -118,6 +120,7 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Logger, **
         store=Store(cfg.database_url),
         metrics=metrics,
         events=KopfEvents(),
+        tracer=tracing.from_env(os.environ),  # one trace per run when OTEL_EXPORTER_OTLP_ENDPOINT is set
     )
     memo.engine = eng
     await eng.store.ready()
@@ -144,6 +147,7 @@ async def cleanup(memo: Any, **_: Any) -> None:
     if isinstance(eng, Engine):
         await eng.ledger.close()
         await eng.store.close()
+        await asyncio.to_thread(eng.tracer.flush, 5.0)  # the last spans, within a bounded time
 
 
 def _every(seconds: float, name: str, sweep: Callable[[], Coroutine[Any, Any, None]], *,

@@ -641,3 +641,8 @@ class TestRunStatus(_Model):
     notifications: list[Notification] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)
     observedGeneration: int | None = None
+    # Tracing (docs/tracing.md): set at admission when the operator traces.
+    traceId: str | None = Field(default=None, description="The run's OpenTelemetry trace id (32 hex digits)")
+    traceParent: str | None = Field(
+        default=None, description="W3C traceparent of the run's root span: a restarted operator continues the trace"
+    )

@@ -323,11 +323,14 @@ class PodShape:
 
 
 def runner_pod(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settings,
-               resources: ResourceSet, files: Layout | None = None, shape: PodShape | None = None) -> dict[str, Any]:
+               resources: ResourceSet, files: Layout | None = None, shape: PodShape | None = None,
+               trace_env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """``files``: where the script's files go; computed from the spec unless the run is a whole
     ConfigMap, whose layout needs the snapshot's keys (:func:`supercheck.scriptfiles.layout`).
     ``shape``: a JobRun's shard or merge pod (its name, runner config, deadline). The pod mounts
-    its own upload grant, the Secret :func:`upload_secret_name`, which must exist before it starts."""
+    its own upload grant, the Secret :func:`upload_secret_name`, which must exist before it starts.
+    ``trace_env``: ``TRACEPARENT`` and the OTLP settings when the operator traces (after the user's
+    env, which may not set them: reserved names)."""
     files = files or layout(spec, run.name)
     timeout = shape.config.timeoutSeconds if shape else timeout_seconds(spec, settings)
     limits = resources.as_k8s()
@@ -337,6 +340,7 @@ def runner_pod(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settings,
     else:
         env = ([e.model_dump(exclude_none=True) for e in spec.env] if shape.user_env else []) + \
             _base_env(settings) + _env_list(shape.config.to_env()) + [dict(e) for e in shape.extra_env]
+    env += _env_list(dict(trace_env or {}))
     # The grant is readable by the test too (one user in the container): it is worth this attempt's
     # own prefix until the pod's deadline, nothing more. No S3 credential is in the pod.
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": resources.ephemeral_storage}},

@@ -36,6 +36,7 @@ class Row:
     artifacts: dict[str, Any] | None = None
     labels: dict[str, str] = field(default_factory=dict)
     schedule: str | None = None  # the RunSchedule that created the run (schedule_of)
+    trace_id: str | None = None  # the run's OpenTelemetry trace (status.traceId; docs/tracing.md)
 
 
 def schedule_of(meta: Mapping[str, Any]) -> str | None:
@@ -54,7 +55,7 @@ def rows_to_record(body: Mapping[str, Any], status: TestRunStatus) -> list[Row]:
     spec = body.get("spec") or {}
     base = dict(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"], type=spec.get("type", ""),
                 priority=int(spec.get("priority") or 0), labels=dict(meta.get("labels") or {}),
-                queued_at=status.queuedAt, schedule=schedule_of(meta))
+                queued_at=status.queuedAt, schedule=schedule_of(meta), trace_id=status.traceId)
     rows: list[Row] = []
     phase = status.phase
     terminal = phase is not None and phase.terminal
@@ -93,4 +94,4 @@ def start_row(body: Mapping[str, Any], status: TestRunStatus) -> Row:
                type=spec.get("type", ""), phase=Phase.RUNNING.value, final=False,
                priority=int(spec.get("priority") or 0), pod_name=status.podName, queued_at=status.queuedAt,
                started_at=(rec.startedAt if rec else None) or status.startedAt,
-               labels=dict(meta.get("labels") or {}), schedule=schedule_of(meta))
+               labels=dict(meta.get("labels") or {}), schedule=schedule_of(meta), trace_id=status.traceId)

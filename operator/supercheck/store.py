@@ -50,12 +50,13 @@ INSERT INTO runs (uid, attempt, namespace, name, type, phase, final, priority, r
                   total, passed, failed, flaky, skipped,
                   k6_thresholds_passed, k6_checks_passed, k6_checks_failed, k6_iterations,
                   k6_http_req_duration_p95_ms, artifacts_bucket, artifacts_prefix, artifacts_report, labels,
-                  schedule)
+                  schedule, trace_id)
 VALUES (%(uid)s, %(attempt)s, %(namespace)s, %(name)s, %(type)s, %(phase)s, %(final)s, %(priority)s,
         %(reason)s, %(message)s, %(failure_class)s, %(exit_code)s, %(pod_name)s, %(queued_at)s,
         %(started_at)s, %(completed_at)s, %(duration_ms)s, %(total)s, %(passed)s, %(failed)s, %(flaky)s,
         %(skipped)s, %(k6_thresholds_passed)s, %(k6_checks_passed)s, %(k6_checks_failed)s,
-        %(k6_iterations)s, %(k6_p95)s, %(bucket)s, %(prefix)s, %(report)s, %(labels)s, %(schedule)s)
+        %(k6_iterations)s, %(k6_p95)s, %(bucket)s, %(prefix)s, %(report)s, %(labels)s, %(schedule)s,
+        %(trace_id)s)
 ON CONFLICT (uid, attempt) DO UPDATE SET
     namespace = EXCLUDED.namespace, name = EXCLUDED.name, type = EXCLUDED.type,
     phase = EXCLUDED.phase, final = EXCLUDED.final, priority = EXCLUDED.priority,
@@ -69,7 +70,7 @@ ON CONFLICT (uid, attempt) DO UPDATE SET
     k6_http_req_duration_p95_ms = EXCLUDED.k6_http_req_duration_p95_ms,
     artifacts_bucket = EXCLUDED.artifacts_bucket, artifacts_prefix = EXCLUDED.artifacts_prefix,
     artifacts_report = EXCLUDED.artifacts_report, labels = EXCLUDED.labels, schedule = EXCLUDED.schedule,
-    updated_at = now()
+    trace_id = COALESCE(EXCLUDED.trace_id, runs.trace_id), updated_at = now()
 WHERE NOT runs.final OR EXCLUDED.final
 """
 
@@ -83,7 +84,7 @@ def row_params(row: Row) -> dict[str, Any]:
     return {
         **{key: d[key] for key in ("uid", "attempt", "namespace", "name", "type", "phase", "final", "priority",
                                    "reason", "message", "failure_class", "exit_code", "pod_name",
-                                   "schedule")},
+                                   "schedule", "trace_id")},
         "queued_at": parse_iso(row.queued_at),
         "started_at": started,
         "completed_at": completed,

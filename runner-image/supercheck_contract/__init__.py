@@ -178,6 +178,10 @@ def decode_termination_message(text: str | None) -> RunnerResult | None:
 UPLOAD_GRANT_ENV = "SUPERCHECK_UPLOAD_GRANT"  # the path of the grant file in a runner pod
 UPLOAD_GRANT_PATH = "/var/run/supercheck/upload/grant.json"  # where the operator mounts it
 
+# W3C Trace Context of the attempt a runner pod runs (its spans are children of it); set with the
+# OTEL_EXPORTER_OTLP_* variables only when the operator traces (docs/tracing.md).
+TRACEPARENT_ENV = "TRACEPARENT"
+
 
 DEFAULT_MAX_ARTIFACT_BYTES = 1024**3  # per attempt
 DEFAULT_MAX_ARTIFACT_FILES = 5000  # per attempt

@@ -46,6 +46,7 @@ RESERVED_ENV_PREFIXES: dict[str, str] = {
     "CHROMIUM_": "Chromium's wrapper settings: CHROMIUM_FLAGS adds switches such as --renderer-cmd-prefix, "
                  "which start other programs",
     "TINI_": "the init process that reaps the runner's children and forwards signals",
+    "OTEL_": "OpenTelemetry: where the runner's spans go (set by the operator when it traces)",
 }
 
 # Single names, with why.
@@ -57,6 +58,8 @@ RESERVED_ENV_NAMES: dict[str, str] = {
     "GCONV_PATH": "glibc loads character-set converters (code) from it",
     "GLIBC_TUNABLES": "changes glibc's behaviour in every program",
     "BASH_ENV": "a file every non-interactive bash runs first",
+    "TRACEPARENT": "set by the operator: the run's trace, which the runner's spans join",
+    "TRACESTATE": "the W3C trace context's companion of TRACEPARENT",
 }
 
 # Names in a reserved family that only change the test's own behaviour, so a run may set them.
@@ -81,13 +84,13 @@ MSG_RESERVED_ENV = (
     "names a variable the runner reserves: SUPERCHECK_*, LD_*, NODE_* (but NODE_ENV, NODE_EXTRA_CA_CERTS, "
     "NODE_TLS_REJECT_UNAUTHORIZED, NODE_NO_WARNINGS), PLAYWRIGHT_*, PW_*, K6_* (but K6_WEB_DASHBOARD_PERIOD), "
     "PYTHON*, AWS_*, GIT_* (but GIT_SSL_CAINFO, GIT_SSL_CAPATH), OPENSSL_*, CHROME_*, CHROMIUM_*, TINI_*, "
-    "HOME, PATH, TMPDIR, S3_ENDPOINT_URL, GCONV_PATH, GLIBC_TUNABLES, BASH_ENV; "
+    "OTEL_*, HOME, PATH, TMPDIR, S3_ENDPOINT_URL, GCONV_PATH, GLIBC_TUNABLES, BASH_ENV, TRACEPARENT, TRACESTATE; "
     "give the variable another name (k6 options go in spec.k6.args)"
 )
 MSG_RESERVED_PREFIX = (
     "envFrom[].prefix would make names the runner reserves (a prefix that starts one of SUPERCHECK_, LD_, "
-    "NODE_, PLAYWRIGHT_, PW_, K6_, PYTHON, AWS_, GIT_, OPENSSL_, CHROME_, CHROMIUM_, TINI_, HOME, PATH, "
-    "TMPDIR, S3_ENDPOINT_URL, GCONV_PATH, GLIBC_TUNABLES, BASH_ENV, or is one of them); "
+    "NODE_, PLAYWRIGHT_, PW_, K6_, PYTHON, AWS_, GIT_, OPENSSL_, CHROME_, CHROMIUM_, TINI_, OTEL_, HOME, PATH, "
+    "TMPDIR, S3_ENDPOINT_URL, GCONV_PATH, GLIBC_TUNABLES, BASH_ENV, TRACEPARENT, TRACESTATE, or is one of them); "
     "use a prefix of your own such as APP_"
 )
 

@@ -44,7 +44,19 @@ from supercheck_contract import (
     UploadGrant,
     shard_files,
 )
-from supercheck_runner import artifacts, gitsource, grant, job, k6, k6_summary, playwright, progress, project, validate
+from supercheck_runner import (
+    artifacts,
+    gitsource,
+    grant,
+    job,
+    k6,
+    k6_summary,
+    playwright,
+    progress,
+    project,
+    tracing,
+    validate,
+)
 from supercheck_runner.outcome import EngineOutcome, build_result, first_line, write_termination_message
 from supercheck_runner.process import ProcessOutcome, become_subreaper, reap_orphans, run_supervised
 from supercheck_runner.settings import SYSTEM_CHROMIUM, SYSTEM_FFMPEG, RunnerSettings, child_env
@@ -116,6 +128,7 @@ def run_playwright(config: RunnerConfig, settings: RunnerSettings, work: Path, o
         timeout=min(VALIDATION_TIMEOUT_SECONDS, max(1.0, deadline.remaining())),
     )
     say(f"validation passed: {placed}")
+    tracing.enter("execution")
     selected: list[str] = []
     if shard:
         selected, total = job.selection(config, files)
@@ -224,6 +237,7 @@ def run_k6(config: RunnerConfig, settings: RunnerSettings, work: Path, out: Path
     env = _k6_env(work)
     _validate_k6(settings, suite_dir, script, env, deadline)
     say("validation passed")
+    tracing.enter("execution")
     outcome, proc = _k6_once(config, settings, script, suite_dir, out, env, deadline, stop, say)
     if proc.stopped == "signal":
         outcome = _stopped_by_signal(outcome)
@@ -250,6 +264,7 @@ def run_k6_shard(config: RunnerConfig, settings: RunnerSettings, work: Path, out
         except validate.ValidationError as exc:
             raise validate.ValidationError([replace(i, file=i.file or rel) for i in exc.issues]) from exc
     say(f"validation passed: {len(tests)} test files of a suite of {len(files)} files")
+    tracing.enter("execution")
     selected = shard_files(tests, config.shardIndex, config.shardCount)
     say(f"{job.label(config)}: {len(selected)} of the job's {len(tests)} test files"
         + (f": {job.named(selected)}" if selected else ""))
@@ -416,6 +431,7 @@ def execute(config: RunnerConfig, settings: RunnerSettings, work: Path, out: Pat
     if config.mode == job.MERGE:
         if client is None:
             return EngineOutcome(FailureClass.INFRASTRUCTURE, "merge mode needs S3")
+        tracing.enter("execution")  # a merge validates nothing
         try:
             return run_merge(config, settings, work, out, deadline, stop, say, client)
         except Exception as exc:  # noqa: BLE001 - a bug of ours must still end in a result, not a bare crash
@@ -555,6 +571,13 @@ def finish(result: RunnerResult, settings: RunnerSettings, say: RunLog) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    finally:
+        tracing.current.close()  # the last spans, within tracing.FLUSH_SECONDS
+
+
+def _main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     become_subreaper()
     stop = threading.Event()
@@ -580,6 +603,9 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(out, ignore_errors=True)  # everything under out/ is uploaded: nothing stale
     out.mkdir(parents=True, exist_ok=True)
     say = RunLog(out / "console.log")
+    span_attributes: dict[str, str | int] = {"supercheck.namespace": config.namespace, "supercheck.run": config.runName,
+                                              "supercheck.attempt": config.attempt}
+    tracing.current = tracing.start(os.environ, span_attributes)
     margin = settings.timeout_margin_seconds
     margin = default_margin(config.timeoutSeconds) if margin is None else margin
     deadline = Deadline.after(execution_budget(config.timeoutSeconds, margin), start=started)
@@ -610,10 +636,14 @@ def main(argv: list[str] | None = None) -> int:
         say(f"{outage.text}: S3 looks down rather than misconfigured, so the test runs anyway and its files "
             f"are uploaded when S3 is back (retrying for up to {config.uploadWindowSeconds} s once the test ends)")
 
+    tracing.enter("validation")
     try:
         outcome = execute(config, settings, work, out, deadline, stop, say, clients[0])
     finally:
         reap_orphans()
+    if outcome.failure not in (FailureClass.NONE, FailureClass.TEST_FAILURE):
+        tracing.current.fail(f"{outcome.failure.value}: {outcome.message}")
+    tracing.enter("upload")
 
     return finish(store_results(clients, config, settings, out, outcome, started, stop, say,
                                 caps_for(config, upload_grant)), settings, say)

@@ -68,7 +68,8 @@ def test_the_lock_file_pins_exactly_what_package_json_asks():
 
 
 RUNNER_PYPROJECT = tomllib.loads((IMAGE / "pyproject.toml").read_text())
-OPERATOR_ONLY = ("kopf", "kubernetes", "redis", "psycopg", "opentelemetry", "prometheus-client", "aiohttp")
+# OpenTelemetry is not among them: the runner exports its own spans (supercheck_runner.tracing).
+OPERATOR_ONLY = ("kopf", "kubernetes", "redis", "psycopg", "prometheus-client", "aiohttp")
 
 
 def _name(requirement: str) -> str:
@@ -84,6 +85,20 @@ def test_the_image_installs_the_runner_alone_with_its_own_dependencies():
     # The development install pins the same versions (the root pyproject's `runner` extra).
     root = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert sorted(root["project"]["optional-dependencies"]["runner"]) == sorted(deps)
+    # The runner's OpenTelemetry is the operator's: one trace, one SDK release on both sides.
+    otel = sorted(d for d in deps if d.startswith("opentelemetry"))
+    assert otel and otel == sorted(d for d in root["project"]["dependencies"] if d.startswith("opentelemetry"))
+
+
+def test_the_runner_imports_opentelemetry_only_when_it_traces():
+    """Start-up cost: a pod without TRACEPARENT never loads the SDK."""
+    import subprocess
+    import sys
+
+    code = ("import sys, supercheck_runner.__main__, supercheck_runner.tracing as t; "
+            "t.start({}); print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_every_third_party_import_of_the_runner_is_a_declared_dependency():

@@ -6,7 +6,7 @@ from __future__ import annotations
 from supercheck import envguard, podspec, scriptfiles
 from supercheck import transitions as tr
 from supercheck.clock import parse_iso
-from supercheck.engine import Step, shares
+from supercheck.engine import Step, shares, traces
 from supercheck.engine import attempts as att
 from supercheck.engine import results as res
 from supercheck.engine import snapshot as snap
@@ -99,8 +99,10 @@ async def admit(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRunSt
             why = shares.rejection(run, "TestRun", result, await eng.ledger.avg_run_seconds())
             patch = tr.rejected_patch(status, why.retry_after, result.running, result.queued,
                                       s.running_capacity, s.queued_capacity, now, reason=why.reason,
-                                      message=why.message)
+                                      message=why.message) | traces.fields(run, body)
             body = await run.patch(body, patch)
+            traces.admitted(run, body, "rejected")
+            traces.run_ended(run, body)
             extra = run.extra_labels(body)
             eng.metrics.rejections.labels(spec.type, why.reason, *extra).inc()
             eng.metrics.runs.labels(spec.type, Phase.REJECTED.value, *extra).inc()
@@ -118,9 +120,10 @@ async def admit(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRunSt
                 run.log.info("%s", exc)
                 return s.service_retry_seconds  # the queue place is kept: admit is idempotent
             note = shares.waiting_note(run, result)
-            patch = tr.queued_patch(status, result.seq, result.position, now)
+            patch = tr.queued_patch(status, result.seq, result.position, now) | traces.fields(run, body)
             patch["message"] += note
             body = await run.patch(body, patch)
+            traces.admitted(run, body, "queued", result.position)
             run.event(body, "Normal", EventReason.QUEUED,
                       (note[2:] if note else f"all {s.running_capacity} running slots are taken") +
                       f"; queued at position {result.position}")
@@ -147,6 +150,7 @@ async def wait_in_queue(run: RunHandle, body: Body, spec: TestRunSpec, status: T
             patch = tr.rejected_patch(status, why.retry_after, result.running, result.queued, s.running_capacity,
                                       s.queued_capacity, eng.clock.now(), reason=why.reason, message=why.message)
             body = await run.patch(body, patch)
+            traces.run_ended(run, body)
             run.event(body, "Warning", why.reason, patch["message"])
             return 0.0
     return QUEUE_BACKSTOP_SECONDS

@@ -15,7 +15,7 @@ from supercheck import envguard, podspec, scriptfiles
 from supercheck import pods as pod_state
 from supercheck import transitions as tr
 from supercheck.clock import iso, parse_iso
-from supercheck.engine import WAIT, Step, progress, uploads
+from supercheck.engine import WAIT, Step, progress, traces, uploads
 from supercheck.engine import results as res
 from supercheck.engine import snapshot as snap
 from supercheck.engine.isolation import ensure_runner_network_policy
@@ -102,7 +102,7 @@ async def launch(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRunS
     now = eng.clock.now()
     granted = datetime.fromtimestamp(granted_ms / 1000, now.tzinfo) if granted_ms else None
     name = podspec.pod_name(run.name, attempt)
-    claim = run.patch(body, tr.claim_attempt_patch(status, attempt, name, granted, now))
+    claim = run.patch(body, tr.claim_attempt_patch(status, attempt, name, granted, now) | traces.fields(run, body))
     snapshot: Body | None = None
     if attempt == 1 and status.slot != SlotState.QUEUED:
         # Admitted straight away: the script ConfigMap is written beside the claim, not after it
@@ -121,6 +121,10 @@ async def launch(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRunS
     else:
         body = await claim
     if attempt == 1:
+        if status.slot == SlotState.QUEUED:
+            traces.slot_granted(run, body, granted or now)
+        else:
+            traces.admitted(run, body, "running")
         created = parse_iso(body["metadata"].get("creationTimestamp"))
         if created and granted:
             eng.metrics.queue_wait.labels(spec.type, *run.extra_labels(body)).observe(
@@ -155,7 +159,8 @@ async def create_pod(run: RunHandle, body: Body, spec: TestRunSpec, attempt: int
         return await end_without_pod(run, body, spec, Reason.INVALID_SPEC, reserved)
     await ensure_runner_network_policy(eng, run.namespace)
     resources = podspec.resolve_resources(spec, eng.settings)
-    pod = podspec.runner_pod(podspec.RunRef.from_body(body), spec, attempt, eng.settings, resources, files)
+    pod = podspec.runner_pod(podspec.RunRef.from_body(body), spec, attempt, eng.settings, resources, files,
+                             trace_env=traces.pod_env(run, body, attempt))
     try:
         if not await uploads.grant(run, pod):
             return eng.settings.service_retry_seconds
@@ -176,6 +181,7 @@ async def create_pod(run: RunHandle, body: Body, spec: TestRunSpec, attempt: int
             return eng.settings.service_retry_seconds
         return WAIT
     now = eng.clock.now()
+    traces.dispatched(run, body, attempt, since, now, pod["metadata"]["name"])
     eng.metrics.dispatch_latency.observe(max(0.0, (now - since).total_seconds()))
     run.log.debug("timing: %s pod created %s (slot granted %s)", run.name, iso(now), iso(since))
     run.event(body, "Normal", EventReason.DISPATCHED,
@@ -238,6 +244,7 @@ async def observe(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRun
         await eng.kube.delete_pod(run.namespace, pod.name, grace_seconds=0)
     await uploads.revoke(run, status.podName)  # the pod has ended: its grant is of no more use
     assert state.outcome is not None
+    traces.attempt_over(run, body, status.attempts, pod, state.outcome, now)
     return await attempt_ended(run, body, spec, status, state.outcome)
 
 

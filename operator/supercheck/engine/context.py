@@ -13,6 +13,7 @@ from supercheck.clock import Clock, SystemClock
 from supercheck.config import Settings
 from supercheck.metrics import Metrics
 from supercheck.ports import Events, Kube, Ledger, Promotion, Store
+from supercheck.tracing import RunTracer
 
 
 class Gate:
@@ -82,6 +83,7 @@ class Engine:
     cancelling: set[str] = field(default_factory=set)
     network_policies: set[str] = field(default_factory=set)  # namespaces whose runner policy is kept
     rebuild_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    tracer: RunTracer = field(default_factory=RunTracer)  # off unless OTEL_* says (supercheck.tracing)
 
     # --- wake-ups: events, not polling
     def wake_event(self, uid: str) -> asyncio.Event:

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from supercheck import rows as result_rows
 from supercheck import transitions as tr
 from supercheck.clock import parse_iso
-from supercheck.engine import Step, notifications
+from supercheck.engine import Step, notifications, traces
 from supercheck.engine.run import Body, RunHandle
 from supercheck.jobrows import JobRow
 from supercheck.models import Phase, TestRunSpec, TestRunStatus
@@ -37,6 +37,7 @@ def announce_end(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRunS
     kind = "Normal" if phase == Phase.PASSED else "Warning"
     text = f"{phase.value}: {status.result or ''}; {status.message or ''}".strip("; ")
     run.event(body, kind, status.reason or phase.value, text)
+    traces.run_ended(run, body)
 
 
 async def refuse(run: RunHandle, body: Body, status: TestRunStatus, reason: Reason, message: str) -> Step:
@@ -50,6 +51,7 @@ async def refuse(run: RunHandle, body: Body, status: TestRunStatus, reason: Reas
     eng.metrics.rejections.labels(spec_type, reason, *run.extra_labels(body)).inc()
     eng.metrics.runs.labels(spec_type, Phase.ERROR.value, *run.extra_labels(body)).inc()
     run.event(body, "Warning", reason, message)
+    traces.run_ended(run, body)
     try:
         spec: TestRunSpec | None = TestRunSpec.model_validate(body.get("spec") or {})
     except ValidationError:

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from supercheck import rows as result_rows
 from supercheck import transitions as tr
-from supercheck.engine import Step
+from supercheck.engine import Step, traces
 from supercheck.engine import admission as adm
 from supercheck.engine import attempts as att
 from supercheck.engine import results as res
@@ -79,6 +79,7 @@ async def cancel(run: RunHandle) -> None:
         spec_type = (fresh.get("spec") or {}).get("type", "")
         eng.metrics.runs.labels(spec_type, Phase.CANCELLED.value, *run.extra_labels(fresh)).inc()
         run.event(fresh, "Normal", EventReason.CANCELLED, status.message or "cancelled")
+        traces.run_ended(run, fresh)
     else:
         await res.release(run, status)  # idempotent: a crash may have left it held
     owed = result_rows.rows_to_record(fresh, status)
