@@ -36,11 +36,10 @@ from datetime import UTC, datetime
 import psutil
 import psycopg
 from aiohttp import web
+from bench_kit import PeakRss, operator_process  # hack/: beside this script
 from kubernetes import client, config, watch
 
 from supercheck.durations import parse_duration
-from supercheck_localenv.layout import default_layout
-from supercheck_localenv.procs import Proc
 
 GROUP, VERSION, PLURAL = "supercheck.io", "v1alpha1", "monitors"
 
@@ -80,11 +79,6 @@ class Server:
 # ---------------------------------------------------------------- the operator, its metrics
 
 
-def operator_process() -> psutil.Process:
-    pid = Proc(default_layout(), "operator").pid
-    if pid is None:
-        sys.exit("the operator of the local environment is not running (make dev-up)")
-    return psutil.Process(pid)
 
 
 def metrics_text() -> str:
@@ -126,26 +120,6 @@ def bucket_quantile(before: dict[float, float], after: dict[float, float], q: fl
             return le
     return math.nan
 
-
-class CpuSampler:
-    def __init__(self, proc: psutil.Process, interval: float = 2.0) -> None:
-        self.proc, self.interval = proc, interval
-        self.peak_rss = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.peak_rss = max(self.peak_rss, self.proc.memory_info().rss)
-            except psutil.Error:
-                return
-            self._stop.wait(self.interval)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def cpu_seconds(proc: psutil.Process) -> float:
@@ -251,7 +225,7 @@ def main() -> int:
         before_text, before_cpu, before_writes = metrics_text(), cpu_seconds(operator), writes.modified
         before_requests = server.requests
         start_wall, start_utc = time.monotonic(), datetime.now(UTC)
-        sampler = CpuSampler(operator)
+        sampler = PeakRss(operator)
         time.sleep(args.minutes * 60)
         wall = time.monotonic() - start_wall
         end_utc = datetime.now(UTC)
@@ -277,7 +251,7 @@ def main() -> int:
             "checks": int(checks), "checks_metric": int(checks_metric), "checks_expected": round(expected),
             "server_requests": requests,
             "operator_cpu_share": round(cpu / wall, 4), "operator_cpu_ms_per_check": round(cpu * 1000 / checks, 3)
-            if checks else None, "operator_rss_mib": round(sampler.peak_rss / 2**20, 1),
+            if checks else None, "operator_rss_mib": round(sampler.peak / 2**20, 1),
             "lag_p50_ms": round(pct(lags, 50) * 1000, 1), "lag_p99_ms": round(pct(lags, 99) * 1000, 1),
             "lag_max_ms": round(max(lags) * 1000, 1) if lags else None,
             "lag_histogram_p99_le_s": lag_hist_p99,

@@ -23,45 +23,15 @@ import asyncio
 import json
 import os
 import sys
-import threading
 import time
 import uuid
 
 import aiohttp
 import psutil
+from bench_kit import PeakRss, operator_process  # hack/: beside this script
 from kubernetes import client, config
 
 from supercheck_localenv.layout import default_layout
-from supercheck_localenv.procs import Proc
-
-
-def operator_process() -> psutil.Process:
-    pid = Proc(default_layout(), "operator").pid
-    if pid is None:
-        sys.exit("the operator of the local environment is not running (make dev-up)")
-    return psutil.Process(pid)
-
-
-class RssSampler:
-    def __init__(self, proc: psutil.Process, interval: float = 2.0) -> None:
-        self.proc, self.interval = proc, interval
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, self.proc.memory_info().rss)
-            except psutil.Error:
-                return
-            self._stop.wait(self.interval)
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._thread.join()
-        return self.peak
 
 
 def cpu_seconds(proc: psutil.Process) -> float:
@@ -71,7 +41,7 @@ def cpu_seconds(proc: psutil.Process) -> float:
 
 async def window(proc: psutil.Process, seconds: float) -> dict[str, float]:
     """The operator's CPU share and peak RSS over ``seconds`` (the event loop keeps the streams read)."""
-    rss = RssSampler(proc)
+    rss = PeakRss(proc)
     cpu0, t0 = cpu_seconds(proc), time.monotonic()
     await asyncio.sleep(seconds)
     cpu1, t1 = cpu_seconds(proc), time.monotonic()

@@ -19,7 +19,7 @@ import base64
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -35,7 +35,7 @@ from supercheck.monitormodels import DOWN, UP, HttpCheck, MonitorNotifyTarget, M
 from supercheck.monitorresults import MonitorResultRow
 from supercheck.ports import ApiUnavailable, Conflict, Refused
 from supercheck.redact import redact, redact_fields
-from supercheck.vocabulary import LABEL_MONITOR, MONITORS, TESTRUNS, EventReason
+from supercheck.vocabulary import LABEL_MONITOR, MONITOR_KIND, MONITORS, TESTRUNS, EventReason
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +59,21 @@ class Monitors:
     eng: Engine
     checker: Checker
     results: ResultSink
-    wakeups: dict[str, asyncio.Event] = field(default_factory=dict)
+
+    # Each daemon's wake-up is the Engine's (one registry for the operator), keyed by the monitor's uid.
+    @staticmethod
+    def _key(uid: str) -> str:
+        return f"{MONITOR_KIND}:{uid}"
 
     def wake_event(self, uid: str) -> asyncio.Event:
-        ev = self.wakeups.get(uid)
-        if ev is None:
-            ev = self.wakeups[uid] = asyncio.Event()
-        return ev
+        return self.eng.wake_event(self._key(uid))
 
     def wake(self, uid: str | None) -> None:
-        if uid and uid in self.wakeups:
-            self.wakeups[uid].set()
+        if uid:
+            self.eng.wake(self._key(uid))
 
     def forget(self, uid: str) -> None:
-        self.wakeups.pop(uid, None)
+        self.eng.wakeups.pop(self._key(uid), None)
 
 
 def parse_status(raw: Mapping[str, Any] | None) -> MonitorStatus:
