@@ -258,4 +258,9 @@ class JobRunStatus(_Model):
     conditions: list[Condition] = Field(default_factory=list)
     observedGeneration: int | None = Field(
         default=None, description="metadata.generation of the spec the operator last acted on")
+    # Tracing (docs/tracing.md): set at admission when the operator traces, as a TestRun's.
+    traceId: str | None = Field(default=None, description="The job's OpenTelemetry trace id (32 hex digits)")
+    traceParent: str | None = Field(
+        default=None, description="W3C traceparent of the job's root span: a restarted operator continues the trace"
+    )
 

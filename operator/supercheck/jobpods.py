@@ -152,9 +152,11 @@ def _git_env(spec: JobRunSpec) -> tuple[dict[str, Any], ...]:
 
 
 def shard_pod(ref: RunRef, spec: JobRunSpec, suite: Suite | None, shard: int, shards: int, attempt: int,
-              timeout: int, settings: Settings, limits: ResourceSet) -> dict[str, Any]:
+              timeout: int, settings: Settings, limits: ResourceSet,
+              trace_env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Shard ``shard`` of ``shards``, attempt ``attempt``: the whole suite mounted (or fetched from
-    git: ``suite`` None), running its :func:`supercheck_contract.shard_files` within ``timeout`` s."""
+    git: ``suite`` None), running its :func:`supercheck_contract.shard_files` within ``timeout`` s.
+    ``trace_env``: the pod's part of the job's trace (:func:`supercheck.podspec.runner_pod`)."""
     as_run = shard_spec(spec, ref)
     layout = suite.layout if suite is not None else Layout((), None)
     git = spec.testsFrom.git if spec.testsFrom else None
@@ -170,7 +172,7 @@ def shard_pod(ref: RunRef, spec: JobRunSpec, suite: Suite | None, shard: int, sh
     shape = PodShape(name=shard_pod_name(ref.name, shard, attempt), shard=str(shard), config=config,
                      deadline_seconds=_deadline(timeout, settings), extra_env=_git_env(spec),
                      script_volume=suite is not None)
-    return runner_pod(ref, as_run, attempt, settings, limits, layout, shape)
+    return runner_pod(ref, as_run, attempt, settings, limits, layout, shape, trace_env)
 
 
 def merge_reads(shards: Sequence[tuple[int, str]]) -> list[str]:
@@ -181,7 +183,7 @@ def merge_reads(shards: Sequence[tuple[int, str]]) -> list[str]:
 
 
 def merge_pod(ref: RunRef, spec: JobRunSpec, shard_prefixes: Sequence[str], attempt: int, settings: Settings,
-              limits: ResourceSet) -> dict[str, Any]:
+              limits: ResourceSet, trace_env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The pod that merges the shards' blob reports into one HTML report and one JUnit XML under the
     job's prefix. It runs no user code: no user env, no suite."""
     as_run = shard_spec(spec, ref)
@@ -193,4 +195,4 @@ def merge_pod(ref: RunRef, spec: JobRunSpec, shard_prefixes: Sequence[str], atte
     shape = PodShape(name=merge_pod_name(ref.name, attempt), shard=MERGE_SHARD, config=config,
                      deadline_seconds=_deadline(MERGE_TIMEOUT_SECONDS, settings), script_volume=False,
                      user_env=False)
-    return runner_pod(ref, as_run, attempt, settings, limits, Layout((), None), shape)
+    return runner_pod(ref, as_run, attempt, settings, limits, Layout((), None), shape, trace_env)

@@ -52,6 +52,7 @@ class JobRow:
     report_key: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     schedule: str | None = None  # the RunSchedule that created the job (supercheck.rows.schedule_of)
+    trace_id: str | None = None  # the job's OpenTelemetry trace (status.traceId; docs/tracing.md)
 
 
 @dataclass

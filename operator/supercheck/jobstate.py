@@ -221,7 +221,7 @@ def rows(body: Mapping[str, Any], status: JobRunStatus) -> tuple[JobRow, list[Jo
                  queued_at=status.queuedAt, started_at=status.startedAt, completed_at=status.completedAt,
                  report_bucket=art.bucket if art else None, report_prefix=art.prefix if art else None,
                  report_key=art.report if art else None, labels=dict(meta.get("labels") or {}),
-                 schedule=schedule_of(meta))
+                 schedule=schedule_of(meta), trace_id=status.traceId)
     tests = [JobTestRow(name=t.name, outcome=(t.outcome or TestOutcome.NOT_RUN).value, file=t.file,
                         duration_ms=t.durationMs, retries=t.retries or 0, shard=t.shard, failure=t.failure)
              for t in status.tests]

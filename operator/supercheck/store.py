@@ -109,11 +109,12 @@ def row_params(row: Row) -> dict[str, Any]:
 UPSERT_JOB = """
 INSERT INTO jobs (uid, namespace, name, type, phase, final, reason, message, priority, parallelism,
                   total, completed, passed, failed, flaky, skipped, not_run, queued_at, started_at,
-                  completed_at, duration_ms, report_bucket, report_prefix, report_key, labels, schedule)
+                  completed_at, duration_ms, report_bucket, report_prefix, report_key, labels, schedule,
+                  trace_id)
 VALUES (%(uid)s, %(namespace)s, %(name)s, %(type)s, %(phase)s, %(final)s, %(reason)s, %(message)s,
         %(priority)s, %(parallelism)s, %(total)s, %(completed)s, %(passed)s, %(failed)s, %(flaky)s,
         %(skipped)s, %(not_run)s, %(queued_at)s, %(started_at)s, %(completed_at)s, %(duration_ms)s,
-        %(report_bucket)s, %(report_prefix)s, %(report_key)s, %(labels)s, %(schedule)s)
+        %(report_bucket)s, %(report_prefix)s, %(report_key)s, %(labels)s, %(schedule)s, %(trace_id)s)
 ON CONFLICT (uid) DO UPDATE SET
     namespace = EXCLUDED.namespace, name = EXCLUDED.name, type = EXCLUDED.type, phase = EXCLUDED.phase,
     final = EXCLUDED.final, reason = EXCLUDED.reason, message = EXCLUDED.message,
@@ -124,7 +125,7 @@ ON CONFLICT (uid) DO UPDATE SET
     started_at = COALESCE(EXCLUDED.started_at, jobs.started_at), completed_at = EXCLUDED.completed_at,
     duration_ms = EXCLUDED.duration_ms, report_bucket = EXCLUDED.report_bucket,
     report_prefix = EXCLUDED.report_prefix, report_key = EXCLUDED.report_key, labels = EXCLUDED.labels,
-    schedule = EXCLUDED.schedule, updated_at = now()
+    schedule = EXCLUDED.schedule, trace_id = COALESCE(EXCLUDED.trace_id, jobs.trace_id), updated_at = now()
 WHERE NOT jobs.final OR EXCLUDED.final
 RETURNING uid
 """

@@ -36,6 +36,7 @@ Attributes = Mapping[str, str | int | float | bool]
 OPERATOR_SERVICE = "supercheck-operator"
 RUNNER_PHASES = ("validation", "execution", "upload")  # the runner's spans (supercheck_runner.tracing.PHASES)
 RUNNER_SERVICE = "supercheck-runner"
+MERGE = "merge"  # a JobRun's merge pod, as its shard (supercheck.jobpods.MERGE_SHARD)
 
 # The operator's OTLP settings that a runner pod gets too (its spans go to the same collector).
 # Headers are not among them: they may carry a collector's credentials, and a run's code reads its
@@ -107,12 +108,16 @@ class RunTrace:
         return {"traceId": self.trace_id, "traceParent": self.traceparent}
 
 
-def attempt_key(attempt: int) -> str:
-    return f"attempt {attempt}"
+def attempt_key(attempt: int, shard: str | None = None) -> str:
+    """An attempt span's key and name: ``attempt 2`` (a TestRun's), ``shard 1 attempt 2`` or
+    ``merge attempt 1`` (a JobRun's shard or merge pod: ``shard`` is its pod's, "1".."N" or "merge")."""
+    if shard is None:
+        return f"attempt {attempt}"
+    return f"{shard if shard == MERGE else f'shard {shard}'} attempt {attempt}"
 
 
-def dispatch_key(attempt: int) -> str:
-    return f"dispatch {attempt}"
+def dispatch_key(attempt: int, shard: str | None = None) -> str:
+    return f"dispatch {attempt}" if shard is None else f"shard {shard} dispatch {attempt}"
 
 
 # ---------------------------------------------------------------- the spans of a run (pure)
@@ -139,10 +144,11 @@ def _run_attributes(namespace: str, name: str, uid: str) -> dict[str, str]:
 
 
 def run_span(trace: RunTrace, namespace: str, name: str, uid: str, test_type: str, created: datetime,
-             completed: datetime, phase: str, reason: str | None) -> SpanRecord:
-    """The root: from the TestRun's creation to its terminal phase."""
+             completed: datetime, phase: str, reason: str | None, kind: str = "TestRun") -> SpanRecord:
+    """The root: from the run's creation (a TestRun or a JobRun: ``kind``) to its terminal phase."""
     start, end = _ordered(created, completed)
-    attrs = {**_run_attributes(namespace, name, uid), "supercheck.type": test_type, "supercheck.phase": phase}
+    attrs = {**_run_attributes(namespace, name, uid), "supercheck.kind": kind, "supercheck.type": test_type,
+             "supercheck.phase": phase}
     if reason:
         attrs["supercheck.reason"] = reason
     failed = phase not in ("Passed", "Failed")  # a test that failed is a run that worked
@@ -152,7 +158,7 @@ def run_span(trace: RunTrace, namespace: str, name: str, uid: str, test_type: st
 
 def admission_span(trace: RunTrace, created: datetime, decided: datetime, outcome: str,
                    position: int | None = None) -> SpanRecord:
-    """From the TestRun's creation to the ledger's answer: run now, queue, or reject."""
+    """From the run's creation to the ledger's answer: run now, queue, or reject."""
     start, end = _ordered(created, decided)
     attrs: dict[str, str | int] = {"supercheck.admission": outcome}
     if position is not None:
@@ -167,25 +173,36 @@ def queue_wait_span(trace: RunTrace, queued: datetime, granted: datetime) -> Spa
     return SpanRecord("queue wait", trace.span_id("queue wait"), trace.root_span_id, start, end)
 
 
-def dispatch_span(trace: RunTrace, attempt: int, since: datetime, created: datetime, pod: str) -> SpanRecord:
-    """From the slot's grant (a retry: its launch) to the attempt's pod created."""
+def _shard_attributes(attempt: int, shard: str | None) -> dict[str, str | int]:
+    attrs: dict[str, str | int] = {"supercheck.attempt": attempt}
+    if shard is not None:
+        attrs["supercheck.shard"] = shard
+    return attrs
+
+
+def dispatch_span(trace: RunTrace, attempt: int, since: datetime, created: datetime, pod: str,
+                  shard: str | None = None) -> SpanRecord:
+    """From the slot's grant (a retry: its launch) to the attempt's pod created (a JobRun: the shard's)."""
     start, end = _ordered(since, created)
-    return SpanRecord("dispatch", trace.span_id(dispatch_key(attempt)), trace.root_span_id, start, end,
-                      {"supercheck.attempt": attempt, "k8s.pod.name": pod})
+    return SpanRecord("dispatch", trace.span_id(dispatch_key(attempt, shard)), trace.root_span_id, start, end,
+                      {**_shard_attributes(attempt, shard), "k8s.pod.name": pod})
 
 
 def attempt_span(trace: RunTrace, attempt: int, created: datetime, ended: datetime, pod: str | None,
-                 failure_class: str, exit_code: int | None, message: str | None) -> SpanRecord:
-    """Attempt N: from its pod's creation to its end; the runner's spans are its children."""
+                 failure_class: str, exit_code: int | None, message: str | None,
+                 shard: str | None = None) -> SpanRecord:
+    """Attempt N (a JobRun: of shard ``shard``, or of its merge): from its pod's creation to its end;
+    the runner's spans are its children."""
     start, end = _ordered(created, ended)
-    attrs: dict[str, str | int] = {"supercheck.attempt": attempt, "supercheck.failure_class": failure_class}
+    attrs = {**_shard_attributes(attempt, shard), "supercheck.failure_class": failure_class}
     if pod:
         attrs["k8s.pod.name"] = pod
     if exit_code is not None:
         attrs["supercheck.exit_code"] = exit_code
     ok = failure_class in ("none", "test_failure")  # a test that failed is an attempt that worked
-    return SpanRecord(f"attempt {attempt}", trace.span_id(attempt_key(attempt)), trace.root_span_id, start, end,
-                      attrs, error=None if ok else (message or failure_class)[:512])
+    key = attempt_key(attempt, shard)
+    return SpanRecord(key, trace.span_id(key), trace.root_span_id, start, end, attrs,
+                      error=None if ok else (message or failure_class)[:512])
 
 
 # ---------------------------------------------------------------- configuration (pure)
@@ -216,16 +233,17 @@ def traces_endpoint(environ: Mapping[str, str]) -> str:
     return environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318").rstrip("/") + "/v1/traces"
 
 
-def runner_env(environ: Mapping[str, str], trace: RunTrace, attempt: int) -> dict[str, str]:
-    """What a runner pod needs to join the run's trace: ``TRACEPARENT`` (its attempt span as parent)
-    and the operator's OTLP settings (``SUPERCHECK_RUNNER_OTLP_ENDPOINT``: another endpoint for pods)."""
+def runner_env(environ: Mapping[str, str], trace: RunTrace, attempt: int, shard: str | None = None) -> dict[str, str]:
+    """What a runner pod needs to join the run's trace: ``TRACEPARENT`` (its attempt span as parent;
+    a JobRun's: its shard's or merge's) and the operator's OTLP settings
+    (``SUPERCHECK_RUNNER_OTLP_ENDPOINT``: another endpoint for pods)."""
     env = {k: environ[k] for k in RUNNER_OTEL_VARIABLES if environ.get(k)}
     override = environ.get(RUNNER_ENDPOINT_ENV)
     if override:
         env.pop("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None)
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = override
     env["OTEL_SERVICE_NAME"] = RUNNER_SERVICE
-    env[TRACEPARENT_ENV] = trace.traceparent_of(attempt_key(attempt))
+    env[TRACEPARENT_ENV] = trace.traceparent_of(attempt_key(attempt, shard))
     return env
 
 
@@ -248,8 +266,8 @@ class RunTracer:
     def trace_for(self, uid: str, status: Mapping[str, Any] | None) -> RunTrace:
         return RunTrace.for_run(uid, (status or {}).get("traceParent"))
 
-    def runner_env(self, trace: RunTrace, attempt: int) -> dict[str, str]:
-        return runner_env(self._environ, trace, attempt) if self.enabled else {}
+    def runner_env(self, trace: RunTrace, attempt: int, shard: str | None = None) -> dict[str, str]:
+        return runner_env(self._environ, trace, attempt, shard) if self.enabled else {}
 
     def record(self, trace: RunTrace, span: SpanRecord) -> None:
         """Export one finished span with its own ids; an export problem never reaches the run."""

@@ -1,12 +1,15 @@
 """Tracing in the local environment (docs/tracing.md): with SUPERCHECK_TRACING=1 the operator exports to
 the environment's OpenTelemetry Collector, and so does the runner pod, given TRACEPARENT and the
 endpoint; one trace in the collector's file holds both processes' spans, parents right, and its id is
-the TestRun's status.traceId and the `runs` row's trace_id."""
+the TestRun's status.traceId and the `runs` row's trace_id. A 2-shard k6 JobRun likewise: one trace with
+both shards' attempts, the runner's spans under each, its id the JobRun's status.traceId and the `jobs`
+row's trace_id."""
 
 from __future__ import annotations
 
 import pytest
-from operator_kit import create, get_run, make_run, phase, wait_for
+from operator_kit import QUICK_K6, create, get_run, make_run, phase, wait_for
+from test_cluster_jobrun import create_job, job, suite_configmap, wait_job
 
 from supercheck_localenv import otelcol
 from supercheck_localenv import services as dev_services
@@ -53,4 +56,49 @@ def test_a_k6_run_is_one_trace_across_the_operator_and_the_runner(operator_ctl, 
 
     rows = wait_for(lambda: db_conn.execute("SELECT trace_id FROM runs WHERE namespace = %s AND name = 'traced'",
                                             (namespace,)).fetchall(), 30, what="the row")
+    assert rows == [(trace_id,)]
+
+
+SHARD_ATTEMPTS = ("shard 1 attempt 1", "shard 2 attempt 1")
+
+
+def test_a_two_shard_k6_job_is_one_trace_with_each_shards_runner_under_its_attempt(
+        operator_ctl, kube_env, namespace, core_v1, custom_objects, db_conn):
+    operator_ctl.start(SUPERCHECK_TRACING="1")
+    collector = dev_services.collector(kube_env.layout)
+    suite_configmap(core_v1, namespace, "k6traced", {"a.test.js": QUICK_K6, "b.test.js": QUICK_K6})
+    create_job(custom_objects, namespace, job("traced-job", {
+        "type": "k6", "parallelism": 2, "testsFrom": {"configMapRef": {"name": "k6traced"}}}))
+    st = wait_job(custom_objects, namespace, "traced-job", 240)["status"]
+    assert st["phase"] == "Passed" and st["slots"] == 2, st
+    trace_id = st["traceId"]
+    assert len(trace_id) == 32 and st["traceParent"].startswith(f"00-{trace_id}-")
+
+    def the_trace():
+        spans = [s for s in otelcol.read_spans(collector.traces_file) if s["traceId"] == trace_id]
+        runner = [s for s in spans if s["service"] == "supercheck-runner"]
+        names = {s["name"] for s in spans}
+        done = names >= {"run", "admission", "dispatch", *SHARD_ATTEMPTS} and len(runner) >= 2 * len(RUNNER_SPANS)
+        return spans if done else None
+
+    spans = wait_for(the_trace, 30, what=f"trace {trace_id} in {collector.traces_file}")
+    by_name = {s["name"]: s for s in spans if s["service"] == "supercheck-operator"}
+    root = by_name["run"]
+    assert root["parentSpanId"] == "" and st["traceParent"] == f"00-{trace_id}-{root['spanId']}-01"
+    assert root["attributes"]["supercheck.kind"] == "JobRun"
+    dispatches = [s for s in spans if s["name"] == "dispatch"]
+    assert sorted(d["attributes"]["k8s.pod.name"] for d in dispatches) == ["traced-job-s1-a1", "traced-job-s2-a1"]
+    for span in [by_name["admission"], *dispatches, *(by_name[a] for a in SHARD_ATTEMPTS)]:
+        assert span["parentSpanId"] == root["spanId"] and span["service"] == "supercheck-operator", span["name"]
+    assert "merge attempt 1" not in by_name  # k6: no merge
+    for index, name in enumerate(SHARD_ATTEMPTS, start=1):
+        attempt = by_name[name]
+        assert attempt["attributes"]["k8s.pod.name"] == f"traced-job-s{index}-a1"
+        under = {s["name"]: s for s in spans if s["parentSpanId"] == attempt["spanId"]}
+        assert set(under) == set(RUNNER_SPANS), name
+        assert all(s["service"] == "supercheck-runner" for s in under.values()), name
+        assert attempt["start"] <= under["validation"]["start"] and under["upload"]["end"] <= root["end"] + 10**9
+
+    rows = wait_for(lambda: db_conn.execute("SELECT trace_id FROM jobs WHERE namespace = %s AND name = 'traced-job'",
+                                            (namespace,)).fetchall(), 30, what="the jobs row")
     assert rows == [(trace_id,)]

@@ -162,6 +162,15 @@ def test_a_final_job_is_never_overwritten_by_a_provisional_one(pg_url):
     assert select(pg_url, "SELECT count(*) FROM job_tests") == [(0,)]
 
 
+def test_a_jobs_trace_id_is_kept_once_written(pg_url):
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    run(write(pg_url, (job(trace_id=trace), [])))
+    run(write(pg_url, (job(), [])))  # a writer that did not trace (tracing turned off) leaves it
+    assert select(pg_url, "SELECT trace_id FROM jobs WHERE trace_id = %s", trace) == [(trace,)]
+    run(write(pg_url, (job(phase="Passed", final=True, trace_id=trace), [])))
+    assert select(pg_url, "SELECT final, trace_id FROM jobs") == [(True, trace)]
+
+
 def test_a_job_of_500_tests_is_written_at_once(pg_url):
     names = [f"suite {i // 50} › test {i}" for i in range(500)]
     provisional = [JobTestRow(name=n, outcome="notRun", file=f"specs/s{i // 50}.spec.ts", shard=i % 4)

@@ -8,6 +8,10 @@ attempts: the attempt is claimed in the status before its pod is created, and re
 same failure classes (:func:`supercheck.retry.decide`). The runner announces each test that ends
 on its log (:class:`supercheck_contract.TestEnded`), which the operator reads every
 ``SUPERCHECK_JOB_PROGRESS_POLL_SECONDS`` while the shard runs, and once more when it ends.
+
+A traced job is one trace, as a TestRun is (:mod:`supercheck.engine.traces`, docs/tracing.md): its
+admission, queue wait, each shard attempt's dispatch and pod (``shard N attempt M``, the runner's
+spans under it), the merge pod's (``merge attempt M``), and the root ``run`` at the end.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from supercheck import envguard, jobpods, jobstate, podspec
 from supercheck import pods as pod_state
 from supercheck import transitions as tr
 from supercheck.clock import iso, parse_iso
-from supercheck.engine import WAIT, Step, shares, uploads
+from supercheck.engine import WAIT, Step, shares, traces, uploads
 from supercheck.engine import snapshot as snap
 from supercheck.engine.admission import key_not_found
 from supercheck.engine.attempts import stop_live_pods
@@ -30,7 +34,7 @@ from supercheck.engine.guard import guarded
 from supercheck.engine.isolation import ensure_runner_network_policy
 from supercheck.engine.run import Body, RunHandle, body_ref
 from supercheck.jobmodels import JobRunSpec, JobRunStatus, MergeStatus, ShardStatus, TestStatus
-from supercheck.jobpods import Suite
+from supercheck.jobpods import MERGE_SHARD, Suite
 from supercheck.models import Phase
 from supercheck.pods import AttemptOutcome
 from supercheck.ports import AlreadyExists, ApiUnavailable, Conflict, LedgerUnavailable, Refused
@@ -232,7 +236,8 @@ async def admit(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
                 "message": why.message, "retryAfterSeconds": why.retry_after, "completedAt": iso(now),
                 "result": "rejected",
                 "conditions": tr.set_condition(status.conditions, ConditionType.ADMITTED, "False",
-                                               why.reason, why.message, now)})
+                                               why.reason, why.message, now)} | traces.fields(run, body))
+            traces.admitted(run, body, "rejected")
             eng.metrics.rejections.labels(spec.type, why.reason, *run.extra_labels(body)).inc()
             announce_end(run, body, spec, _status(body))
             run.event(body, "Warning", why.reason, why.message)
@@ -256,7 +261,8 @@ async def admit(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
                             "in the queue" + shares.waiting_note(run, result)),
                 **listing,
                 "conditions": tr.set_condition(status.conditions, ConditionType.ADMITTED, "True", Reason.QUEUED,
-                                               "admitted to the queue", now)})
+                                               "admitted to the queue", now)} | traces.fields(run, body))
+            traces.admitted(run, body, "queued", result.position)
             run.event(body, "Normal", EventReason.QUEUED,
                       f"{result.weight} running slot(s) are not free at once; queued at position {result.position}")
             return QUEUE_BACKSTOP_SECONDS
@@ -306,7 +312,11 @@ async def start(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
         "artifacts": {"bucket": jobpods.bucket(spec),
                       "prefix": f"{run.namespace}/{run.name}/{run.uid}"},
         "conditions": tr.set_condition(status.conditions, ConditionType.ADMITTED, "True", Reason.SLOT_GRANTED,
-                                       f"{shards} running slot(s) granted", now)})
+                                       f"{shards} running slot(s) granted", now)} | traces.fields(run, body))
+    if status.slot is None:  # admitted at once (not a queued job promoted, nor a step resumed)
+        traces.admitted(run, body, "running")
+    elif status.slot == SlotState.QUEUED:
+        traces.slot_granted(run, body, granted)
     created = parse_iso(body["metadata"].get("creationTimestamp"))
     if created:
         eng.metrics.queue_wait.labels(spec.type, *run.extra_labels(body)).observe(
@@ -338,10 +348,11 @@ async def _read_runner(run: RunHandle, pod: str) -> tuple[list[TestEnded] | None
     return tests_ended(text), last_progress(text)
 
 
-async def _create(run: RunHandle, pod: Body, reads: Sequence[str] = ()) -> bool:
+async def _create(run: RunHandle, pod: Body, reads: Sequence[str] = (), since: datetime | None = None) -> bool:
     """Create a pod, its upload grant first (reading ``reads``); False when one of that name (or its
     grant's Secret) from another JobRun of this name is still there. Raises
-    :class:`supercheck.ports.Refused` when the API server refuses either."""
+    :class:`supercheck.ports.Refused` when the API server refuses either. ``since``: when the pod's
+    dispatch began (a shard's), recorded as its span once the pod is created."""
     if not await uploads.grant(run, pod, reads):
         return False
     try:
@@ -350,6 +361,9 @@ async def _create(run: RunHandle, pod: Body, reads: Sequence[str] = ()) -> bool:
         existing = await run.eng.kube.get_pod(run.namespace, pod["metadata"]["name"])
         view = pod_state.pod_view(existing) if existing else None
         return view is None or view.owner_uid == run.uid
+    if since is not None:
+        view = pod_state.pod_view(pod)
+        traces.dispatched(run, run.body(), view.attempt or 1, since, run.eng.clock.now(), view.name, view.shard)
     run.event(run.body(), "Normal", EventReason.DISPATCHED, f"created runner pod {pod['metadata']['name']}")
     return True
 
@@ -384,6 +398,7 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
         if await stop_live_pods(run):
             return 1.0
         if now >= deadline:
+            _trace_stopped(run, body, shards, FailureClass.TIMEOUT.value, "the job exceeded its timeout")
             budget = jobpods.job_timeout_seconds(spec, s)
             return await end(run, body, spec, status, tests, Phase.TIMED_OUT, Reason.DEADLINE_EXCEEDED,
                              f"the job exceeded its timeout of {budget}s; the tests that ended keep their "
@@ -393,6 +408,7 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
         phase, reason = TERMINAL_FOR[cls]
         if status.reason == Reason.POD_REJECTED:  # a shard's pod was refused (said when it was)
             reason = Reason.POD_REJECTED
+        _trace_stopped(run, body, shards, STOPPED, f"stopped: shard {failed.index} failed")
         return await end(run, body, spec, status, tests, phase, reason,
                          f"shard {failed.index}: {failed.message or cls.value}", cls)
 
@@ -452,9 +468,11 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
                 return await end(run, body, spec, status, tests, Phase.ERROR, Reason.INVALID_SPEC, reserved,
                                  FailureClass.VALIDATION)
             shard_pod = jobpods.shard_pod(ref, spec, suite, sh.index, len(shards), sh.attempts, remaining, s,
-                                          limits)
+                                          limits, traces.pod_env(run, body, sh.attempts, str(sh.index)))
+            # Dispatch began when the slots were granted (a retry: now, its launch).
+            since = (parse_iso(status.startedAt) if sh.attempts == 1 else None) or now
             try:
-                await _create(run, shard_pod)
+                await _create(run, shard_pod, since=since)
             except Refused as exc:
                 # The job cannot run this shard: it ends Error (its other pods are stopped first).
                 message = f"the API server refused runner pod {shard_pod['metadata']['name']} ({exc.status}): {exc}"
@@ -483,6 +501,7 @@ async def drive(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
         await uploads.revoke(run, sh.podName)
         assert state.outcome is not None
         outcome = state.outcome
+        traces.attempt_over(run, body, sh.attempts, pod, outcome, now, str(sh.index))
         ended = await _read_log(run, sh.podName) if sh.podName else None
         if ended is None and outcome.result is not None:
             ended = outcome.result.tests or None
@@ -585,7 +604,8 @@ async def merge(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
     ref = podspec.RunRef.from_body(body)
     if state.kind == PodStateKind.ABSENT:
         prefixes = [shard_prefix(run.namespace, run.name, run.uid, sh.index, sh.attempts) for sh in shards]
-        merge_pod = jobpods.merge_pod(ref, spec, prefixes, m.attempts, eng.settings, limits)
+        merge_pod = jobpods.merge_pod(ref, spec, prefixes, m.attempts, eng.settings, limits,
+                                      traces.pod_env(run, body, m.attempts, MERGE_SHARD))
         try:
             await _create(run, merge_pod,
                           jobpods.merge_reads([(sh.index, p) for sh, p in zip(shards, prefixes, strict=True)]))
@@ -605,6 +625,7 @@ async def merge(run: RunHandle, body: Body, spec: JobRunSpec, status: JobRunStat
     assert state.outcome is not None
     await uploads.revoke(run, m.podName)  # the merge pod has ended
     out = state.outcome
+    traces.attempt_over(run, body, m.attempts, pod, out, eng.clock.now(), MERGE_SHARD)
     if out.failure == FailureClass.NONE:
         artifacts = out.result.artifacts if out.result else None
         patch: dict[str, Any] = {"merge": {**m.model_dump(mode="json", exclude_none=True), "state": "Done",
@@ -666,6 +687,22 @@ def announce_end(run: RunHandle, body: Body, spec: JobRunSpec | None, status: Jo
     for t in status.tests:
         if t.outcome is not None:
             m.job_tests.labels(test_type, t.outcome.value, *extra).inc()
+    traces.run_ended(run, body)
+
+
+STOPPED = "stopped"  # an attempt span's failure class when the operator stopped its pod
+
+
+def _trace_stopped(run: RunHandle, body: Body, shards: Sequence[ShardStatus], why: str, message: str) -> None:
+    """The attempts the job's end stopped (their pods seen running, not ended): their spans end now."""
+    now = run.eng.clock.now()
+    for sh in shards:
+        if sh.state not in ("Running", "Uploading") or not sh.podName:
+            continue
+        pod = run.pod(sh.podName)
+        started = parse_iso(pod.created_at if pod is not None else None) or parse_iso(next(
+            (h.startedAt for h in sh.attemptHistory if h.attempt == sh.attempts), None))
+        traces.attempt_stopped(run, body, sh.attempts, sh.podName, started, now, why, message, str(sh.index))
 
 
 async def refuse(run: RunHandle, body: Body, status: JobRunStatus, reason: str, message: str) -> Step:
@@ -673,7 +710,8 @@ async def refuse(run: RunHandle, body: Body, status: JobRunStatus, reason: str, 
     eng = run.eng
     async with eng.gate.shared():
         body = await run.patch(body, jobstate.terminal_patch(status, status.tests, Phase.ERROR, reason, message,
-                                                             eng.clock.now(), FailureClass.VALIDATION))
+                                                             eng.clock.now(), FailureClass.VALIDATION)
+                               | traces.fields(run, body))
         final = _status(body)
         await release(run, final)
     try:
@@ -709,6 +747,7 @@ async def cancel(run: RunHandle) -> None:
     if status.phase is None or not status.phase.terminal:
         if await stop_live_pods(run):
             raise StillStopping(f"waiting for runner pod(s) {', '.join(v.name for v in run.live_pods())} to stop")
+        _trace_stopped(run, fresh, status.shards, STOPPED, "stopped: the JobRun was deleted")
         was = status.phase.value if status.phase else "Pending"
         async with eng.gate.shared():
             fresh = await run.patch(fresh, jobstate.terminal_patch(

@@ -1,7 +1,9 @@
-"""A TestRun's trace as the engine records it (docs/tracing.md): each span when its facts are known,
+"""A run's trace as the engine records it (docs/tracing.md): each span when its facts are known,
 with the times they happened. The spans themselves are built by :mod:`supercheck.tracing`'s pure
-functions; here they are fed from the run's body, status and pods. With tracing off every call
-returns at once and the status gets no trace fields."""
+functions; here they are fed from the run's body, status and pods. A TestRun and a JobRun share
+every call (their statuses hold the same fields: traceId, traceParent, queuedAt, completedAt,
+phase, reason); a JobRun's pods name their ``shard`` ("1".."N", or "merge"). With tracing off
+every call returns at once and the status gets no trace fields."""
 
 from __future__ import annotations
 
@@ -45,19 +47,21 @@ def slot_granted(run: RunHandle, body: Body, granted: datetime) -> None:
         tracer.record(trace_of(run, body), tracing.queue_wait_span(trace_of(run, body), queued, granted))
 
 
-def pod_env(run: RunHandle, body: Body, attempt: int) -> dict[str, str]:
+def pod_env(run: RunHandle, body: Body, attempt: int, shard: str | None = None) -> dict[str, str]:
     """``TRACEPARENT`` and the OTLP settings for the attempt's pod (empty when off)."""
-    return run.eng.tracer.runner_env(trace_of(run, body), attempt)
+    return run.eng.tracer.runner_env(trace_of(run, body), attempt, shard)
 
 
-def dispatched(run: RunHandle, body: Body, attempt: int, since: datetime, created: datetime, pod: str) -> None:
+def dispatched(run: RunHandle, body: Body, attempt: int, since: datetime, created: datetime, pod: str,
+               shard: str | None = None) -> None:
     tracer = run.eng.tracer
     if tracer.enabled:
-        tracer.record(trace_of(run, body), tracing.dispatch_span(trace_of(run, body), attempt, since, created, pod))
+        tracer.record(trace_of(run, body),
+                      tracing.dispatch_span(trace_of(run, body), attempt, since, created, pod, shard))
 
 
 def attempt_over(run: RunHandle, body: Body, attempt: int, pod: PodView | None, outcome: AttemptOutcome,
-                 now: datetime) -> None:
+                 now: datetime, shard: str | None = None) -> None:
     """Attempt N's pod ended (or was lost): from its creation to its container's end."""
     tracer = run.eng.tracer
     if not tracer.enabled:
@@ -67,11 +71,21 @@ def attempt_over(run: RunHandle, body: Body, attempt: int, pod: PodView | None, 
     ended = parse_iso(container.finished_at if container is not None else None) or now
     tracer.record(trace_of(run, body), tracing.attempt_span(
         trace_of(run, body), attempt, created, ended, pod.name if pod is not None else None,
-        outcome.failure.value, outcome.exit_code, outcome.message))
+        outcome.failure.value, outcome.exit_code, outcome.message, shard))
+
+
+def attempt_stopped(run: RunHandle, body: Body, attempt: int, pod: str | None, started: datetime | None,
+                    now: datetime, why: str, message: str, shard: str | None = None) -> None:
+    """An attempt the operator stopped before it ended (a JobRun's other shards when it timed out or
+    one shard failed for good): its span ends now, an error saying ``why``."""
+    tracer = run.eng.tracer
+    if tracer.enabled:
+        tracer.record(trace_of(run, body), tracing.attempt_span(
+            trace_of(run, body), attempt, started or now, now, pod, why, None, message, shard))
 
 
 def run_ended(run: RunHandle, body: Body) -> None:
-    """The terminal phase is written: the root span, from the TestRun's creation to its end."""
+    """The terminal phase is written: the root span, from the run's creation to its end."""
     tracer = run.eng.tracer
     if not tracer.enabled:
         return
@@ -80,4 +94,4 @@ def run_ended(run: RunHandle, body: Body) -> None:
     tracer.record(trace_of(run, body), tracing.run_span(
         trace_of(run, body), run.namespace, run.name, run.uid, str((body.get("spec") or {}).get("type", "")),
         _created(run, body), parse_iso(status.get("completedAt")) or now, str(status.get("phase") or "Error"),
-        status.get("reason")))
+        status.get("reason"), run.kind))
