@@ -493,8 +493,8 @@ class UrlFrom(_Model):
     secretKeyRef: SecretKeyRef
 
 
-class NotifyTarget(_Model):
-    """A webhook POSTed a JSON summary when the run ends."""
+class WebhookTarget(_Model):
+    """Where a webhook goes: a URL, or a Secret's key holding one (a URL carrying a token)."""
 
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
         {"rule": "has(self.url) != has(self.urlFrom)",
@@ -503,14 +503,19 @@ class NotifyTarget(_Model):
     url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://[^\s]+$",
                             description="http(s) URL (visible to every reader: a URL with a token goes in urlFrom)")
     urlFrom: UrlFrom | None = None
-    on: list[TerminalPhase] = Field(default_factory=list, max_length=6,
-                                    description="The terminal phases to notify; default all of them")
 
     @model_validator(mode="after")
-    def _one_url(self) -> NotifyTarget:
+    def _one_url(self) -> WebhookTarget:
         if (self.url is None) == (self.urlFrom is None):
             raise ValueError("set exactly one of notify[].url or notify[].urlFrom.secretKeyRef")
         return self
+
+
+class NotifyTarget(WebhookTarget):
+    """A webhook POSTed a JSON summary when the run ends."""
+
+    on: list[TerminalPhase] = Field(default_factory=list, max_length=6,
+                                    description="The terminal phases to notify; default all of them")
 
 
 TEST_TIMEOUT_ABOVE_RUN = (

@@ -23,7 +23,7 @@ from supercheck.models import (
     Resources,
     ScriptSource,
     SecretKeyRef,
-    UrlFrom,
+    WebhookTarget,
     _Model,
 )
 from supercheck.schedmodels import DURATION_PATTERN
@@ -93,24 +93,11 @@ class K6Check(_SyntheticCheck):
     options: K6Options | None = Field(default=None, description="As a TestRun's spec.k6")
 
 
-class MonitorNotifyTarget(_Model):
+class MonitorNotifyTarget(WebhookTarget):
     """A webhook POSTed a JSON message when the monitor goes Down and when it recovers."""
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        {"rule": "has(self.url) != has(self.urlFrom)",
-         "message": "set exactly one of notify[].url or notify[].urlFrom.secretKeyRef (for a URL carrying a token)"}]})
-
-    url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://[^\s]+$",
-                            description="http(s) URL (visible to every reader: a URL with a token goes in urlFrom)")
-    urlFrom: UrlFrom | None = None
     on: list[Literal["Down", "Up"]] = Field(default_factory=list, max_length=2,
                                             description="Down, Up (recovered); default both")
-
-    @model_validator(mode="after")
-    def _one_url(self) -> MonitorNotifyTarget:
-        if (self.url is None) == (self.urlFrom is None):
-            raise ValueError("set exactly one of notify[].url or notify[].urlFrom.secretKeyRef")
-        return self
 
 
 class MonitorSpec(_Model):
