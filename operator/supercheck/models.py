@@ -64,6 +64,7 @@ class Phase(str, enum.Enum):  # noqa: UP042 - str() and f-strings print the memb
 TERMINAL_PHASES = frozenset(
     {Phase.PASSED, Phase.FAILED, Phase.ERROR, Phase.TIMED_OUT, Phase.CANCELLED, Phase.REJECTED}
 )
+TERMINAL_PHASE_NAMES = frozenset(p.value for p in TERMINAL_PHASES)  # as a status (a plain string) holds them
 
 
 # A ConfigMap key, as Kubernetes allows it; and a relative path in the run's project folder: segments

@@ -12,8 +12,6 @@ monitor's priority (default ``SUPERCHECK_MONITOR_PRIORITY``).
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +20,7 @@ from supercheck.clock import iso, parse_iso
 from supercheck.models import API_VERSION
 from supercheck.monitoring import CheckResult
 from supercheck.monitormodels import K6Check, MonitorSpec, PlaywrightCheck
+from supercheck.podspec import MAX_NAME, bounded_name
 from supercheck.vocabulary import (
     ANNOTATION_SCHEDULED_TIME,
     LABEL_MONITOR,
@@ -29,22 +28,22 @@ from supercheck.vocabulary import (
     TESTRUN_KIND,
 )
 
-MAX_OBJECT_NAME = 253
 PASSED = "Passed"
 GOOD_OR_BAD = frozenset({"Passed", "Failed", "TimedOut", "Error"})  # a check result
+MAX_LABEL_VALUE = 63
 NO_RESULT = frozenset({"Rejected", "Cancelled"})  # ended without testing the site
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
 def monitor_label(name: str) -> str:
-    """The monitor's name as a label value (at most 63 characters; a longer name is hashed)."""
-    return name if len(name) <= 63 and _LABEL_VALUE.match(name) else hashlib.sha256(name.encode()).hexdigest()[:16]
+    """The monitor's name as a label value: itself, or, beyond a label value's 63 characters, cut and made
+    unique by a hash of the whole name (as a RunSchedule's label)."""
+    return bounded_name(name, "", MAX_LABEL_VALUE)
 
 
 def run_name(monitor: str, due: float) -> str:
-    """``<monitor>-<unix seconds>``, cut to an object name's 253 characters."""
-    suffix = f"-{int(due)}"
-    return monitor[: MAX_OBJECT_NAME - len(suffix)].rstrip("-.") + suffix
+    """``<monitor>-<unix seconds>``, at most 63 characters, as a RunSchedule's runs: the runner pods' names
+    and labels are made from it; a longer monitor name is cut and made unique by a hash of the whole name."""
+    return bounded_name(monitor, f"-{int(due)}", MAX_NAME)
 
 
 def synthetic_check(spec: MonitorSpec) -> tuple[str, PlaywrightCheck | K6Check] | None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from supercheck.clock import parse_iso
 from supercheck.cron import InvalidSchedule, parse_schedule
-from supercheck.models import API_VERSION, TERMINAL_PHASES, Phase
+from supercheck.models import API_VERSION, TERMINAL_PHASE_NAMES, Phase
 from supercheck.podspec import MAX_NAME, bounded_name
 from supercheck.schedmodels import LastRun, RunScheduleSpec, RunScheduleStatus, ScheduledRunRef
 from supercheck.vocabulary import (
@@ -37,7 +37,7 @@ from supercheck.vocabulary import (
     ScheduleReason,
 )
 
-TERMINAL = frozenset(p.value for p in TERMINAL_PHASES)
+TERMINAL = TERMINAL_PHASE_NAMES
 MAX_LABEL_VALUE = 63
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # due times are whole seconds
 

@@ -24,11 +24,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from supercheck.models import TERMINAL_PHASES, Phase
+from supercheck.models import TERMINAL_PHASE_NAMES, Phase
 from supercheck.vocabulary import JOBRUN_KIND, JOBRUNS, TESTRUN_KIND, TESTRUNS
 
 KINDS = {TESTRUNS: TESTRUN_KIND, JOBRUNS: JOBRUN_KIND}
-TERMINAL = frozenset(p.value for p in TERMINAL_PHASES)
+TERMINAL = TERMINAL_PHASE_NAMES
 
 # Stream event types (the SSE ``event:`` field).
 STATUS, FINAL, DELETED = "status", "final", "deleted"

@@ -12,10 +12,10 @@ from typing import Any
 from supercheck import notify
 from supercheck import transitions as tr
 from supercheck.engine.run import Body, RunHandle
-from supercheck.models import TERMINAL_PHASES, Condition, Notification, NotifyTarget
+from supercheck.models import TERMINAL_PHASE_NAMES, Condition, Notification, NotifyTarget
 from supercheck.vocabulary import ConditionType, EventReason, Reason
 
-TERMINAL = frozenset(p.value for p in TERMINAL_PHASES)
+TERMINAL = TERMINAL_PHASE_NAMES
 
 
 async def _url(run: RunHandle, target: NotifyTarget) -> str | None:
