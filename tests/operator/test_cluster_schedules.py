@@ -172,7 +172,9 @@ def test_operator_killed_across_a_due_time_makes_exactly_one_run_for_it(operator
     wait_for(lambda: time_run(after), 40, 0.25, "the next time on schedule")
     times = [scheduled(r) for r in runs_of(custom_objects, namespace, "crash")]
     assert times.count(due) == 1 and len(times) == len(set(times)), times
-    assert ts(sched_status(custom_objects, namespace, "crash")["lastScheduleTime"]) >= after
+    # the status follows the run's creation in a write of its own: wait for it rather than read a snapshot
+    wait_for(lambda: (t := sched_status(custom_objects, namespace, "crash").get("lastScheduleTime")) is not None
+             and ts(t) >= after, 10, 0.25, "lastScheduleTime at the next time")
 
 
 def test_two_active_replicas_make_exactly_one_run_per_time(operator_ctl, namespace, custom_objects):
