@@ -4,6 +4,9 @@
     supercheck-dev down                  stop exactly what `up` started
     supercheck-dev status                one line per component
     supercheck-dev restart COMPONENT     restart one component (e.g. node-agent, operator)
+    supercheck-dev stop COMPONENT        stop one component (`up` starts it again)
+    supercheck-dev chart-values          Helm values for installing charts/supercheck here
+                                         (README, "Deploying to a cluster")
 
 `make dev-up` and `make dev-down` call this. Operator configuration variables
 (RUNNING_CAPACITY=3 ...) come from the command line or the environment; when they
@@ -24,8 +27,11 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from supercheck_localenv import controlplane, services
 from supercheck_localenv.certs import Pki, ensure_pki
+from supercheck_localenv.chartvalues import chart_values
 from supercheck_localenv.layout import NODE_NAME, PORTS, Layout, default_layout
 from supercheck_localenv.procs import Proc
 
@@ -276,6 +282,12 @@ def restart(layout: Layout, component: str, overrides: dict[str, str]) -> None:
     up(layout, overrides, keep_operator=component != "operator")
 
 
+def stop(layout: Layout, component: str) -> None:
+    if component not in COMPONENTS + OPTIONAL_COMPONENTS:
+        raise SystemExit(f"unknown component {component!r}; one of: {', '.join(COMPONENTS)}")
+    Proc(layout, component).stop()
+
+
 def _parse_overrides(args: list[str]) -> dict[str, str]:
     out = {}
     for arg in args:
@@ -301,6 +313,10 @@ def main(argv: list[str] | None = None) -> int:
         return status(layout)
     elif cmd == "restart" and rest:
         restart(layout, rest[0], _parse_overrides(rest[1:]))
+    elif cmd == "stop" and len(rest) == 1:
+        stop(layout, rest[0])
+    elif cmd == "chart-values":
+        print(yaml.safe_dump(chart_values(), sort_keys=False), end="")
     else:
         print(__doc__)
         return 2

@@ -30,6 +30,11 @@ class Ports:
     operator_api: int = 18082  # the live run streams (SUPERCHECK_API_URL)
     otlp_grpc: int = 14317  # the OpenTelemetry Collector when tracing is on (supercheck_localenv.otelcol)
     otlp_http: int = 14318
+    # The chart's operator Deployment when installed here (`supercheck-dev chart-values`): pods share the
+    # host's network in the local environment, so its ports must not be the process operator's.
+    chart_operator_metrics: int = 18180
+    chart_operator_health: int = 18181
+    chart_operator_api: int = 18182
 
 
 @dataclass(frozen=True)

@@ -444,6 +444,17 @@ def script_facts(script: Path, *, node: str, validator: Path, node_modules: Path
     return file_facts([script], node=node, validator=validator, node_modules=node_modules, timeout=timeout)[0]
 
 
+NO_VUS = "the number of VUs must be more than 0"
+
+
+def _k6_inspect(k6: str, script: Path, env: Mapping[str, str], cwd: Path,
+                timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [k6, "inspect", "--execution-requirements", str(script)],
+        capture_output=True, text=True, timeout=timeout, env=dict(env), cwd=str(cwd),
+    )
+
+
 def validate_k6(script: Path, *, k6: str, env: Mapping[str, str], cwd: Path, timeout: float,
                 node: str, validator: Path, node_modules: Path) -> None:
     facts = script_facts(script, node=node, validator=validator, node_modules=node_modules, timeout=timeout)
@@ -455,10 +466,11 @@ def validate_k6(script: Path, *, k6: str, env: Mapping[str, str], cwd: Path, tim
     if issues:
         raise ValidationError(issues)
     try:
-        proc = subprocess.run(
-            [k6, "inspect", "--execution-requirements", str(script)],
-            capture_output=True, text=True, timeout=timeout, env=dict(env), cwd=str(cwd),
-        )
+        proc = _k6_inspect(k6, script, env, cwd, timeout)
+        if proc.returncode != 0 and NO_VUS in proc.stderr + proc.stdout:
+            # `k6 run` gives a script that names no VUs one; `k6 inspect` does not (k6 v1), and would
+            # refuse `options = { iterations: 1 }`, which runs. Ask again with run's default.
+            proc = _k6_inspect(k6, script, {**env, "K6_VUS": "1"}, cwd, timeout)
     except FileNotFoundError as exc:
         raise ValidatorUnavailable(f"k6 is not installed: {exc}") from exc
     except subprocess.TimeoutExpired as exc:

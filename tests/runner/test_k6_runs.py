@@ -116,6 +116,15 @@ def test_failed_check_is_failed(run_runner, site):
     assert "status is 200" in run.result.message
 
 
+def test_iterations_without_vus_run_as_k6_run_runs_them(run_runner):
+    """`k6 run` gives a script without `vus` one VU; `k6 inspect` alone would refuse it."""
+    script = ("import { check } from 'k6';\nexport const options = { iterations: 2 };\n"
+              "export default function () { check(1, { 'one is one': (v) => v === 1 }); }\n")
+    run = run_runner("k6", script)
+    assert run.exit_code == ExitCode.PASSED, run.output
+    assert run.result.k6.checksPassed == 2
+
+
 def test_no_default_export_is_validation(run_runner, site):
     run = run_runner("k6", NO_DEFAULT_EXPORT, env={"TARGET_URL": site.url})
     assert run.exit_code == ExitCode.VALIDATION, run.output
