@@ -361,7 +361,7 @@ def test_in_a_pod_without_a_kubeconfig_the_service_account_is_used(tmp_path, mon
     api, namespace = load(None, None, service_account_dir=sa)
     assert namespace == "supercheck-system"
     assert api.configuration.host == "https://10.96.0.1:443"
-    assert api.configuration.auth_settings()["BearerToken"]["value"] == "Bearer pod-token"
+    assert api.configuration.auth_settings()["BearerToken"]["value"].lower() == "bearer pod-token"
     # A kubeconfig, when there is one, still wins (as kubectl's order).
     kube = tmp_path / ".kube"
     kube.mkdir()
