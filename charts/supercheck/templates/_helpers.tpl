@@ -45,6 +45,13 @@ app.kubernetes.io/component: operator
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
 {{- end -}}
 
+{{- /* imagePullSecrets' names, comma-separated: the operator's RUNNER_IMAGE_PULL_SECRETS. */ -}}
+{{- define "supercheck.pullSecretNames" -}}
+{{- $names := list -}}
+{{- range .Values.imagePullSecrets }}{{ $names = append $names .name }}{{ end -}}
+{{- join "," $names -}}
+{{- end -}}
+
 {{- /* The namespace the helm test runs its TestRun in: one the operator serves (the first of
 watchNamespaces in namespaced mode), else the release's. */ -}}
 {{- define "supercheck.testNamespace" -}}
