@@ -9,7 +9,10 @@ import subprocess
 import pytest
 import yaml
 
-from tests.test_helm_chart import CHART, PINNED, helm, render  # noqa: F401 - helm is a fixture
+from tests import test_helm_chart
+from tests.test_helm_chart import CHART, PINNED, render
+
+helm = test_helm_chart.helm  # the same fixture: the helm hack/build-helm.sh builds
 
 pytestmark = pytest.mark.integration
 
@@ -184,10 +187,12 @@ def notes(helm: str, tmp_path, *args: str) -> str:
     chart = tmp_path / "chart"
     shutil.copytree(CHART, chart, symlinks=False)
     text = (chart / "templates" / "NOTES.txt").read_text()
-    (chart / "templates" / "_notes_under_test.tpl").write_text('{{- define "notes.under.test" -}}' + text + "{{- end -}}")
+    (chart / "templates" / "_notes_under_test.tpl").write_text(
+        '{{- define "notes.under.test" -}}' + text + "{{- end -}}")
     (chart / "templates" / "notes-under-test.yaml").write_text('notes: {{ include "notes.under.test" . | toJson }}\n')
     res = subprocess.run([helm, "template", "sc", str(chart), "--namespace", "supercheck-system", "--kube-version",
-                          PINNED, "--show-only", "templates/notes-under-test.yaml", *args], capture_output=True, text=True)
+                          PINNED, "--show-only", "templates/notes-under-test.yaml", *args],
+                         capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     return yaml.safe_load(res.stdout)["notes"]
 
