@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     # --- the runner pod ---------------------------------------------------------------
     runner_image: str = Field("supercheck-runner:dev", validation_alias=_env("RUNNER_IMAGE"))
     runner_image_pull_policy: str = Field("IfNotPresent", validation_alias=_env("RUNNER_IMAGE_PULL_POLICY"))
+    runner_image_pull_secrets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("RUNNER_IMAGE_PULL_SECRETS"),
+        description="Secrets (comma-separated names) for pulling the runner image from a private registry; "
+                    "each must exist in every namespace where runner pods run",
+    )
     runner_extra_env: dict[str, str] = Field(
         default_factory=dict,
         validation_alias=_env("RUNNER_EXTRA_ENV"),
@@ -284,7 +289,7 @@ class Settings(BaseSettings):
             ipaddress.ip_network(str(cidr), strict=False)  # raises on nonsense
         return value
 
-    @field_validator("metrics_label_keys", "namespaces", mode="before")
+    @field_validator("metrics_label_keys", "namespaces", "runner_image_pull_secrets", mode="before")
     @classmethod
     def _parse_list(cls, value: object) -> object:
         if isinstance(value, str):

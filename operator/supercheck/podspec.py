@@ -403,6 +403,8 @@ def runner_pod(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settings,
     }
     if settings.runner_runtime_class_name:  # a sandboxed runtime (gVisor, Kata) for the user's script
         pod["spec"]["runtimeClassName"] = settings.runner_runtime_class_name
+    if settings.runner_image_pull_secrets:  # a private registry: the Secrets are the namespace's own
+        pod["spec"]["imagePullSecrets"] = [{"name": n} for n in settings.runner_image_pull_secrets]
     return pod
 
 

@@ -342,3 +342,31 @@ def test_report_downloads_every_object_of_the_folder(tmp_path):
                              out=out, err=err, s3=S3()) == 0
     assert out.getvalue().strip() == str((tmp_path / "r" / "index.html").resolve())
     assert (tmp_path / "r" / "data" / "t.zip").read_bytes() == b"zip" and not (tmp_path / "r" / "result.json").exists()
+
+
+# ---------------------------------------------------------------- in a pod (the chart's helm test)
+
+def test_in_a_pod_without_a_kubeconfig_the_service_account_is_used(tmp_path, monkeypatch):
+    from supercheck.cli.kubeapi import load
+
+    sa = tmp_path / "serviceaccount"
+    sa.mkdir()
+    (sa / "token").write_text("pod-token")
+    (sa / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    (sa / "namespace").write_text("supercheck-system\n")
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    api, namespace = load(None, None, service_account_dir=sa)
+    assert namespace == "supercheck-system"
+    assert api.configuration.host == "https://10.96.0.1:443"
+    assert api.configuration.auth_settings()["BearerToken"]["value"].lower() == "bearer pod-token"
+    # A kubeconfig, when there is one, still wins (as kubectl's order).
+    kube = tmp_path / ".kube"
+    kube.mkdir()
+    (kube / "config").write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters: [{name: k, cluster: {server: 'https://k:6443'}}]\n"
+        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: k, user: u, namespace: ci}}]\n")
+    api, namespace = load(None, None, service_account_dir=sa)
+    assert (api.configuration.host, namespace) == ("https://k:6443", "ci")

@@ -229,3 +229,10 @@ def test_runtime_class_only_when_configured():
     """RUNNER_RUNTIME_CLASS_NAME puts the user's script in a sandboxed runtime (gVisor, Kata)."""
     assert "runtimeClassName" not in pod()["spec"]
     assert pod(cfg=settings(RUNNER_RUNTIME_CLASS_NAME="gvisor"))["spec"]["runtimeClassName"] == "gvisor"
+
+
+def test_image_pull_secrets_only_when_configured():
+    """A private registry (the chart's imagePullSecrets): every runner pod names the Secrets, in order."""
+    assert "imagePullSecrets" not in pod()["spec"]
+    cfg = settings(RUNNER_IMAGE_PULL_SECRETS=" regcred, mirror-cred ,")
+    assert pod(cfg=cfg)["spec"]["imagePullSecrets"] == [{"name": "regcred"}, {"name": "mirror-cred"}]

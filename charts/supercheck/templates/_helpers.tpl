@@ -1,19 +1,85 @@
+{{- define "supercheck.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- /* As `helm create`'s: <release>-<name>, or the release's name alone when it contains the name
+(release `supercheck` gives `supercheck`, not `supercheck-supercheck`); fullnameOverride wins. */ -}}
 {{- define "supercheck.fullname" -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "supercheck.labels" -}}
-app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/name: {{ include "supercheck.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 
 {{- define "supercheck.selectorLabels" -}}
-app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/name: {{ include "supercheck.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
+{{- end -}}
+
+{{- /* The operator's ServiceAccount: the chart's (serviceAccount.create) or an existing one by name. */ -}}
+{{- define "supercheck.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "supercheck.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name: the name of an existing ServiceAccount when serviceAccount.create=false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* The operator's image, also the helm test's (it ships the `supercheck` CLI). */ -}}
+{{- define "supercheck.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+
+{{- /* imagePullSecrets' names, comma-separated: the operator's RUNNER_IMAGE_PULL_SECRETS. */ -}}
+{{- define "supercheck.pullSecretNames" -}}
+{{- $names := list -}}
+{{- range .Values.imagePullSecrets }}{{ $names = append $names .name }}{{ end -}}
+{{- join "," $names -}}
+{{- end -}}
+
+{{- /* The namespace the helm test runs its TestRun in: one the operator serves (the first of
+watchNamespaces in namespaced mode), else the release's. */ -}}
+{{- define "supercheck.testNamespace" -}}
+{{- if .Values.watchNamespaces -}}
+{{- first .Values.watchNamespaces -}}
+{{- else -}}
+{{- .Release.Namespace -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* The Redis password the chart's Secret holds when the URL has none: the one given, else the one
+this release generated before (lookup), else a new one. Computed once per render (kept in a memo in
+.Values) so that the Secret and the pods' checksum of it see the same one. */ -}}
+{{- define "supercheck.redisPassword" -}}
+{{- $memo := .Values.connections -}}
+{{- if not (hasKey $memo "_renderedRedisPassword") -}}
+{{- $password := .Values.connections.redisPassword -}}
+{{- if not $password -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "supercheck.secretName" .) -}}
+{{- if and $existing $existing.data (hasKey $existing.data "REDIS_PASSWORD") -}}
+{{- $password = index $existing.data "REDIS_PASSWORD" | b64dec -}}
+{{- else -}}
+{{- $password = randAlphaNum 32 -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $memo "_renderedRedisPassword" $password -}}
+{{- end -}}
+{{- index $memo "_renderedRedisPassword" -}}
 {{- end -}}
 
 {{- define "supercheck.secretName" -}}

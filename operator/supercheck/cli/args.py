@@ -36,7 +36,8 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="supercheck",
         description="Run Playwright and k6 tests in Kubernetes with the Supercheck operator, from your kubeconfig.")
-    top.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
+    top.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then "
+                     "in a pod its ServiceAccount)")
     top.add_argument("--context", help="kubeconfig context (default: the current one)")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

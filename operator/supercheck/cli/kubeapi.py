@@ -7,9 +7,11 @@ thread keeps the live bar moving and answers Ctrl-C at once.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
+from pathlib import Path
 from typing import Any, Protocol, cast
 
 from supercheck.cli.follow import Body, Source
@@ -19,6 +21,7 @@ GROUP, VERSION = GROUP_VERSION.split("/")
 PLURALS = {"TestRun": "testruns", "JobRun": "jobruns"}
 RUNNER_CONTAINER = "runner"
 WATCH_SECONDS = 50  # each watch request; renewed from the last resourceVersion
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")  # in a pod: its token, CA, namespace
 
 
 class Cluster(Protocol):
@@ -35,10 +38,27 @@ class Cluster(Protocol):
     def pod_log(self, namespace: str, pod: str, tail: int | None) -> str: ...
 
 
-def load(kubeconfig: str | None, context: str | None) -> tuple[Any, str]:
-    """An API client and the context's namespace ('default' when it names none)."""
-    from kubernetes import config
+def load(kubeconfig: str | None, context: str | None,
+         service_account_dir: Path = SERVICE_ACCOUNT_DIR) -> tuple[Any, str]:
+    """An API client and the context's namespace ('default' when it names none).
 
+    In a pod with no kubeconfig (the chart's `helm test`), as kubectl does: the pod's ServiceAccount
+    and namespace.
+    """
+    from kubernetes import client, config
+    from kubernetes.config.incluster_config import InClusterConfigLoader
+
+    default_kubeconfig = Path(os.path.expanduser(os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0]))
+    if (kubeconfig is None and context is None and not default_kubeconfig.exists()
+            and os.environ.get("KUBERNETES_SERVICE_HOST")):
+        configuration = client.Configuration()
+        InClusterConfigLoader(str(service_account_dir / "token"), str(service_account_dir / "ca.crt")).load_and_set(
+            configuration)
+        try:
+            own_namespace = (service_account_dir / "namespace").read_text().strip()
+        except OSError:
+            own_namespace = ""
+        return client.ApiClient(configuration), own_namespace or "default"
     api = config.new_client_from_config(config_file=kubeconfig, context=context)
     namespace = "default"
     try:
