@@ -206,34 +206,38 @@ def test_the_rendered_crds_are_accepted_and_their_bounds_enforced(helm, kubectl,
     with RUNNER_MAX_CPU=2 is made for real under a group of this test's own."""
     from kubernetes.client import ApiException
 
-    manifest = render(helm, "--set", "config.RUNNER_MAX_CPU=2", "--set", "config.RUNNER_MAX_MEMORY=1Gi")
-    res = kubectl("apply", "--dry-run=server", "-f", "-", input=manifest)
+    crds = crds_of(render(helm, "--set", "config.RUNNER_MAX_CPU=2", "--set", "config.RUNNER_MAX_MEMORY=1Gi"))
+    res = kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(crds.values()))
     assert res.returncode == 0, res.stderr
     assert res.stdout.count("customresourcedefinition.apiextensions.k8s.io/") == 6
 
-    crd = crds_of(manifest)[f"testruns.{GROUP}"]
+    # Another group, kind and plural, no short name or category: kubectl's `tr`, `testruns` and
+    # `supercheck` must keep meaning the real ones for the tests running beside this one.
+    crd = crds[f"testruns.{GROUP}"]
     group = f"{namespace}.supercheck.test"
-    crd["metadata"] = {"name": f"testruns.{group}"}
+    crd["metadata"] = {"name": f"boundsruns.{group}"}
     crd["spec"]["group"] = group
+    crd["spec"]["names"] = {"kind": "BoundsRun", "listKind": "BoundsRunList", "plural": "boundsruns",
+                            "singular": "boundsrun"}
     version = crd["spec"]["versions"][0]["name"]
     assert kubectl("apply", "-f", "-", input=yaml.safe_dump(crd)).returncode == 0
     try:
-        res = kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/testruns.{group}")
+        res = kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/boundsruns.{group}")
         assert res.returncode == 0, res.stderr
 
         def create(resources: dict) -> str:
-            body = {"apiVersion": f"{group}/{version}", "kind": "TestRun", "metadata": {"generateName": "bounds-"},
+            body = {"apiVersion": f"{group}/{version}", "kind": "BoundsRun", "metadata": {"generateName": "bounds-"},
                     "spec": {"type": "playwright", "script": {"inline": "x"}, "resources": resources}}
 
             def attempt() -> str | None:
                 try:
-                    custom_objects.create_namespaced_custom_object(group, version, namespace, "testruns", body,
+                    custom_objects.create_namespaced_custom_object(group, version, namespace, "boundsruns", body,
                                                                    dry_run="All")
                     return "accepted"
                 except ApiException as exc:
                     return None if exc.status == 404 else exc.body  # served a moment after Established
 
-            return wait_until(attempt, 10, what=f"testruns.{group} served")
+            return wait_until(attempt, 10, what=f"boundsruns.{group} served")
 
         assert create({"cpu": "2", "memory": "1Gi"}) == "accepted"
         refused = create({"cpu": "2500m"})
@@ -241,4 +245,4 @@ def test_the_rendered_crds_are_accepted_and_their_bounds_enforced(helm, kubectl,
         refused = create({"memory": "2Gi"})
         assert "at most 1Gi (the operator's RUNNER_MAX_MEMORY)" in refused
     finally:
-        kubectl("delete", "crd", f"testruns.{group}", "--wait=false")
+        kubectl("delete", "crd", f"boundsruns.{group}", "--wait=false")
