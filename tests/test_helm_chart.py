@@ -58,7 +58,7 @@ def test_chart_objects_pass_server_side_validation(helm, kubectl, namespace):
 
 @pytest.mark.integration
 def test_chart_ships_the_crds_and_dashboard(helm):
-    manifest = render(helm, "--include-crds")
+    manifest = render(helm)  # templates (tests/test_helm_crds.py), not a crds/ folder
     for crd in ("testruns", "jobruns", "runschedules", "monitors"):
         assert f"name: {crd}.supercheck.io" in manifest
     dashboard = render(helm, "--show-only", "templates/grafana-dashboard.yaml")

@@ -145,7 +145,8 @@ class Settings(BaseSettings):
     )
     peering: str = Field(
         "supercheck", validation_alias=_env("SUPERCHECK_PEERING"),
-        description="Name of the ClusterKopfPeering object, or 'standalone' to run without peering",
+        description="Name of the ClusterKopfPeering object (namespaced: of the KopfPeering in each watched "
+        "namespace), or 'standalone' to run without peering",
     )
     peering_priority: int | None = Field(None, validation_alias=_env("SUPERCHECK_PEERING_PRIORITY"))
     peering_lifetime_seconds: int = Field(10, ge=2, validation_alias=_env("SUPERCHECK_PEERING_LIFETIME_SECONDS"))

@@ -2,7 +2,8 @@
 
 Configuration comes from environment variables (:mod:`supercheck.config`, docs/operator.md).
 More than one replica may run: Kopf peering (the cluster-wide ``ClusterKopfPeering`` named by
-``SUPERCHECK_PEERING``, default ``supercheck``) keeps exactly one active — the oldest, by
+``SUPERCHECK_PEERING``, default ``supercheck``, the chart's release name; in namespaced mode a
+``KopfPeering`` of that name in each watched namespace) keeps exactly one active — the oldest, by
 priority — and the others paused until it stops answering; the ledger's atomic, per-run
 idempotent scripts and the resourceVersion-checked status patches keep the invariants even
 if two were active at once.
