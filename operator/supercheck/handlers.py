@@ -112,6 +112,7 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Logger, **
     settings.peering.stealth = True
     metrics = Metrics(cfg)
     metrics.attach_ledger(cfg.redis_url)
+    metrics.follow_peering(settings.peering.standalone)
     metrics.serve(cfg.metrics_port)
     eng = Engine(
         settings=cfg,

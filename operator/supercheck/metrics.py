@@ -33,6 +33,11 @@ SCHEDULE_LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600)  #
 # Monitors: a check takes milliseconds (HTTP, TCP) to minutes (a synthetic run); its lag should stay small
 CHECK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
+# Kopf's peering decides whether this replica handles resources and says so in its log only: these are
+# the messages of kopf._core.engines.peering.process_peering_event (tests/operator/test_metrics.py runs it).
+KOPF_PEERING_LOGGER = "kopf._core.engines.peering"
+KOPF_PAUSED = ("Pausing operations", "Pausing all operators")
+KOPF_RESUMED = ("Resuming operations",)
 
 
 class LedgerGauges:
@@ -144,6 +149,10 @@ class Metrics:
                                       "Monitor checks by result: ok, failed, none (no result: a synthetic run "
                                       "rejected or cancelled, a header's Secret missing), skipped (the previous "
                                       "synthetic check still running)", ["type", "result"], registry=r)
+        # Kopf peering: one replica handles resources, the others pause (docs/operator.md, crash safety)
+        self.active = Gauge("supercheck_operator_active",
+                            "1 while this replica handles resources (peering chose it, or it runs standalone), "
+                            "0 while it is paused", registry=r)
         self._pending: set[str] = set()
         self._pending_lock = threading.Lock()
         self._gauges: LedgerGauges | None = None
@@ -157,6 +166,17 @@ class Metrics:
         self._gauges = LedgerGauges(url, self.settings)
         self.registry.register(self._gauges)
 
+    def follow_peering(self, standalone: bool) -> None:
+        """Keep ``supercheck_operator_active`` to Kopf's pause and resume decisions.
+
+        A replica with peering starts paused (Kopf waits for the peering object before handling
+        anything) and only a resumption is logged when it turns out to be the chosen one."""
+        self.active.set(1 if standalone else 0)
+        if not standalone:
+            kopf_log = logging.getLogger(KOPF_PEERING_LOGGER)
+            kopf_log.setLevel(min(kopf_log.getEffectiveLevel(), logging.INFO))  # the resumption is at INFO
+            kopf_log.addHandler(_PeeringLog(self.active))
+
     def results_waiting(self, uid: str, waiting: bool) -> None:
         with self._pending_lock:
             (self._pending.add if waiting else self._pending.discard)(uid)
@@ -166,6 +186,19 @@ class Metrics:
         if port:
             start_http_server(port, registry=self.registry)
             log.info("metrics on :%d/metrics", port)
+
+
+class _PeeringLog(logging.Handler):
+    def __init__(self, active: Gauge):
+        super().__init__()
+        self.active_gauge = active
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith(KOPF_PAUSED):
+            self.active_gauge.set(0)
+        elif message.startswith(KOPF_RESUMED):
+            self.active_gauge.set(1)
 
 
 def _s(value: object) -> str:
