@@ -137,7 +137,8 @@ def test_the_chart_runs_the_operator_in_the_cluster(helm_run, values_file, only_
     res = helm_run("upgrade", RELEASE, str(CHART), "-n", namespace, "-f", str(values_file),
                    "--set", "config.RUNNING_CAPACITY=1", "--wait", "--timeout", "180s")
     assert res.returncode == 0, res.stdout + res.stderr
-    wait_until(lambda: [p.metadata.name for p in operator_pods(core_v1, namespace)] not in ([], [first_pod.metadata.name]),
+    rolled = ([], [first_pod.metadata.name])
+    wait_until(lambda: [p.metadata.name for p in operator_pods(core_v1, namespace)] not in rolled,
                120, what="the operator pod rolled")
     [second_pod] = operator_pods(core_v1, namespace)
     assert env_of(second_pod)["RUNNING_CAPACITY"] == "1"
@@ -168,7 +169,8 @@ def test_the_chart_runs_the_operator_in_the_cluster(helm_run, values_file, only_
 
 
 def crd_names(kubectl) -> set[str]:
-    return set(kubectl("get", "crd", "-o", "name", check=True).stdout.replace("customresourcedefinition.apiextensions.k8s.io/", "").split())
+    names = kubectl("get", "crd", "-o", "name", check=True).stdout.split()
+    return {n.removeprefix("customresourcedefinition.apiextensions.k8s.io/") for n in names}
 
 
 def test_uninstall_keeps_or_removes_the_crds_as_crds_keep_says(helm_run, values_file, only_the_charts_operator,
