@@ -130,7 +130,7 @@ def test_the_chart_runs_the_operator_in_the_cluster(helm_run, values_file, only_
     # A TestRun through the chart's operator: the only operator running (its pod's token, its RBAC).
     create_run(kubectl, namespace, k6_run("through-the-chart", K6_ONE_CHECK))
     run = wait_passed(custom_objects, namespace, "through-the-chart")
-    assert run["status"]["summary"]["passed"] >= 1 or run["status"].get("k6"), run["status"]
+    assert run["status"]["k6"]["checksPassed"] == 1, run["status"]
     wait_until(lambda: len(rows_for(db_conn, namespace)) >= 1, 30, what="the run's row in PostgreSQL")
 
     # helm upgrade with capacity 1: the pod rolls (the config checksum changed) and one slot holds.
