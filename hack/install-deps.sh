@@ -64,20 +64,22 @@ if [ -f runner-image/package-lock.json ]; then
   fi
 fi
 
-# 4-8. The Go-built tools, each built once per version into ~/.cache/supercheck, side by side:
+# 4-9. The Go-built tools, each built once per version into ~/.cache/supercheck, side by side:
 #    one build's module downloads overlap another's compiling (Go's caches take concurrent builds).
 #    4. Kubernetes and etcd; 5. helm, to render and validate the chart in the tests (and `make
 #    lint`'s helm lint); 6. SeaweedFS, the local environment's S3 server (it checks signatures and
 #    POST policies, as the tests of the runners' upload grants need); 7. kstatus (cli-utils), the
 #    judge Flux uses, for the tests of the TestRun/JobRun conditions; 8. a minimal OpenTelemetry
 #    Collector (OTLP receiver, file exporter: hack/otelcol), the trace sink of tracing's tests and
-#    of `make dev-up SUPERCHECK_TRACING=1`.
+#    of `make dev-up SUPERCHECK_TRACING=1`; 9. kind-config-check (kind's config types, strict
+#    decoding and defaults), which reads kind-config.yaml in the tests as kind would.
 pids=()
 hack/build-kube.sh >/dev/null & pids+=($!)
 hack/build-helm.sh >/dev/null & pids+=($!)
 hack/build-seaweedfs.sh >/dev/null & pids+=($!)
 hack/build-kstatus.sh >/dev/null & pids+=($!)
 hack/build-otelcol.sh >/dev/null & pids+=($!)
+hack/build-kind-config-check.sh >/dev/null & pids+=($!)
 for pid in "${pids[@]}"; do
   wait "$pid"
 done
