@@ -72,7 +72,8 @@ fi
 #    judge Flux uses, for the tests of the TestRun/JobRun conditions; 8. a minimal OpenTelemetry
 #    Collector (OTLP receiver, file exporter: hack/otelcol), the trace sink of tracing's tests and
 #    of `make dev-up SUPERCHECK_TRACING=1`; 9. promtool (Prometheus), to check the chart's alerts and
-#    the dashboard's queries and run the alerts' unit tests (tests/test_alerts.py).
+#    the dashboard's queries and run the alerts' unit tests (tests/test_alerts.py); 10. kind-config-check
+#    (kind's config types, strict decoding and defaults), which reads kind-config.yaml in the tests as kind would.
 pids=()
 hack/build-kube.sh >/dev/null & pids+=($!)
 hack/build-helm.sh >/dev/null & pids+=($!)
@@ -80,6 +81,7 @@ hack/build-seaweedfs.sh >/dev/null & pids+=($!)
 hack/build-kstatus.sh >/dev/null & pids+=($!)
 hack/build-otelcol.sh >/dev/null & pids+=($!)
 hack/build-promtool.sh >/dev/null & pids+=($!)
+hack/build-kind-config-check.sh >/dev/null & pids+=($!)
 for pid in "${pids[@]}"; do
   wait "$pid"
 done

@@ -39,7 +39,7 @@ elif [ "${CI:-}" = true ]; then  # CI installed everything first: a missing helm
 else
   skip helm-lint "helm not built: make deps, or hack/build-helm.sh"
 fi
-gate hadolint "$bin/hadolint" runner-image/Dockerfile
+gate hadolint "$bin/hadolint" operator/Dockerfile runner-image/Dockerfile
 
 echo
 printf '%s\n' "${summary[@]}"
