@@ -38,7 +38,8 @@ def test_chart_lints(helm):
 
 
 def test_chart_objects_pass_server_side_validation(helm, kubectl, namespace):
-    manifest = render(helm, "--namespace", namespace, "--set", "config.RUNNING_CAPACITY=3")
+    # --skip-tests: the helm test hooks need their ServiceAccount made first (tests/test_helm_install.py runs them).
+    manifest = render(helm, "--namespace", namespace, "--set", "config.RUNNING_CAPACITY=3", "--skip-tests")
     res = kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", "-o", "json", input=manifest)
     assert res.returncode == 0, res.stderr
     kinds = {item["kind"] for item in json.loads(res.stdout)["items"]}
@@ -49,7 +50,7 @@ def test_chart_objects_pass_server_side_validation(helm, kubectl, namespace):
     assert env["RUNNING_CAPACITY"] == "3"
     # Namespaced mode: a Role and RoleBinding in each watched namespace.
     manifest = render(helm, "--namespace", namespace, "--set", f"watchNamespaces={{{namespace}}}",
-                      "--set", "runner.runtimeClassName=gvisor")
+                      "--set", "runner.runtimeClassName=gvisor", "--skip-tests")
     res = kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", "-o", "json", input=manifest)
     assert res.returncode == 0, res.stderr
     kinds = {item["kind"] for item in json.loads(res.stdout)["items"]}

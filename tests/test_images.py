@@ -229,8 +229,9 @@ def test_the_operator_image_runs_what_the_chart_runs():
     assert entry == ["supercheck-operator"]
     deployment = (CHART / "templates" / "deployment.yaml").read_text()
     assert "command: [supercheck-operator]" in deployment
-    assert re.search(r'image: "\{\{ \.Values\.image\.repository \}\}:\{\{ \.Values\.image\.tag \| default '
-                     r'\.Chart\.AppVersion \}\}"', deployment)
+    assert 'image: {{ include "supercheck.image" . | quote }}' in deployment
+    helpers = (CHART / "templates" / "_helpers.tpl").read_text()
+    assert '.Values.image.repository (.Values.image.tag | default .Chart.AppVersion)' in helpers
     env = next(ins.args for ins in final.instructions if ins.word == "ENV")
     # nothing written beside the code: the root filesystem is read-only
     assert "PYTHONDONTWRITEBYTECODE=1" in env and "PATH=/opt/venv/bin:$PATH" in env

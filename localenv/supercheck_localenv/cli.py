@@ -32,7 +32,7 @@ import yaml
 from supercheck_localenv import controlplane, services
 from supercheck_localenv.certs import Pki, ensure_pki
 from supercheck_localenv.chartvalues import chart_values
-from supercheck_localenv.layout import NODE_NAME, PORTS, Layout, default_layout
+from supercheck_localenv.layout import NODE_NAME, PORTS, REPO_ROOT, Layout, default_layout
 from supercheck_localenv.procs import Proc
 
 # The operator's configuration variables (docs/operator.md), passed through when set.
@@ -215,6 +215,18 @@ def apply_crds(layout: Layout) -> None:
         raise RuntimeError(f"CRDs not established: {res.stderr}")
 
 
+def _link_helm(layout: Layout) -> None:
+    """helm (hack/build-helm.sh, built by `make deps`) on .dev/env's PATH, for installing the chart here."""
+    res = subprocess.run([str(REPO_ROOT / "hack" / "build-helm.sh"), "--cached"], capture_output=True, text=True)
+    helm = Path(res.stdout.strip())
+    if res.returncode != 0 or not helm.is_file():
+        return
+    link = layout.dev / "bin" / "helm"
+    if not link.is_symlink() or os.readlink(link) != str(helm):
+        link.unlink(missing_ok=True)
+        link.symlink_to(helm)
+
+
 def up(layout: Layout, overrides: dict[str, str], keep_operator: bool = False) -> None:
     t0 = time.monotonic()
     layout.dev.mkdir(parents=True, exist_ok=True)
@@ -225,6 +237,7 @@ def up(layout: Layout, overrides: dict[str, str], keep_operator: bool = False) -
         if not link.exists() or os.readlink(link) != str(bin_dir / name):
             link.unlink(missing_ok=True)
             link.symlink_to(bin_dir / name)
+    _link_helm(layout)
     pki = ensure_pki(Pki(layout.pki))
     controlplane.write_kubeconfig(layout.kubeconfig, pki, "admin")
     write_env_file(layout)
