@@ -52,6 +52,22 @@ def test_one_spec_is_a_testrun_with_the_script_inline(tmp_path):
     TestRunSpec.model_validate(plan.run["spec"])
 
 
+def test_ttl_deletes_the_run_after_it_ends_testrun_and_jobrun(tmp_path):
+    from supercheck.cli.args import parse
+    from supercheck.jobmodels import JobRunSpec
+    from supercheck.models import TestRunSpec
+
+    f = tmp_path / "smoke.k6.js"
+    f.write_text(K6)
+    args = parse(["run", str(f), "--ttl", "3600"])
+    assert args.ttl == 3600
+    one = submit.plan([str(f)], "ci", ttl=args.ttl)
+    assert TestRunSpec.model_validate(one.run["spec"]).ttlSecondsAfterFinished == 3600
+    suite = submit.plan([str(tmp_path)], "ci", ttl=60)
+    assert JobRunSpec.model_validate(suite.run["spec"]).ttlSecondsAfterFinished == 60
+    assert "ttlSecondsAfterFinished" not in submit.plan([str(f)], "ci").run["spec"]
+
+
 def test_k6_is_detected_by_its_import_and_type_decides_otherwise(tmp_path):
     (tmp_path / "smoke.js").write_text(K6)
     (tmp_path / "plain.js").write_text("export default function () {}\n")

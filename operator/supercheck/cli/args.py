@@ -60,6 +60,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--priority", type=int, help="-1000..1000, higher runs first (default 0)")
     run.add_argument("--run-timeout", type=_positive, metavar="SECONDS",
                      help="the run's spec.timeoutSeconds (default: the operator's)")
+    run.add_argument("--ttl", type=_not_negative, metavar="SECONDS",
+                     help="delete the run this long after it ends (spec.ttlSecondsAfterFinished; default: keep it)")
     run.add_argument("--wait", action="store_true",
                      help="follow the run until it ends, print the verdict, exit 0/1/2")
     run.add_argument("--timeout", type=_positive, default=DEFAULT_WAIT_TIMEOUT, metavar="SECONDS",

@@ -24,7 +24,8 @@ NAME_FREE_SECONDS = 60  # --name given: how long to wait for the rejected object
 
 def build(args: argparse.Namespace, namespace: str, name: str | None) -> submit.Plan:
     return submit.plan(args.files, namespace, test_type=args.type, env=args.env, name=name,
-                       priority=args.priority, timeout=args.run_timeout, parallelism=args.parallelism)
+                       priority=args.priority, timeout=args.run_timeout, parallelism=args.parallelism,
+                       ttl=args.ttl)
 
 
 def describe(plan: submit.Plan, namespace: str) -> str:

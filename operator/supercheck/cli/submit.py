@@ -109,12 +109,14 @@ def parse_env(pairs: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
 
 
 def _spec_common(test_type: str, env: Sequence[tuple[str, str]], priority: int | None,
-                 timeout: int | None) -> dict[str, Any]:
+                 timeout: int | None, ttl: int | None = None) -> dict[str, Any]:
     spec: dict[str, Any] = {"type": test_type}
     if priority is not None:
         spec["priority"] = priority
     if timeout is not None:
         spec["timeoutSeconds"] = timeout
+    if ttl is not None:
+        spec["ttlSecondsAfterFinished"] = ttl
     if env:
         spec["env"] = parse_env(env)
     return spec
@@ -122,10 +124,10 @@ def _spec_common(test_type: str, env: Sequence[tuple[str, str]], priority: int |
 
 def testrun_plan(file: TestFile, test_type: str, name: str, namespace: str, *,
                  env: Sequence[tuple[str, str]] = (), priority: int | None = None,
-                 timeout: int | None = None) -> Plan:
+                 timeout: int | None = None, ttl: int | None = None) -> Plan:
     if file.text is None:
         raise SubmitError(f"{file.key} is not a text file")
-    spec = _spec_common(test_type, env, priority, timeout)
+    spec = _spec_common(test_type, env, priority, timeout, ttl)
     spec["script"] = {"inline": file.text}
     run = {"apiVersion": GROUP_VERSION, "kind": "TestRun",
            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
@@ -134,7 +136,7 @@ def testrun_plan(file: TestFile, test_type: str, name: str, namespace: str, *,
 
 def jobrun_plan(files: Sequence[TestFile], test_type: str, name: str, namespace: str, *,
                 env: Sequence[tuple[str, str]] = (), priority: int | None = None,
-                timeout: int | None = None, parallelism: int | None = None) -> Plan:
+                timeout: int | None = None, parallelism: int | None = None, ttl: int | None = None) -> Plan:
     keys = [f.key for f in files]
     if len(set(keys)) != len(keys):
         twice = sorted({k for k in keys if keys.count(k) > 1})
@@ -148,7 +150,7 @@ def jobrun_plan(files: Sequence[TestFile], test_type: str, name: str, namespace:
         raise SubmitError(f"no test file among {', '.join(sorted(keys))}: a suite's tests are named {named} "
                           "(the other files are helpers they import)")
     cm_name = suite_config_map_name(name)
-    spec = _spec_common(test_type, env, priority, timeout)
+    spec = _spec_common(test_type, env, priority, timeout, ttl)
     spec["testsFrom"] = {"configMapRef": {"name": cm_name}}
     if parallelism is not None:
         spec["parallelism"] = parallelism
@@ -206,7 +208,8 @@ def collect(paths: Sequence[str]) -> tuple[list[TestFile], bool, str]:
 
 def plan(paths: Sequence[str], namespace: str, *, test_type: str | None = None,
          env: Sequence[tuple[str, str]] = (), name: str | None = None, priority: int | None = None,
-         timeout: int | None = None, parallelism: int | None = None, token: str | None = None) -> Plan:
+         timeout: int | None = None, parallelism: int | None = None, token: str | None = None,
+         ttl: int | None = None) -> Plan:
     files, suite, stem = collect(paths)
     # A suite's type is its tests' (helpers may import anything); k6's test names include Playwright's.
     tests = [f for f in files if not suite or is_test_file(f.key, "k6")]
@@ -215,6 +218,7 @@ def plan(paths: Sequence[str], namespace: str, *, test_type: str | None = None,
     if not suite:
         if parallelism is not None:
             raise SubmitError("--parallelism is for several files or a folder (a JobRun)")
-        return testrun_plan(files[0], chosen, run, namespace, env=env, priority=priority, timeout=timeout)
+        return testrun_plan(files[0], chosen, run, namespace, env=env, priority=priority, timeout=timeout,
+                            ttl=ttl)
     return jobrun_plan(files, chosen, run, namespace, env=env, priority=priority, timeout=timeout,
-                       parallelism=parallelism)
+                       parallelism=parallelism, ttl=ttl)
