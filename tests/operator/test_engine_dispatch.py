@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from supercheck.engine import WAIT
 from supercheck.engine.context import Engine
 from supercheck.engine.ledger_repair import reconcile_ledger
+from supercheck.engine.testrun import step
 from supercheck.metrics import Metrics
 from supercheck.pods import pod_view
 from supercheck_contract import ExitCode, FailureClass
@@ -315,7 +316,6 @@ def test_a_pod_made_on_a_stale_view_goes_when_its_claim_conflicts():
         stale = w.handle("a")
         # Another replica ends the run meanwhile (its status moves on: our view is stale).
         w.kube.touch_testrun("a", phase="Error", reason="InvalidSpec", message="ended by another replica")
-        from supercheck.engine.testrun import step
         assert await step(stale) == 0.0  # the claim conflicted: read again
         assert w.kube.calls.index("create Pod") < w.kube.calls.index("delete Pod")
         assert w.pod_names() == [] and "a-a1-upload" in w.kube.deleted_secrets

@@ -180,7 +180,7 @@ async def create_pod(run: RunHandle, body: Body, spec: TestRunSpec, attempt: int
             await claimed(run, body, spec, claim, granted)
         return delay
 
-    snapshot: Body | BaseException | None = None
+    snapshot: Body | None = None
     files = None
     if scriptfiles.whole_configmap(spec):
         # A whole ConfigMap's files are those of the run's snapshot: it is needed to build the pod.
