@@ -28,19 +28,21 @@ from supercheck.pods import pod_view
 from supercheck_contract import ExitCode, FailureClass
 
 WRITES = ("create", "patch_status", "delete_pod", "delete_secret", "replace_secret", "replace_network_policy")
-LATENCY = 0.04  # seconds each fake API call takes; the rounds are read from the loop's clock
+LATENCY = 0.01  # seconds each fake API call takes (the same for all: answers come in the order asked)
 
 
 class TimedKube:
-    """The fake API server behind a network: every call takes LATENCY; each call's round is recorded."""
+    """The fake API server behind a network: every call takes LATENCY. A call's round is one more than
+    the highest round of the calls answered before it started (calls in flight together share one),
+    so the rounds hold whatever else slows the machine down."""
 
     def __init__(self, inner: FakeKube) -> None:
         self.inner = inner
-        self.t0 = 0.0
+        self.answered = -1  # the highest round answered so far
         self.log: list[tuple[int, str]] = []  # (round, call) in the order the calls started
 
     def start(self) -> None:
-        self.t0 = asyncio.get_running_loop().time()
+        self.answered = -1
         self.log.clear()
 
     def __getattr__(self, name: str) -> Any:
@@ -49,14 +51,14 @@ class TimedKube:
             return attr
 
         async def call(*args: Any, **kwargs: Any) -> Any:
-            started = asyncio.get_running_loop().time()
-            entry = len(self.log)
-            self.log.append((round((started - self.t0) / LATENCY), name))
+            entry, my_round = len(self.log), self.answered + 1
+            self.log.append((my_round, name))
             await asyncio.sleep(LATENCY)
             try:
                 return await attr(*args, **kwargs)
             finally:
-                self.log[entry] = (self.log[entry][0], self.inner.calls[-1])  # "create Pod", "patch_status"...
+                self.log[entry] = (my_round, self.inner.calls[-1])  # "create Pod", "patch_status"...
+                self.answered = max(self.answered, my_round)
 
         return call
 
@@ -149,10 +151,11 @@ def test_an_admitted_run_has_its_pod_in_the_second_round_and_its_claim_after_it(
     run(go)
 
 
-def test_a_freed_slot_reaches_the_next_runs_pod_in_three_rounds():
-    """pod ended -> next pod: the ended run's status (end and release, Redis), then the promoted run reads
-    its snapshot and creates its grant at once, then its pod; its claim follows, the ended pod's grant is
-    deleted off the path. (Before: delete the grant, end, claim, read the snapshot, grant, pod: round 5.)"""
+def test_a_freed_slot_reaches_the_next_runs_pod_in_the_second_round():
+    """pod ended -> next pod: the ended run's end written while its slot is released (Redis); the promoted
+    run reads its snapshot and creates its grant in that same round, then its pod; its claim follows, the
+    ended pod's grant is deleted off the path. (Before: delete the grant, write the end, release, the
+    claim, read the snapshot, the grant, the pod: round 5.)"""
     async def go():
         w = world(running_capacity=1, queued_capacity=2)
         for name in ("a", "b"):
@@ -172,8 +175,8 @@ def test_a_freed_slot_reaches_the_next_runs_pod_in_three_rounds():
         _, b_delay = await asyncio.gather(w.step("a"), daemon_b())
         assert b_delay == WAIT
         b_pod = [r for r, c in timed.log if c == "create Pod"]
-        assert b_pod == [2], timed.log
-        assert timed.rounds("patch_status")[0] == 0  # a's end; released in Redis right after it
+        assert b_pod == [1], timed.log
+        assert timed.log[:3] == [(0, "patch_status"), (0, "get ConfigMap"), (0, "create Secret")]  # a's end, b's
         assert timed.round_of("delete Secret") >= 1  # a's grant: not before its end
         assert w.status("a")["phase"] == "Passed"
         st = w.status("b")
@@ -274,8 +277,8 @@ async def refill_walk(w: World) -> None:
 REFILL_WRITES = writes_of(refill_setup, refill_walk, running_capacity=1, queued_capacity=2)
 
 
-def test_the_refill_walk_ends_releases_then_creates_the_pod_before_the_claim():
-    assert REFILL_WRITES[0] == "patch_status"  # a's end, then its slot released in Redis
+def test_the_refill_walk_ends_then_creates_the_pod_before_the_claim():
+    assert REFILL_WRITES[0] == "patch_status"  # a's end (its slot released in Redis at once)
     b_pod = REFILL_WRITES.index("create Pod")
     assert REFILL_WRITES.index("create Secret") < b_pod < len(REFILL_WRITES) - 1
     assert REFILL_WRITES[b_pod + 1:] == ["patch_status"]  # b's claim, last

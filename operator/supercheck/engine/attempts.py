@@ -329,10 +329,21 @@ async def attempt_ended(run: RunHandle, body: Body, spec: TestRunSpec, status: T
         run.event(body, "Warning", EventReason.RETRYING, patch["message"])
         await uploads.revoke(run, status.podName)
         return decision.delay_seconds
+    patch = tr.terminal_patch(status, outcome, decision, now)
     async with eng.gate.shared():
-        body = await run.patch(body, tr.terminal_patch(status, outcome, decision, now))
+        # The end is written and the slot released at once: the pod has ended, so the next run's pod
+        # may start, and a freed slot need not wait for a status write. A crash or a conflict between
+        # the two leaves the run unfinished: its next step ends it again, and the ledger releases a
+        # run once (its tombstone answers a second release with nothing to free).
+        ending = TestRunStatus.model_validate({**(body.get("status") or {}), **patch})
+        written, released = await asyncio.gather(run.patch(body, patch), res.release(run, ending),
+                                                 return_exceptions=True)
+        for outcome_ in (written, released):
+            if isinstance(outcome_, BaseException):
+                raise outcome_
+        assert isinstance(written, dict)
+        body = written
         final = TestRunStatus.model_validate(body["status"])
-        await res.release(run, final)
     # The pod has ended: its grant is of no more use. Deleted once the slot is released, not before:
     # the freed slot's next run does not wait for it (best effort: a grant left behind by a crash
     # expires on its own, and goes with the run).
