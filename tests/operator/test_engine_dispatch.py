@@ -237,10 +237,14 @@ def test_the_admitted_walk_writes_the_pod_before_the_claim():
     assert ADMITTED_WRITES.index("create ConfigMap") < ADMITTED_WRITES.index("create Pod")
 
 
+@pytest.mark.parametrize("down_for", [0, 60], ids=["back-at-once", "back-after-60s"])
 @pytest.mark.parametrize("wipe_ledger", [False, True], ids=["redis-kept", "redis-wiped"])
 @pytest.mark.parametrize("after", range(1, len(ADMITTED_WRITES) + 1),
                          ids=[f"after-{i + 1}-{c.replace(' ', '-')}" for i, c in enumerate(ADMITTED_WRITES)])
-def test_a_crash_after_any_write_of_a_dispatch_recovers_one_pod_one_claim_one_slot(after: int, wipe_ledger: bool):
+def test_a_crash_after_any_write_of_a_dispatch_recovers_one_pod_one_claim_one_slot(after: int, wipe_ledger: bool,
+                                                                                   down_for: int):
+    """Back after 60 s, the slot's grant is old: the claim goes first (FRESH_GRANT_SECONDS); both orders
+    recover."""
     async def go():
         w = world(running_capacity=1, queued_capacity=2)
         await admitted_setup(w)
@@ -248,6 +252,7 @@ def test_a_crash_after_any_write_of_a_dispatch_recovers_one_pod_one_claim_one_sl
         with pytest.raises(Crash):
             await admitted_walk(w)
         assert len(live_pods(w)) <= 1
+        w.clock.advance(down_for)
         await restart(w, wipe_ledger)
         assert await w.settle("a") in (WAIT, 60.0)  # waiting for the pod's events (60: the backstop)
         st = w.status("a")
@@ -284,10 +289,12 @@ def test_the_refill_walk_ends_then_creates_the_pod_before_the_claim():
     assert REFILL_WRITES[b_pod + 1:] == ["patch_status"]  # b's claim, last
 
 
+@pytest.mark.parametrize("down_for", [0, 60], ids=["back-at-once", "back-after-60s"])
 @pytest.mark.parametrize("wipe_ledger", [False, True], ids=["redis-kept", "redis-wiped"])
 @pytest.mark.parametrize("after", range(1, len(REFILL_WRITES) + 1),
                          ids=[f"after-{i + 1}-{c.replace(' ', '-')}" for i, c in enumerate(REFILL_WRITES)])
-def test_a_crash_after_any_write_of_a_refill_recovers_one_release_and_one_pod(after: int, wipe_ledger: bool):
+def test_a_crash_after_any_write_of_a_refill_recovers_one_release_and_one_pod(after: int, wipe_ledger: bool,
+                                                                             down_for: int):
     async def go():
         w = world(running_capacity=1, queued_capacity=2)
         await refill_setup(w)
@@ -295,6 +302,7 @@ def test_a_crash_after_any_write_of_a_refill_recovers_one_release_and_one_pod(af
         with pytest.raises(Crash):
             await refill_walk(w)
         assert len(live_pods(w)) <= 1
+        w.clock.advance(down_for)
         await restart(w, wipe_ledger)
         for name in ("b", "a", "b"):  # the daemons resume in any order
             await w.settle(name)
@@ -336,4 +344,22 @@ def test_a_live_pod_of_an_ended_run_goes_when_the_run_is_stepped():
         await restart(w)
         await w.settle("a")
         assert w.pod_names() == []
+    run(go)
+
+
+def test_a_slot_granted_long_ago_is_claimed_before_its_pod():
+    """A grant older than FRESH_GRANT_SECONDS may be a stale view's: the claim's precondition decides
+    before any pod is made (the order of a retry)."""
+    async def go():
+        w = world(running_capacity=1, queued_capacity=2)
+        for name in ("a", "b"):
+            w.kube.add_testrun(name, K6)
+            await w.settle(name)
+        passed(w, "a-a1")
+        await w.settle("a")  # b promoted now...
+        w.clock.advance(30)  # ...and stepped only 30 s later
+        w.kube.calls.clear()
+        assert await w.settle("b") == WAIT
+        assert w.kube.calls.index("patch_status") < w.kube.calls.index("create Pod")
+        assert w.status("b")["podName"] == "b-a1" and w.pod_names() == ["a-a1", "b-a1"]
     run(go)

@@ -35,6 +35,9 @@ from supercheck_contract import FailureClass
 # Pod events drive the run; this backstop only re-checks in case an event was somehow missed.
 OBSERVE_BACKSTOP_SECONDS = 60.0
 TERMINAL_PHASES = frozenset(p.value for p in Phase if p.terminal)
+# Attempt 1's pod goes before its claim only on a slot this step's ledger call granted just now (the
+# ledger's clock against ours): an older grant may be a stale view's, whose claim must decide first.
+FRESH_GRANT_SECONDS = 5.0
 
 
 class ScriptGone(snap.NoSnapshot):
@@ -116,16 +119,23 @@ async def launch(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRunS
     granted = datetime.fromtimestamp(granted_ms / 1000, now.tzinfo) if granted_ms else None
     name = podspec.pod_name(run.name, attempt)
     claim = tr.claim_attempt_patch(status, attempt, name, granted, now) | traces.fields(run, body)
-    if attempt > 1:
+    take_snapshot = attempt == 1 and status.slot != SlotState.QUEUED
+    fresh = granted is not None and abs((now - granted).total_seconds()) <= FRESH_GRANT_SECONDS
+    if attempt > 1 or not fresh:
+        # A retry, or a slot granted a while ago (a view that may be stale: its pod may have come and
+        # gone already): the claim first, and its resourceVersion precondition decides.
         body = await run.patch(body, claim)
-        return await create_pod(run, body, spec, attempt, granted or now)
+        if attempt == 1:
+            _tell_claim(run, body, spec, granted, status.slot == SlotState.QUEUED)
+        return await create_pod(run, body, spec, attempt, granted or now, take_snapshot=take_snapshot)
     return await create_pod(run, body, spec, attempt, granted or now, claim=claim, granted=granted,
-                            take_snapshot=status.slot != SlotState.QUEUED)
+                            take_snapshot=take_snapshot)
 
 
 async def claimed(run: RunHandle, body: Body, spec: TestRunSpec, claim: dict[str, Any],
-                  granted: datetime | None) -> Body:
-    """Attempt 1's pod exists: write its claim; the admission's trace and the queue's wait are told."""
+                  granted: datetime | None, made: bool = False) -> Body:
+    """Attempt 1's pod exists: write its claim; the admission's trace and the queue's wait are told.
+    ``made``: this step created the pod (not found it there)."""
     eng = run.eng
     was_queued = (body.get("status") or {}).get("slot") == SlotState.QUEUED
     try:
@@ -135,10 +145,17 @@ async def claimed(run: RunHandle, body: Body, spec: TestRunSpec, claim: dict[str
         # stale view. It goes at once, unless the newer status claims this very pod; the step starts over.
         fresh = await run.refresh()
         status = (fresh or {}).get("status") or {}
-        if status.get("podName") != claim["podName"] or status.get("phase") in TERMINAL_PHASES:
+        if made and (status.get("podName") != claim["podName"] or status.get("phase") in TERMINAL_PHASES):
             await eng.kube.delete_pod(run.namespace, claim["podName"], grace_seconds=0)
             await uploads.revoke(run, claim["podName"])
         raise
+    _tell_claim(run, body, spec, granted, was_queued)
+    return body
+
+
+def _tell_claim(run: RunHandle, body: Body, spec: TestRunSpec, granted: datetime | None, was_queued: bool) -> None:
+    """Attempt 1 claimed: the admission's trace (or the queue's wait) and the queue wait metric."""
+    eng = run.eng
     if was_queued:
         traces.slot_granted(run, body, granted or eng.clock.now())
     else:
@@ -147,7 +164,6 @@ async def claimed(run: RunHandle, body: Body, spec: TestRunSpec, claim: dict[str
     if created and granted:
         eng.metrics.queue_wait.labels(spec.type, *run.extra_labels(body)).observe(
             max(0.0, (granted - created).total_seconds()))
-    return body
 
 
 async def _snapshot(run: RunHandle, body: Body, spec: TestRunSpec, attempt: int, take: bool) -> Body:
@@ -245,7 +261,7 @@ async def create_pod(run: RunHandle, body: Body, spec: TestRunSpec, attempt: int
     now = eng.clock.now()
     eng.metrics.dispatch_latency.observe(max(0.0, (now - since).total_seconds()))
     if claim is not None:
-        body = await claimed(run, body, spec, claim, granted)
+        body = await claimed(run, body, spec, claim, granted, made=True)
     traces.dispatched(run, body, attempt, since, now, pod_name)
     run.log.debug("timing: %s pod created %s (slot granted %s)", run.name, iso(now), iso(since))
     run.event(body, "Normal", EventReason.DISPATCHED, f"attempt {attempt}: created runner pod {pod_name}")
