@@ -41,6 +41,9 @@ async def step(run: RunHandle) -> Step:
         return await res.refuse(run, body, status, Reason.INVALID_SPEC, f"the spec is invalid: {exc}")
     async def decide() -> Step:
         if status.phase is not None and status.phase.terminal:
+            # A pod of a run that has ended can only be one made on a stale view by a process that
+            # stopped before it could take it back (engine.attempts.claimed): it goes.
+            await att.stop_live_pods(run)
             return await res.finished(run, body, status, spec)
         if status.slot is None:
             return await adm.admit(run, body, spec, status)
