@@ -5,7 +5,7 @@ DEV := .venv/bin/supercheck-dev
 # Operator configuration variables given on the command line (make dev-up RUNNING_CAPACITY=3)
 # reach `supercheck-dev up` through the environment: make exports command-line variables.
 
-.PHONY: deps deps-python dev-up dev-down dev-status demo test unit lint crds bench clean
+.PHONY: deps deps-python dev-up dev-down dev-status demo test unit lint crds bench bench-scale clean
 
 # Everything: Debian packages, the virtualenv, npm packages, Kubernetes and helm.
 deps:
@@ -47,6 +47,11 @@ bench: dev-up
 	@$(PY) hack/bench_operator.py
 	@$(PY) hack/bench_runner.py
 	@$(PY) hack/bench_jobrun.py
+
+# Supercheck at scale (1,000 k6 runs) against an Indexed Job and Kueue; BENCH_SCALE_ARGS="--runs 200 --skip-kueue".
+# Kueue runs when hack/build-kueue.sh has built it (benchmark-only; not part of `make deps`).
+bench-scale: dev-up
+	@source .dev/env && $(PY) hack/bench_scale.py $(BENCH_SCALE_ARGS)
 
 clean: dev-down
 	rm -rf .dev
