@@ -363,3 +363,16 @@ def test_a_slot_granted_long_ago_is_claimed_before_its_pod():
         assert w.kube.calls.index("patch_status") < w.kube.calls.index("create Pod")
         assert w.status("b")["podName"] == "b-a1" and w.pod_names() == ["a-a1", "b-a1"]
     run(go)
+
+
+def test_without_peering_the_claim_goes_before_the_pod():
+    """SUPERCHECK_PEERING=standalone: replicas may all be active. Pod-first would let the slower
+    replica, whose view predates a quick run's end, make its pod again; the claim decides first."""
+    async def go():
+        w = world(running_capacity=1, queued_capacity=2, peering="standalone")
+        w.kube.add_testrun("a", K6)
+        w.kube.calls.clear()
+        await w.settle("a")
+        assert w.kube.calls.index("patch_status") < w.kube.calls.index("create Pod")
+        assert w.status("a")["podName"] == "a-a1" and w.pod_names() == ["a-a1"]
+    run(go)

@@ -35,8 +35,9 @@ from supercheck_contract import FailureClass
 # Pod events drive the run; this backstop only re-checks in case an event was somehow missed.
 OBSERVE_BACKSTOP_SECONDS = 60.0
 TERMINAL_PHASES = frozenset(p.value for p in Phase if p.terminal)
-# Attempt 1's pod goes before its claim only on a slot this step's ledger call granted just now (the
-# ledger's clock against ours): an older grant may be a stale view's, whose claim must decide first.
+# Attempt 1's pod goes before its claim only on a slot granted just now (the ledger's clock against
+# ours), and only under Kopf peering (one active replica): an older grant may be a stale view's, and
+# without peering another replica's view may be, so their claim must decide first.
 FRESH_GRANT_SECONDS = 5.0
 
 
@@ -121,9 +122,11 @@ async def launch(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRunS
     claim = tr.claim_attempt_patch(status, attempt, name, granted, now) | traces.fields(run, body)
     take_snapshot = attempt == 1 and status.slot != SlotState.QUEUED
     fresh = granted is not None and abs((now - granted).total_seconds()) <= FRESH_GRANT_SECONDS
-    if attempt > 1 or not fresh:
+    if attempt > 1 or not fresh or eng.settings.peering == "standalone":
         # A retry, or a slot granted a while ago (a view that may be stale: its pod may have come and
-        # gone already): the claim first, and its resourceVersion precondition decides.
+        # gone already), or no peering (replicas may all be active, each with its own view of the
+        # run: a quick run's pod could be made again by the slower one): the claim first, and its
+        # resourceVersion precondition decides.
         body = await run.patch(body, claim)
         if attempt == 1:
             _tell_claim(run, body, spec, granted, status.slot == SlotState.QUEUED)
