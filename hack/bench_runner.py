@@ -201,11 +201,14 @@ def runner_env(tmp: Path, site: str, endpoint: str, kind: str, spec: str, **sett
             "SUPERCHECK_CHROMIUM_PATH": CHROMIUM, "SUPERCHECK_NODE_MODULES": str(NODE_MODULES)}
 
 
+RUNNER_CMD = [str(VENV_BIN / "supercheck-runner")]
+
+
 def run_runner(env: dict[str, str]) -> tuple[float, TreeMemory, list[tuple[float, str]]]:
     """supercheck-runner under ``env``: its wall time, the memory of its process tree, and its output
     lines with the time each arrived (seconds after the start)."""
     started = time.monotonic()
-    proc = subprocess.Popen([str(VENV_BIN / "supercheck-runner")], env=env,
+    proc = subprocess.Popen(RUNNER_CMD, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     memory = TreeMemory(proc.pid)
     assert proc.stdout is not None

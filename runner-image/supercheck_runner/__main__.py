@@ -26,6 +26,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import NoReturn
 
 from botocore.exceptions import ClientError
 
@@ -570,11 +571,17 @@ def finish(result: RunnerResult, settings: RunnerSettings, say: RunLog) -> int:
     return result.exitCode
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> NoReturn:
+    """The process: one attempt, then exit with its code. Everything the attempt leaves is written
+    by then (S3, the termination message, stdout), so the interpreter's own teardown is skipped:
+    freeing boto3's and pydantic's objects one by one took 0.1 s of every run's slot."""
     try:
-        return _main(argv)
+        code = _main(argv)
     finally:
         tracing.current.close()  # the last spans, within tracing.FLUSH_SECONDS
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _main(argv: list[str] | None = None) -> int:
@@ -667,4 +674,4 @@ def s3_clients(settings: RunnerSettings,
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
