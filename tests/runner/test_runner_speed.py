@@ -4,6 +4,7 @@ seen at once. Real node, real processes; no mocks."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -90,18 +91,23 @@ def test_a_config_without_a_gate_waits_for_nothing():
 def test_a_failed_ready_kills_the_started_process_and_says_why(tmp_path):
     marker = tmp_path / "ran"
     # The child starts a grandchild (as Playwright starts workers and Chromium), then would act after 3 s.
-    script = ("import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+    # Both name the marker on their command lines: the test's own children (moto...) are not theirs.
+    script = ("import subprocess, sys, time; "
+              "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', sys.argv[1]]); "
               f"time.sleep(3); open({str(marker)!r}, 'w').close()")
     pids: list[int] = []
 
     def ready() -> None:
         time.sleep(0.5)
-        pids.extend(p.pid for p in psutil.Process().children(recursive=True))
+        for p in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if str(marker) in " ".join(p.cmdline()):
+                    pids.append(p.pid)
         raise ValueError("the script is refused")
 
     started = time.monotonic()
     with pytest.raises(ValueError, match="refused"):
-        run_supervised([sys.executable, "-c", script], env=dict(os.environ), cwd=tmp_path,
+        run_supervised([sys.executable, "-c", script, str(marker)], env=dict(os.environ), cwd=tmp_path,
                        log_path=tmp_path / "console.log", deadline_at=time.monotonic() + 60, ready=ready)
     assert time.monotonic() - started < 2.5
     assert len(pids) >= 2
