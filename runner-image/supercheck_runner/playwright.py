@@ -135,13 +135,21 @@ def build_config(o: PlaywrightOptions) -> dict[str, Any]:
     }
 
 
+GATE_WAIT_SECONDS = 300  # the config gives up waiting for the gate: a runner gone, not a slow validation
+
+
 def render_config_module(config: Mapping[str, Any], chromium_path: str | None, fallback_chromium: str,
-                         test_files: Sequence[str] = ()) -> str:
+                         test_files: Sequence[str] = (), gate: str | None = None) -> str:
     """The config module. The only logic in it is choosing Chromium, which needs Playwright's own
     registry: the bundled browser when the image has it, else the system one; and, for a job's
     shard, ``testMatch`` as regular expressions of the ``test_files``' full paths under testDir
     (a string pattern is a glob Playwright prefixes with ``**/``, so ``a.spec.ts`` would also
-    run ``lib/a.spec.ts``, and ``[`` or ``*`` in a name would be patterns)."""
+    run ``lib/a.spec.ts``, and ``[`` or ``*`` in a name would be patterns).
+
+    With a ``gate`` (a file's path), the module waits for that file to exist before it gives
+    Playwright its config: Playwright starts (node, its own modules, @playwright/test: 0.3 s and
+    more) while the runner validates the scripts, and loads none of them before the runner has
+    created the gate, once they passed. When they do not, the runner kills Playwright, still waiting."""
     match = ("" if not test_files else
              f"const testFiles = {json.dumps(list(test_files))};\n"
              "const escape = (text) => text.replace(/[.*+?^${}()|[\\]\\\\]/g, '\\\\$&');\n"
@@ -165,7 +173,14 @@ def render_config_module(config: Mapping[str, Any], chromium_path: str | None, f
         "  return fallback;\n"
         "}\n\n"
         "config.use.launchOptions.executablePath = executablePath();\n"
-        "export default config;\n"
+        + ("" if gate is None else
+           f"const gate = {json.dumps(gate)};\n"
+           f"const giveUpAt = Date.now() + {GATE_WAIT_SECONDS * 1000};\n"
+           "while (!fs.existsSync(gate)) {\n"
+           "  if (Date.now() > giveUpAt) throw new Error('supercheck-runner did not open the gate');\n"
+           "  await new Promise((resolve) => setTimeout(resolve, 5));\n"
+           "}\n")
+        + "export default config;\n"
     )
 
 

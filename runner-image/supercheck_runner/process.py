@@ -13,6 +13,7 @@ group alone would leave browsers behind. The runner therefore
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -120,11 +121,17 @@ def run_supervised(
     stop_requested: threading.Event | None = None,
     kill_grace_seconds: float = 5.0,
     echo: Callable[[bytes], None] | None = None,
+    ready: Callable[[], None] | None = None,
 ) -> ProcessOutcome:
     """Run ``cmd`` until it ends, the deadline (a monotonic time) passes, or a stop is requested.
 
     Its stdout and stderr go, line by line, to ``log_path`` (the console log artifact) and to
     ``echo`` (the runner's own stdout, i.e. ``kubectl logs``).
+
+    ``ready``, when given, is called once the process has started, before it is supervised: work
+    that overlaps the command's own start (validation, while Playwright loads; the command waits
+    for it to say so). If it raises, the whole process tree is killed at once and the exception
+    goes on to the caller.
     """
     started = time.monotonic()
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,6 +154,14 @@ def run_supervised(
         pump = threading.Thread(target=_pump, args=(proc.stdout, log, echo), daemon=True)
         pump.start()
         root = psutil.Process(proc.pid)
+        if ready is not None:
+            try:
+                ready()
+            except BaseException:
+                kill_tree(proc.pid, _tree(root))
+                proc.wait()
+                pump.join(timeout=5)
+                raise
         known: dict[int, psutil.Process] = {}
         peak = 0
         stopped: str | None = None
@@ -179,7 +194,10 @@ def run_supervised(
                     known.setdefault(p.pid, p)
                 kill_tree(proc.pid, list(known.values()))
                 interrupted_at = None
-            time.sleep(POLL_SECONDS)
+            # Waiting on the process, not sleeping: its end is seen at once (a sleep made every run
+            # hold its slot up to POLL_SECONDS longer, 0.1 s on average, for nothing).
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=POLL_SECONDS)
         # The tree may outlive its root (Chromium in its own group): leave nothing behind.
         kill_tree(proc.pid, [p for p in known.values() if p.pid != proc.pid])
         pump.join(timeout=5)
