@@ -23,7 +23,7 @@ import pytest
 
 from supercheck_localenv import cli
 from supercheck_localenv import services as dev_services
-from supercheck_localenv.layout import PORTS, Layout, default_layout
+from supercheck_localenv.layout import PORTS, REPO_ROOT, Layout, default_layout
 from supercheck_localenv.procs import Proc
 
 CLUSTER_MARK = "cluster"
@@ -69,6 +69,13 @@ class KubeEnv:
     @property
     def kubectl_path(self) -> str:
         return str(self.layout.dev / "bin" / "kubectl")
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    """The helm that hack/build-helm.sh builds (from the Go module proxy; cached after the first time)."""
+    out = subprocess.run([str(REPO_ROOT / "hack" / "build-helm.sh")], check=True, capture_output=True, text=True)
+    return out.stdout.strip()
 
 
 @pytest.fixture(scope="session")

@@ -43,12 +43,6 @@ def promtool() -> str:
     pytest.skip("promtool is not built: run hack/build-promtool.sh (about 3 minutes)")
 
 
-@pytest.fixture(scope="module")
-def helm() -> str:
-    out = subprocess.run([str(REPO_ROOT / "hack" / "build-helm.sh")], check=True, capture_output=True, text=True)
-    return out.stdout.strip()
-
-
 def rule_groups(helm: str, *values: str) -> list[dict]:
     res = subprocess.run(
         [helm, "template", "sc", str(CHART), "--namespace", "supercheck-system", "--kube-version", PINNED,

@@ -16,12 +16,6 @@ CHART = REPO_ROOT / "charts" / "supercheck"
 PINNED = (REPO_ROOT / "hack" / "kube-build" / "VERSION").read_text().strip()
 
 
-@pytest.fixture(scope="module")
-def helm() -> str:
-    out = subprocess.run([str(REPO_ROOT / "hack" / "build-helm.sh")], check=True, capture_output=True, text=True)
-    return out.stdout.strip()
-
-
 def render(helm: str, *args: str) -> str:
     res = subprocess.run(
         [helm, "template", "sc", str(CHART), "--namespace", "supercheck-system", "--kube-version", PINNED, *args],

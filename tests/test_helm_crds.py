@@ -13,7 +13,6 @@ import yaml
 from supercheck import crdgen
 from supercheck.config import Settings
 from supercheck.vocabulary import GROUP
-from tests import test_helm_chart
 from tests.conftest import wait_until
 from tests.test_helm_chart import CHART, PINNED, operator_env, render
 
@@ -22,7 +21,6 @@ HELM_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kube
                "app.kubernetes.io/managed-by", "helm.sh/chart")
 KEEP = "helm.sh/resource-policy"
 
-helm = test_helm_chart.helm  # the fixture: hack/build-helm.sh's helm
 
 
 @pytest.fixture

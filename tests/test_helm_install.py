@@ -50,12 +50,6 @@ def k6_run(name: str, script: str) -> dict:
             "spec": {"type": "k6", "script": {"inline": script}}}
 
 
-@pytest.fixture(scope="module")
-def helm() -> str:
-    out = subprocess.run([str(REPO_ROOT / "hack" / "build-helm.sh")], check=True, capture_output=True, text=True)
-    return out.stdout.strip()
-
-
 @pytest.fixture
 def helm_run(helm, kube_env):
     def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:

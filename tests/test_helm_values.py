@@ -9,10 +9,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests import test_helm_chart
 from tests.test_helm_chart import CHART, PINNED, render
-
-helm = test_helm_chart.helm  # the same fixture: the helm hack/build-helm.sh builds
 
 pytestmark = pytest.mark.integration
 

@@ -31,12 +31,6 @@ OPERATOR = Subject.service_account("supercheck-system", "sc-supercheck")
 CALLED_SOON = {"delete_namespaced_secret"}
 
 
-@pytest.fixture(scope="module")
-def helm() -> str:
-    out = subprocess.run([str(REPO_ROOT / "hack" / "build-helm.sh")], check=True, capture_output=True, text=True)
-    return out.stdout.strip()
-
-
 def rbac(helm: str, *args: str) -> Authorizer:
     res = subprocess.run([helm, "template", "sc", str(CHART), "--namespace", "supercheck-system",
                           "--kube-version", PINNED, "--show-only", "templates/rbac.yaml", *args],

@@ -31,12 +31,6 @@ CHART = REPO_ROOT / "charts" / "supercheck"
 PINNED = (REPO_ROOT / "hack" / "kube-build" / "VERSION").read_text().strip()
 
 
-@pytest.fixture(scope="module")
-def helm() -> str:
-    out = subprocess.run([str(REPO_ROOT / "hack" / "build-helm.sh")], check=True, capture_output=True, text=True)
-    return out.stdout.strip()
-
-
 @pytest.fixture
 def release(kubectl):
     """A release name of its own: the chart's cluster-scoped objects never clash between tests."""
