@@ -1,9 +1,11 @@
-"""What the benchmarks share: the local environment's operator process and its peak memory."""
+"""What the benchmarks share: the local environment's operator process, its peak memory, percentiles."""
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
+from collections.abc import Iterable
 
 import psutil
 
@@ -41,3 +43,11 @@ class PeakRss:
         self._stop.set()
         self._thread.join()
         return self.peak
+
+
+def pct(values: Iterable[float], q: float) -> float:
+    """The q-th percentile, nearest rank; NaN when there is no value."""
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    return ordered[max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))]

@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 import psutil
 import psycopg
 from aiohttp import web
-from bench_kit import PeakRss, operator_process  # hack/: beside this script
+from bench_kit import PeakRss, operator_process, pct  # hack/: beside this script
 from kubernetes import client, config, watch
 
 from supercheck.durations import parse_duration
@@ -184,13 +184,6 @@ def wait_gone(core: client.CoreV1Api, namespace: str, timeout: float = 180) -> N
                 return
         time.sleep(1)
     print(f"namespace {namespace} still there after {timeout:.0f} s", file=sys.stderr)
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    if not values:
-        return math.nan
-    return values[max(0, min(len(values) - 1, round(q / 100 * (len(values) - 1))))]
 
 
 def main() -> int:

@@ -25,6 +25,7 @@ import time
 import urllib.request
 import uuid
 
+from bench_kit import pct  # hack/: beside this script
 from kubernetes import client, config, watch
 
 from supercheck import podspec
@@ -74,14 +75,6 @@ class PodWatch:
 
     def stop(self) -> None:
         self._stop = True
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    if not values:
-        return float("nan")
-    k = max(0, min(len(values) - 1, round(q / 100 * (len(values) - 1))))
-    return values[k]
 
 
 def testrun(name: str) -> dict:

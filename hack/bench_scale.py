@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from bench_kit import pct  # hack/: beside this script
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,15 +67,6 @@ export default function () {
 
 
 # ---------------------------------------------------------------- the pure core: figures from timestamps
-
-
-def pct(values: Iterable[float], q: float) -> float:
-    """The q-th percentile, nearest rank (as hack/bench_operator.py computes it); NaN when empty."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))
-    return ordered[k]
 
 
 def parse_time(text: str) -> float:
@@ -304,6 +296,33 @@ class PodTimes:
     container: tuple[float, float] | None = None  # the container's startedAt/finishedAt (whole seconds)
 
 
+def watch_forever(list_fn: Callable, namespace: str, resource: str, own: Own, stop: threading.Event,
+                  ready: threading.Event, on_event: Callable[[dict], None]) -> None:
+    """Watch one kind in a namespace until ``stop``: each event to ``on_event``; a watch that ends is
+    resumed from its last resourceVersion, one that expired (410) from now."""
+    from kubernetes import watch
+    from kubernetes.client import ApiException
+
+    rv = None
+    while not stop.is_set():
+        w = watch.Watch()
+        own.add("WATCH", resource)
+        try:
+            kwargs = {"resource_version": rv} if rv else {}
+            ready.set()
+            for ev in w.stream(list_fn, namespace, timeout_seconds=300, **kwargs):
+                on_event(ev)
+                rv = w.resource_version
+                if stop.is_set():
+                    return
+        except ApiException as exc:
+            if exc.status == 410:
+                rv = None
+                continue
+            if not stop.is_set():
+                time.sleep(0.2)
+
+
 class PodWatch:
     """Every pod of a namespace: when it was first seen, seen Running, seen terminal (or deleted);
     ``owner_label`` names the run it belongs to. One event counter orders all of it."""
@@ -320,27 +339,8 @@ class PodWatch:
         self._ready.wait(10)
 
     def _run(self) -> None:
-        from kubernetes import watch
-        from kubernetes.client import ApiException
-
-        rv = None
-        while not self._stop.is_set():
-            w = watch.Watch()
-            self.own.add("WATCH", "pods")
-            try:
-                kwargs = {"resource_version": rv} if rv else {}
-                self._ready.set()
-                for ev in w.stream(self.core.list_namespaced_pod, self.namespace, timeout_seconds=300, **kwargs):
-                    self._event(ev["type"], ev["object"])
-                    rv = w.resource_version
-                    if self._stop.is_set():
-                        return
-            except ApiException as exc:
-                if exc.status == 410:
-                    rv = None
-                    continue
-                if not self._stop.is_set():
-                    time.sleep(0.2)
+        watch_forever(self.core.list_namespaced_pod, self.namespace, "pods", self.own, self._stop, self._ready,
+                      lambda ev: self._event(ev["type"], ev["object"]))
 
     def _event(self, kind: str, pod) -> None:
         now = time.time()
@@ -399,35 +399,18 @@ class ObjectWatch:
         self._ready.wait(10)
 
     def _run(self) -> None:
-        from kubernetes import watch
-        from kubernetes.client import ApiException
+        watch_forever(self.list_fn, self.namespace, self.resource, self.own, self._stop, self._ready, self._event)
 
-        rv = None
-        while not self._stop.is_set():
-            w = watch.Watch()
-            self.own.add("WATCH", self.resource)
-            try:
-                kwargs = {"resource_version": rv} if rv else {}
-                self._ready.set()
-                for ev in w.stream(self.list_fn, self.namespace, timeout_seconds=300, **kwargs):
-                    obj = ev["object"]
-                    obj = obj if isinstance(obj, dict) else obj.to_dict()
-                    rv = w.resource_version
-                    now = time.time()
-                    with self.cond:
-                        name = obj["metadata"]["name"]
-                        self.objects[name] = obj
-                        if name not in self.done_at and self.done(obj):
-                            self.done_at[name] = now
-                        self.cond.notify_all()
-                    if self._stop.is_set():
-                        return
-            except ApiException as exc:
-                if exc.status == 410:
-                    rv = None
-                    continue
-                if not self._stop.is_set():
-                    time.sleep(0.2)
+    def _event(self, ev: dict) -> None:
+        obj = ev["object"]
+        obj = obj if isinstance(obj, dict) else obj.to_dict()
+        now = time.time()
+        with self.cond:
+            name = obj["metadata"]["name"]
+            self.objects[name] = obj
+            if name not in self.done_at and self.done(obj):
+                self.done_at[name] = now
+            self.cond.notify_all()
 
     def wait_done(self, count: int, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -853,7 +836,6 @@ def main() -> int:
     parser.add_argument("--namespace", default="bench-scale", help="prefix of the namespaces it creates")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args()
-    sys.path.insert(0, str(Path(__file__).parent))  # bench_kit
     cluster = Cluster(args.threads)
     suffix = uuid.uuid4().hex[:5]
     namespaces = []

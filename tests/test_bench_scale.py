@@ -15,6 +15,7 @@ HACK = Path(__file__).resolve().parents[1] / "hack"
 
 
 def _load():
+    sys.path.insert(0, str(HACK))  # bench_kit, beside it (as when the script runs)
     spec = importlib.util.spec_from_file_location("bench_scale", HACK / "bench_scale.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
