@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 from collections.abc import Iterable
@@ -51,3 +52,45 @@ def pct(values: Iterable[float], q: float) -> float:
     if not ordered:
         return math.nan
     return ordered[max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))]
+
+
+# The local environment's long-lived processes, by pid file; "pods" are the node agent's children
+# (every container's process tree is reaped into its CPU times), "other" the rest of the machine
+# (this script, the Kueue manager, anything else running).
+ENV_COMPONENTS = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "node-agent", "operator",
+                  "postgres", "redis", "s3")
+
+
+def _busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy since boot (every core), from /proc/stat."""
+    fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot() -> dict[str, float]:
+    """CPU seconds so far: the machine's busy time and each environment component's (itself, and the
+    children it has reaped: PostgreSQL's backends; for the node agent apart, as "pods")."""
+    layout = default_layout()
+    snap = {"machine": _busy_seconds()}
+    for name in ENV_COMPONENTS:
+        pid = Proc(layout, name).pid
+        if pid is None:
+            continue
+        try:
+            t = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        if name == "node-agent":
+            snap[name] = t.user + t.system
+            snap["pods"] = t.children_user + t.children_system
+        else:
+            snap[name] = t.user + t.system + t.children_user + t.children_system
+    return snap
+
+
+def cpu_profile(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU seconds between two snapshots per component, with "other" = machine less the components."""
+    spent = {k: after[k] - before[k] for k in after if k in before}
+    spent["other"] = spent["machine"] - sum(v for k, v in spent.items() if k != "machine")
+    return spent

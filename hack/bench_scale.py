@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import shutil
 import socket
@@ -48,7 +49,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from bench_kit import pct  # hack/: beside this script
+from bench_kit import cpu_profile, cpu_snapshot, pct  # hack/: beside this script
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[1]
@@ -170,6 +171,7 @@ class Result:
     api_split: Counter[tuple[str, str]] = field(default_factory=Counter)
     not_passed: int = 0
     create_seconds: float = float("nan")
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per component (bench_kit.cpu_profile)
 
     @property
     def ideal(self) -> float:
@@ -255,6 +257,25 @@ def format_details(r: Result) -> str:
     create = f"; {r.runs} creates took {r.create_seconds:.1f} s" if r.create_seconds == r.create_seconds else ""
     return (f"{r.system}: created -> pod (queue wait included) p50/p99 {_ms(pct(r.waited, 50))}/"
             f"{_ms(pct(r.waited, 99))} ms{create}{extra}\n  API requests per run: {top or '-'}")
+
+
+def format_cpu(results: list[Result]) -> str:
+    """Where the machine's CPU went, per run (ms), the systems side by side: which cost is whose."""
+    measured = [r for r in results if r.cpu]
+    if not measured:
+        return ""
+    names = sorted({k for r in measured for k in r.cpu}, key=lambda k: (k in ("other", "machine"), k))
+    head = f"{'CPU ms per run':24}" + "".join(f"{r.system:>13}" for r in measured)
+    lines = [head, "-" * len(head)]
+    for name in names:
+        label = {"pods": "pods (runner/k6 trees)", "machine": "machine (all cores)",
+                 "other": "other (this script, ...)"}.get(name, name)
+        lines.append(f"{label:24}" + "".join(f"{_num(r.cpu.get(name, math.nan) / r.runs * 1000, '.0f'):>13}"
+                                             for r in measured))
+    lines.append(f"{'machine busy %':24}" + "".join(
+        f"{_num(r.cpu.get('machine', math.nan) / r.makespan / (os.cpu_count() or 1) * 100, '.0f'):>13}"
+        for r in measured))
+    return "\n".join(lines)
 
 
 def ratio_line(results: list[Result]) -> str | None:
@@ -532,6 +553,7 @@ def bench_supercheck(cluster: Cluster, namespace: str, runs: int, capacity: int,
 
     before = cluster.request_totals()
     own.reset()
+    machine0 = cpu_snapshot()
     cpu0 = sum(proc.cpu_times()[:2])
     peak = PeakRss(proc, interval=0.5)
     first, last_created = create_all(make, runs, threads)
@@ -541,6 +563,7 @@ def bench_supercheck(cluster: Cluster, namespace: str, runs: int, capacity: int,
     trs.wait_done(runs, timeout=120 + 10 * runs / capacity, what="TestRuns terminal")
     end = max(trs.done_at.values())
     cpu_busy = sum(proc.cpu_times()[:2]) - cpu0
+    machine = cpu_profile(machine0, cpu_snapshot())
     rss_peak = peak.stop()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and ledger_counts(rdb) != (0, 0):
@@ -570,7 +593,7 @@ def bench_supercheck(cluster: Cluster, namespace: str, runs: int, capacity: int,
         waited=[t.added - created[t.owner] for t in snap.values() if t.owner in created],
         api_requests=sum(split.values()), api_split=split,
         not_passed=sum(1 for s in statuses.values() if s.get("phase") != "Passed"),
-        create_seconds=last_created - first)
+        create_seconds=last_created - first, cpu=machine)
     extras = SupercheckExtras(
         slot_held=slot_held, rss_queued_mb=rss_queued / 2**20, rss_peak_mb=rss_peak / 2**20, cpu_seconds=cpu_busy,
         idle_cpu_pct=idle_cpu / idle_seconds * 100 if idle_seconds else float("nan"), idle_seconds=idle_seconds,
@@ -636,7 +659,8 @@ def workload_pod_spec() -> dict:
 
 
 def peer_result(system: str, pods: PodWatch, runs: int, capacity: int, first: float, end: float,
-                created_at: Callable[[PodTimes], float], split: Counter[tuple[str, str]], failed: int) -> Result:
+                created_at: Callable[[PodTimes], float], split: Counter[tuple[str, str]], failed: int,
+                cpu: dict[str, float]) -> Result:
     snap = pods.snapshot()
     finished = [t.terminal for t in snap.values() if t.terminal is not None]
     return Result(
@@ -644,7 +668,7 @@ def peer_result(system: str, pods: PodWatch, runs: int, capacity: int, first: fl
         dispatch=dispatch_latencies(((created_at(t), t.added) for t in snap.values()), finished, capacity),
         refill=refill_latencies(finished, [t.added for t in snap.values()], capacity),
         waited=[t.added - created_at(t) for t in snap.values()],
-        api_requests=sum(split.values()), api_split=split, not_passed=failed)
+        api_requests=sum(split.values()), api_split=split, not_passed=failed, cpu=cpu)
 
 
 def bench_indexed_job(cluster: Cluster, namespace: str, runs: int, capacity: int) -> Result:
@@ -657,6 +681,7 @@ def bench_indexed_job(cluster: Cluster, namespace: str, runs: int, capacity: int
     jobs = ObjectWatch(cluster.batch.list_namespaced_job, namespace, job_finished, own, "jobs")
     before = cluster.request_totals()
     own.reset()
+    machine0 = cpu_snapshot()
     first = time.time()
     cluster.batch.create_namespaced_job(namespace, {
         "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "bench"},
@@ -665,13 +690,14 @@ def bench_indexed_job(cluster: Cluster, namespace: str, runs: int, capacity: int
     own.add("POST", "jobs")
     jobs.wait_done(1, timeout=120 + 10 * runs / capacity, what="the Indexed Job")
     end = jobs.done_at["bench"]
+    machine = cpu_profile(machine0, cpu_snapshot())
     time.sleep(2)
     after = cluster.request_totals()
     pods.stop()
     jobs.stop()
     status = (jobs.objects["bench"].get("status") or {})
     return peer_result("Indexed Job", pods, runs, capacity, first, end, lambda t: first,
-                       requests_made(before, after, own.counts), int(status.get("failed") or 0))
+                       requests_made(before, after, own.counts), int(status.get("failed") or 0), machine)
 
 
 # ---------------------------------------------------------------- Kueue (optional)
@@ -802,6 +828,7 @@ def bench_kueue(cluster: Cluster, namespace: str, runs: int, capacity: int, thre
 
             before = cluster.request_totals()
             own.reset()
+            machine0 = cpu_snapshot()
             first, _ = create_all(make, runs, threads)
             own.add("POST", "jobs", runs)
             try:
@@ -809,13 +836,14 @@ def bench_kueue(cluster: Cluster, namespace: str, runs: int, capacity: int, thre
             except TimeoutError as exc:
                 raise KueueNotRun(f"its Jobs did not finish: {exc}") from exc
             end = max(jobs.done_at.values())
+            machine = cpu_profile(machine0, cpu_snapshot())
             time.sleep(2)
             after = cluster.request_totals()
             pods.stop()
             jobs.stop()
             failed = sum(1 for o in jobs.objects.values() if (o.get("status") or {}).get("failed"))
             return peer_result("Kueue", pods, runs, capacity, first, end, lambda t: created.get(t.owner, first),
-                               requests_made(before, after, own.counts), failed)
+                               requests_made(before, after, own.counts), failed, machine)
         finally:
             for plural, name in (("clusterqueues", queue), ("resourceflavors", flavor)):
                 with contextlib.suppress(Exception):
@@ -877,6 +905,8 @@ def main() -> int:
         print(format_extras(results[0], extras))
     for r in results:
         print(format_details(r))
+    if any(r.cpu for r in results):
+        print(format_cpu(results))
     line = ratio_line(results)
     if line:
         print(line)
