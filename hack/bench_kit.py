@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -68,11 +69,16 @@ def _busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_snapshot() -> dict[str, float]:
+def cpu_snapshot(extra: dict[str, int] | None = None) -> dict[str, float]:
     """CPU seconds so far: the machine's busy time and each environment component's (itself, and the
-    children it has reaped: PostgreSQL's backends; for the node agent apart, as "pods")."""
+    children it has reaped: PostgreSQL's backends; for the node agent apart, as "pods"), and those of
+    the ``extra`` processes (name: pid) a benchmark started."""
     layout = default_layout()
     snap = {"machine": _busy_seconds()}
+    for name, pid in (extra or {}).items():
+        with contextlib.suppress(psutil.Error):
+            t = psutil.Process(pid).cpu_times()
+            snap[name] = t.user + t.system + t.children_user + t.children_system
     for name in ENV_COMPONENTS:
         pid = Proc(layout, name).pid
         if pid is None:

@@ -172,6 +172,7 @@ class Result:
     not_passed: int = 0
     create_seconds: float = float("nan")
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per component (bench_kit.cpu_profile)
+    max_pods: int = 0  # workload pods non-terminal at once (at most the capacity, or the quota is not held)
 
     @property
     def ideal(self) -> float:
@@ -256,7 +257,8 @@ def format_details(r: Result) -> str:
     extra = f"; {r.not_passed} runs did not pass" if r.not_passed else ""
     create = f"; {r.runs} creates took {r.create_seconds:.1f} s" if r.create_seconds == r.create_seconds else ""
     return (f"{r.system}: created -> pod (queue wait included) p50/p99 {_ms(pct(r.waited, 50))}/"
-            f"{_ms(pct(r.waited, 99))} ms{create}{extra}\n  API requests per run: {top or '-'}")
+            f"{_ms(pct(r.waited, 99))} ms{create}{extra}; at most {r.max_pods} pods at once\n"
+            f"  API requests per run: {top or '-'}")
 
 
 def format_cpu(results: list[Result]) -> str:
@@ -593,7 +595,7 @@ def bench_supercheck(cluster: Cluster, namespace: str, runs: int, capacity: int,
         waited=[t.added - created[t.owner] for t in snap.values() if t.owner in created],
         api_requests=sum(split.values()), api_split=split,
         not_passed=sum(1 for s in statuses.values() if s.get("phase") != "Passed"),
-        create_seconds=last_created - first, cpu=machine)
+        create_seconds=last_created - first, cpu=machine, max_pods=pods.max_non_terminal())
     extras = SupercheckExtras(
         slot_held=slot_held, rss_queued_mb=rss_queued / 2**20, rss_peak_mb=rss_peak / 2**20, cpu_seconds=cpu_busy,
         idle_cpu_pct=idle_cpu / idle_seconds * 100 if idle_seconds else float("nan"), idle_seconds=idle_seconds,
@@ -668,7 +670,8 @@ def peer_result(system: str, pods: PodWatch, runs: int, capacity: int, first: fl
         dispatch=dispatch_latencies(((created_at(t), t.added) for t in snap.values()), finished, capacity),
         refill=refill_latencies(finished, [t.added for t in snap.values()], capacity),
         waited=[t.added - created_at(t) for t in snap.values()],
-        api_requests=sum(split.values()), api_split=split, not_passed=failed, cpu=cpu)
+        api_requests=sum(split.values()), api_split=split, not_passed=failed, cpu=cpu,
+        max_pods=pods.max_non_terminal())
 
 
 def bench_indexed_job(cluster: Cluster, namespace: str, runs: int, capacity: int) -> Result:
@@ -717,12 +720,49 @@ def kubectl(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["kubectl", *args], capture_output=True, text=True)
 
 
+# Kueue's manager reads its metrics server's certificate from this fixed path (what its Deployment
+# mounts from a Secret) whenever its internal certificate management is off.
+KUEUE_METRICS_CERTS = Path("/etc/kueue/metrics/certs")
+# Of the webhooks Kueue's module ships, those of the integration benchmarked (batch/v1 Jobs) and of
+# Kueue's own objects; the others (pods, Deployments, Ray, Kubeflow...) would hold up every pod of the
+# cluster without a framework to serve.
+KUEUE_WEBHOOK_GROUPS = {"batch", KUEUE_GROUP}
+
+
+def kueue_webhooks(manifests: str, url: str, ca_pem: bytes) -> list[dict]:
+    """Kueue's webhook configurations (its module's manifests.yaml, service references as kustomize
+    would fill them in) pointed at ``url`` (the manager's webhook server) with ``ca_pem`` trusted,
+    only the webhooks whose rules all name groups in KUEUE_WEBHOOK_GROUPS."""
+    import base64
+
+    import yaml
+
+    out = []
+    for doc in yaml.safe_load_all(manifests):
+        if not doc:
+            continue
+        hooks = []
+        for hook in doc.get("webhooks") or []:
+            groups = {g for rule in hook.get("rules") or [] for g in rule.get("apiGroups") or []}
+            if not groups or not groups <= KUEUE_WEBHOOK_GROUPS:
+                continue
+            path = hook["clientConfig"]["service"]["path"]
+            hooks.append({**hook, "clientConfig": {"url": url.rstrip("/") + path,
+                                                   "caBundle": base64.b64encode(ca_pem).decode()}})
+        if hooks:
+            out.append({**doc, "metadata": {"name": "kueue-" + doc["metadata"]["name"]}, "webhooks": hooks})
+    return out
+
+
 @contextlib.contextmanager
-def kueue_manager(work: Path) -> Iterator[None]:
+def kueue_manager(work: Path, cluster: Cluster) -> Iterator[int]:
     """Kueue's manager as a local process against the environment's API server: its CRDs applied,
-    batch/job integration only, no webhook configuration registered (the API server would have to
-    reach it over TLS; a Job is created suspended and labelled instead, which is all the Job
-    webhook would add), visibility server off."""
+    batch/job integration, its webhooks registered with the API server by URL (its serving
+    certificate names 127.0.0.1, the only address both share here; a cluster reaches it through a
+    Service), visibility server off. Its metrics certificate goes where its image expects it
+    (KUEUE_METRICS_CERTS, removed again when this script made it). Yields the manager's pid."""
+    from kubernetes.client import AdmissionregistrationV1Api
+
     built = subprocess.run([str(REPO / "hack" / "build-kueue.sh"), "--cached"], capture_output=True, text=True)
     if built.returncode != 0:
         raise KueueNotRun("not built (hack/build-kueue.sh builds it from the Go module proxy)")
@@ -742,19 +782,28 @@ def kueue_manager(work: Path) -> Iterator[None]:
                          capture_output=True, text=True)
     if res.returncode != 0:
         raise KueueNotRun(f"no serving certificate for its webhook server: {res.stderr.strip()[-300:]}")
-    health = free_port()
+    made_metrics_dir = not KUEUE_METRICS_CERTS.exists()
+    try:
+        KUEUE_METRICS_CERTS.mkdir(parents=True, exist_ok=True)
+        for name in ("tls.crt", "tls.key"):
+            shutil.copyfile(certs / name, KUEUE_METRICS_CERTS / name)
+    except OSError as exc:
+        raise KueueNotRun(f"its metrics certificate cannot go to {KUEUE_METRICS_CERTS}: {exc}") from exc
+    health, webhook_port = free_port(), free_port()
     conf = work / "config.yaml"
     conf.write_text(json.dumps({
         "apiVersion": "config.kueue.x-k8s.io/v1beta2", "kind": "Configuration", "namespace": "kueue-system",
         "health": {"healthProbeBindAddress": f"127.0.0.1:{health}"},
         "metrics": {"bindAddress": "0"},
-        "webhook": {"port": free_port(), "host": "127.0.0.1", "certDir": str(certs)},
+        "webhook": {"port": webhook_port, "host": "127.0.0.1", "certDir": str(certs)},
         "leaderElection": {"leaderElect": False},
         "internalCertManagement": {"enable": False},
         "manageJobsWithoutQueueName": False,
         "clientConnection": {"qps": 50, "burst": 100},
         "integrations": {"frameworks": ["batch/job"]},
     }))
+    admission = AdmissionregistrationV1Api(cluster.api)
+    registered: list[tuple[str, str]] = []
     log = (work / "kueue.log").open("wb")
     proc = subprocess.Popen([str(binary), f"--config={conf}", "--feature-gates=VisibilityOnDemand=false",
                              f"--visibility-server-port={free_port()}"],
@@ -774,19 +823,37 @@ def kueue_manager(work: Path) -> Iterator[None]:
             if time.monotonic() > deadline:
                 raise KueueNotRun("the manager was not ready after 90 s (see its log)")
             time.sleep(0.5)
-        yield
+        manifests = (binary.parent / "webhooks.yaml").read_text()
+        ca = (certs / "tls.crt").read_bytes()
+        for conf_obj in kueue_webhooks(manifests, f"https://127.0.0.1:{webhook_port}", ca):
+            kind = conf_obj["kind"]
+            conf_obj["apiVersion"] = "admissionregistration.k8s.io/v1"
+            if kind == "MutatingWebhookConfiguration":
+                admission.create_mutating_webhook_configuration(conf_obj)
+            else:
+                admission.create_validating_webhook_configuration(conf_obj)
+            registered.append((kind, conf_obj["metadata"]["name"]))
+        yield proc.pid
     finally:
+        for kind, name in registered:
+            with contextlib.suppress(Exception):
+                if kind == "MutatingWebhookConfiguration":
+                    admission.delete_mutating_webhook_configuration(name)
+                else:
+                    admission.delete_validating_webhook_configuration(name)
         proc.terminate()
         try:
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+        if made_metrics_dir:
+            shutil.rmtree(KUEUE_METRICS_CERTS.parents[1], ignore_errors=True)  # /etc/kueue
 
 
 def bench_kueue(cluster: Cluster, namespace: str, runs: int, capacity: int, threads: int) -> Result:
     own = Own()
-    with tempfile.TemporaryDirectory() as tmp, kueue_manager(Path(tmp)):
+    with tempfile.TemporaryDirectory() as tmp, kueue_manager(Path(tmp), cluster) as manager:
         cluster.namespace(namespace, own)
         cluster.core.create_namespaced_config_map(namespace, {"metadata": {"name": "bench-script"},
                                                               "data": {"bench.js": SCRIPT}})
@@ -817,18 +884,25 @@ def bench_kueue(cluster: Cluster, namespace: str, runs: int, capacity: int, thre
             created: dict[str, float] = {}
             template = workload_pod_spec()
 
+            def job(name: str) -> dict:
+                # Not suspended: Kueue's Job webhook suspends a queued Job, as a user would rely on.
+                return {"apiVersion": "batch/v1", "kind": "Job",
+                        "metadata": {"name": name, "labels": {"kueue.x-k8s.io/queue-name": "bench"}},
+                        "spec": {"completions": 1, "parallelism": 1, "backoffLimit": 0,
+                                 "template": {"spec": template}}}
+
+            probe = cluster.batch.create_namespaced_job(namespace, job("probe"), dry_run="All")
+            if not probe.spec.suspend:
+                raise KueueNotRun("its Job webhook did not suspend a queued Job (dry run)")
+
             def make(i: int) -> None:
                 name = f"bench-{i:05d}"
-                cluster.batch.create_namespaced_job(namespace, {
-                    "apiVersion": "batch/v1", "kind": "Job",
-                    "metadata": {"name": name, "labels": {"kueue.x-k8s.io/queue-name": "bench"}},
-                    "spec": {"suspend": True, "completions": 1, "parallelism": 1, "backoffLimit": 0,
-                             "template": {"spec": template}}})
+                cluster.batch.create_namespaced_job(namespace, job(name))
                 created[name] = time.time()
 
             before = cluster.request_totals()
             own.reset()
-            machine0 = cpu_snapshot()
+            machine0 = cpu_snapshot({"kueue-manager": manager})
             first, _ = create_all(make, runs, threads)
             own.add("POST", "jobs", runs)
             try:
@@ -836,7 +910,7 @@ def bench_kueue(cluster: Cluster, namespace: str, runs: int, capacity: int, thre
             except TimeoutError as exc:
                 raise KueueNotRun(f"its Jobs did not finish: {exc}") from exc
             end = max(jobs.done_at.values())
-            machine = cpu_profile(machine0, cpu_snapshot())
+            machine = cpu_profile(machine0, cpu_snapshot({"kueue-manager": manager}))
             time.sleep(2)
             after = cluster.request_totals()
             pods.stop()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build Kueue's manager (sigs.k8s.io/kueue/cmd/kueue, pinned in hack/kueue/go.mod) into the cache,
-# with the CRDs its module ships beside it (crds/). Benchmark-only: hack/bench_scale.py compares
+# with the CRDs (crds/) and the webhook configurations (webhooks.yaml) its module ships beside it. Benchmark-only: hack/bench_scale.py compares
 # Supercheck's queue with Kueue's; nothing else uses it, so hack/install-deps.sh does not build it.
 # Prints the binary's path.
 #
@@ -13,7 +13,7 @@ version=$(sed -n 's#^[[:space:]]*\(require \)\{0,1\}sigs.k8s.io/kueue \(v[^ ]*\)
 cache=${SUPERCHECK_CACHE:-$HOME/.cache/supercheck}
 out="$cache/kueue/$version"
 if [ "${1:-}" = --cached ]; then
-  [ -x "$out/kueue" ] && [ -d "$out/crds" ] || exit 1
+  [ -x "$out/kueue" ] && [ -d "$out/crds" ] && [ -f "$out/webhooks.yaml" ] || exit 1
   echo "$out/kueue"
   exit 0
 fi
@@ -33,5 +33,12 @@ if [ ! -x "$out/kueue" ] || [ ! -d "$out/crds" ]; then
   rm -rf "$out/crds" && mv "$out/crds.tmp" "$out/crds"
   mv "$tmp" "$out/kueue"
   echo "built in $(( $(date +%s) - start ))s" >&2
+fi
+if [ ! -f "$out/webhooks.yaml" ]; then
+  # Its webhook configurations as kustomize's input (service references; the benchmark points them
+  # at the manager's address).
+  src=$(GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' sigs.k8s.io/kueue)
+  cp "$src/config/components/webhook/manifests.yaml" "$out/webhooks.yaml.tmp"
+  chmod u+w "$out/webhooks.yaml.tmp" && mv "$out/webhooks.yaml.tmp" "$out/webhooks.yaml"
 fi
 echo "$out/kueue"
