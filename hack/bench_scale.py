@@ -253,7 +253,8 @@ def format_extras(r: Result, x: SupercheckExtras) -> str:
 
 
 def format_details(r: Result) -> str:
-    top = ", ".join(f"{verb} {res} {n / r.runs:.2f}" for (verb, res), n in r.api_split.most_common(8))
+    top = ", ".join(f"{verb} {res} {n / r.runs:.2f}" for (verb, res), n in r.api_split.most_common()
+                    if n / r.runs >= 0.05)
     extra = f"; {r.not_passed} runs did not pass" if r.not_passed else ""
     create = f"; {r.runs} creates took {r.create_seconds:.1f} s" if r.create_seconds == r.create_seconds else ""
     return (f"{r.system}: created -> pod (queue wait included) p50/p99 {_ms(pct(r.waited, 50))}/"

@@ -73,24 +73,38 @@ def pods_of(index: kopf.Index[str, PodView] | None, uid: str) -> Callable[[], li
 # ---------------------------------------------------------------- start-up and clean-up
 
 
-# What Kopf's diff-base leaves out of its copy of a run: everything it would copy.
-DIFFBASE_IGNORED_FIELDS = ("spec", "metadata")
+class NoDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """Kopf's "last handled configuration" of a run: none, read or written.
+
+    Kopf keeps a copy of an object's spec, labels and annotations (by default in an annotation) to
+    compute the diffs of change handlers (on.create, on.update, on.field). We have none: the engine
+    reads the spec itself at every step, and a deletion is seen by its timestamp, not by a diff. So
+    the copy would only cost, three times over:
+
+    * space that is not there: all the annotations of an object share 256 KiB, while a spec may
+      hold a script of 1,000,000 characters (and a JobRun many); a copy over the limit makes every
+      patch of Kopf's fail with ``422 metadata.annotations: Too long``, the finalizer's removal too,
+      so the run could never be deleted;
+    * a PATCH of every new run to write it (and the conflict it causes with the run's first status
+      write, read again and retried);
+    * a deep copy of the whole object at every event of every run, to build the essence.
+
+    Every run reads as handled and unchanged (Kopf's NOOP cause): the deletion handler still runs
+    (Kopf detects a deletion by its timestamp and holds the run with its finalizer).
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> Any:
+        return {}
+
+    def fetch(self, *, body: kopf.Body) -> Any:
+        return {}
+
+    def store(self, *, body: kopf.Body, patch: Any, essence: Any) -> None:
+        return None
 
 
 def diffbase_storage() -> kopf.DiffBaseStorage:
-    """Kopf's "last handled configuration" of a run, kept in an annotation, holding nothing.
-
-    Kopf copies an object's spec, labels and annotations into that annotation to compute the diffs
-    of change handlers (on.create, on.update, on.field). We have none: the engine reads the spec
-    itself at every step, and a deletion is seen by its timestamp, not by a diff. The copy would
-    only cost space, and the space is not there: all the annotations of an object share 256 KiB,
-    while a spec may hold a script of 1,000,000 characters (and a JobRun many). A copy over the limit
-    makes every patch of Kopf's fail with ``422 metadata.annotations: Too long``, the finalizer's
-    removal too, so the run could never be deleted. With every field ignored the annotation is
-    ``{}``, whatever the run holds.
-    """
-    return kopf.AnnotationsDiffBaseStorage(prefix=GROUP, key="last-handled-configuration",
-                                           ignored_fields=list(DIFFBASE_IGNORED_FIELDS))
+    return NoDiffBase(prefix=GROUP, key="last-handled-configuration")
 
 
 @kopf.on.startup()

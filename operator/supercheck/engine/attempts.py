@@ -355,8 +355,11 @@ async def attempt_ended(run: RunHandle, body: Body, spec: TestRunSpec, status: T
         # the two leaves the run unfinished: its next step ends it again, and the ledger releases a
         # run once (its tombstone answers a second release with nothing to free).
         ending = TestRunStatus.model_validate({**(body.get("status") or {}), **patch})
-        written, released = await asyncio.gather(run.patch(body, patch), res.release(run, ending),
-                                                 return_exceptions=True)
+
+        async def write_end() -> Body:  # the rows first, so that the end says "recorded" in one write
+            return await run.patch(body, {**patch, **await res.rows_before_end(run, body, patch)})
+
+        written, released = await asyncio.gather(write_end(), res.release(run, ending), return_exceptions=True)
         for outcome_ in (written, released):
             if isinstance(outcome_, BaseException):
                 raise outcome_

@@ -4,7 +4,7 @@ The runner has no API token (by design), so it cannot write the TestRun's status
 status cannot tell — the test has ended but S3 is unavailable and the runner is waiting to upload
 — the runner prints as a progress line (:class:`supercheck_contract.Progress`); while the pod
 runs, the operator reads the tail of the runner container's log every
-``SUPERCHECK_PROGRESS_POLL_SECONDS`` and shows the last announcement as the ``Uploading`` phase
+``SUPERCHECK_PROGRESS_POLL_SECONDS`` (the first time one interval after it is seen running) and shows the last announcement as the ``Uploading`` phase
 (:func:`supercheck.transitions.progress_patch`). The pod's end replaces it with the outcome.
 
 The log is advisory: it never decides an outcome (that is the termination message), and a read
@@ -39,10 +39,15 @@ async def follow(run: RunHandle, body: Body, status: TestRunStatus, pod: PodView
     if interval <= 0:
         return None
     now = eng.clock.now()
-    if run.progress_read_at is not None:
-        since = (now - run.progress_read_at).total_seconds()
-        if 0 <= since < interval:
-            return interval - since  # woken early (an event, our own patch): not due yet
+    if run.progress_read_at is None:
+        # The first read is one interval after the attempt is seen running: the runner announces
+        # only an upload that waits, and most runs end before (a read costs the API server a proxied
+        # connection to the node for every run).
+        run.progress_read_at = now
+        return interval
+    since = (now - run.progress_read_at).total_seconds()
+    if 0 <= since < interval:
+        return interval - since  # woken early (an event, our own patch): not due yet
     run.progress_read_at = now
     try:
         tail = await eng.kube.pod_log_tail(run.namespace, pod.name, podspec.CONTAINER_NAME, TAIL_LINES,

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import ValidationError
 
 from supercheck import rows as result_rows
@@ -14,7 +16,33 @@ from supercheck.jobrows import JobRow
 from supercheck.models import Phase, TestRunSpec, TestRunStatus
 from supercheck.notify import summary_payload
 from supercheck.ports import StoreUnavailable
+from supercheck.redact import redact_fields
 from supercheck.vocabulary import ConditionType, EventReason, Reason
+
+
+async def rows_before_end(run: RunHandle, body: Body, patch: dict[str, Any]) -> dict[str, Any]:
+    """Write the final rows of a run about to end before its terminal status, and answer what the
+    terminal write adds to say so (``recorded`` and RowsRecorded): one status write where there were
+    two. When PostgreSQL does not answer: nothing (:func:`finished` writes the rows when it returns,
+    the status holding the truth meanwhile). A crash between the rows and the status is harmless: the
+    run's next step ends it again and writes the same rows again (an upsert)."""
+    eng = run.eng
+    if not eng.store.enabled:
+        return {}
+    ending = TestRunStatus.model_validate({**(body.get("status") or {}), **redact_fields(patch)})
+    owed = result_rows.rows_to_record(body, ending)
+    if not owed:
+        return {}
+    try:
+        await eng.store.upsert(owed)
+    except StoreUnavailable as exc:
+        run.log.info("rows not written before the end (written after it): %s", exc)
+        return {}
+    recorded = sorted(set(ending.recorded) | {r.attempt for r in owed})
+    return {"recorded": recorded,
+            "conditions": tr.set_condition(ending.conditions, ConditionType.RESULTS_RECORDED, "True",
+                                           Reason.RECORDED, f"{len(recorded)} row(s) in PostgreSQL table runs",
+                                           eng.clock.now())}
 
 
 async def release(run: RunHandle, status: TestRunStatus) -> None:
