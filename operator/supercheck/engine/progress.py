@@ -4,7 +4,8 @@ The runner has no API token (by design), so it cannot write the TestRun's status
 status cannot tell — the test has ended but S3 is unavailable and the runner is waiting to upload
 — the runner prints as a progress line (:class:`supercheck_contract.Progress`); while the pod
 runs, the operator reads the tail of the runner container's log every
-``SUPERCHECK_PROGRESS_POLL_SECONDS`` (the first time one interval after it is seen running) and shows the last announcement as the ``Uploading`` phase
+``SUPERCHECK_PROGRESS_POLL_SECONDS`` (the first time one interval after it is seen running) and
+shows the last announcement as the ``Uploading`` phase
 (:func:`supercheck.transitions.progress_patch`). The pod's end replaces it with the outcome.
 
 The log is advisory: it never decides an outcome (that is the termination message), and a read
