@@ -39,6 +39,8 @@ from supercheck.redact import redact, remember, remember_connections
 from supercheck.store import Store
 from supercheck.vocabulary import GROUP, PROMOTIONS_CHANNEL, RUNNER_SELECTOR
 
+FINALIZER = f"{GROUP}/finalizer"  # Kopf's on every run: deleting one cancels it first
+
 log = logging.getLogger(__name__)
 
 
@@ -115,7 +117,7 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Logger, **
     # The operator's own secrets are redacted by value from every text it passes on.
     remember_connections([cfg.redis_url, cfg.database_url])
     remember(cfg.aws_secret_access_key)
-    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = diffbase_storage()
     settings.posting.level = logging.WARNING  # Kopf's own chatter stays in the log; our Events are explicit
@@ -259,7 +261,7 @@ async def _drive(stepper: Callable[[RunHandle], Coroutine[Any, Any, float | None
                  runner_pods: kopf.Index[str, PodView] | None) -> None:
     """One daemon per run: step it under its lock, then wait for an event or the step's delay."""
     eng = engine_of(memo)
-    run = RunHandle(eng, body, pods_of(runner_pods, uid), logger)
+    run = RunHandle(eng, body, pods_of(runner_pods, uid), logger, finalizer=FINALIZER)
     wake = eng.wake_event(uid)
     while not stopped:
         wake.clear()

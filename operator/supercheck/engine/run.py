@@ -3,6 +3,7 @@ newer decision, its Events and its runner pods."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -16,6 +17,10 @@ from supercheck.transitions import with_lifecycle
 from supercheck.vocabulary import PLURALS, TESTRUN_KIND
 
 Body = dict[str, Any]
+
+# How long a first status write waits for Kopf's finalizer to show on a new run (see RunHandle.patch).
+FINALIZER_WAIT_SECONDS = 1.0
+FINALIZER_POLL_SECONDS = 0.002
 
 
 def resource_version(body: Mapping[str, Any]) -> int:
@@ -38,8 +43,10 @@ class RunHandle:
 
     def __init__(self, eng: Engine, body: Mapping[str, Any],
                  pods: Callable[[], list[PodView]] = lambda: [],
-                 logger: logging.Logger | logging.LoggerAdapter[Any] | None = None) -> None:
+                 logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+                 finalizer: str | None = None) -> None:
         self.eng = eng
+        self.finalizer = finalizer  # Kopf's, when Kopf drives the run (its live body shows it)
         # Kopf's per-object logger when driven by Kopf (its warnings become Events too).
         self.log: logging.Logger | logging.LoggerAdapter[Any] = logger or logging.getLogger(__name__)
         self.live = body
@@ -81,6 +88,7 @@ class RunHandle:
         terminal phase and Completed/Succeeded/Ready/Stalled land in one write, never apart.
         """
         kube = self.eng.kube
+        body = await self._with_finalizer(body)
         status_patch = with_lifecycle(body.get("status"), redact_fields(status_patch),
                                       body["metadata"].get("generation"), self.eng.clock.now())
         rv = body["metadata"].get("resourceVersion")
@@ -94,6 +102,24 @@ class RunHandle:
                                               fresh["metadata"].get("resourceVersion"), self.plural)
         self.latest = updated
         return updated
+
+    async def _with_finalizer(self, body: Body) -> Body:
+        """Kopf starts a new run's daemon and adds its finalizer in the same event cycle, so a first
+        status write made at once meets a newer resourceVersion: a 409, a read, a second write. Wait
+        (briefly, bounded) until Kopf's live view shows the finalizer, and write against that view if
+        the run's spec and status are still those the decision was taken on."""
+        meta = body["metadata"]
+        if self.finalizer is None or self.finalizer in (meta.get("finalizers") or []) or meta.get("deletionTimestamp"):
+            return body
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FINALIZER_WAIT_SECONDS
+        while loop.time() < deadline:
+            live = self.body()
+            if self.finalizer in (live["metadata"].get("finalizers") or []):
+                same = live.get("status") == body.get("status") and live.get("spec") == body.get("spec")
+                return dict(live) if same else body
+            await asyncio.sleep(FINALIZER_POLL_SECONDS)
+        return body
 
     def event(self, body: Body, type_: str, reason: str, message: str) -> None:
         self.eng.events.post(body, type_, reason, redact(message)[:1024])
