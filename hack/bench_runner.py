@@ -12,11 +12,14 @@
    and a one-test run with the runner's default settings;
 4. the fixed costs of a trivial k6 run (one VU, one empty iteration) through the runner: the slot it
    holds (process start to exit) against a bare `k6 run` of the same script, broken down by the time
-   each of the runner's log lines arrived (imports and preflight, validation, k6, upload, result).
+   each of the runner's log lines arrived (imports and preflight, validation, k6, upload, result);
+   and the CPU it costs (user + system of the whole process tree: the runner, node, k6 inspect, k6
+   run), with a key (standalone) and with an upload grant (the operator's pods), against bare k6:
+   at scale, CPU is what limits how many runs a node gets through.
 
 Everything is local: moto's S3 server and a small HTTP site on 127.0.0.1.
 
-    .venv/bin/python hack/bench_runner.py [--rounds 3] [--upload-mb 100]
+    .venv/bin/python hack/bench_runner.py [--rounds 3] [--upload-mb 100] [--k6-only]
 
 The AWS CLI baseline needs `pip install awscli==1.46.3` in the venv (skipped if absent).
 """
@@ -24,7 +27,10 @@ The AWS CLI baseline needs `pip install awscli==1.46.3` in the venv (skipped if 
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
+import re
+import resource
 import shutil
 import socket
 import statistics
@@ -34,6 +40,7 @@ import tempfile
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -43,7 +50,9 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "operator"))
 
-from supercheck_contract import BUCKETS, RunnerConfig, artifact_prefix  # noqa: E402
+from supercheck.config import Settings  # noqa: E402
+from supercheck.grants import mint  # noqa: E402
+from supercheck_contract import BUCKETS, UPLOAD_GRANT_ENV, RunnerConfig, artifact_prefix  # noqa: E402
 from supercheck_runner import artifacts, playwright  # noqa: E402
 from supercheck_runner.settings import SYSTEM_FFMPEG  # noqa: E402
 
@@ -270,6 +279,35 @@ def bare_k6(tmp: Path) -> float:
     return time.monotonic() - started
 
 
+def with_grant(env: dict[str, str], endpoint: str, tmp: Path) -> dict[str, str]:
+    """``env`` as the operator's pod gets it: no S3 key nor endpoint, an upload grant in a file instead."""
+    config = RunnerConfig.from_env(env)
+    settings = Settings(s3_endpoint_url=endpoint, aws_access_key_id=CREDS["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=CREDS["AWS_SECRET_ACCESS_KEY"])
+    grant = mint(settings, config.bucket, config.prefix, datetime.now(UTC) + timedelta(minutes=15), ())
+    path = tmp / f"grant-{uuid.uuid4().hex[:10]}.json"
+    path.write_text(grant.model_dump_json())
+    pod = {k: v for k, v in env.items() if k not in (*CREDS, "S3_ENDPOINT_URL")}
+    return {**pod, UPLOAD_GRANT_ENV: str(path)}
+
+
+def cpu_and_wall(run) -> tuple[float, float]:
+    """CPU seconds (user + system) of the process tree ``run()`` starts and waits for, and its wall time.
+    A process's children count once they are waited for, as the runner waits for node and k6."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    run()
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), wall
+
+
+def quiet_runner(env: dict[str, str]) -> None:
+    proc = subprocess.run(RUNNER_CMD, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"supercheck-runner failed ({proc.returncode}):\n{proc.stdout[-3000:]}")
+
+
 def make_artifact_folder(root: Path, total_mb: int) -> tuple[int, int]:
     """A folder shaped like a Playwright run's: many small report files, some MB-sized traces and
     screenshots, one large video. Returns (files, bytes)."""
@@ -333,69 +371,101 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--upload-mb", type=int, default=100)
+    parser.add_argument("--k6-only", action="store_true", help="only the trivial k6 run: its slot and its CPU")
     args = parser.parse_args()
 
+    # The image's pip install compiles the runner's modules; a checkout (PYTHONDONTWRITEBYTECODE) may
+    # not have them compiled, and each run would compile them again: measure what the image does.
+    compileall.compile_dir(REPO / "runner-image", quiet=1, rx=re.compile("node_modules"))
     moto, endpoint = start_moto()
     server, site = start_site()
     tmp = Path(tempfile.mkdtemp(prefix="supercheck-bench-"))
     try:
         print(f"machine: {os.cpu_count()} cores; Chromium {CHROMIUM}; {args.rounds} rounds, medians")
-        raw, raw_use, ours, peaks_rss, peaks_pss = [], [], [], [], []
-        raw_playwright(tmp / "warmup", site)  # first start of node/Chromium pays for cold caches
-        for _ in range(args.rounds):  # interleaved: a busy machine slows all three alike
-            raw.append(raw_playwright(tmp / "raw", site))
-            raw_use.append(raw_playwright(tmp / "raw-use", site, RUNNER_USE))
-            elapsed, memory = runner_playwright(tmp, site, endpoint)
-            ours.append(elapsed)
-            peaks_rss.append(memory.peak_rss)
-            peaks_pss.append(memory.peak_pss)
-        r, ru, o = statistics.median(raw), statistics.median(raw_use), statistics.median(ours)
-        print("\n== Playwright wall time (3 tests, 2 workers); the minimum is least skewed by a busy machine")
-        print(f"raw npx playwright test : {r:6.2f} s   (runs: {runs(raw)})")
-        print(f"  + the runner's trace, video, screenshot settings: {ru:6.2f} s   (runs: {runs(raw_use)})")
-        print(f"supercheck-runner       : {o:6.2f} s   (runs: {runs(ours)})")
-        print(f"ratio runner / raw      : {o / r:6.2f} median, {min(ours) / min(raw):5.2f} minimum   "
-              f"(overhead {o - r:+.2f} s: validation, reports, traces and videos, upload)")
-        print(f"ratio runner / raw with the runner's settings: {o / ru:6.2f} median, "
-              f"{min(ours) / min(raw_use):5.2f} minimum   (the runner's own overhead)")
-        print("\n== Peak memory of a Playwright run under the runner (whole process tree)")
-        print(f"RSS sum (shared pages counted per process): {statistics.median(peaks_rss) / 2**20:7.0f} MiB")
-        print(f"PSS sum (shared pages counted once)       : {statistics.median(peaks_pss) / 2**20:7.0f} MiB")
-        one = [runner_playwright_one_test(tmp, site, endpoint) for _ in range(args.rounds)]
-        print("one test, the runner's default settings:")
-        print(f"RSS sum                                   : {mib(m.peak_rss for m in one):7.0f} MiB")
-        print(f"PSS sum                                   : {mib(m.peak_pss for m in one):7.0f} MiB")
-
-        bare = [bare_k6(tmp) for _ in range(args.rounds)]
-        k6_runs = [run_runner(runner_env(tmp, site, endpoint, "k6", TRIVIAL_K6)) for _ in range(args.rounds)]
-        slots = [elapsed for elapsed, _, _ in k6_runs]
-        phases = [k6_phases(lines, elapsed) for elapsed, _, lines in k6_runs]
-        print("\n== A trivial k6 run (1 VU, 1 empty iteration): the slot it holds")
-        print(f"bare k6 run             : {statistics.median(bare):6.2f} s   (runs: {runs(bare)})")
-        print(f"supercheck-runner       : {statistics.median(slots):6.2f} s   (runs: {runs(slots)})")
-        for i, (name, _) in enumerate(K6_PHASES):
-            print(f"  {statistics.median(p[i] for p in phases):5.2f} s  {name}")
-
-        folder = tmp / "artifacts"
-        files, size = make_artifact_folder(folder, args.upload_mb)
-        mb = size / 2**20
-        ours_t = [ours_upload(folder, endpoint) for _ in range(args.rounds)]
-        cli_t = [aws_cli_upload(folder, endpoint) for _ in range(args.rounds)]
-        print(f"\n== Upload of an artifact folder: {files} files, {mb:.0f} MiB, to moto S3 on loopback")
-        ot = statistics.median(ours_t)
-        print(f"runner uploader         : {ot:6.2f} s  {mb / ot:7.1f} MiB/s  "
-              "(16 files in parallel, multipart >= 8 MiB)")
-        if cli_t[0] is None:
-            print("aws s3 cp --recursive   : skipped (pip install awscli==1.46.3 into the venv)")
-        else:
-            ct = statistics.median(cli_t)
-            print(f"aws s3 cp --recursive   : {ct:6.2f} s  {mb / ct:7.1f} MiB/s  (AWS CLI defaults: 10 requests)")
-            print(f"throughput ratio runner / aws cli: {ct / ot:5.2f}")
+        if not args.k6_only:
+            playwright_figures(args, tmp, site, endpoint)
+        k6_figures(args, tmp, site, endpoint)
+        if not args.k6_only:
+            upload_figures(args, tmp, endpoint)
     finally:
         server.shutdown()
         moto.terminate()
         moto.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def playwright_figures(args: argparse.Namespace, tmp: Path, site: str, endpoint: str) -> None:
+    raw, raw_use, ours, peaks_rss, peaks_pss = [], [], [], [], []
+    raw_playwright(tmp / "warmup", site)  # first start of node/Chromium pays for cold caches
+    for _ in range(args.rounds):  # interleaved: a busy machine slows all three alike
+        raw.append(raw_playwright(tmp / "raw", site))
+        raw_use.append(raw_playwright(tmp / "raw-use", site, RUNNER_USE))
+        elapsed, memory = runner_playwright(tmp, site, endpoint)
+        ours.append(elapsed)
+        peaks_rss.append(memory.peak_rss)
+        peaks_pss.append(memory.peak_pss)
+    r, ru, o = statistics.median(raw), statistics.median(raw_use), statistics.median(ours)
+    print("\n== Playwright wall time (3 tests, 2 workers); the minimum is least skewed by a busy machine")
+    print(f"raw npx playwright test : {r:6.2f} s   (runs: {runs(raw)})")
+    print(f"  + the runner's trace, video, screenshot settings: {ru:6.2f} s   (runs: {runs(raw_use)})")
+    print(f"supercheck-runner       : {o:6.2f} s   (runs: {runs(ours)})")
+    print(f"ratio runner / raw      : {o / r:6.2f} median, {min(ours) / min(raw):5.2f} minimum   "
+          f"(overhead {o - r:+.2f} s: validation, reports, traces and videos, upload)")
+    print(f"ratio runner / raw with the runner's settings: {o / ru:6.2f} median, "
+          f"{min(ours) / min(raw_use):5.2f} minimum   (the runner's own overhead)")
+    print("\n== Peak memory of a Playwright run under the runner (whole process tree)")
+    print(f"RSS sum (shared pages counted per process): {statistics.median(peaks_rss) / 2**20:7.0f} MiB")
+    print(f"PSS sum (shared pages counted once)       : {statistics.median(peaks_pss) / 2**20:7.0f} MiB")
+    one = [runner_playwright_one_test(tmp, site, endpoint) for _ in range(args.rounds)]
+    print("one test, the runner's default settings:")
+    print(f"RSS sum                                   : {mib(m.peak_rss for m in one):7.0f} MiB")
+    print(f"PSS sum                                   : {mib(m.peak_pss for m in one):7.0f} MiB")
+
+
+def k6_figures(args: argparse.Namespace, tmp: Path, site: str, endpoint: str) -> None:
+    bare = [bare_k6(tmp) for _ in range(args.rounds)]
+    k6_runs = [run_runner(runner_env(tmp, site, endpoint, "k6", TRIVIAL_K6)) for _ in range(args.rounds)]
+    slots = [elapsed for elapsed, _, _ in k6_runs]
+    phases = [k6_phases(lines, elapsed) for elapsed, _, lines in k6_runs]
+    print("\n== A trivial k6 run (1 VU, 1 empty iteration): the slot it holds")
+    print(f"bare k6 run             : {statistics.median(bare):6.2f} s   (runs: {runs(bare)})")
+    print(f"supercheck-runner       : {statistics.median(slots):6.2f} s   (runs: {runs(slots)})")
+    for i, (name, _) in enumerate(K6_PHASES):
+        print(f"  {statistics.median(p[i] for p in phases):5.2f} s  {name}")
+
+    # CPU: rounds interleaved (bare, key, grant), at least 7, medians; no memory sampler running.
+    cpu_rounds = max(7, args.rounds)
+    cpu: dict[str, list[tuple[float, float]]] = {"bare": [], "key": [], "grant": []}
+    for _ in range(cpu_rounds):
+        key_env = runner_env(tmp, site, endpoint, "k6", TRIVIAL_K6)
+        grant_env = with_grant(runner_env(tmp, site, endpoint, "k6", TRIVIAL_K6), endpoint, tmp)
+        cpu["bare"].append(cpu_and_wall(lambda: bare_k6(tmp)))
+        cpu["key"].append(cpu_and_wall(lambda env=key_env: quiet_runner(env)))
+        cpu["grant"].append(cpu_and_wall(lambda env=grant_env: quiet_runner(env)))
+    med = {k: (statistics.median(c for c, _ in v), statistics.median(w for _, w in v)) for k, v in cpu.items()}
+    print(f"\n== CPU of a trivial k6 run (user + system of the whole process tree; {cpu_rounds} rounds, medians)")
+    print(f"bare k6 run             : {med['bare'][0]:6.3f} CPU-s  wall {med['bare'][1]:5.2f} s")
+    for mode, what in (("key", "with a key (standalone)"), ("grant", "with a grant (the operator's pods)")):
+        print(f"supercheck-runner {what:<36}: {med[mode][0]:6.3f} CPU-s  wall {med[mode][1]:5.2f} s   "
+              f"ratio to bare k6 {med[mode][0] / med['bare'][0]:5.1f}")
+
+
+def upload_figures(args: argparse.Namespace, tmp: Path, endpoint: str) -> None:
+    folder = tmp / "artifacts"
+    files, size = make_artifact_folder(folder, args.upload_mb)
+    mb = size / 2**20
+    ours_t = [ours_upload(folder, endpoint) for _ in range(args.rounds)]
+    cli_t = [aws_cli_upload(folder, endpoint) for _ in range(args.rounds)]
+    print(f"\n== Upload of an artifact folder: {files} files, {mb:.0f} MiB, to moto S3 on loopback")
+    ot = statistics.median(ours_t)
+    print(f"runner uploader         : {ot:6.2f} s  {mb / ot:7.1f} MiB/s  "
+          "(16 files in parallel, multipart >= 8 MiB)")
+    if cli_t[0] is None:
+        print("aws s3 cp --recursive   : skipped (pip install awscli==1.46.3 into the venv)")
+    else:
+        ct = statistics.median(cli_t)
+        print(f"aws s3 cp --recursive   : {ct:6.2f} s  {mb / ct:7.1f} MiB/s  (AWS CLI defaults: 10 requests)")
+        print(f"throughput ratio runner / aws cli: {ct / ot:5.2f}")
 
 
 if __name__ == "__main__":

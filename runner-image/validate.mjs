@@ -29,6 +29,7 @@
 // a missing or stale cache is written after the files are checked (so it holds the parser's
 // functions too), when the folder is writable. The cache changes how fast, never what is checked.
 
+import { isAscii } from 'node:buffer';
 import fs from 'node:fs';
 import { createRequire, Module } from 'node:module';
 import path from 'node:path';
@@ -39,6 +40,13 @@ const require = createRequire(import.meta.url);
 const CACHE = process.env.SUPERCHECK_VALIDATOR_CACHE ||
   path.join(path.dirname(fileURLToPath(import.meta.url)), '.cache', 'typescript.v8');
 
+// A source file as text. TypeScript's 9 MB are ASCII: copied as such they make the same string as
+// UTF-8 decoding makes, in half its time (10 ms of every validation); anything else is decoded.
+function readSource(file) {
+  const bytes = fs.readFileSync(file);
+  return isAscii(bytes) ? bytes.toString('latin1') : bytes.toString('utf8');
+}
+
 // TypeScript as require('typescript') would load it (a CommonJS module), compiled with the code cache.
 function loadTypescript() {
   const file = require.resolve('typescript');
@@ -46,7 +54,7 @@ function loadTypescript() {
   try {
     cachedData = fs.readFileSync(CACHE);
   } catch {}
-  const script = new vm.Script(Module.wrap(fs.readFileSync(file, 'utf8')), { filename: file, cachedData });
+  const script = new vm.Script(Module.wrap(readSource(file)), { filename: file, cachedData });
   const module = { exports: {}, filename: file, id: file, loaded: false };
   script.runInThisContext().call(module.exports, module.exports, createRequire(file), module, file,
     path.dirname(file));

@@ -25,11 +25,8 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
-import boto3
-from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from supercheck_contract import RESULT_JSON_NAME, ArtifactFile
@@ -39,6 +36,9 @@ from supercheck_runner.timer import (
     UPLOAD_READ_TIMEOUT_SECONDS,
     UPLOAD_SDK_ATTEMPTS,
 )
+
+if TYPE_CHECKING:  # boto3 is imported where a key's client or a multipart upload needs it: see make_client
+    from boto3.s3.transfer import TransferConfig
 
 MiB = 1024 * 1024
 # Not retried: a file that cannot be read, an upload the grant refuses (expired, outside the prefix).
@@ -299,7 +299,14 @@ class Waiting:
 def make_client(endpoint_url: str | None, region: str, *, pool: int = 32,
                 connect_timeout: float = UPLOAD_CONNECT_TIMEOUT_SECONDS,
                 read_timeout: float = UPLOAD_READ_TIMEOUT_SECONDS, attempts: int = UPLOAD_SDK_ATTEMPTS) -> S3Client:
-    """A boto3 S3 client. Raises ValueError for an endpoint that is not a URL."""
+    """A boto3 S3 client. Raises ValueError for an endpoint that is not a URL.
+
+    boto3 is imported here, not with the module: the operator's pods upload through their grant
+    (:mod:`.grant`) and never need it, and importing it (s3transfer, botocore's session) cost a
+    third of the runner's own CPU in every run."""
+    import boto3
+    from botocore.config import Config
+
     client: S3Client = boto3.client(
         "s3",
         endpoint_url=endpoint_url,
@@ -387,12 +394,23 @@ class Uploader:
         self.stopped = stopped
         self.sleep = sleep
         self.clock = clock
-        self.transfer = TransferConfig(
-            multipart_threshold=multipart_threshold,
-            multipart_chunksize=multipart_chunksize,
-            max_concurrency=4,  # parts of one file in parallel; files are parallel already
-            use_threads=True,
-        )
+        self.multipart_threshold = multipart_threshold
+        self.multipart_chunksize = multipart_chunksize
+        self._transfer: TransferConfig | None = None
+
+    @property
+    def transfer(self) -> TransferConfig:
+        """boto3's transfer settings for a multipart upload, made (and boto3 imported) at the first one."""
+        if self._transfer is None:
+            from boto3.s3.transfer import TransferConfig
+
+            self._transfer = TransferConfig(
+                multipart_threshold=self.multipart_threshold,
+                multipart_chunksize=self.multipart_chunksize,
+                max_concurrency=4,  # parts of one file in parallel; files are parallel already
+                use_threads=True,
+            )
+        return self._transfer
 
     def classify(self, exc: BaseException) -> StorageProblem:
         return classify(exc, bucket=self.bucket, endpoint=self.endpoint)
@@ -409,7 +427,7 @@ class Uploader:
 
     def upload_file(self, item: PlannedUpload) -> None:
         """One try (botocore's own quick retries included)."""
-        if item.size < self.transfer.multipart_threshold:
+        if item.size < self.multipart_threshold:
             # One request; the transfer manager's thread pool would cost more than the upload.
             with open(item.path, "rb") as body:
                 self.client.put_object(Bucket=self.bucket, Key=item.key, Body=body, ContentType=item.content_type)
