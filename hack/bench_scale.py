@@ -57,6 +57,7 @@ GROUP, VERSION, PLURAL = "supercheck.io", "v1alpha1", "testruns"
 TERMINAL_RUN = {"Passed", "Failed", "Error", "TimedOut", "Cancelled", "Rejected"}
 TERMINAL_POD = {"Succeeded", "Failed"}
 KUEUE_GROUP, KUEUE_VERSION = "kueue.x-k8s.io", "v1beta2"
+QUEUED_RSS_AFTER_SECONDS = 12.0  # after the last create: the operator's RSS with the runs queued
 SCRIPT = """import { check } from 'k6';
 
 export const options = { vus: 1, iterations: 1 };
@@ -561,7 +562,9 @@ def bench_supercheck(cluster: Cluster, namespace: str, runs: int, capacity: int,
     peak = PeakRss(proc, interval=0.5)
     first, last_created = create_all(make, runs, threads)
     own.add("POST", PLURAL, runs)
-    time.sleep(1.0)  # the operator has seen them: every run past the running ones is queued now
+    # The operator has seen them (every run past the running ones is queued) and given the burst's
+    # freed memory back (SUPERCHECK_MALLOC_TRIM_SECONDS, 10): the RSS a queue of this size holds.
+    time.sleep(QUEUED_RSS_AFTER_SECONDS)
     rss_queued = proc.memory_info().rss
     trs.wait_done(runs, timeout=120 + 10 * runs / capacity, what="TestRuns terminal")
     end = max(trs.done_at.values())

@@ -139,6 +139,10 @@ class Settings(BaseSettings):
         10.0, ge=0, validation_alias=_env("SUPERCHECK_PROGRESS_POLL_SECONDS"),
         description="How often the tail of a running runner's log is read for its progress (Uploading); 0: never",
     )
+    malloc_trim_seconds: float = Field(
+        10.0, ge=0, validation_alias=_env("SUPERCHECK_MALLOC_TRIM_SECONDS"),
+        description="How often freed C-heap memory is given back to the system (glibc malloc_trim); 0: never",
+    )
     job_progress_poll_seconds: float = Field(
         3.0, gt=0, validation_alias=_env("SUPERCHECK_JOB_PROGRESS_POLL_SECONDS"),
         description="How often a JobRun's running shards' logs are read for the tests that ended",

@@ -22,7 +22,7 @@ from typing import Any, cast
 
 import kopf
 
-from supercheck import tracing
+from supercheck import memtrim, tracing
 from supercheck.config import Settings
 from supercheck.engine import jobrun
 from supercheck.engine.context import Engine
@@ -147,6 +147,12 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Logger, **
         _every(cfg.cleanup_interval_ms / 1000, "finished pods clean-up",
                lambda: clean_finished_pods(eng, time.time())),
     ]
+    trim = memtrim.trimmer() if cfg.malloc_trim_seconds > 0 else None
+    if trim is not None:
+        async def give_back() -> None:
+            await asyncio.to_thread(trim)
+
+        memo.tasks.append(_every(cfg.malloc_trim_seconds, "memory trim", give_back))
     logger.info("supercheck operator: running capacity %d, queued capacity %d",
                 cfg.running_capacity, cfg.queued_capacity)
 
