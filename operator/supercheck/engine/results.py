@@ -54,6 +54,15 @@ async def release(run: RunHandle, status: TestRunStatus) -> None:
     run.eng.wake_promoted(result.promoted)
 
 
+def end_event_text(phase: Phase, result: str | None, message: str | None) -> str:
+    """The end's Event: the phase, the result, the message, each said once (a k6 run's message
+    begins with its result: "thresholds passed; 0 checks passed")."""
+    parts = [p for p in (result, message) if p]
+    if len(parts) == 2 and parts[1].startswith(parts[0]):
+        parts = parts[1:]
+    return f"{phase.value}: {'; '.join(parts)}" if parts else phase.value
+
+
 def announce_end(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRunStatus) -> None:
     phase = status.phase or Phase.ERROR
     m = run.eng.metrics
@@ -63,8 +72,7 @@ def announce_end(run: RunHandle, body: Body, spec: TestRunSpec, status: TestRunS
     if started and ended:
         m.run_duration.labels(spec.type, phase.value, *extra).observe(max(0.0, (ended - started).total_seconds()))
     kind = "Normal" if phase == Phase.PASSED else "Warning"
-    text = f"{phase.value}: {status.result or ''}; {status.message or ''}".strip("; ")
-    run.event(body, kind, status.reason or phase.value, text)
+    run.event(body, kind, status.reason or phase.value, end_event_text(phase, status.result, status.message))
     traces.run_ended(run, body)
 
 
