@@ -57,7 +57,7 @@ def pct(values: Iterable[float], q: float) -> float:
 
 # The local environment's long-lived processes, by pid file; "pods" are the node agent's children
 # (every container's process tree is reaped into its CPU times), "other" the rest of the machine
-# (this script, the Kueue manager, anything else running).
+# (this script, anything else running; a benchmark's own processes are passed as ``extra``).
 ENV_COMPONENTS = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "node-agent", "operator",
                   "postgres", "redis", "s3")
 

@@ -27,9 +27,7 @@ The AWS CLI baseline needs `pip install awscli==1.46.3` in the venv (skipped if 
 from __future__ import annotations
 
 import argparse
-import compileall
 import os
-import re
 import resource
 import shutil
 import socket
@@ -53,6 +51,7 @@ sys.path.insert(0, str(REPO / "operator"))
 from supercheck.config import Settings  # noqa: E402
 from supercheck.grants import mint  # noqa: E402
 from supercheck_contract import BUCKETS, UPLOAD_GRANT_ENV, RunnerConfig, artifact_prefix  # noqa: E402
+from supercheck_localenv.cli import compile_checkout  # noqa: E402
 from supercheck_runner import artifacts, playwright  # noqa: E402
 from supercheck_runner.settings import SYSTEM_FFMPEG  # noqa: E402
 
@@ -374,9 +373,7 @@ def main() -> None:
     parser.add_argument("--k6-only", action="store_true", help="only the trivial k6 run: its slot and its CPU")
     args = parser.parse_args()
 
-    # The image's pip install compiles the runner's modules; a checkout (PYTHONDONTWRITEBYTECODE) may
-    # not have them compiled, and each run would compile them again: measure what the image does.
-    compileall.compile_dir(REPO / "runner-image", quiet=1, rx=re.compile("node_modules"))
+    compile_checkout(REPO)  # as the image's pip install does: each run would compile the modules again
     moto, endpoint = start_moto()
     server, site = start_site()
     tmp = Path(tempfile.mkdtemp(prefix="supercheck-bench-"))

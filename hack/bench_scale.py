@@ -786,7 +786,10 @@ def kueue_manager(work: Path, cluster: Cluster) -> Iterator[int]:
                          capture_output=True, text=True)
     if res.returncode != 0:
         raise KueueNotRun(f"no serving certificate for its webhook server: {res.stderr.strip()[-300:]}")
-    made_metrics_dir = not KUEUE_METRICS_CERTS.exists()
+    # The outermost folder this script makes, removed again at the end (a folder there before is kept).
+    made = next((p for p in reversed(KUEUE_METRICS_CERTS.parents) if not p.exists()), None)
+    if made is None and not KUEUE_METRICS_CERTS.exists():
+        made = KUEUE_METRICS_CERTS
     try:
         KUEUE_METRICS_CERTS.mkdir(parents=True, exist_ok=True)
         for name in ("tls.crt", "tls.key"):
@@ -851,8 +854,8 @@ def kueue_manager(work: Path, cluster: Cluster) -> Iterator[int]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-        if made_metrics_dir:
-            shutil.rmtree(KUEUE_METRICS_CERTS.parents[1], ignore_errors=True)  # /etc/kueue
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
 
 
 def bench_kueue(cluster: Cluster, namespace: str, runs: int, capacity: int, threads: int) -> Result:

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from engine_kit import K6, run, world
 
 from supercheck.engine import run as run_module
 from supercheck.engine.run import RunHandle
+from supercheck.ports import Conflict
 
 FINALIZER = "supercheck.io/finalizer"
 
@@ -54,12 +56,8 @@ def test_a_run_changed_meanwhile_is_written_against_what_was_decided_on():
         kopf_adds_the_finalizer(w, handle)
         w.kube.touch_testrun("a", phase="Cancelled")  # someone else decided meanwhile
         handle.live = w.kube.testrun("a")
-        try:
+        with pytest.raises(Conflict):  # the precondition refuses the stale decision
             await handle.patch(body, {"phase": "Queued"})
-        except Exception as exc:  # noqa: BLE001 - the precondition refuses the stale decision
-            assert type(exc).__name__ == "Conflict"
-        else:
-            raise AssertionError("a decision on a stale status was written")
         assert w.status("a")["phase"] == "Cancelled"
     run(go)
 
