@@ -139,7 +139,15 @@ def observe(pod: PodView | None, *, seen_running: bool) -> PodState:
         return PodState(PodStateKind.FINISHED, AttemptOutcome(FailureClass.POD_LOST, None,
                                                    f"the runner pod was evicted: {pod.message or ''}".strip()))
     if c is not None and c.state == "terminated":
-        return PodState(PodStateKind.FINISHED, classify_container(c))
+        outcome = classify_container(c)
+        if pod.deleting and outcome.failure == FailureClass.INFRASTRUCTURE:
+            # Deleted behind our back while the test ran: the runner, stopped by the kubelet's
+            # SIGTERM, says "infrastructure"; the pod's deletion says why. Its partial result
+            # (artifacts, counts) stays with the attempt.
+            outcome = AttemptOutcome(FailureClass.POD_LOST, outcome.exit_code,
+                                     f"the runner pod was deleted while the test ran: {outcome.message}",
+                                     outcome.result)
+        return PodState(PodStateKind.FINISHED, outcome)
     if pod.phase in ("Succeeded", "Failed"):
         return PodState(PodStateKind.FINISHED, AttemptOutcome(FailureClass.POD_LOST, None,
                                                    f"the runner pod ended {pod.phase} without a container result"))

@@ -87,6 +87,20 @@ def test_lost_pods():
     assert observe(pod("Failed", None, pod_reason="Evicted")).outcome.failure == FailureClass.POD_LOST
 
 
+def test_a_pod_deleted_mid_run_is_lost_even_when_its_runner_spoke_first():
+    # The kubelet's SIGTERM makes the runner report "infrastructure"; the operator may read that
+    # status before the pod is gone. The deletion is the cause: pod_lost, the runner's words kept.
+    stopped = result(FailureClass.INFRASTRUCTURE, 14, message="the runner was stopped by a signal")
+    st = observe(pod("Running", "terminated", 14, "Error", stopped, deleting=True))
+    assert st.outcome.failure == FailureClass.POD_LOST and "stopped by a signal" in st.outcome.message
+    assert st.outcome.result is not None and st.outcome.exit_code == 14
+    # A verdict reached before the deletion stands; an infrastructure failure of a pod nobody deleted too.
+    passed = result(FailureClass.NONE, 0, message="ok")
+    assert observe(pod("Succeeded", "terminated", 0, "Completed", passed, deleting=True)).outcome.failure \
+        == FailureClass.NONE
+    assert observe(pod("Failed", "terminated", 14, "Error", stopped)).outcome.failure == FailureClass.INFRASTRUCTURE
+
+
 def test_no_result_keeps_the_log_tail_in_the_message():
     st = observe(pod("Failed", "terminated", 1, "Error", "Traceback: boom"))
     assert st.outcome.failure == FailureClass.POD_LOST and "boom" in st.outcome.message
