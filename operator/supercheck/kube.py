@@ -44,6 +44,44 @@ def _data(resp: Any) -> Any:
     return json.loads(raw) if raw else None
 
 
+LIST_PAGE = 250  # items per page of a full list: the operator never holds one whole list's JSON
+
+# What a full list keeps of each object: the fields the ledger repair and the pod sweep read
+# (supercheck.repair, supercheck.pods.pod_view). A run's script and a pod's spec are most of their
+# bytes and are never read there; dropping them page by page keeps what a reconcile holds small
+# however large the scripts and however many finished runs and pods the cluster keeps.
+_META_KEEP = ("name", "namespace", "uid", "labels", "ownerReferences", "creationTimestamp", "deletionTimestamp")
+_RUN_STATUS_KEEP = ("phase", "slot", "slots", "queueSeq", "completedAt", "startedAt")
+_POD_STATUS_KEEP = ("phase", "reason", "message", "containerStatuses")
+
+
+def _pick(d: Any, keys: Sequence[str]) -> Obj:
+    return {k: d[k] for k in keys if k in d} if isinstance(d, dict) else {}
+
+
+def slim_run(obj: Obj) -> Obj:
+    spec = obj.get("spec") or {}
+    return {"metadata": _pick(obj.get("metadata"), _META_KEEP),
+            "spec": {"priority": spec["priority"]} if "priority" in spec else {},
+            "status": _pick(obj.get("status"), _RUN_STATUS_KEEP)}
+
+
+def slim_pod(obj: Obj) -> Obj:
+    return {"metadata": _pick(obj.get("metadata"), _META_KEEP), "status": _pick(obj.get("status"), _POD_STATUS_KEEP)}
+
+
+def _list_all(fn: Callable[..., Any], *args: Any, slim: Callable[[Obj], Obj], **kwargs: Any) -> list[Obj]:
+    """Every item of a list call, page by page (``limit``/``continue``), each slimmed as it arrives."""
+    items: list[Obj] = []
+    token = None
+    while True:
+        page = _call(fn, *args, limit=LIST_PAGE, **({"_continue": token} if token else {}), **kwargs) or {}
+        items += [slim(item) for item in page.get("items") or []]
+        token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            return items
+
+
 def refused(exc: ApiException) -> Refused | None:
     """The API server's refusal of an object, with its own message (a Status ``message``); None for an
     answer that is not one (:data:`NOT_REFUSALS`, 5xx)."""
@@ -109,22 +147,25 @@ class Kube:
     async def get_run(self, namespace: str, name: str, plural: str = TESTRUNS) -> Obj | None:
         return await self._maybe(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name)
 
+    async def _list(self, fn: Callable[..., Any], *args: Any, slim: Callable[[Obj], Obj], **kwargs: Any) -> list[Obj]:
+        return cast(list[Obj], await asyncio.to_thread(_list_all, fn, *args, slim=slim, **kwargs))
+
     async def list_runs(self) -> list[Obj]:
-        """Every TestRun and JobRun of the cluster (the ledger's truth)."""
+        """Every TestRun and JobRun of the cluster (the ledger's truth), slimmed (:func:`slim_run`)."""
         items: list[Obj] = []
         for plural in (TESTRUNS, JOBRUNS):
             try:
                 if self.namespaces:
                     for ns in self.namespaces:
-                        out = await self._run(self.custom.list_namespaced_custom_object, GROUP, VERSION, ns, plural)
-                        items += cast(list[Obj], out.get("items", []))
+                        items += await self._list(self.custom.list_namespaced_custom_object, GROUP, VERSION, ns,
+                                                  plural, slim=slim_run)
                     continue
-                out = await self._run(self.custom.list_cluster_custom_object, GROUP, VERSION, plural)
+                items += await self._list(self.custom.list_cluster_custom_object, GROUP, VERSION, plural,
+                                          slim=slim_run)
             except ApiException as exc:
                 if exc.status == 404 and plural == JOBRUNS:  # the JobRun CRD is not installed (yet)
                     continue
                 raise
-            items += cast(list[Obj], out.get("items", []))
         return items
 
     async def patch_status(self, namespace: str, name: str, status: Obj, resource_version: str | None,
@@ -225,14 +266,14 @@ class Kube:
                 raise
 
     async def list_pods(self, label_selector: str) -> list[Obj]:
+        """The pods these labels select, slimmed (:func:`slim_pod`: no spec)."""
         if self.namespaces:
             items: list[Obj] = []
             for ns in self.namespaces:
-                out = await self._run(self.core.list_namespaced_pod, ns, label_selector=label_selector)
-                items += cast(list[Obj], out.get("items", []))
+                items += await self._list(self.core.list_namespaced_pod, ns, label_selector=label_selector,
+                                          slim=slim_pod)
             return items
-        out = await self._run(self.core.list_pod_for_all_namespaces, label_selector=label_selector)
-        return cast(list[Obj], out.get("items", []))
+        return await self._list(self.core.list_pod_for_all_namespaces, label_selector=label_selector, slim=slim_pod)
 
     async def pod_log_tail(self, namespace: str, name: str, container: str, lines: int,
                            limit_bytes: int) -> str | None:
