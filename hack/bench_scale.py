@@ -58,6 +58,7 @@ TERMINAL_RUN = {"Passed", "Failed", "Error", "TimedOut", "Cancelled", "Rejected"
 TERMINAL_POD = {"Succeeded", "Failed"}
 KUEUE_GROUP, KUEUE_VERSION = "kueue.x-k8s.io", "v1beta2"
 QUEUED_RSS_AFTER_SECONDS = 12.0  # after the last create: the operator's RSS with the runs queued
+SETTLED_RSS_AFTER_SECONDS = 45.0  # ... and once the burst's events are handled (the queue still long)
 SCRIPT = """import { check } from 'k6';
 
 export const options = { vus: 1, iterations: 1 };
@@ -193,6 +194,8 @@ class SupercheckExtras:
     slot_held: list[float]
     rss_queued_mb: float
     rss_peak_mb: float
+    rss_settled_mb: float
+    queued_at_settled: int
     cpu_seconds: float
     idle_cpu_pct: float
     idle_seconds: float
@@ -244,7 +247,9 @@ def format_extras(r: Result, x: SupercheckExtras) -> str:
     return "\n".join([
         f"Supercheck slot held per run (pod created -> run completed) p50/p99: "
         f"{_ms(pct(x.slot_held, 50))}/{_ms(pct(x.slot_held, 99))} ms",
-        f"Supercheck operator RSS: {x.rss_queued_mb:.0f} MB with {r.runs} runs queued, peak {x.rss_peak_mb:.0f} MB",
+        f"Supercheck operator RSS: {x.rss_queued_mb:.0f} MB {QUEUED_RSS_AFTER_SECONDS:.0f} s after the last create "
+        f"({r.runs} runs queued or running), {x.rss_settled_mb:.0f} MB at {SETTLED_RSS_AFTER_SECONDS:.0f} s "
+        f"({x.queued_at_settled} still queued), peak {x.rss_peak_mb:.0f} MB",
         f"Supercheck operator CPU: {x.cpu_seconds / r.runs * 1000:.1f} s per 1,000 runs "
         f"({x.cpu_seconds:.1f} s for {r.runs}); idle {x.idle_cpu_pct:.2f} % of a core over {x.idle_seconds:.0f} s",
         f"Supercheck invariants: {'OK' if not bad else 'VIOLATED: ' + '; '.join(bad)} "
@@ -566,6 +571,10 @@ def bench_supercheck(cluster: Cluster, namespace: str, runs: int, capacity: int,
     # freed memory back (SUPERCHECK_MALLOC_TRIM_SECONDS, 10): the RSS a queue of this size holds.
     time.sleep(QUEUED_RSS_AFTER_SECONDS)
     rss_queued = proc.memory_info().rss
+    # The burst's watch events and first status writes take the operator ~30 s to work through;
+    # after them the queue is still long (capacity x run time drains ~100 runs in 45 s here).
+    time.sleep(max(0.0, last_created + SETTLED_RSS_AFTER_SECONDS - time.time()))
+    rss_settled, queued_at_settled = proc.memory_info().rss, ledger_counts(rdb)[1]
     trs.wait_done(runs, timeout=120 + 10 * runs / capacity, what="TestRuns terminal")
     end = max(trs.done_at.values())
     cpu_busy = sum(proc.cpu_times()[:2]) - cpu0
@@ -601,7 +610,8 @@ def bench_supercheck(cluster: Cluster, namespace: str, runs: int, capacity: int,
         not_passed=sum(1 for s in statuses.values() if s.get("phase") != "Passed"),
         create_seconds=last_created - first, cpu=machine, max_pods=pods.max_non_terminal())
     extras = SupercheckExtras(
-        slot_held=slot_held, rss_queued_mb=rss_queued / 2**20, rss_peak_mb=rss_peak / 2**20, cpu_seconds=cpu_busy,
+        slot_held=slot_held, rss_queued_mb=rss_queued / 2**20, rss_peak_mb=rss_peak / 2**20,
+        rss_settled_mb=rss_settled / 2**20, queued_at_settled=queued_at_settled, cpu_seconds=cpu_busy,
         idle_cpu_pct=idle_cpu / idle_seconds * 100 if idle_seconds else float("nan"), idle_seconds=idle_seconds,
         max_pods=pods.max_non_terminal(), max_ledger_running=ledger_max[0], ledger_end=ledger_end, pg_rows=pg_rows)
     return result, extras

@@ -148,13 +148,15 @@ def test_a_system_without_figures_prints_dashes():
 
 
 def test_supercheck_lines_name_each_violated_invariant():
-    ok = bs.SupercheckExtras(slot_held=[1.0, 1.5], rss_queued_mb=180, rss_peak_mb=200, cpu_seconds=50,
+    ok = bs.SupercheckExtras(slot_held=[1.0, 1.5], rss_queued_mb=180, rss_peak_mb=200,
+                             rss_settled_mb=170, queued_at_settled=60, cpu_seconds=50,
                              idle_cpu_pct=0.5, idle_seconds=10, max_pods=5, max_ledger_running=5,
                              ledger_end=(0, 0), pg_rows=100)
     text = bs.format_extras(_result("Supercheck", 25.0), ok)
     assert "invariants: OK" in text
     assert "500.0 s per 1,000 runs" in text
     assert "1000/1500 ms" in text
+    assert "180 MB 12 s after the last create" in text and "170 MB at 45 s (60 still queued), peak 200 MB" in text
     bad = bs.SupercheckExtras(**{**vars(ok), "max_pods": 6, "ledger_end": (0, 2), "pg_rows": 99})
     assert bad.violations(100, 5) == ["6 runner pods non-terminal at once (capacity 5)",
                                       "the ledger ended at running=0 queued=2",
