@@ -8,13 +8,13 @@ meets a ResourceQuota's 403 there in tests/security/test_engine_guards.py."""
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from kubernetes import client
 from kubernetes.client import ApiException
+from stand_in_kit import send_json
 
 from supercheck.kube import Kube
 from supercheck.ports import AlreadyExists, ApiUnavailable, Refused
@@ -41,13 +41,7 @@ def kube():
 
         def do_POST(self):
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            status, body = ANSWERS[self.path.split("/")[4]]  # /api/v1/namespaces/<answer>/pods
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, *ANSWERS[self.path.split("/")[4]])  # /api/v1/namespaces/<answer>/pods
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from kubernetes import client
+from stand_in_kit import send_json
 
 from supercheck import kube as kube_mod
 from supercheck import repair
@@ -71,12 +72,7 @@ def served(monkeypatch):
             page = {"items": items[start:start + limit], "metadata": {}}
             if start + limit < len(items):
                 page["metadata"]["continue"] = str(start + limit)
-            data = json.dumps(page).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, 200, page)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()

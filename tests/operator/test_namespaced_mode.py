@@ -8,7 +8,6 @@ server runs only in the local environment; tests/security/test_rbac.py checks th
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import kubernetes
 import pytest
 from kubernetes import client
+from stand_in_kit import send_json
 
 from supercheck import operator_main
 from supercheck.config import Settings
@@ -32,12 +32,7 @@ def api():
             pass
 
         def _answer(self, status: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, status, body)
 
         def do_GET(self):
             seen.append(("GET", self.path.split("?")[0]))
