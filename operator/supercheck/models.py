@@ -426,8 +426,9 @@ class PlaywrightOptions(_Model):
         default=None, description="Default PLAYWRIGHT_TRACE"
     )
     video: Literal["off", "on", "retain-on-failure", "on-first-retry"] | None = Field(
-        default=None, description="Playwright's video: retain-on-failure (a TestRun's default) records every test "
-        "and keeps the failures' videos; off (a JobRun's default) saves that recording's cost")
+        default=None, description="Playwright's video: on-first-retry (a TestRun's default) films a failing test's "
+        "retry; retain-on-failure records every test and keeps the failures' videos; off (a JobRun's default) "
+        "records none")
     headless: bool | None = Field(default=None, description="Default PLAYWRIGHT_HEADLESS")
     workers: int | None = Field(default=None, ge=1, le=16, description="Default MAX_CONCURRENT_EXECUTIONS")
     testTimeoutSeconds: int | None = Field(

@@ -97,6 +97,14 @@ class ResourceBoundsError(ValueError):
     """A TestRun asks for more than the operator is configured to give."""
 
 
+
+# A TestRun's video when its spec names none: Playwright's on-first-retry. A failing test is
+# retried once by default (PLAYWRIGHT_RETRIES) and its retry is filmed, and the failure's own trace
+# (retain-on-failure) already holds its screencast and DOM snapshots; recording every first try
+# (retain-on-failure) costs an ffmpeg per test, about 80 MiB of a one-test run's 560.
+TESTRUN_VIDEO = "on-first-retry"
+
+
 def bounded_name(base: str, suffix: str, limit: int = MAX_NAME) -> str:
     """``<base><suffix>`` within ``limit`` characters; a long base is cut and made unique by a hash."""
     name = f"{base}{suffix}"
@@ -268,7 +276,7 @@ def runner_config(run: RunRef, spec: TestRunSpec, attempt: int, settings: Settin
         prefix=artifact_prefix(run.namespace, run.name, run.uid, attempt),
         playwrightRetries=pw.retries if pw and pw.retries is not None else settings.playwright_retries,
         playwrightTrace=pw.trace if pw and pw.trace is not None else settings.playwright_trace,
-        playwrightVideo=pw.video if pw and pw.video is not None else "retain-on-failure",
+        playwrightVideo=pw.video if pw and pw.video is not None else TESTRUN_VIDEO,
         playwrightHeadless=pw.headless if pw and pw.headless is not None else settings.playwright_headless,
         playwrightWorkers=pw.workers if pw and pw.workers is not None else settings.max_concurrent_executions,
         playwrightTestTimeoutSeconds=(pw.testTimeoutSeconds if pw and pw.testTimeoutSeconds

@@ -60,7 +60,13 @@ from supercheck_runner import (
 )
 from supercheck_runner.outcome import EngineOutcome, build_result, first_line, write_termination_message
 from supercheck_runner.process import ProcessOutcome, become_subreaper, reap_orphans, run_supervised
-from supercheck_runner.settings import SYSTEM_CHROMIUM, SYSTEM_FFMPEG, RunnerSettings, child_env
+from supercheck_runner.settings import (
+    SYSTEM_CHROMIUM,
+    SYSTEM_FFMPEG,
+    SYSTEM_HEADLESS_SHELL,
+    RunnerSettings,
+    child_env,
+)
 from supercheck_runner.storage import where
 from supercheck_runner.timer import (
     SMALL_CONNECT_TIMEOUT_SECONDS,
@@ -178,7 +184,8 @@ def run_playwright(config: RunnerConfig, settings: RunnerSettings, work: Path, o
     gate.unlink(missing_ok=True)
     config_path = work / "playwright.config.mjs"
     config_path.write_text(playwright.render_config_module(
-        playwright.build_config(options), settings.chromium_path, SYSTEM_CHROMIUM, options.test_files, str(gate)))
+        playwright.build_config(options), settings.chromium_path, SYSTEM_CHROMIUM, options.test_files, str(gate),
+        headless_shell=SYSTEM_HEADLESS_SHELL if options.headless else None))
     env = child_env(os.environ, {
         **video_env,
         **playwright.writable_home(os.environ, work),

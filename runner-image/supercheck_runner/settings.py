@@ -41,6 +41,8 @@ DEFAULT_UPLOAD_BACKOFF_SECONDS = 1.0  # first wait while S3 is unavailable; doub
 DEFAULT_UPLOAD_BACKOFF_MAX_SECONDS = 15.0  # ...up to this (the upload window itself: RunnerConfig)
 DEFAULT_S3_REGION = "us-east-1"
 SYSTEM_CHROMIUM = "/usr/bin/chromium"
+# Debian's chromium-headless-shell: the binary a headless run prefers when it is there.
+SYSTEM_HEADLESS_SHELL = "/usr/lib/chromium/chromium-headless-shell"
 SYSTEM_FFMPEG = "/usr/bin/ffmpeg"
 
 _Number = TypeVar("_Number", int, float)
@@ -78,7 +80,8 @@ class RunnerSettings:
     node_modules: Path | None = None  # None: runner_home / node_modules
     node: str = "node"
     k6: str = field(default_factory=_default_k6)
-    chromium_path: str | None = None  # None: Playwright's bundled Chromium if present, else SYSTEM_CHROMIUM
+    # None: a headless run's SYSTEM_HEADLESS_SHELL if present; else Playwright's bundled, else SYSTEM_CHROMIUM
+    chromium_path: str | None = None
     ffmpeg_path: str | None = None  # None: Playwright's own; else SYSTEM_FFMPEG when it exists (videos)
     allowed_modules: tuple[str, ...] = DEFAULT_ALLOWED_MODULES
     max_script_bytes: int = DEFAULT_MAX_SCRIPT_BYTES

@@ -102,7 +102,7 @@ def test_runner_environment_round_trips_through_the_contract():
     cfg = RunnerConfig.from_env(env)
     assert cfg.type == "playwright" and cfg.attempt == 3 and cfg.playwrightWorkers == 4
     assert cfg.playwrightTrace == "on" and cfg.playwrightRetries == 1 and cfg.playwrightHeadless is True
-    assert cfg.playwrightVideo == "retain-on-failure"
+    assert cfg.playwrightVideo == "on-first-retry"  # a failing test's retry is filmed, not every first try
     video = pod(spec(type="playwright", playwright={"video": "off"}))
     assert RunnerConfig.from_env({e["name"]: e["value"] for e in video["spec"]["containers"][0]["env"]
                                   if "value" in e}).playwrightVideo == "off"

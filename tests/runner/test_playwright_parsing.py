@@ -207,9 +207,15 @@ def test_config_module_loads_in_node_and_picks_chromium(tmp_path):
     """The module is real JavaScript: node imports it and we read back the chosen browser."""
     (tmp_path / "node_modules").symlink_to(NODE_MODULES)
     cfg = build_config(options())
-    for pinned, expected in ((None, "/fallback/chromium"), ("/pinned/chrome", "/pinned/chrome")):
+    shell = tmp_path / "chromium-headless-shell"
+    shell.write_text("")
+    for pinned, headless_shell, expected in ((None, None, "/fallback/chromium"),
+                                             ("/pinned/chrome", None, "/pinned/chrome"),
+                                             (None, str(shell), str(shell)),  # a headless run's, when it is there
+                                             (None, "/no/such/shell", "/fallback/chromium"),
+                                             ("/pinned/chrome", str(shell), "/pinned/chrome")):
         path = tmp_path / "playwright.config.mjs"
-        path.write_text(render_config_module(cfg, pinned, "/fallback/chromium"))
+        path.write_text(render_config_module(cfg, pinned, "/fallback/chromium", headless_shell=headless_shell))
         out = subprocess.run(
             ["node", "--input-type=module", "-e",
              f"const c = (await import({json.dumps(str(path))})).default;"
