@@ -97,11 +97,11 @@ class ResourceBoundsError(ValueError):
     """A TestRun asks for more than the operator is configured to give."""
 
 
-
 # A TestRun's video when its spec names none: Playwright's on-first-retry. A failing test is
 # retried once by default (PLAYWRIGHT_RETRIES) and its retry is filmed, and the failure's own trace
 # (retain-on-failure) already holds its screencast and DOM snapshots; recording every first try
-# (retain-on-failure) costs an ffmpeg per test, about 80 MiB of a one-test run's 560.
+# (retain-on-failure) keeps an ffmpeg per test running: about 80 MiB PSS, a one-test run's tree
+# ~610 MiB with it and ~530 without (hack/bench_runner.py).
 TESTRUN_VIDEO = "on-first-retry"
 
 
